@@ -1,0 +1,287 @@
+"""L2 order books: state per instrument and the checks that keep it honest.
+
+Every venue's book goes through here, so a venue module never keeps its own
+price-level dictionaries. A book is built from a :class:`~venuefeed.models.BookSnapshot`
+and moved by :class:`~venuefeed.models.BookDelta` events; anything that would
+make it wrong -- a sequence gap, a crossed book, the removal of a level we do
+not hold, a size going negative -- is reported as an :class:`Inconsistency`
+and the book is marked ``resyncing`` so the caller re-requests a snapshot for
+that one instrument.
+
+Levels are keyed by ``float(price)``: for the decimal strings venues send
+(at most 15 significant digits) distinct prices give distinct floats in the
+same order, so the key identifies a level (``"0.5"`` and ``"0.50"`` meet) and
+sorts it, while the canonical price string is kept for output. The sorted key
+lists make best bid/ask O(1) and top-N a slice.
+"""
+
+from __future__ import annotations
+
+import enum
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Literal
+
+from venuefeed import exact
+from venuefeed.models import BookDelta, BookLevel, BookSnapshot
+
+__all__ = ["BookSide", "Books", "Inconsistency", "OrderBook", "SyncState"]
+
+BookSide = Literal["bid", "ask"]
+
+
+class SyncState(enum.StrEnum):
+    """Where an instrument's book stands.
+
+    ``syncing`` until the first snapshot, ``live`` while deltas apply cleanly,
+    ``stale`` when the feed has been silent past its limit, ``resyncing`` after
+    an inconsistency until a fresh snapshot arrives.
+    """
+
+    SYNCING = "syncing"
+    LIVE = "live"
+    STALE = "stale"
+    RESYNCING = "resyncing"
+
+
+class Inconsistency(enum.StrEnum):
+    """Why a book can no longer be trusted; each asks for a resnapshot."""
+
+    GAP = "sequence_gap"
+    CROSSED = "crossed_book"
+    UNKNOWN_LEVEL = "unknown_level_removed"
+    NEGATIVE_SIZE = "negative_size"
+    CHECKSUM = "checksum_mismatch"
+    NO_SNAPSHOT = "delta_before_snapshot"
+
+
+class _Side:
+    """One side of a book: levels by float key plus the keys in best-first order."""
+
+    __slots__ = ("_descending", "keys", "levels")
+
+    def __init__(self, descending: bool) -> None:
+        self._descending = descending
+        self.levels: dict[float, BookLevel] = {}
+        # Bids store negated keys so that ascending order is best-first on both sides.
+        self.keys: list[float] = []
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.keys.clear()
+
+    def load(self, levels: list[BookLevel]) -> None:
+        self.clear()
+        for level in levels:
+            if level.size != "0":
+                self.levels[float(level.price)] = level
+        sign = -1.0 if self._descending else 1.0
+        self.keys = sorted(sign * k for k in self.levels)
+
+    def set(self, level: BookLevel) -> bool:
+        """Set a level's absolute size; returns False if it removed an unknown level."""
+        key = float(level.price)
+        levels = self.levels
+        if level.size == "0":
+            if levels.pop(key, None) is None:
+                return False
+            sort_key = -key if self._descending else key
+            keys = self.keys
+            del keys[bisect_left(keys, sort_key)]
+            return True
+        if key not in levels:
+            insort(self.keys, -key if self._descending else key)
+        levels[key] = level
+        return True
+
+    def best(self) -> BookLevel | None:
+        if not self.keys:
+            return None
+        key = self.keys[0]
+        return self.levels[-key if self._descending else key]
+
+    def top(self, depth: int) -> list[BookLevel]:
+        sign = -1.0 if self._descending else 1.0
+        levels = self.levels
+        return [levels[sign * k] for k in self.keys[:depth]]
+
+    def size_at(self, price: str) -> str:
+        level = self.levels.get(float(price))
+        return level.size if level is not None else "0"
+
+
+class OrderBook:
+    """The local L2 book of one instrument."""
+
+    __slots__ = (
+        "_asks",
+        "_bids",
+        "checksum",
+        "instrument",
+        "sequence",
+        "state",
+        "ts_recv",
+        "ts_venue",
+        "venue",
+    )
+
+    def __init__(self, venue: str, instrument: str) -> None:
+        self.venue = venue
+        self.instrument = instrument
+        self._bids = _Side(descending=True)
+        self._asks = _Side(descending=False)
+        self.sequence: int | None = None
+        self.checksum: str | None = None
+        self.ts_venue = 0
+        self.ts_recv = 0
+        self.state = SyncState.SYNCING
+
+    # -- updates -----------------------------------------------------------
+
+    def load_snapshot(self, snap: BookSnapshot) -> Inconsistency | None:
+        """Replace the book with a snapshot; a crossed snapshot is reported, not kept live."""
+        self._bids.load(snap.bids)
+        self._asks.load(snap.asks)
+        self.sequence = snap.sequence
+        self.checksum = snap.checksum
+        self.ts_venue = snap.ts_venue
+        self.ts_recv = snap.ts_recv
+        if self.is_crossed():
+            self.state = SyncState.RESYNCING
+            return Inconsistency.CROSSED
+        self.state = SyncState.LIVE
+        return None
+
+    def apply_delta(self, delta: BookDelta) -> Inconsistency | None:
+        """Apply changed levels, checking sequence continuity when the venue has one.
+
+        A delta wholly older than the book (``sequence <= book.sequence``) is
+        ignored, as the venues' documented procedures say. A delta that starts
+        beyond ``book.sequence + 1`` is a gap.
+        """
+        if self.state is SyncState.RESYNCING or self.state is SyncState.SYNCING:
+            return Inconsistency.NO_SNAPSHOT
+        seq = delta.sequence
+        if seq is not None and self.sequence is not None:
+            if seq <= self.sequence:
+                return None
+            first = delta.first_sequence if delta.first_sequence is not None else seq
+            if first > self.sequence + 1:
+                return self._fail(Inconsistency.GAP)
+        ok = True
+        bids = self._bids
+        for level in delta.bids:
+            ok = bids.set(level) and ok
+        asks = self._asks
+        for level in delta.asks:
+            ok = asks.set(level) and ok
+        if seq is not None:
+            self.sequence = seq
+        if delta.checksum is not None:
+            self.checksum = delta.checksum
+        self.ts_venue = delta.ts_venue
+        self.ts_recv = delta.ts_recv
+        if not ok:
+            return self._fail(Inconsistency.UNKNOWN_LEVEL)
+        if self.is_crossed():
+            return self._fail(Inconsistency.CROSSED)
+        return None
+
+    def add(self, side: BookSide, price: str, change: str) -> str | Inconsistency:
+        """Add a signed increment to a level (Kalshi deltas); returns the new absolute size."""
+        book_side = self._bids if side == "bid" else self._asks
+        new = exact.to_decimal(book_side.size_at(price)) + exact.to_decimal(change)
+        if new < 0:
+            return self._fail(Inconsistency.NEGATIVE_SIZE)
+        size = exact.from_decimal(new)
+        book_side.set(BookLevel(exact.canon(price), size))
+        return size
+
+    def invalidate(self, reason: Inconsistency) -> Inconsistency:
+        """Mark the book untrustworthy (e.g. a checksum audit failed) until resnapshot."""
+        return self._fail(reason)
+
+    def _fail(self, reason: Inconsistency) -> Inconsistency:
+        self.state = SyncState.RESYNCING
+        return reason
+
+    # -- queries -----------------------------------------------------------
+
+    def best_bid(self) -> BookLevel | None:
+        return self._bids.best()
+
+    def best_ask(self) -> BookLevel | None:
+        return self._asks.best()
+
+    def is_crossed(self) -> bool:
+        bid, ask = self._bids.keys, self._asks.keys
+        return bool(bid and ask and -bid[0] >= ask[0])
+
+    def mid(self) -> Decimal | None:
+        """Exact mid price, or None when a side is empty (built at the edge, as Decimal)."""
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return None
+        return (Decimal(bid.price) + Decimal(ask.price)) / 2
+
+    def bids(self, depth: int | None = None) -> list[BookLevel]:
+        """Bid levels best-first (descending price)."""
+        return self._bids.top(depth if depth is not None else len(self._bids.keys))
+
+    def asks(self, depth: int | None = None) -> list[BookLevel]:
+        """Ask levels best-first (ascending price)."""
+        return self._asks.top(depth if depth is not None else len(self._asks.keys))
+
+    def size_at(self, side: BookSide, price: str) -> str:
+        return (self._bids if side == "bid" else self._asks).size_at(price)
+
+    def depth(self) -> tuple[int, int]:
+        return len(self._bids.keys), len(self._asks.keys)
+
+    def snapshot(self, depth: int | None = None) -> BookSnapshot:
+        """The book's current top-N state as a canonical snapshot event."""
+        return BookSnapshot(
+            venue=self.venue,
+            instrument=self.instrument,
+            ts_venue=self.ts_venue,
+            ts_recv=self.ts_recv,
+            bids=self.bids(depth),
+            asks=self.asks(depth),
+            sequence=self.sequence,
+            checksum=self.checksum,
+        )
+
+
+class Books:
+    """All books of one venue, keyed by instrument: routes snapshot/delta events."""
+
+    __slots__ = ("_books", "venue")
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self._books: dict[str, OrderBook] = {}
+
+    def get(self, instrument: str) -> OrderBook:
+        book = self._books.get(instrument)
+        if book is None:
+            book = self._books[instrument] = OrderBook(self.venue, instrument)
+        return book
+
+    def find(self, instrument: str) -> OrderBook | None:
+        return self._books.get(instrument)
+
+    def apply(self, event: BookSnapshot | BookDelta) -> Inconsistency | None:
+        book = self.get(event.instrument)
+        if isinstance(event, BookSnapshot):
+            return book.load_snapshot(event)
+        return book.apply_delta(event)
+
+    def drop(self, instrument: str) -> None:
+        self._books.pop(instrument, None)
+
+    def __iter__(self) -> Iterator[OrderBook]:
+        return iter(self._books.values())
+
+    def __len__(self) -> int:
+        return len(self._books)

@@ -1,0 +1,346 @@
+"""Settings: a YAML file, then ``VENUEFEED_*`` environment variables, then CLI flags.
+
+Later sources win: a flag beats the environment, which beats the file, which
+beats the defaults here. Nested keys use ``__`` in the environment, e.g.
+``VENUEFEED_QUALITY__MAX_TRADE_AGE_SECONDS=120`` or
+``VENUEFEED_VENUES__KALSHI__CREDENTIALS__API_KEY_ID=...``.
+
+A wrong value stops the program at start with :class:`ConfigError`, which names
+the key and where the value came from (the file, or the variable). Unknown keys
+in the file are errors too: a typo must not silently fall back to a default.
+
+Venue sections are deliberately generic (``urls``, ``credentials``, ``options``)
+so that adding a venue needs no change here (ARCHITECTURE rule 6); each venue
+adapter knows its own default hosts and validates its own options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ApiSettings",
+    "ConfigError",
+    "DiscoverySettings",
+    "IngestionSettings",
+    "QualitySettings",
+    "RateLimitSettings",
+    "Settings",
+    "StorageSettings",
+    "VenueSettings",
+    "load_config",
+]
+
+ENV_PREFIX = "VENUEFEED_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RateLimitSettings(_Section):
+    """Token bucket for one venue's REST calls."""
+
+    requests_per_second: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=10, ge=1)
+
+
+class RetrySettings(_Section):
+    """Retries of one HTTP request, and the extended recovery for long jobs."""
+
+    attempts: int = Field(default=5, ge=0)
+    backoff_base_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    recovery_attempts: int = Field(default=10, ge=0)
+    recovery_step_seconds: float = Field(default=60.0, ge=0)
+    breaker_failures: int = Field(default=10, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
+class VenueSettings(_Section):
+    """One venue. Hosts default to the venue's real production endpoints."""
+
+    enabled: bool = False
+    urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Overrides of the venue's endpoints by name (e.g. rest, ws, gamma, clob, data).",
+    )
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    instruments: list[str] = Field(
+        default_factory=list, description="Instruments to track where discovery does not apply."
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_venues() -> dict[str, VenueSettings]:
+    return {
+        "polymarket": VenueSettings(enabled=True),
+        "kalshi": VenueSettings(enabled=True),
+        "binance": VenueSettings(),
+        "polygon": VenueSettings(),
+    }
+
+
+class DiscoverySettings(_Section):
+    max_resolution_days: float = Field(default=7, ge=0, description="0 disables the filter.")
+    categories: list[str] = Field(default_factory=list)
+    interval_seconds: float = Field(default=300, gt=0)
+    max_markets: int = Field(default=500, ge=1)
+
+
+class IngestionSettings(_Section):
+    snapshot_interval_seconds: float = Field(default=30, gt=0)
+    book_depth: int = Field(default=10, ge=1, le=1000)
+    max_concurrency: int = Field(default=8, ge=1)
+    book_persist_interval_seconds: float = Field(default=1.0, ge=0)
+    store_book_deltas: bool = False
+    queue_size: int = Field(default=10_000, ge=1)
+    queue_full_policy: Literal["block", "drop_oldest"] = "block"
+
+
+class QualitySettings(_Section):
+    max_trade_age_seconds: float = Field(default=300, gt=0, description="G1 stale filter.")
+    size_backfill_tolerance: Decimal = Field(default=Decimal("0.01"), ge=0, description="G3.")
+    size_backfill_max_age_seconds: float = Field(default=60, gt=0, description="G3.")
+    price_deviation_max: Decimal = Field(default=Decimal("0.10"), gt=0, description="G5.")
+    stale_feed_seconds: float = Field(default=120, gt=0)
+
+
+class WhaleSettings(_Section):
+    notional_threshold: Decimal = Field(default=Decimal("10000"), gt=0)
+    poll_interval_seconds: float = Field(default=30, gt=0)
+
+
+class StorageSettings(_Section):
+    sinks: list[Literal["sqlite", "postgres", "parquet", "kafka", "nats"]] = Field(
+        default_factory=lambda: ["sqlite"]
+    )
+    sqlite_path: Path = Path("venuefeed.db")
+    database_url: SecretStr | None = None
+    parquet_root: Path = Path("venuefeed_data/parquet")
+    spool_dir: Path = Path("venuefeed_data/spool")
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_ms: float = Field(default=5, ge=0)
+    raw_messages: bool = False
+
+
+class BusSettings(_Section):
+    kafka_bootstrap_servers: str | None = None
+    kafka_format: Literal["json", "msgpack"] = "json"
+    nats_url: str | None = None
+
+
+class ApiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    venues: dict[str, VenueSettings] = Field(default_factory=_default_venues)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    whales: WhaleSettings = Field(default_factory=WhaleSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init kwargs carry the YAML file merged with CLI flags (see load_config);
+        # the environment sits between them, so it is merged there too.
+        return (init_settings,)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret masked."""
+        return _mask(self.model_dump(mode="python"))
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and its source."""
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings from ``path`` (optional), the environment, then ``overrides``.
+
+    ``overrides`` are dotted keys from CLI flags, e.g. ``{"api.port": 9000}``.
+    Raises :class:`ConfigError` on a missing file, bad YAML or a bad value.
+    """
+    env = os.environ if environ is None else environ
+    file_data: dict[str, Any] = {}
+    source = str(path) if path is not None else None
+    if path is not None:
+        file_data = _read_yaml(Path(path))
+    env_data = _env_tree(env)
+    flag_data: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(flag_data, dotted.split("."), value)
+    defaults = {"venues": {name: {} for name in _default_venues()}}
+    merged = _deep_merge(_deep_merge(_deep_merge(defaults, file_data), env_data), flag_data)
+    for name, venue in _default_venues().items():
+        merged["venues"][name].setdefault("enabled", venue.enabled)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, file_data, env_data, flag_data, source)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
+    """``VENUEFEED_A__B=1`` -> ``{"a": {"b": "1"}}``; values are validated later."""
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            keys = name[len(ENV_PREFIX) :].lower().split("__")
+            if all(keys):
+                _set_path(tree, keys, _env_value(value))
+    return tree
+
+
+def _env_value(value: str) -> Any:
+    """Lists and mappings may be given as JSON/YAML flow text in a variable."""
+    stripped = value.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[keys[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _has_path(tree: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    node: Any = tree
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _explain(
+    exc: ValidationError,
+    file_data: dict[str, Any],
+    env_data: dict[str, Any],
+    flag_data: dict[str, Any],
+    source: str | None,
+) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        keys = tuple(str(k) for k in error["loc"])
+        key = ".".join(keys)
+        origin = "defaults"
+        for depth in range(len(keys), 0, -1):
+            prefix = keys[:depth]
+            if _has_path(flag_data, prefix):
+                origin = "command line"
+                break
+            if _has_path(env_data, prefix):
+                origin = "environment variable " + ENV_PREFIX + "__".join(prefix).upper()
+                break
+            if _has_path(file_data, prefix):
+                origin = f"file {source}"
+                break
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        shown = "" if error["type"] == "extra_forbidden" else f" (got {error.get('input')!r})"
+        if "secret" in key.lower() or "credentials" in key or "token" in key:
+            shown = ""
+        lines.append(f"  {key}: {message}{shown} [from {origin}]")
+    return "\n".join(lines)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

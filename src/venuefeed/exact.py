@@ -1,0 +1,99 @@
+"""Exact decimal numbers as canonical strings.
+
+Venues send prices and sizes as decimal text (``"0.535"``, ``"4.00000200"``,
+``"13.00"``). On the hot path we keep that text instead of building a
+``Decimal`` per level: ``msgspec`` decodes a ``str`` field four times faster
+than a ``Decimal`` one, and a string is already exact. The one thing text gets
+wrong is identity -- ``"0.5"`` and ``"0.50"`` are the same level -- so every
+number entering a canonical event goes through :func:`canon`, which strips the
+trailing fractional zeros. Two canonical strings are equal exactly when the
+numbers are.
+
+``Decimal`` is built only at the edges (storage, API, arithmetic on a few
+values such as Kalshi's ``1 - price``) through :func:`to_decimal`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "canon",
+    "from_cents",
+    "from_decimal",
+    "from_number",
+    "is_zero",
+    "to_decimal",
+    "validate",
+]
+
+
+def canon(text: str) -> str:
+    """Return the canonical form of a decimal string: no trailing fractional zeros.
+
+    ``"0.50" -> "0.5"``, ``"13.00" -> "13"``, ``"0.00000000" -> "0"``,
+    ``"-54.00" -> "-54"``. Text without a ``.`` is returned unchanged, so
+    integers cost one ``in`` test. The input is trusted to be decimal text;
+    :func:`validate` is the checked variant for untrusted input.
+    """
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+        if text in ("", "-", "-0"):
+            return "0"
+    return text
+
+
+def validate(text: str) -> str:
+    """Canonicalize ``text`` after checking it is a finite decimal number.
+
+    Raises ``ValueError`` naming the bad text. Used where input is not from a
+    venue frame with a fixed schema (config values, CLI arguments, CSV rows).
+    """
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a finite decimal number: {text!r}")
+    return from_decimal(value)
+
+
+def from_decimal(value: Decimal) -> str:
+    """Format a ``Decimal`` as a canonical string, never in exponent notation."""
+    if value == 0:
+        return "0"
+    return canon(f"{value:f}")
+
+
+def from_number(value: int | float | Decimal | str) -> str:
+    """Canonicalize a JSON number or string as sent by a venue.
+
+    Floats use Python's shortest round-trip ``repr``, which for the short
+    decimals venues send (``94.37``, ``0.52``) reproduces the text on the wire.
+    Prefer decoding such fields straight into ``Decimal`` with msgspec where
+    the exact text matters more than the speed.
+    """
+    if isinstance(value, str):
+        return canon(value)
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return from_decimal(Decimal(repr(value)))
+    return from_decimal(value)
+
+
+def from_cents(cents: int) -> str:
+    """Convert a legacy integer-cents price (Kalshi before March 2026) to dollars."""
+    return from_decimal(Decimal(cents).scaleb(-2))
+
+
+def to_decimal(text: str) -> Decimal:
+    """Build the ``Decimal`` for a canonical string (at the edges only)."""
+    return Decimal(text)
+
+
+def is_zero(text: str) -> bool:
+    """True for a canonical zero. Canonical strings make this a comparison."""
+    return text == "0"

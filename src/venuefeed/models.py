@@ -1,0 +1,271 @@
+"""Canonical events and market metadata.
+
+Every venue parser turns wire frames into these structs; everything after the
+parser (book, pipeline, sinks, API) speaks only these. They are ``msgspec``
+structs so that decoding, encoding and construction stay cheap on the hot path.
+
+Conventions (ARCHITECTURE rule 3):
+
+* Prices and sizes are canonical decimal strings (see :mod:`venuefeed.exact`):
+  exact, ``"0.535"`` in is ``"0.535"`` out, and equal strings mean equal numbers.
+* Timestamps are integer nanoseconds since the Unix epoch. ``ts_venue`` is the
+  venue's own time for the event (0 when the venue gives none), ``ts_recv`` is
+  when our process received the frame.
+* ``instrument`` is the venue's identifier of the thing that trades: a
+  Polymarket token id, a Kalshi market ticker, a Binance or Polygon symbol.
+* Book sides are best-first: bids descending, asks ascending.
+
+Encoded to JSON, every event carries its ``type`` tag so a consumer of the bus
+or the live socket can tell them apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "EVENT_TYPES",
+    "BookDelta",
+    "BookLevel",
+    "BookSnapshot",
+    "BookState",
+    "Candle",
+    "DataGap",
+    "Event",
+    "Market",
+    "MarketStatus",
+    "MarketStatusChange",
+    "Outcome",
+    "PriceUpdate",
+    "Side",
+    "TopOfBook",
+    "Trade",
+    "event_decoder",
+    "event_encoder",
+]
+
+
+Side = Literal["buy", "sell", "unknown"]
+"""Aggressor (taker) side of a trade, or the side of a price update."""
+
+
+class MarketStatus(enum.StrEnum):
+    """Lifecycle of a market, common to all venues."""
+
+    UPCOMING = "upcoming"
+    OPEN = "open"
+    PAUSED = "paused"
+    CLOSED = "closed"
+    RESOLVED = "resolved"
+    UNKNOWN = "unknown"
+
+
+class BookLevel(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One price level: ``[price, size]`` on the wire, like the venues send it."""
+
+    price: str
+    size: str
+
+
+class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
+    """Fields every canonical event carries."""
+
+    venue: str
+    instrument: str
+    ts_venue: int
+    ts_recv: int
+
+
+class BookSnapshot(_Event, tag="book_snapshot", gc=False):
+    """A full (or top-N) picture of one instrument's book; replaces the local book.
+
+    ``sequence`` is the venue's update id the snapshot is valid at (Binance
+    ``lastUpdateId``, Kalshi ``seq``), ``checksum`` the venue's digest of the
+    book (Polymarket ``hash``), both ``None`` where the venue has none.
+    """
+
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+    sequence: int | None = None
+    checksum: str | None = None
+
+
+class BookDelta(_Event, tag="book_delta", gc=False):
+    """Changed levels of one instrument's book.
+
+    Sizes are the new absolute size at that price; ``"0"`` removes the level.
+    Venues that send increments (Kalshi) are turned into absolute sizes by the
+    book before a delta is emitted. ``first_sequence``/``sequence`` bound the
+    venue update ids the delta covers, for gap detection.
+    """
+
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+    sequence: int | None = None
+    first_sequence: int | None = None
+    checksum: str | None = None
+
+
+class Trade(_Event, tag="trade", gc=False):
+    """One execution.
+
+    ``side`` is the aggressor's side. ``maker``/``taker`` are wallet or account
+    identifiers where the venue publishes them. ``market_id`` ties a token-level
+    trade back to its market (Polymarket condition id). ``flags`` are quality
+    marks added by the pipeline (for example ``"price_divergence"``).
+    """
+
+    trade_id: str
+    price: str
+    size: str
+    side: Side = "unknown"
+    market_id: str | None = None
+    maker: str | None = None
+    taker: str | None = None
+    flags: tuple[str, ...] = ()
+
+
+class TopOfBook(_Event, tag="top_of_book", gc=False):
+    """Best bid and ask as the venue reports them (not derived from our book)."""
+
+    bid_price: str | None
+    bid_size: str | None
+    ask_price: str | None
+    ask_size: str | None
+    sequence: int | None = None
+
+
+class PriceUpdate(_Event, tag="price_update", gc=False):
+    """A price print that is not a full trade record: last trade price, ticker.
+
+    ``size`` is ``None`` when the venue omitted it; the pipeline's G3 stage
+    tries to fill it from recent REST trades at that price.
+    """
+
+    price: str
+    size: str | None = None
+    side: Side = "unknown"
+    source: str = "last_trade"
+
+
+class Candle(_Event, tag="candle", gc=False):
+    """An OHLCV bar. ``open_time`` identifies it (with venue, instrument, interval)."""
+
+    interval: str
+    open_time: int
+    close_time: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trades: int | None = None
+    closed: bool = True
+
+
+class MarketStatusChange(_Event, tag="market_status", gc=False):
+    """A market opened, paused, closed or resolved; ``detail`` says e.g. the winner."""
+
+    status: MarketStatus
+    previous: MarketStatus | None = None
+    detail: str | None = None
+
+
+class BookState(_Event, tag="book_state", gc=False):
+    """An instrument's book changed sync state (see :class:`venuefeed.book.SyncState`).
+
+    ``reason`` says why (an :class:`venuefeed.book.Inconsistency` value, ``"snapshot"``,
+    ``"silent"`` ...). Emitted by venue streams so status and the gap ledger see it.
+    """
+
+    state: str
+    reason: str = ""
+
+
+class DataGap(_Event, tag="data_gap", gc=False):
+    """A stretch of time during which data for an instrument may be missing.
+
+    ``cause`` is ``sequence_gap``, ``checksum_mismatch``, ``disconnect`` or
+    ``missed_poll``; ``start``/``end`` are ns (``end`` 0 while still open).
+    ``healed`` is set when a backfill recovered the missing data.
+    """
+
+    cause: str
+    start: int
+    end: int = 0
+    detail: str = ""
+    healed: bool = False
+
+
+Event = (
+    BookSnapshot
+    | BookDelta
+    | Trade
+    | TopOfBook
+    | PriceUpdate
+    | Candle
+    | MarketStatusChange
+    | BookState
+    | DataGap
+)
+"""Any canonical event."""
+
+EVENT_TYPES: tuple[type[_Event], ...] = (
+    BookSnapshot,
+    BookDelta,
+    Trade,
+    TopOfBook,
+    PriceUpdate,
+    Candle,
+    MarketStatusChange,
+    BookState,
+    DataGap,
+)
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """One tradable outcome of a market and the instrument that trades it."""
+
+    name: str
+    token_id: str
+    price: str | None = None
+
+
+class Market(msgspec.Struct, kw_only=True, frozen=True):
+    """Market metadata, as discovered from a venue's REST API.
+
+    ``raw_hash`` is a digest of the venue payload the market was built from;
+    the store keeps a new row in ``market_versions`` whenever the rules text
+    or metadata (hence the hash of the canonical fields) changes.
+    """
+
+    venue: str
+    market_id: str
+    title: str
+    event_id: str | None = None
+    slug: str | None = None
+    rules: str = ""
+    outcomes: tuple[Outcome, ...] = ()
+    status: MarketStatus = MarketStatus.UNKNOWN
+    open_time: int | None = None
+    close_time: int | None = None
+    resolution_time: int | None = None
+    tick_size: str | None = None
+    min_size: str | None = None
+    category: str | None = None
+    raw_hash: str = ""
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        """The instrument ids that trade this market (one per outcome token)."""
+        return tuple(o.token_id for o in self.outcomes)
+
+
+event_encoder = msgspec.json.Encoder()
+"""Shared JSON encoder for events; reuse it rather than building one per call."""
+
+event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+"""Decodes any tagged event produced by :data:`event_encoder`."""

@@ -1,0 +1,218 @@
+"""The contract every venue implements, and the registry that finds them.
+
+A venue is a folder (ARCHITECTURE rule 6): ``venues/<name>/`` holds
+``protocol.py`` (wire structs), ``parse.py`` (pure frame -> events), ``rest.py``
+and ``stream.py`` (I/O through :mod:`venuefeed.transport`), ``sim.py`` (the
+venue's local twin) and an ``__init__.py`` exposing ``Adapter`` and
+``Simulator``. Registering it is one line in :data:`VENUES`.
+
+Capabilities differ -- Binance has no markets to discover, Polymarket no
+candles below a minute -- so each adapter declares what it supports in
+:attr:`VenueAdapter.capabilities` and the rest raise :class:`Unsupported`.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from venuefeed.models import BookSnapshot, Candle, Event, Market, Trade
+
+if TYPE_CHECKING:
+    from venuefeed.config import Settings, VenueSettings
+    from venuefeed.sim.base import SimulatorBase
+
+__all__ = [
+    "VENUES",
+    "Capability",
+    "Channel",
+    "CheckResult",
+    "MarketQuery",
+    "Unsupported",
+    "VenueAdapter",
+    "VenueStream",
+    "adapter_class",
+    "known_venues",
+    "simulator_class",
+]
+
+Capability = Literal["markets", "books", "trades", "candles", "stream", "wallets"]
+Channel = Literal["books", "trades", "quotes", "candles", "status"]
+ALL_CHANNELS: frozenset[Channel] = frozenset({"books", "trades", "quotes", "candles", "status"})
+
+VENUES: dict[str, str] = {
+    "polymarket": "venuefeed.venues.polymarket",
+    "kalshi": "venuefeed.venues.kalshi",
+    "binance": "venuefeed.venues.binance",
+    "polygon": "venuefeed.venues.polygon",
+}
+"""Registered venues: name -> package exposing ``Adapter`` and ``Simulator``."""
+
+
+class Unsupported(Exception):
+    """The venue does not offer this (e.g. market discovery on Binance)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketQuery:
+    """What discovery should return."""
+
+    max_resolution_days: float = 7.0
+    """Keep markets resolving within this many days from now; 0 disables the filter."""
+    categories: tuple[str, ...] = ()
+    active_only: bool = True
+    limit: int | None = None
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """Outcome of ``venuefeed test --venue NAME``: reachability and auth, with a verdict."""
+
+    venue: str
+    reachable: bool
+    authenticated: bool | None = None
+    """None when the venue needs no credentials for what we use."""
+    latency_ms: float | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.authenticated is not False
+
+
+class VenueStream(abc.ABC):
+    """A live feed of canonical events for a changing set of instruments.
+
+    Book events come out already checked against the local book (the stream
+    owns its books and resyncs an instrument on its own); ``BookState`` and
+    ``DataGap`` events report what happened. Iterating ends only after
+    :meth:`close`.
+    """
+
+    @abc.abstractmethod
+    async def subscribe(self, instruments: Iterable[str]) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribe(self, instruments: Iterable[str]) -> None: ...
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> str:
+        """The transport state (``connected``, ``reconnecting`` ...) for status views."""
+
+    async def __aenter__(self) -> VenueStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class VenueAdapter(abc.ABC):
+    """One venue's client: REST look-ups and live streams as canonical events."""
+
+    name: ClassVar[str]
+    default_urls: ClassVar[Mapping[str, str]]
+    """The venue's real production endpoints by name; config ``urls`` override them."""
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def __init__(self, settings: VenueSettings, config: Settings) -> None:
+        unknown = set(settings.urls) - set(self.default_urls)
+        if unknown:
+            raise ValueError(
+                f"venues.{self.name}.urls: unknown endpoint name(s) {sorted(unknown)}; "
+                f"known: {sorted(self.default_urls)}"
+            )
+        self.settings = settings
+        self.config = config
+
+    def url(self, name: str) -> str:
+        """The configured (or default) base URL of one of the venue's endpoints."""
+        return self.settings.urls.get(name) or self.default_urls[name]
+
+    def credential(self, name: str) -> str | None:
+        secret = self.settings.credentials.get(name)
+        return secret.get_secret_value() if secret is not None else None
+
+    async def close(self) -> None:
+        """Release connections. Adapters holding HTTP clients override this."""
+
+    async def __aenter__(self) -> VenueAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- REST --------------------------------------------------------------
+
+    def fetch_markets(self, query: MarketQuery) -> AsyncIterator[Market]:
+        raise Unsupported(f"{self.name} has no market discovery")
+
+    async def fetch_book(self, instrument: str, depth: int) -> BookSnapshot:
+        raise Unsupported(f"{self.name} has no order book endpoint")
+
+    def fetch_trades(self, instrument: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
+        raise Unsupported(f"{self.name} has no trade history endpoint")
+
+    def fetch_candles(
+        self, instrument: str, interval: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Candle]:
+        raise Unsupported(f"{self.name} has no candle endpoint")
+
+    @abc.abstractmethod
+    async def check(self) -> CheckResult:
+        """Reachability (and auth, where configured) with a clear verdict."""
+
+    # -- streaming ---------------------------------------------------------
+
+    def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
+        raise Unsupported(f"{self.name} has no live stream")
+
+    async def _stream_channel(
+        self, channel: Channel, instruments: Iterable[str]
+    ) -> AsyncIterator[Event]:
+        stream = self.open_stream(frozenset({channel}))
+        async with stream:
+            await stream.subscribe(instruments)
+            async for event in stream:
+                yield event
+
+    def stream_trades(self, instruments: Iterable[str]) -> AsyncIterator[Event]:
+        return self._stream_channel("trades", instruments)
+
+    def stream_quotes(self, instruments: Iterable[str]) -> AsyncIterator[Event]:
+        return self._stream_channel("quotes", instruments)
+
+    def stream_books(self, instruments: Iterable[str]) -> AsyncIterator[Event]:
+        return self._stream_channel("books", instruments)
+
+
+def known_venues() -> list[str]:
+    return sorted(VENUES)
+
+
+def _venue_module(name: str) -> Any:
+    try:
+        path = VENUES[name]
+    except KeyError:
+        raise KeyError(f"unknown venue {name!r}; known venues: {', '.join(known_venues())}") from None
+    return importlib.import_module(path)
+
+
+def adapter_class(name: str) -> type[VenueAdapter]:
+    cls: type[VenueAdapter] = _venue_module(name).Adapter
+    return cls
+
+
+def simulator_class(name: str) -> type[SimulatorBase]:
+    cls: type[SimulatorBase] = _venue_module(name).Simulator
+    return cls
