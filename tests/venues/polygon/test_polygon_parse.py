@@ -12,7 +12,6 @@ from venuefeed.models import Candle, TopOfBook, Trade
 from venuefeed.venues.polygon.parse import (
     Interval,
     PageError,
-    error_text,
     parse_aggs_page,
     parse_quotes_page,
     parse_trades_page,
@@ -115,7 +114,11 @@ def test_error_status_frames() -> None:
     lines = capture("status_frames.jsonl").splitlines()
     parsed = [parse_ws_frame(line, RECV) for line in lines]
     assert [b.events for b in parsed] == [[], [], []]
-    assert [b.statuses[0].status for b in parsed] == ["auth_failed", "auth_timeout", "max_connections"]
+    assert [b.statuses[0].status for b in parsed] == [
+        "auth_failed",
+        "auth_timeout",
+        "max_connections",
+    ]
     assert parsed[2].statuses[0].message.startswith("Maximum number of websocket connections")
 
 
@@ -293,18 +296,6 @@ def test_prerebrand_capture_next_url_has_old_host() -> None:
 def test_bad_page_raises_with_reason() -> None:
     with pytest.raises(PageError, match="trades page"):
         parse_trades_page(b'{"status":"OK","results":[{"id":"1"}]}', "AAPL", RECV)
-
-
-def test_error_bodies() -> None:
-    assert error_text(b'{"status":"ERROR","request_id":"x","error":"Unknown API Key"}') == (
-        "Unknown API Key"
-    )
-    forbidden = (
-        b'{"status":"NOT_AUTHORIZED","request_id":"x","message":"You are not entitled to this'
-        b' data. Please upgrade your plan at https://massive.com/pricing"}'
-    )
-    assert error_text(forbidden).startswith("You are not entitled")
-    assert error_text(b"<html>bad gateway</html>") == "<html>bad gateway</html>"
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,6 @@ from venuefeed.models import Candle, Event, TopOfBook, Trade
 
 from .protocol import (
     AggsResponse,
-    ErrorBody,
     QuotesResponse,
     TradesResponse,
     WsAggregate,
@@ -61,7 +60,6 @@ __all__ = [
     "Interval",
     "PageError",
     "WsBatch",
-    "error_text",
     "parse_aggs_page",
     "parse_quotes_page",
     "parse_trades_page",
@@ -293,7 +291,6 @@ def _decode_page(decoder: msgspec.json.Decoder[_Page], body: bytes, what: str) -
 _aggs_decoder = msgspec.json.Decoder(AggsResponse)
 _trades_decoder = msgspec.json.Decoder(TradesResponse)
 _quotes_decoder = msgspec.json.Decoder(QuotesResponse)
-_error_decoder = msgspec.json.Decoder(ErrorBody)
 
 
 def parse_aggs_page(
@@ -370,12 +367,3 @@ def parse_quotes_page(body: bytes, symbol: str, ts_recv: int) -> tuple[list[TopO
             )
         )
     return quotes, page.next_url or None
-
-
-def error_text(body: bytes) -> str:
-    """The venue's own words from an error body (401 ``error``, 403 ``message``)."""
-    try:
-        text = _error_decoder.decode(body).text
-    except msgspec.DecodeError:
-        text = body[:200].decode("utf-8", "replace")
-    return text or "(empty body)"

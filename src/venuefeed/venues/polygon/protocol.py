@@ -24,7 +24,6 @@ __all__ = [
     "AggBar",
     "AggsResponse",
     "ClientAction",
-    "ErrorBody",
     "MarketStatusNow",
     "QuoteRow",
     "QuotesResponse",
@@ -201,16 +200,3 @@ class MarketStatusNow(msgspec.Struct):
     market: str
     serverTime: str = ""  # the venue's camelCase key
     exchanges: dict[str, str] = {}
-
-
-class ErrorBody(msgspec.Struct):
-    """Error bodies: 401 carries ``error``, 403 ``message`` (``status: NOT_AUTHORIZED``)."""
-
-    status: str = ""
-    request_id: str = ""
-    error: str | None = None
-    message: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.error or self.message or self.status

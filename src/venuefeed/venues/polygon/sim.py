@@ -97,7 +97,8 @@ class Tape:
     """The simulated market's history, derived on demand from the seed.
 
     ``events_per_second`` is the mean number of trades plus quotes per ticker
-    per second (half each). Rows are generated per one-second bucket with a
+    per second (half each); 0 or less means the tape's maximum (999 of each
+    per second). Rows are generated per one-second bucket with a
     generator seeded by ``(seed, ticker, kind, bucket)`` and cached, so paging
     through a range never depends on what was asked before.
     """
@@ -105,7 +106,7 @@ class Tape:
     def __init__(self, seed: int, tickers: tuple[str, ...], events_per_second: float) -> None:
         self.seed = seed
         self.tickers = tickers
-        self._per_kind = max(events_per_second / 2.0, 0.0)
+        self._per_kind = events_per_second / 2.0 if events_per_second > 0 else 999.0
         self.trades_in: Callable[[str, int], list[Row]] = lru_cache(maxsize=512)(self._trades_in)
         self.quotes_in: Callable[[str, int], list[Row]] = lru_cache(maxsize=512)(self._quotes_in)
 
