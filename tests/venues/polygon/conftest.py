@@ -19,7 +19,7 @@ async def sim() -> AsyncIterator[Simulator]:
     await simulator.stop()
 
 
-def adapter_for(
+def _adapter_for(
     sim: Simulator, key: str = "test-key", attempts: int = 2, **options: Any
 ) -> Adapter:
     settings = VenueSettings(
@@ -38,10 +38,16 @@ async def make_adapter(sim: Simulator) -> AsyncIterator[Callable[..., Adapter]]:
     made: list[Adapter] = []
 
     def make(key: str = "test-key", attempts: int = 2, **options: Any) -> Adapter:
-        adapter = adapter_for(sim, key, attempts, **options)
+        adapter = _adapter_for(sim, key, attempts, **options)
         made.append(adapter)
         return adapter
 
     yield make
     for adapter in made:
         await adapter.close()
+
+
+@pytest.fixture
+def adapter_for() -> Callable[..., Adapter]:
+    """Build an adapter for a simulator a test starts itself (the caller closes it)."""
+    return _adapter_for

@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 from aiohttp import WSMsgType, web
 
+from venuefeed.exact import from_decimal
 from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
 
 from .parse import trade_id
@@ -709,8 +710,8 @@ class Simulator(SimulatorBase):
                         {
                             "instrument": ticker,
                             "trade_id": trade_id(event["x"], event.get("trfi"), event["i"]),
-                            "price": str(event["p"]),
-                            "size": str(event["s"]),
+                            "price": from_decimal(event["p"]),
+                            "size": from_decimal(event["s"]),
                             "ts_venue": ts,
                             "sent_ns": sent_ns,
                             "conn": conn.number,
