@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from venuefeed.config import Settings, VenueSettings
+from venuefeed.log import configure, get_logger
 from venuefeed.models import Candle, Trade
 from venuefeed.transport import HttpRetryExhausted, HttpStatusError
 from venuefeed.venues.base import Unsupported
@@ -225,3 +227,15 @@ async def test_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
         paid.open_stream(frozenset({"books"}))
     for adapter in (free, paid):
         await adapter.close()
+
+
+async def test_api_key_is_masked_in_logs(make_adapter: MakeAdapter) -> None:
+    out = io.StringIO()
+    configure("INFO", "json", stream=out)
+    adapter = make_adapter(key="k-unique-98765")
+    with pytest.raises(HttpStatusError) as info:
+        await trades(adapter, T0, T0 + S)  # the simulator does not know this key: 401
+    get_logger("test").error("backfill failed", error=str(info.value), key=adapter._api_key)
+    text = out.getvalue()
+    assert "backfill failed" in text
+    assert "k-unique-98765" not in text
