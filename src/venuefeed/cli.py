@@ -199,9 +199,12 @@ def sim(
     events_per_second: Annotated[
         float, typer.Option(help="Live events per second (0 = as fast as possible).")
     ] = 20.0,
+    truth: Annotated[
+        Path | None, typer.Option(help="Append the ground-truth log (JSON lines) to this file.")
+    ] = None,
 ) -> None:
     """Run a venue's local simulator on 127.0.0.1 until Ctrl+C."""
-    from venuefeed.sim.base import Faults
+    from venuefeed.sim.base import Faults, GroundTruth
     from venuefeed.venues.base import known_venues, simulator_class
 
     settings()
@@ -217,8 +220,9 @@ def sim(
 
     async def serve() -> None:
         simulator = cls(  # type: ignore[call-arg]
-            seed=seed, faults=fault_switches, events_per_second=events_per_second
-        )
+            seed=seed, faults=fault_switches, events_per_second=events_per_second,
+            ground_truth=GroundTruth(path=truth),
+        )  # fmt: skip
         await simulator.start(port=port)
         console.print(f"{venue} simulator on {simulator.base_url}")
         for name, url in simulator.urls().items():
