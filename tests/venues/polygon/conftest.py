@@ -20,12 +20,12 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def _adapter_for(
-    sim: Simulator, key: str = "test-key", attempts: int = 2, **options: Any
+    sim: Simulator, key: str | None = None, attempts: int = 2, **options: Any
 ) -> Adapter:
     settings = VenueSettings(
         enabled=True,
         urls=sim.urls(),
-        credentials={"api_key": key},
+        credentials={"api_key": key} if key else sim.client_credentials(),
         rate_limit={"requests_per_second": 1000, "burst": 1000},
         retry={"attempts": attempts, "backoff_base_seconds": 0.001, "backoff_max_seconds": 0.005},
         options={"ws_backoff_base_seconds": 0.05, "ws_backoff_cap_seconds": 0.5, **options},
@@ -37,7 +37,7 @@ def _adapter_for(
 async def make_adapter(sim: Simulator) -> AsyncIterator[Callable[..., Adapter]]:
     made: list[Adapter] = []
 
-    def make(key: str = "test-key", attempts: int = 2, **options: Any) -> Adapter:
+    def make(key: str | None = None, attempts: int = 2, **options: Any) -> Adapter:
         adapter = _adapter_for(sim, key, attempts, **options)
         made.append(adapter)
         return adapter

@@ -389,6 +389,9 @@ class Simulator(SimulatorBase):
     def urls(self) -> dict[str, str]:
         return {"rest": self.base_url, "ws": f"{self.ws_base_url}/stocks"}
 
+    def client_credentials(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
+
     async def on_start(self) -> None:
         self.spawn(self._feed())
         self.spawn(self._disconnector())
