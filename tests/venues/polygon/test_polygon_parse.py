@@ -82,7 +82,7 @@ def test_spec_minute_aggregate_example() -> None:
             instrument="GTE",
             ts_venue=1_610_144_700_000_000_000,
             ts_recv=RECV,
-            interval="1minute",
+            interval="1m",
             open_time=1_610_144_640_000_000_000,
             close_time=1_610_144_700_000_000_000,
             open="0.4488",
@@ -196,7 +196,7 @@ def test_daily_aggregates_capture() -> None:
             instrument="AAPL",
             ts_venue=1_112_331_600_000_000_000 + day,
             ts_recv=RECV,
-            interval="1day",
+            interval="1d",
             open_time=1_112_331_600_000_000_000,
             close_time=1_112_331_600_000_000_000 + day,
             open="1.5032",
@@ -211,7 +211,7 @@ def test_daily_aggregates_capture() -> None:
             instrument="AAPL",
             ts_venue=1_112_587_200_000_000_000 + day,
             ts_recv=RECV,
-            interval="1day",
+            interval="1d",
             open_time=1_112_587_200_000_000_000,
             close_time=1_112_587_200_000_000_000 + day,
             open="1.4639",
@@ -301,9 +301,9 @@ def test_bad_page_raises_with_reason() -> None:
 @pytest.mark.parametrize(
     ("text", "open_ns", "close_ns"),
     [
-        ("1minute", 0, 60_000_000_000),
-        ("15second", 5, 15_000_000_005),
-        ("2week", 0, 14 * 86_400_000_000_000),
+        ("1m", 0, 60_000_000_000),
+        ("15s", 5, 15_000_000_005),
+        ("2w", 0, 14 * 86_400_000_000_000),
         # 2024-01-31T05:00Z + 1 month -> 2024-02-29T05:00Z (leap year, clamped day)
         ("1month", 1_706_677_200_000_000_000, 1_709_182_800_000_000_000),
         # 2023-11-15 + 1 quarter -> 2024-02-15
@@ -314,6 +314,12 @@ def test_interval_spans(text: str, open_ns: int, close_ns: int) -> None:
     interval = Interval.parse(text)
     assert interval.name == text
     assert interval.close_after(open_ns) == close_ns
+
+
+def test_polygon_interval_names_map_to_canonical_ones() -> None:
+    assert Interval.parse("1minute") == Interval.parse("1m")
+    assert Interval.parse("15second").name == "15s"
+    assert Interval.parse("1day").name == "1d"
 
 
 @pytest.mark.parametrize("text", ["minute", "0minute", "1fortnight", "", "1"])

@@ -107,7 +107,7 @@ async def test_candles_in_two_halves_equal_the_whole(make_adapter: MakeAdapter) 
     # T0 is not on a minute: the first bar opens at the next minute, and every minute follows.
     first = -(-T0 // (60 * S)) * 60 * S
     assert [c.open_time for c in whole] == list(range(first, end, 60 * S))
-    assert all(c.close_time == c.open_time + 60 * S and c.interval == "1minute" for c in whole)
+    assert all(c.close_time == c.open_time + 60 * S and c.interval == "1m" for c in whole)
     assert all(
         Decimal(c.low) <= min(Decimal(c.open), Decimal(c.close))
         and max(Decimal(c.open), Decimal(c.close)) <= Decimal(c.high)

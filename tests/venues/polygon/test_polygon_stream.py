@@ -99,7 +99,8 @@ async def test_forced_disconnect_reports_a_gap_and_resumes(
     assert {g.instrument for g in gaps} == {"AAPL", "MSFT"}
     assert all(g.cause == "disconnect" and g.start <= g.end for g in gaps)
     assert sum(e["kind"] == "ws_connect" for e in sim.truth.events) == 2
-    ids = [e.trade_id for e in before + after if isinstance(e, Trade)]
+    # Polygon ids are unique per ticker (and exchange), not across tickers.
+    ids = [(e.instrument, e.trade_id) for e in before + after if isinstance(e, Trade)]
     assert len(ids) == len(set(ids))
     forced = REGISTRY.get_sample_value(
         "market_data_ingestion_errors_total", {"venue": "polygon", "kind": "ws_force_disconnect"}
@@ -168,7 +169,7 @@ async def test_minute_bars_arrive_when_the_minute_closes(
         await adapter.close()
     assert (bar.instrument, bar.interval, bar.close_time - bar.open_time) == (
         "MSFT",
-        "1minute",
+        "1m",
         minute,
     )
     assert start % minute == 0

@@ -145,7 +145,7 @@ class Adapter(VenueAdapter):
         *,
         resume: str | None = None,
     ) -> AsyncIterator[Candle]:
-        """Bars of ``interval`` (``"1minute"``, ``"1day"``) opening in ``[start_ns, end_ns)``."""
+        """Bars of ``interval`` (``"1m"``, ``"1d"``; Polygon names like ``"1minute"`` work too) opening in ``[start_ns, end_ns)``."""
         pages = self.rest.candle_pages(
             instrument, Interval.parse(interval), start_ns, end_ns, resume=resume
         )

@@ -18,8 +18,8 @@ Canonical mapping decisions, documented once here:
   at price 0 means "no quote on that side" and becomes ``None``.
 * **Timestamps.** WebSocket ``t``/``s``/``e`` and aggregate ``t`` are ms;
   ``/v3`` rows are ns (int64, kept exact). Everything becomes int ns.
-* **Candles.** ``interval`` is ``f"{multiplier}{timespan}"`` (``"1minute"``,
-  ``"1day"``); ``open_time`` is the bar's ``t``, ``close_time`` is open plus the
+* **Candles.** ``interval`` is venuefeed's canonical name, shared by every venue
+  (``"1m"``, ``"1d"``; ``"1month"`` and longer keep Polygon's); ``open_time`` is the bar's ``t``, ``close_time`` is open plus the
   nominal span (see :class:`Interval`); ``ts_venue`` is the close time.
 
 Bad input never raises out of :func:`parse_ws_frame`: it is counted in
@@ -211,7 +211,7 @@ def _ws_candle(m: WsAggregate, ts_recv: int) -> Candle:
         instrument=m.sym,
         ts_venue=close_time,
         ts_recv=ts_recv,
-        interval="1minute",
+        interval="1m",
         open_time=m.s * _MS,
         close_time=close_time,
         open=from_decimal(m.o),
@@ -232,11 +232,19 @@ _FIXED_SPANS_NS: Final = {
     "week": 7 * 86_400_000_000_000,
 }
 _MONTHS: Final = {"month": 1, "quarter": 3, "year": 12}
+_SHORT: Final = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
+"""venuefeed's canonical interval units (as Binance writes them): ``1m`` is ``1minute``."""
+_SHORT_NAME: Final = {long: short for short, long in _SHORT.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """A bar size: ``multiplier`` x ``timespan``, named like ``"5minute"``.
+    """A bar size: ``multiplier`` x ``timespan``.
+
+    Accepts venuefeed's canonical names (``"5m"``, ``"1h"``, ``"1d"``, shared by all
+    venues, so stored candles of one interval carry one name) and Polygon's own
+    (``"5minute"``); :attr:`name` is the canonical one (``"5m"``; ``"1month"`` and
+    longer keep Polygon's, having no short form).
 
     Spans are nominal: a day is 24 h and months are calendar months counted in
     UTC, so a daily bar that spans a US daylight-saving switch reports a
@@ -249,9 +257,9 @@ class Interval:
 
     @classmethod
     def parse(cls, text: str) -> Interval:
-        """``"1minute"``, ``"15minute"``, ``"1day"`` -> ``Interval``; raises ``ValueError``."""
+        """``"1m"``/``"1minute"``, ``"1d"``/``"1day"`` -> ``Interval``; raises ``ValueError``."""
         digits = len(text) - len(text.lstrip("0123456789"))
-        timespan = text[digits:]
+        timespan = _SHORT.get(text[digits:], text[digits:])
         if not digits or (timespan not in _FIXED_SPANS_NS and timespan not in _MONTHS):
             known = ", ".join([*_FIXED_SPANS_NS, *_MONTHS])
             raise ValueError(
@@ -264,7 +272,7 @@ class Interval:
 
     @property
     def name(self) -> str:
-        return f"{self.multiplier}{self.timespan}"
+        return f"{self.multiplier}{_SHORT_NAME.get(self.timespan, self.timespan)}"
 
     def close_after(self, open_ns: int) -> int:
         """The end of the bar opening at ``open_ns`` (exclusive), in ns."""
