@@ -145,7 +145,10 @@ class Adapter(VenueAdapter):
         *,
         resume: str | None = None,
     ) -> AsyncIterator[Candle]:
-        """Bars of ``interval`` (``"1m"``, ``"1d"``; Polygon names like ``"1minute"`` work too) opening in ``[start_ns, end_ns)``."""
+        """Bars of ``interval`` opening in ``[start_ns, end_ns)``.
+
+        ``interval`` is canonical (``"1m"``, ``"1d"``); Polygon's ``"1minute"`` works too.
+        """
         pages = self.rest.candle_pages(
             instrument, Interval.parse(interval), start_ns, end_ns, resume=resume
         )

@@ -19,8 +19,8 @@ Canonical mapping decisions, documented once here:
 * **Timestamps.** WebSocket ``t``/``s``/``e`` and aggregate ``t`` are ms;
   ``/v3`` rows are ns (int64, kept exact). Everything becomes int ns.
 * **Candles.** ``interval`` is venuefeed's canonical name, shared by every venue
-  (``"1m"``, ``"1d"``; ``"1month"`` and longer keep Polygon's); ``open_time`` is the bar's ``t``, ``close_time`` is open plus the
-  nominal span (see :class:`Interval`); ``ts_venue`` is the close time.
+  (``"1m"``, ``"1d"``; ``"1month"`` and longer keep Polygon's); ``open_time`` is
+  the bar's ``t``, ``close_time`` is open plus the nominal span (see :class:`Interval`); ``ts_venue`` is the close time.
 
 Bad input never raises out of :func:`parse_ws_frame`: it is counted in
 ``venue_frames_rejected_total{venue="polygon",reason}``, logged once per reason
