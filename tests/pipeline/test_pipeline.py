@@ -147,6 +147,7 @@ async def test_book_persistence_throttled_with_trailing_flush(rig: Rig) -> None:
     await rig.writer.drain()
     final = rig.rows(
         "SELECT l.side, l.price, l.size FROM book_levels l "
-        "JOIN book_snapshots s ON s.id = l.snapshot_id WHERE s.id = (SELECT max(id) FROM book_snapshots) ORDER BY l.side"
+        "JOIN book_snapshots s ON s.id = l.snapshot_id "
+        "WHERE s.id = (SELECT max(id) FROM book_snapshots) ORDER BY l.side"
     )
     assert final == [("ask", "0.6", "1"), ("bid", "0.4", "50")]

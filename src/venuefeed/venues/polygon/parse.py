@@ -20,7 +20,8 @@ Canonical mapping decisions, documented once here:
   ``/v3`` rows are ns (int64, kept exact). Everything becomes int ns.
 * **Candles.** ``interval`` is venuefeed's canonical name, shared by every venue
   (``"1m"``, ``"1d"``; ``"1month"`` and longer keep Polygon's); ``open_time`` is
-  the bar's ``t``, ``close_time`` is open plus the nominal span (see :class:`Interval`); ``ts_venue`` is the close time.
+  the bar's ``t``, ``close_time`` is open plus the nominal span (see
+  :class:`Interval`); ``ts_venue`` is the close time.
 
 Bad input never raises out of :func:`parse_ws_frame`: it is counted in
 ``venue_frames_rejected_total{venue="polygon",reason}``, logged once per reason
