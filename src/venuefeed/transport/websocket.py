@@ -429,7 +429,10 @@ class WsSession:
                 self._log.info("websocket connected", conn=shard.index, subscriptions=len(subs))
             if self.protocol.app_ping:
                 # Only after the subscribe frames: Polymarket closes (1008) on a PING first.
-                pinger = asyncio.create_task(self._app_ping(ws, self.protocol.app_ping))
+                pinger = asyncio.create_task(
+                    self._app_ping(ws, self.protocol.app_ping),
+                    name=f"ws-{self.venue}-{shard.index}-ping",
+                )
             return await self._read(shard, ws)
         except (ConnectionError, aiohttp.ClientError) as exc:
             self._log.warning("websocket send failed", conn=shard.index, error=str(exc))
