@@ -63,6 +63,8 @@ class Seen:
 
 
 class HttpVenue:
+    Reply = Reply
+
     def __init__(self) -> None:
         self.scripts: dict[str, list[Reply]] = {}
         self.seen: list[Seen] = []
