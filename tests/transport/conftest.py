@@ -139,6 +139,8 @@ class ServerConn:
     pongs: list[bytes] = field(default_factory=list)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    opened_at: float = field(default_factory=time.monotonic)
+    closed_at: float = 0.0
 
     @property
     def subs(self) -> list[str]:
@@ -214,6 +216,7 @@ class WsVenue:
                         await self._halt.wait()  # frozen: TCP stays open, nothing moves
                         break
         finally:
+            conn.closed_at = time.monotonic()
             conn.closed.set()
         return ws
 

@@ -143,6 +143,28 @@ async def test_server_drop_reconnects_and_replays_subscriptions(
     ]
 
 
+async def test_backoff_grows_on_unstable_drops_and_resets_after_a_stable_one(
+    ws_venue, echo_protocol, wait_for
+) -> None:
+    async def drop(conn) -> None:
+        if conn.index == 3:
+            await asyncio.sleep(0.3)  # outlives stable_after
+        if conn.index < 4:
+            await conn.ws.close()
+
+    ws_venue.on_subscribed = drop
+    policy = fast(backoff_base=0.05, backoff_cap=10.0, jitter=False, stable_after=0.2)
+    session = WsSession("t-backoff", echo_protocol, policy)
+    await session.subscribe(["a"])
+    async with session:
+        await wait_for(lambda: len(ws_venue.conns) == 5)
+    conns = ws_venue.conns
+    gaps = [conns[i + 1].opened_at - conns[i].closed_at for i in range(4)]
+    # 0.05, 0.1, 0.2 while unstable; then back to 0.05 (not 0.4) after the stable one.
+    for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.05), strict=True):
+        assert delay * 0.9 <= gap < delay + 0.1, gaps
+
+
 async def test_silent_server_with_open_tcp_is_replaced_after_idle_timeout(
     ws_venue, echo_protocol
 ) -> None:

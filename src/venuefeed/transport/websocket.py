@@ -114,6 +114,8 @@ class WsPolicy:
     """Nothing received (data, heartbeat reply or server ping) for this long -> replace."""
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    jitter: bool = True
+    """Full jitter on reconnect delays; off only where a fixed schedule is wanted (tests)."""
     stable_after: float = 30.0
     """A connection that lived this long resets the reconnect backoff when it drops."""
     connect_timeout: float = 10.0
@@ -340,7 +342,7 @@ class WsSession:
     async def _run_shard(self, shard: _Shard) -> None:
         """Connect, serve, and after any drop reconnect with backoff -- until stopped."""
         policy = self.policy
-        backoff = Backoff(policy.backoff_base, policy.backoff_cap)
+        backoff = Backoff(policy.backoff_base, policy.backoff_cap, jitter=policy.jitter)
         down_since: int | None = None
         while True:
             if not shard.subs:
