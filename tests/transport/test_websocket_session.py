@@ -390,3 +390,24 @@ async def test_stop_is_clean_and_ends_iteration(ws_venue, echo_protocol, wait_fo
     assert [t.get_name() for t in others if t.get_name().startswith("ws-")] == []
     assert session.state is WsState.STOPPED
     assert metric("market_data_active_streams", venue="t-stop") == 0
+
+
+async def test_a_failing_venue_frame_builder_does_not_kill_the_shard(
+    ws_venue, echo_protocol, wait_for
+) -> None:
+    calls = {"n": 0}
+    real_subscribe = echo_protocol.subscribe
+
+    def flaky_subscribe(subs: Any, initial: bool) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("bug in a venue's subscribe()")
+        return real_subscribe(subs, initial)
+
+    echo_protocol.subscribe = flaky_subscribe
+    session = WsSession("t-flaky", echo_protocol, fast())
+    await session.subscribe(["a"])
+    async with session:
+        await wait_for(lambda: len(ws_venue.conns) == 2 and ws_venue.conns[1].subscribed.is_set())
+        assert session.state is WsState.CONNECTED
+    assert ws_venue.conns[1].subscribe_msgs == [sub(True, "a")]

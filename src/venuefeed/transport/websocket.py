@@ -340,7 +340,7 @@ class WsSession:
             )
 
     async def _run_shard(self, shard: _Shard) -> None:
-        """Connect, serve, and after any drop reconnect with backoff -- until stopped."""
+        """Connect, serve, and after any drop reconnect with backoff -- until cancelled by stop."""
         policy = self.policy
         backoff = Backoff(policy.backoff_base, policy.backoff_cap, jitter=policy.jitter)
         down_since: int | None = None
@@ -358,7 +358,7 @@ class WsSession:
             )
             try:
                 ws = await self._connect()
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # network, handshake, or the venue's url()/headers()
                 delay = backoff.next_delay()
                 self._log.warning(
                     "websocket connect failed",
@@ -370,7 +370,12 @@ class WsSession:
                 await asyncio.sleep(delay)
                 continue
             connected_at = time.monotonic()
-            last_seen = await self._serve(shard, ws, down_since)
+            try:
+                last_seen = await self._serve(shard, ws, down_since)
+            except Exception:
+                # A bug in the venue's frame builders must not leave a shard silently dead.
+                self._log.exception("websocket shard failed; reconnecting", conn=shard.index)
+                last_seen = time.time_ns()
             if not shard.subs:
                 continue  # closed on purpose: unsubscribed from everything
             if time.monotonic() - connected_at >= policy.stable_after:
