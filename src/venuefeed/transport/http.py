@@ -461,7 +461,8 @@ def _query_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Sequences become repeated keys, bools ``true``/``false``; None values are left out."""
     pairs: list[tuple[str, str]] = []
     for key, value in params.items():
-        values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        many = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        values = value if many else [value]
         for item in values:
             if item is None:
                 continue
