@@ -194,9 +194,7 @@ def market_from_wire(m: p.KMarket, category: str | None = None) -> Market:
     return msgspec.structs.replace(market, raw_hash=digest)
 
 
-def parse_markets_page(
-    body: bytes, category: str | None = None
-) -> tuple[list[Market], str | None]:
+def parse_markets_page(body: bytes, category: str | None = None) -> tuple[list[Market], str | None]:
     page = msgspec.json.decode(body, type=p.MarketsPage)
     return [market_from_wire(m, category) for m in page.markets], page.cursor
 

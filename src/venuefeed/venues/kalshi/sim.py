@@ -46,7 +46,7 @@ WS_PATH = "/trade-api/ws/v2"
 MARKETS_LIMIT_MAX = 1000
 EVENTS_LIMIT_MAX = 200
 SCAN_PER_PAGE = 20_000
-"""Indices a filtered /markets page may scan before answering with a partial page."""
+"""Indices a filtered /markets page may scan before answering with a partial (never empty) page."""
 
 _PUBLIC_CHANNELS = frozenset({"orderbook_delta", "trade", "ticker"})
 _KNOWN_CHANNELS = _PUBLIC_CHANNELS | {
@@ -170,7 +170,7 @@ class Simulator(SimulatorBase):
     # -- scenario controls ---------------------------------------------------
 
     def fail_pagination(self, after_pages: int, failures: int = 3) -> None:
-        """Answer 503 to ``failures`` page requests once ``after_pages`` cursor pages were served."""
+        """503 for ``failures`` page requests once ``after_pages`` more cursor pages were served."""
         self._page_fail_after = self._pages_served + after_pages
         self._page_fail_count = failures
 
@@ -201,7 +201,7 @@ class Simulator(SimulatorBase):
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Verify signed headers wherever a client sends them (and outage/pagination faults)."""
+        """Verify signed headers wherever a client sends them; serve the outage fault."""
         if request.path == WS_PATH:
             return await handler(request)
         self.requests[request.path] = self.requests.get(request.path, 0) + 1
@@ -274,7 +274,9 @@ class Simulator(SimulatorBase):
             return _error(400, "invalid_parameters", f"invalid status {status!r}")
         if (min_close is not None or max_close is not None) and status not in ("", "closed"):
             return _error(
-                400, "invalid_parameters", "close timestamp filters are only compatible with status closed"
+                400,
+                "invalid_parameters",
+                "close timestamp filters are only compatible with status closed",
             )
         cursor = q.get("cursor", "")
         fault = self._page_fault(cursor)
@@ -306,7 +308,7 @@ class Simulator(SimulatorBase):
         for i in indices:
             if i < start:
                 continue
-            if len(out) >= limit or scanned >= SCAN_PER_PAGE:
+            if len(out) >= limit or (out and scanned >= SCAN_PER_PAGE):
                 next_cursor = simdata.encode_cursor(i)
                 break
             scanned += 1
@@ -326,7 +328,9 @@ class Simulator(SimulatorBase):
         i = self.universe.market_index(request.match_info["ticker"])
         if i is None:
             return _error(404, "not_found", "market not found")
-        return web.Response(body=_encode({"market": self._market_dict(i)}), content_type="application/json")
+        return web.Response(
+            body=_encode({"market": self._market_dict(i)}), content_type="application/json"
+        )
 
     async def _orderbook(self, request: web.Request) -> web.Response:
         try:
@@ -340,7 +344,10 @@ class Simulator(SimulatorBase):
         except KeyError:
             return _error(404, "not_found", "market not found")
         body = {
-            "orderbook_fp": {"yes_dollars": book.levels("yes", depth), "no_dollars": book.levels("no", depth)}
+            "orderbook_fp": {
+                "yes_dollars": book.levels("yes", depth),
+                "no_dollars": book.levels("no", depth),
+            }
         }
         return web.Response(body=_encode(body), content_type="application/json")
 
@@ -412,7 +419,8 @@ class Simulator(SimulatorBase):
         if s is None:
             return _error(404, "not_found", "series not found")
         return web.Response(
-            body=_encode({"series": self.universe.series_payload(s)}), content_type="application/json"
+            body=_encode({"series": self.universe.series_payload(s)}),
+            content_type="application/json",
         )
 
     def _history(self, ticker: str) -> list[dict[str, Any]]:
@@ -490,7 +498,9 @@ class Simulator(SimulatorBase):
         except ValueError:
             return _error(400, "invalid_parameters", "bad integer parameter")
         if start is None or end is None or period not in (1, 60, 1440):
-            return _error(400, "invalid_parameters", "start_ts, end_ts and period_interval are required")
+            return _error(
+                400, "invalid_parameters", "start_ts, end_ts and period_interval are required"
+            )
         ticker = request.match_info["ticker"]
         i = self.universe.market_index(ticker)
         if i is None or self.universe.core(i).series_ticker != request.match_info["series"]:
@@ -528,7 +538,9 @@ class Simulator(SimulatorBase):
                 return _error(401, "authentication_error", why)
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = _Conn(ws=ws, authenticated=signed or self.public_key is not None, opened=time.monotonic())
+        conn = _Conn(
+            ws=ws, authenticated=signed or self.public_key is not None, opened=time.monotonic()
+        )
         self.conns.add(conn)
         self.truth.record("ws_connected")
         writer = asyncio.ensure_future(self._writer(conn))
@@ -675,7 +687,8 @@ class Simulator(SimulatorBase):
                     self._put(conn.outbox, _encode(env))
                     continue
             if any(
-                s.channel == channel and (s.tickers is None or tickers is None or s.tickers & set(tickers))
+                s.channel == channel
+                and (s.tickers is None or tickers is None or s.tickers & set(tickers))
                 for s in conn.subs.values()
             ):
                 self._send_error(conn, cmd_id, 6, "Already subscribed")
@@ -819,7 +832,9 @@ class Simulator(SimulatorBase):
             price = price // 10 * 10
         if not simdata.valid_tick(book.structure, price) or price > ceiling:
             return
-        self._change(ticker, book, side, price, rng.randrange(1, 200) * 100 + rng.choice((0, 0, 50)))
+        self._change(
+            ticker, book, side, price, rng.randrange(1, 200) * 100 + rng.choice((0, 0, 50))
+        )
 
     def _change(self, ticker: str, book: SimBook, side: str, price: int, delta: int) -> None:
         levels = book.yes if side == "yes" else book.no
@@ -834,7 +849,11 @@ class Simulator(SimulatorBase):
         market_id = _market_uuid(ticker)
         for conn in list(self.conns):
             for sub in conn.subs.values():
-                if sub.channel != "orderbook_delta" or sub.tickers is None or ticker not in sub.tickers:
+                if (
+                    sub.channel != "orderbook_delta"
+                    or sub.tickers is None
+                    or ticker not in sub.tickers
+                ):
                     continue
                 sub.seq += 1
                 if self.chance(self.faults.skip_update_rate):
@@ -868,12 +887,21 @@ class Simulator(SimulatorBase):
         self._change(ticker, book, maker_side, best, -count)
         now_ns = time.time_ns()
         trade = _trade_payload(
-            str(uuid.UUID(int=rng.getrandbits(128))), ticker, yes_price, count, taker_yes, now_ns // 1_000_000
+            str(uuid.UUID(int=rng.getrandbits(128))),
+            ticker,
+            yes_price,
+            count,
+            taker_yes,
+            now_ns // 1_000_000,
         )
         self.live_trades.setdefault(ticker, []).append(trade)
         self.truth.record_trade({**trade, "sent_ns": now_ns})
         ws_trade = {
-            **{k: v for k, v in trade.items() if k not in _INTERNAL and k not in ("ticker", "created_time")},
+            **{
+                k: v
+                for k, v in trade.items()
+                if k not in _INTERNAL and k not in ("ticker", "created_time")
+            },
             "ts_ms": trade["ts_ms"],
             "market_ticker": ticker,
             "yes_price_dollars": dollars(yes_price, 3),
@@ -885,7 +913,9 @@ class Simulator(SimulatorBase):
                 if sub.channel == "trade" and (sub.tickers is None or ticker in sub.tickers):
                     self._emit(conn, _encode({"type": "trade", "sid": sub.sid, "msg": ws_trade}))
                 elif sub.channel == "ticker" and (sub.tickers is None or ticker in sub.tickers):
-                    self._emit(conn, _encode(self._ticker_frame(sub.sid, ticker, book, yes_price, count)))
+                    self._emit(
+                        conn, _encode(self._ticker_frame(sub.sid, ticker, book, yes_price, count))
+                    )
 
     def _ticker_frame(
         self, sid: int, ticker: str, book: SimBook, last: int, last_size: int
@@ -964,7 +994,12 @@ def _candle(period_end: int, bucket: list[dict[str, Any]], previous: str | None)
         )
         price.update(previous_dollars=previous, min_dollars=None, max_dollars=None)
     volume = sum(t["count"] for t in bucket)
-    quote = {"open_dollars": "0.0000", "low_dollars": "0.0000", "high_dollars": "0.0000", "close_dollars": "0.0000"}
+    quote = {
+        "open_dollars": "0.0000",
+        "low_dollars": "0.0000",
+        "high_dollars": "0.0000",
+        "close_dollars": "0.0000",
+    }
     return {
         "end_period_ts": period_end,
         "yes_bid": quote,
