@@ -127,6 +127,15 @@ class Adapter(VenueAdapter):
         start = time.perf_counter()
         try:
             await self.rest.get("/exchange/status", endpoint="exchange")
+        except HttpStatusError as exc:
+            # The venue answered: it is reachable. Signed requests it rejects mean a bad key.
+            result.reachable = True
+            if exc.status in (401, 403):
+                result.authenticated = False
+                result.detail = f"API key rejected (HTTP {exc.status}): {exc.message}"
+            else:
+                result.detail = f"reachable, but HTTP {exc.status}: {exc.message}"
+            return result
         except HttpError as exc:
             result.detail = f"unreachable: {exc}"
             return result

@@ -799,10 +799,9 @@ class Simulator(SimulatorBase):
         while True:
             eps = self.events_per_second
             await asyncio.sleep(1.0 / eps if eps > 0 else 0)
-            if self.paused:
-                continue
             active = self._active_markets()
-            if not active:
+            if self.paused or not active:
+                await asyncio.sleep(0.01)  # idle: do not spin the loop
                 continue
             self.step(self.rng.choice(active))
 
