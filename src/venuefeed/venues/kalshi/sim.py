@@ -178,6 +178,17 @@ class Simulator(SimulatorBase):
         """Every REST request fails with 503 for ``seconds``: a long network failure."""
         self._outage_until = time.monotonic() + seconds
 
+    def pause(self) -> None:
+        """Stop market activity and deliver any frame held back by the reorder fault."""
+        self.paused = True
+        for conn in self.conns:
+            if conn.held is not None:
+                self._put(conn.outbox, conn.held)
+                conn.held = None
+
+    def resume(self) -> None:
+        self.paused = False
+
     def canonical_book(self, ticker: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The market's current canonical book (bids desc, asks asc), for comparisons."""
         return self._book(ticker).canonical()
