@@ -21,7 +21,9 @@ ANCHOR = 1_790_000_000 // 86_400 * 86_400
 """A fixed 'now' for simulators whose payloads must not depend on the wall clock."""
 
 
-def kalshi_settings(rest: str, ws: str = "", private_pem: bytes | None = None, **extra: Any) -> Settings:
+def kalshi_settings(
+    rest: str, ws: str = "", private_pem: bytes | None = None, **extra: Any
+) -> Settings:
     """Settings for the Kalshi adapter against a simulator: fast retries, no rate limit."""
     overrides: dict[str, Any] = {
         "venues.kalshi.urls.rest": rest,
@@ -31,6 +33,7 @@ def kalshi_settings(rest: str, ws: str = "", private_pem: bytes | None = None, *
         "venues.kalshi.retry.backoff_max_seconds": 0.05,
         "venues.kalshi.retry.recovery_step_seconds": 0.05,
         "venues.kalshi.retry.timeout_seconds": 10,
+        "venues.kalshi.retry.breaker_cooldown_seconds": 0.1,
     }
     if ws:
         overrides["venues.kalshi.urls.ws"] = ws

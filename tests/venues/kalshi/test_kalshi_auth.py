@@ -28,12 +28,19 @@ def test_signature_covers_timestamp_method_path_without_query(keypair: tuple[byt
     assert headers[HEADER_KEY] == "kid" and headers[HEADER_TIMESTAMP] == "1703875200000"
     key = load_public_key(public)
     now = 1703875200000
-    assert verify_request(key, headers, "GET", "/trade-api/v2/portfolio/balance", now_ms=now) is None
+    assert (
+        verify_request(key, headers, "GET", "/trade-api/v2/portfolio/balance", now_ms=now) is None
+    )
     # The query string is not signed, the path and method are.
-    assert verify_request(key, headers, "GET", "/trade-api/v2/portfolio/balance?x=1", now_ms=now) is None
+    assert (
+        verify_request(key, headers, "GET", "/trade-api/v2/portfolio/balance?x=1", now_ms=now)
+        is None
+    )
     assert verify_request(key, headers, "POST", "/trade-api/v2/portfolio/balance", now_ms=now)
     assert verify_request(key, headers, "GET", "/trade-api/v2/markets", now_ms=now)
-    assert verify_request(key, headers, "GET", "/trade-api/v2/portfolio/balance", now_ms=now + 600_000)
+    assert verify_request(
+        key, headers, "GET", "/trade-api/v2/portfolio/balance", now_ms=now + 600_000
+    )
     other = load_public_key(generate_test_keypair()[1])
     assert verify_request(other, headers, "GET", "/trade-api/v2/portfolio/balance", now_ms=now)
     tampered = {**headers, HEADER_SIGNATURE: headers[HEADER_SIGNATURE][::-1]}

@@ -7,8 +7,8 @@ import re
 
 import msgspec
 import pytest
-
 from tests.venues.kalshi.kalshi_support import CAPTURES
+
 from venuefeed.models import BookLevel, MarketStatus, PriceUpdate, TopOfBook, Trade
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi import protocol as p
@@ -75,7 +75,12 @@ def test_legacy_cents_snapshot_delta_trade() -> None:
     assert isinstance(trade_msg, p.WsTrade)
     trade = parse.trade_event(trade_msg, ts_recv=9)
     assert isinstance(trade, Trade)
-    assert (trade.instrument, trade.price, trade.size, trade.side) == ("KXBTCD-X", "0.52", "3", "buy")
+    assert (trade.instrument, trade.price, trade.size, trade.side) == (
+        "KXBTCD-X",
+        "0.52",
+        "3",
+        "buy",
+    )
     assert trade.ts_venue == 1700 * 10**9
     assert trade.trade_id  # synthesized: the legacy frame has none
 
@@ -114,7 +119,9 @@ def test_ws_doc_examples() -> None:
     delta_msg = parse.decode_ws(json.dumps(delta_ex).encode())
     assert isinstance(delta_msg, p.WsOrderbookDelta)
     change = parse.book_change(delta_msg)
-    assert change == parse.BookChange("FED-23DEC-T3.00", "bid", "0.96", "-54", 1669149841000 * 10**6)
+    assert change == parse.BookChange(
+        "FED-23DEC-T3.00", "bid", "0.96", "-54", 1669149841000 * 10**6
+    )
 
     (trade_ex,) = spec_examples("websockets_public-trades.md")
     trade_msg = parse.decode_ws(json.dumps(trade_ex).encode())
@@ -130,13 +137,19 @@ def test_ws_doc_examples() -> None:
     assert isinstance(ticker_msg, p.WsTicker)
     top, last = parse.ticker_events(ticker_msg, 0)
     assert isinstance(top, TopOfBook) and isinstance(last, PriceUpdate)
-    assert (top.bid_price, top.bid_size, top.ask_price, top.ask_size) == ("0.45", "300", "0.53", "150")
+    assert (top.bid_price, top.bid_size, top.ask_price, top.ask_size) == (
+        "0.45",
+        "300",
+        "0.53",
+        "150",
+    )
     assert (last.price, last.size) == ("0.48", "25")
 
 
 def test_rejections_never_raise() -> None:
     assert parse.decode_ws(b'{"type":"orderbook_delta","sid":') == parse.Rejected(
-        "malformed_json", parse.decode_ws(b'{"type":"orderbook_delta","sid":').detail  # type: ignore[union-attr]
+        "malformed_json",
+        parse.decode_ws(b'{"type":"orderbook_delta","sid":').detail,  # type: ignore[union-attr]
     )
     unknown = parse.decode_ws(b'{"type":"market_lifecycle_v9","msg":{}}')
     assert isinstance(unknown, parse.Rejected) and unknown.reason == "unknown_type"
@@ -179,7 +192,9 @@ def test_market_from_documented_fields() -> None:
         "yes_bid_dollars": "0.4200",
     }
     market = parse.parse_market(msgspec.json.encode({"market": wire}))
-    assert market.market_id == "KXHIGHNY-26AUG20-T90" and market.instruments == ("KXHIGHNY-26AUG20-T90",)
+    assert market.market_id == "KXHIGHNY-26AUG20-T90" and market.instruments == (
+        "KXHIGHNY-26AUG20-T90",
+    )
     assert market.status is MarketStatus.OPEN
     assert market.tick_size == "0.001"
     assert market.rules == "If the high is above 90, Yes.\n\nSource: NWS."
@@ -190,7 +205,10 @@ def test_market_from_documented_fields() -> None:
     assert parse.parse_market(msgspec.json.encode({"market": moved})).raw_hash == market.raw_hash
     edited = {**wire, "rules_secondary": "Source: NWS Central Park."}
     assert parse.parse_market(msgspec.json.encode({"market": edited})).raw_hash != market.raw_hash
-    for status, canonical in [("finalized", MarketStatus.RESOLVED), ("initialized", MarketStatus.UPCOMING)]:
+    for status, canonical in [
+        ("finalized", MarketStatus.RESOLVED),
+        ("initialized", MarketStatus.UPCOMING),
+    ]:
         other = parse.parse_market(msgspec.json.encode({"market": {**wire, "status": status}}))
         assert other.status is canonical
 
@@ -210,8 +228,14 @@ def test_trades_page_current_and_legacy() -> None:
                     "created_time": "2026-08-19T15:37:39Z",
                     "is_block_trade": False,
                 },
-                {"trade_id": "old", "ticker": "T", "count": 5, "yes_price": 7, "taker_side": "yes",
-                 "created_time": "2025-01-02T03:04:05.123456Z"},
+                {
+                    "trade_id": "old",
+                    "ticker": "T",
+                    "count": 5,
+                    "yes_price": 7,
+                    "taker_side": "yes",
+                    "created_time": "2025-01-02T03:04:05.123456Z",
+                },
             ],
             "cursor": "",
         }
@@ -231,14 +255,32 @@ def test_candles_null_periods() -> None:
         {
             "ticker": "T",
             "candlesticks": [
-                {"end_period_ts": 3600, "price": {"open_dollars": "0.40", "high_dollars": "0.45",
-                 "low_dollars": "0.39", "close_dollars": "0.4400"}, "volume_fp": "12.00"},
-                {"end_period_ts": 7200, "price": {"previous_dollars": "0.4400"}, "volume_fp": "0.00"},
+                {
+                    "end_period_ts": 3600,
+                    "price": {
+                        "open_dollars": "0.40",
+                        "high_dollars": "0.45",
+                        "low_dollars": "0.39",
+                        "close_dollars": "0.4400",
+                    },
+                    "volume_fp": "12.00",
+                },
+                {
+                    "end_period_ts": 7200,
+                    "price": {"previous_dollars": "0.4400"},
+                    "volume_fp": "0.00",
+                },
                 {"end_period_ts": 0, "price": {}, "volume_fp": "0.00"},
             ],
         }
     )
     first, flat = parse.parse_candles(body, "T", 60, ts_recv=0)
-    assert (first.open, first.high, first.low, first.close, first.volume) == ("0.4", "0.45", "0.39", "0.44", "12")
+    assert (first.open, first.high, first.low, first.close, first.volume) == (
+        "0.4",
+        "0.45",
+        "0.39",
+        "0.44",
+        "12",
+    )
     assert (first.open_time, first.close_time, first.interval) == (0, 3600 * 10**9, "1h")
     assert (flat.open, flat.close, flat.volume) == ("0.44", "0.44", "0")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+
 from venuefeed.models import MarketStatus
 from venuefeed.sim.base import Faults
 from venuefeed.venues.base import MarketQuery, adapter_class, simulator_class
@@ -55,7 +55,11 @@ async def test_categories_go_through_series(sim: Simulator) -> None:
     async with make_adapter(sim) as adapter:
         query = MarketQuery(max_resolution_days=0, active_only=False, categories=("Politics",))
         found = [m async for m in adapter.fetch_markets(query)]
-    politics = [s for s in range(sim.universe.n_series) if sim.universe.series_payload(s)["category"] == "Politics"]
+    politics = [
+        s
+        for s in range(sim.universe.n_series)
+        if sim.universe.series_payload(s)["category"] == "Politics"
+    ]
     assert found and all(m.category == "Politics" for m in found)
     assert {m.market_id for m in found} == {
         sim.universe.market_ticker(i) for s in politics for i in sim.universe.series_markets(s)
@@ -70,7 +74,10 @@ async def test_book_trades_candles(sim: Simulator) -> None:
         full = await adapter.fetch_book(ticker, depth=0)
         trades = [t async for t in adapter.fetch_trades(ticker, 0, ANCHOR * 10**9)]
         candles = [
-            c async for c in adapter.fetch_candles(ticker, "1h", (ANCHOR - 2 * 86_400) * 10**9, ANCHOR * 10**9)
+            c
+            async for c in adapter.fetch_candles(
+                ticker, "1h", (ANCHOR - 2 * 86_400) * 10**9, ANCHOR * 10**9
+            )
         ]
     assert [(lv.price, lv.size) for lv in book.bids] == bids[:2]
     assert [(lv.price, lv.size) for lv in book.asks] == asks[:2]

@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-
 from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+
 from venuefeed import metrics
 from venuefeed.book import SyncState
 from venuefeed.models import BookDelta, BookSnapshot, DataGap, Event, Trade
@@ -20,8 +20,8 @@ from venuefeed.venues.kalshi.stream import KalshiStream
 FAST = WsPolicy(backoff_base=0.05, backoff_cap=0.2, idle_timeout=5.0, stable_after=0.1)
 
 
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -33,7 +33,10 @@ def books_equal(stream: KalshiStream, sim: Simulator, tickers: list[str]) -> boo
         book = stream.feed.books.find(ticker)
         if book is None or book.state is not SyncState.LIVE:
             return False
-        ours = ([(lv.price, lv.size) for lv in book.bids()], [(lv.price, lv.size) for lv in book.asks()])
+        ours = (
+            [(lv.price, lv.size) for lv in book.bids()],
+            [(lv.price, lv.size) for lv in book.asks()],
+        )
         if ours != sim.canonical_book(ticker):
             return False
     return True
@@ -44,11 +47,13 @@ async def run_stream(
 ) -> tuple[KalshiStream, asyncio.Task[None]]:
     cfg = kalshi_settings(sim.urls()["rest"], sim.urls()["ws"], private)
     adapter = Adapter(cfg.venues["kalshi"], cfg)
-    stream = KalshiStream(adapter.url("ws"), adapter.require_signer(), {"books", "trades", "quotes"}, FAST)
+    stream = KalshiStream(
+        adapter.url("ws"), adapter.require_signer(), {"books", "trades", "quotes"}, FAST
+    )
 
     async def consume() -> None:
-        async for event in stream:
-            events.append(event)
+        async for event in stream:  # events must be visible while the stream runs
+            events.append(event)  # noqa: PERF401
 
     task = asyncio.create_task(consume())
     await stream.subscribe(tickers)
@@ -56,10 +61,18 @@ async def run_stream(
 
 
 async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]) -> None:
-    faults = Faults(skip_update_rate=0.02, duplicate_rate=0.02, out_of_order_rate=0.01, malformed_rate=0.01)
+    faults = Faults(
+        skip_update_rate=0.02, duplicate_rate=0.02, out_of_order_rate=0.01, malformed_rate=0.01
+    )
     resyncs_before = metrics.BOOK_RESYNCS.labels(venue="kalshi")._value.get()
-    sim = Simulator(seed=3, markets=300, public_key_pem=keypair[1], events_per_second=2000,
-                    anchor_ts=ANCHOR, faults=faults)
+    sim = Simulator(
+        seed=3,
+        markets=300,
+        public_key_pem=keypair[1],
+        events_per_second=2000,
+        anchor_ts=ANCHOR,
+        faults=faults,
+    )
     await sim.start()
     events: list[Event] = []
     tickers = sim.market_tickers(12)
@@ -75,7 +88,7 @@ async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]
         await stream.close()
         await asyncio.wait_for(task, 5)
         await sim.stop()
-    # Every skipped seq was inside a detected gap of its sid: the sid's resync started at or before it.
+    # Every skipped seq fell in a detected gap of its sid (a resync started at or before it).
     detected: dict[int, list[int]] = {}
     for ev in events:
         if isinstance(ev, DataGap) and ev.cause == "sequence_gap":
@@ -95,8 +108,14 @@ async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]
 
 
 async def test_reconnect_resets_sids_and_resnapshots(keypair: tuple[bytes, bytes]) -> None:
-    sim = Simulator(seed=5, markets=200, public_key_pem=keypair[1], events_per_second=500,
-                    anchor_ts=ANCHOR, faults=Faults(disconnect_every_seconds=0.4))
+    sim = Simulator(
+        seed=5,
+        markets=200,
+        public_key_pem=keypair[1],
+        events_per_second=500,
+        anchor_ts=ANCHOR,
+        faults=Faults(disconnect_every_seconds=0.4),
+    )
     await sim.start()
     events: list[Event] = []
     tickers = sim.market_tickers(4)

@@ -15,7 +15,8 @@ index, so 200,000 markets cost nothing until asked for. Faults: the shared
 :class:`~venuefeed.sim.base.Faults` switches (HTTP 429/5xx, disconnects,
 silence, malformed, duplicate, out-of-order and skipped frames) plus
 :meth:`Simulator.fail_pagination` (failures in the middle of a pagination
-run) and :meth:`Simulator.outage` (a long REST outage). Every trade (with
+run); a long network failure is a :meth:`stop` and a :meth:`start` on the
+same port. Every trade (with
 ``sent_ns``), every skipped sequence number and, on stop, the final book of
 every market that traded are written to the ground-truth log.
 """
@@ -127,7 +128,6 @@ class Simulator(SimulatorBase):
         self._page_fail_after: int | None = None
         self._page_fail_count = 0
         self._pages_served = 0
-        self._outage_until = 0.0
 
     # -- SimulatorBase -------------------------------------------------------
 
@@ -174,10 +174,6 @@ class Simulator(SimulatorBase):
         self._page_fail_after = self._pages_served + after_pages
         self._page_fail_count = failures
 
-    def outage(self, seconds: float) -> None:
-        """Every REST request fails with 503 for ``seconds``: a long network failure."""
-        self._outage_until = time.monotonic() + seconds
-
     def pause(self) -> None:
         """Stop market activity and deliver any frame held back by the reorder fault."""
         self.paused = True
@@ -212,13 +208,10 @@ class Simulator(SimulatorBase):
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Verify signed headers wherever a client sends them; serve the outage fault."""
+        """Verify signed headers wherever a client sends them (public endpoints included)."""
         if request.path == WS_PATH:
             return await handler(request)
         self.requests[request.path] = self.requests.get(request.path, 0) + 1
-        if time.monotonic() < self._outage_until:
-            self.truth.record("http_outage", path=request.path)
-            return web.json_response({"error": "service unavailable"}, status=503)
         if self.public_key is not None and "KALSHI-ACCESS-SIGNATURE" in request.headers:
             why = verify_request(self.public_key, request.headers, request.method, request.path)
             if why is not None:
