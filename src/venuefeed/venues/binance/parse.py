@@ -40,7 +40,10 @@ __all__ = [
     "VENUE",
     "FrameError",
     "Parser",
-    "parse_agg_trades",
+    "agg_trade_rows",
+    "agg_trades_to_events",
+    "kline_rows",
+    "klines_to_candles",
     "parse_depth_snapshot",
     "parse_error",
     "parse_exchange_info",
@@ -341,12 +344,6 @@ def parse_depth_snapshot(body: bytes, symbol: str, ts_recv: int) -> BookSnapshot
         asks=_canon_levels(snap.asks),
         sequence=snap.lastUpdateId,
     )
-
-
-def parse_agg_trades(body: bytes, symbol: str, ts_recv: int) -> list[Trade]:
-    """``GET /api/v3/aggTrades`` -> trades with ``"a"``-prefixed ids, in the venue's order."""
-    rows: list[p.AggTrade] = _decode(_agg_trades_decoder, body, "aggTrades")
-    return [_agg_trade(row, symbol, ts_recv) for row in rows]
 
 
 def agg_trade_rows(body: bytes) -> list[p.AggTrade]:

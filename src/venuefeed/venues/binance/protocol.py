@@ -16,9 +16,13 @@ Sources: BSD ``web-socket-streams.md`` and ``rest-api.md`` (see
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 __all__ = [
+    "INTERVAL_MS",
+    "KLINE_INTERVALS",
     "AggTrade",
     "AggTradeEvent",
     "BookTickerEvent",
@@ -37,7 +41,40 @@ __all__ = [
     "ServerTime",
     "SymbolInfo",
     "TradeEvent",
+    "depth_weight",
 ]
+
+INTERVAL_MS: Final[dict[str, int]] = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+}
+"""Kline intervals of fixed length (``1M``, calendar months, is the one without)."""
+KLINE_INTERVALS: Final = (*INTERVAL_MS, "1M")
+
+
+def depth_weight(limit: int) -> int:
+    """Request weight of ``GET /api/v3/depth`` for ``limit`` levels: it scales with the limit."""
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
 
 Level = tuple[str, str]
 """``[price, quantity]`` as sent; quantity ``"0.00000000"`` removes the level."""

@@ -44,6 +44,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed.venues.binance.protocol import INTERVAL_MS, depth_weight
 
 __all__ = ["Simulator"]
 
@@ -51,23 +52,6 @@ _QTY_SCALE: Final = 100_000_000
 _AGG_SLOT_MS: Final = 100
 _WINDOW_TICKS: Final = 150
 _WEEK_OFFSET_MS: Final = 4 * 86_400_000  # the epoch was a Thursday; Binance weeks start Monday
-INTERVAL_MS: Final[dict[str, int]] = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-    "3d": 259_200_000,
-    "1w": 604_800_000,
-}
 _STREAM_RE: Final = re.compile(
     r"^[a-z0-9]+@(?:trade|aggTrade|bookTicker|depth(?:@100ms|@1000ms)?|kline_(?:"
     + "|".join(INTERVAL_MS)
@@ -278,16 +262,6 @@ def _int_param(request: web.Request, name: str) -> int | None:
         ) from None
 
 
-def _depth_weight(limit: int) -> int:
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
-
-
 class Simulator(SimulatorBase):
     """Binance spot on 127.0.0.1 (see the module docstring)."""
 
@@ -385,7 +359,7 @@ class Simulator(SimulatorBase):
     def _weight(self, request: web.Request) -> int:
         path = request.path
         if path == "/api/v3/depth":
-            return _depth_weight(_int_param(request, "limit") or 100)
+            return depth_weight(_int_param(request, "limit") or 100)
         return {
             "/api/v3/exchangeInfo": 20,
             "/api/v3/trades": 25,
