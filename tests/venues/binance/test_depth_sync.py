@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot, BookState, DataGap
 from venuefeed.venues.binance.depth_sync import DepthSync, Phase
 
 
-def delta(first: int, last: int, bids: list[tuple[str, str]] = (), asks=()) -> BookDelta:  # type: ignore[assignment]
+def delta(
+    first: int,
+    last: int,
+    bids: Sequence[tuple[str, str]] = (),
+    asks: Sequence[tuple[str, str]] = (),
+) -> BookDelta:
     return BookDelta(
         venue="binance",
         instrument="BTCUSDT",

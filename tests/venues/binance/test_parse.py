@@ -246,7 +246,9 @@ def test_rest_klines(captures: Path) -> None:
 
 def test_rest_time_and_exchange_info(captures: Path) -> None:
     assert (
-        parse.parse_server_time(_read(captures, "nautilus_it_http_responses_http_spot_market_time.json"))
+        parse.parse_server_time(
+            _read(captures, "nautilus_it_http_responses_http_spot_market_time.json")
+        )
         == 1633835466289 * MS
     )
     info = parse.parse_exchange_info(

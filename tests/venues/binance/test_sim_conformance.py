@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,9 @@ async def test_rest_bodies_match_captures(sim: Simulator, captures: Path) -> Non
             ("trades", "/api/v3/trades", {}),
         ]:
             body = await get(path, symbol="BTCUSDT", limit=5, **params)
-            recorded = _capture(captures, f"nautilus_it_http_responses_http_spot_market_{name}.json")
+            recorded = _capture(
+                captures, f"nautilus_it_http_responses_http_spot_market_{name}.json"
+            )
             assert _shape(body) == _shape(recorded), name
         assert _shape(await get("/api/v3/time")) == _shape(
             _capture(captures, "nautilus_it_http_responses_http_spot_market_time.json")
@@ -163,6 +166,6 @@ async def test_history_is_deterministic_across_instances() -> None:
     assert bodies[0] == bodies[1]
     trades, klines = bodies[0]
     assert [t["a"] for t in trades] == list(range(trades[0]["a"], trades[0]["a"] + 50))
-    assert all(a["T"] <= b["T"] for a, b in zip(trades, trades[1:], strict=False))
+    assert all(a["T"] <= b["T"] for a, b in itertools.pairwise(trades))
     assert trades[0]["T"] >= 1700000000000
     assert [k[0] for k in klines[:2]] == [1700000100000, 1700000400000]

@@ -18,9 +18,10 @@ from .conftest import make_adapter
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
+async def _eventually(check: Callable[[], bool]) -> None:
+    """Poll a condition on state the test cannot subscribe to (books, sockets)."""
+    async with asyncio.timeout(5.0):
+        while not check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -30,8 +31,7 @@ async def _run(
     events: list[Event] = []
 
     async def consume() -> None:
-        async for event in stream:
-            events.append(event)
+        events.extend([event async for event in stream])
 
     task = asyncio.create_task(consume())
     await stream.subscribe(SYMBOLS)
@@ -192,7 +192,7 @@ async def test_runtime_subscribe_and_unsubscribe(sim: Simulator) -> None:
 
     async def consume() -> None:
         async for event in stream:
-            seen.append(event)
+            seen.append(event)  # noqa: PERF401 -- the test watches it grow
 
     task = asyncio.create_task(consume())
     try:

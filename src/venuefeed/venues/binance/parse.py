@@ -17,8 +17,8 @@ Conventions fixed here:
   number space and would otherwise collide with plain trade ids.
 * Prices and sizes are canonical strings (:mod:`venuefeed.exact`). Spot sends
   them with 8 fixed decimals, and canonicalizing every level of every depth
-  frame would cost more than the rest of the frame, so each :class:`Parser`
-  memoizes text -> canonical text (levels near the touch recur constantly).
+  frame costs as much as decoding it, so each :class:`Parser` memoizes price
+  text -> canonical text (levels near the touch recur constantly).
 
 Bad input raises :class:`FrameError` with a short, low-cardinality reason;
 the stream counts it, logs it once per reason and moves on.
@@ -207,16 +207,18 @@ class Parser:
     # -- payload -> events ---------------------------------------------------
 
     def _levels(self, levels: list[p.Level]) -> list[BookLevel]:
+        """Canonical levels. Prices go through the memo (the same few hundred recur);
+        sizes rarely repeat, so they are canonicalized inline -- the same rule as
+        :func:`~venuefeed.exact.canon` without the call."""
         memo = self._canon
         out = []
         for price, size in levels:
             cp = memo.get(price)
             if cp is None:
                 cp = self._remember(price)
-            cs = memo.get(size)
-            if cs is None:
-                cs = self._remember(size)
-            out.append(BookLevel(cp, cs))
+            if "." in size:
+                size = size.rstrip("0").rstrip(".") or "0"
+            out.append(BookLevel(cp, size))
         return out
 
     def _remember(self, text: str) -> str:
