@@ -97,3 +97,36 @@ INGESTION_ERRORS = Counter(
     "Ingestion errors by venue and kind.",
     ["venue", "kind"],
 )
+
+# -- Pipeline and service ------------------------------------------------------------
+PIPELINE_EVENTS = Counter(
+    "pipeline_events_total",
+    "Events through the pipeline by venue, event type and outcome (stored, duplicate, ...).",
+    ["venue", "type", "outcome"],
+)
+QUALITY_CHECKS = Counter(
+    "quality_checks_total",
+    "Quality stage outcomes: g1_stale, g3_backfilled, g3_missing, g5_flagged.",
+    ["venue", "check"],
+)
+TRADE_LATENCY = Histogram(
+    "trade_processing_latency_seconds",
+    "From frame receipt to durable storage of a trade.",
+    buckets=_LATENCY_BUCKETS,
+)
+WHALE_TRADES = Counter(
+    "whale_trades_detected_total",
+    "Whale trades; address is a watched wallet or 'other' for large trades by anyone.",
+    ["address", "side"],
+)
+ACTIVE_WHALES = Gauge("active_whale_subscriptions", "Watched whale wallets currently enabled.")
+SINK_QUEUE = Gauge("pipeline_sink_queue_records", "Records waiting for the sink writer.")
+BACKPRESSURE_WAITS = Counter(
+    "pipeline_backpressure_waits_total", "Times intake waited because the sink queue was full."
+)
+COMPONENT_RESTARTS = Counter(
+    "service_component_restarts_total",
+    "Supervised component restarts after a failure.",
+    ["component"],
+)
+DATA_GAPS = Counter("data_gaps_total", "Detected data gaps by venue and cause.", ["venue", "cause"])

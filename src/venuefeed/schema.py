@@ -167,8 +167,12 @@ BOOK_SNAPSHOTS = Table(
         *_TS,
         C("sequence", "bigint", False, "-1"),
         C("checksum", "text"),
+        C("digest", "text", False),
     ),
-    key=("venue", "instrument", "ts_venue", "sequence"),
+    # Venues without sequence numbers can show two book states in one
+    # millisecond; the digest of the levels tells them apart, and the same
+    # state stored twice still collapses to one row.
+    key=("venue", "instrument", "ts_venue", "sequence", "digest"),
     serial="id",
     indexes=(("venue", "instrument", "ts_recv"),),
 )

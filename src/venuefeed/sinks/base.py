@@ -56,6 +56,13 @@ class Sink(abc.ABC):
     async def close(self) -> None:
         """Flush what is pending and release connections."""
 
+    async def read_watermarks(self, prefix: str) -> dict[str, str]:
+        """Stored watermarks whose key starts with ``prefix`` (resumable jobs read them).
+
+        Sinks without transactions (buses, files) hold none and return ``{}``.
+        """
+        return {}
+
     async def __aenter__(self) -> Sink:
         await self.start()
         return self

@@ -30,7 +30,14 @@ from venuefeed.models import (
     WhaleTrade,
 )
 
-__all__ = ["ROW_BUILDERS", "level_rows", "market_row", "market_version_hash", "snapshot_row"]
+__all__ = [
+    "ROW_BUILDERS",
+    "level_rows",
+    "market_row",
+    "market_version_hash",
+    "snapshot_digest",
+    "snapshot_row",
+]
 
 Row = tuple[Any, ...]
 
@@ -109,8 +116,16 @@ UPSERT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def snapshot_digest(s: BookSnapshot) -> str:
+    """Digest of the levels: identifies a book state independently of when it was seen."""
+    return hashlib.blake2b(msgspec.json.encode((s.bids, s.asks)), digest_size=12).hexdigest()
+
+
 def snapshot_row(s: BookSnapshot) -> Row:
-    return (s.venue, s.instrument, s.ts_venue, s.ts_recv, _seq(s.sequence), s.checksum)
+    return (
+        s.venue, s.instrument, s.ts_venue, s.ts_recv, _seq(s.sequence), s.checksum,
+        snapshot_digest(s),
+    )  # fmt: skip
 
 
 def level_rows(s: BookSnapshot, snapshot_id: int) -> list[Row]:

@@ -190,6 +190,20 @@ class SqliteStore(Sink):
             self._queue.put((batch, future, loop))
             await future
 
+    async def read_watermarks(self, prefix: str) -> dict[str, str]:
+        def read() -> dict[str, str]:
+            conn = open_reader(self.path)
+            try:
+                cur = conn.execute(
+                    "SELECT key, value FROM watermarks WHERE substr(key, 1, ?) = ?",
+                    (len(prefix), prefix),
+                )
+                return {str(k): str(v) for k, v in cur.fetchall()}
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
     async def close(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from venuefeed.book import OrderBook
 from venuefeed.models import BookSnapshot, Candle, Event, Market, Trade
 
 if TYPE_CHECKING:
@@ -109,6 +110,22 @@ class VenueStream(abc.ABC):
     @abc.abstractmethod
     def state(self) -> str:
         """The transport state (``connected``, ``reconnecting`` ...) for status views."""
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The stream's local book of ``instrument`` (the pipeline reads mids and top-N).
+
+        Streams that keep books return them; the pipeline never modifies them.
+        """
+        return None
+
+    async def resync(self, instrument: str) -> None:
+        """Rebuild one instrument's book from a fresh snapshot (liveness checks call it).
+
+        The default resubscribes that instrument; venues with a cheaper snapshot
+        request override it.
+        """
+        await self.unsubscribe([instrument])
+        await self.subscribe([instrument])
 
     async def __aenter__(self) -> VenueStream:
         return self

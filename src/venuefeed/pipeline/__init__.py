@@ -1,0 +1,1 @@
+"""Between the venues and the sinks: quality checks, dedup, whales, batching."""

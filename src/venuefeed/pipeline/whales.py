@@ -1,0 +1,147 @@
+"""Whale watch: which wallets we follow, and which trades are whale trades.
+
+The ``whales`` table is the source of truth, edited by ``venuefeed whales``
+while the service runs; :class:`WhaleWatch` re-reads it periodically, so a
+wallet added from the CLI is watched without a restart. A trade is a whale
+trade when its maker or taker is a watched, enabled wallet, or when its
+notional (price × size) reaches the configured threshold -- large trades by
+wallets nobody listed yet are exactly the ones worth noticing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from venuefeed import exact, schema
+from venuefeed.metrics import ACTIVE_WHALES, WHALE_TRADES
+from venuefeed.models import Trade, WhaleTrade
+
+__all__ = ["WhaleWatch", "format_whale_trade", "load_whale_file", "whale_store"]
+
+_FIELDS = tuple(c.name for c in schema.WHALES.columns if c.name not in ("added_at", "updated_at"))
+_BOOL_FIELDS = {"famous", "confirmed", "copying_enabled", "enabled"}
+
+
+@dataclass(slots=True)
+class WhaleWatch:
+    """Detects whale trades; refreshed from the store by the service."""
+
+    threshold: Decimal
+    addresses: frozenset[str] = frozenset()
+    detected: int = 0
+
+    def update(self, addresses: Iterable[str]) -> None:
+        self.addresses = frozenset(a.lower() for a in addresses)
+        ACTIVE_WHALES.set(len(self.addresses))
+
+    def inspect(self, trade: Trade) -> WhaleTrade | None:
+        trader = None
+        for wallet in (trade.taker, trade.maker):
+            if wallet is not None and wallet.lower() in self.addresses:
+                trader = wallet.lower()
+                break
+        amount = Decimal(trade.price) * Decimal(trade.size)
+        if trader is None and amount < self.threshold:
+            return None
+        self.detected += 1
+        known = trader is not None
+        address = trader or (trade.taker or trade.maker or "unknown").lower()
+        WHALE_TRADES.labels(address if known else "other", trade.side).inc()
+        return WhaleTrade(
+            venue=trade.venue, instrument=trade.instrument, ts_venue=trade.ts_venue,
+            ts_recv=trade.ts_recv, trade_id=trade.trade_id, trader_address=address,
+            side=trade.side, price=trade.price, size=trade.size,
+            amount=exact.from_decimal(amount), market_id=trade.market_id, known_whale=known,
+        )  # fmt: skip
+
+
+def format_whale_trade(w: WhaleTrade) -> str:
+    """``whale trade 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)`` for the console."""
+    address = w.trader_address
+    short = address[:8] + "…" if len(address) > 10 else address
+    amount = Decimal(w.amount).quantize(Decimal("0.01"))
+    return f"whale trade {short} {w.side.upper()} {w.size} @ {w.price} (${amount:,})"
+
+
+class _WhaleStore:
+    """The ``whales`` table in a SQLite database (CLI edits, service reads)."""
+
+    def __init__(self, path: Path) -> None:
+        from venuefeed.sinks.sqlite import migrate
+
+        migrate(path)
+        self.path = path
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def upsert(self, address: str, **fields: Any) -> None:
+        unknown = set(fields) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown whale field(s): {', '.join(sorted(unknown))}")
+        now = time.time_ns()
+        row = {"address": address.lower(), **fields}
+        for name in _BOOL_FIELDS & set(row):
+            row[name] = bool(row[name])
+        for name in ("estimated_pnl", "win_rate", "total_volume"):
+            if row.get(name) is not None:
+                row[name] = exact.validate(str(row[name]))
+        cols = list(row)
+        placeholders = ", ".join("?" for _ in cols)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c != "address")
+        sql = (
+            f"INSERT INTO whales ({', '.join(cols)}, added_at, updated_at) "
+            f"VALUES ({placeholders}, ?, ?) ON CONFLICT (address) DO UPDATE SET "
+            + (updates + ", " if updates else "")
+            + "updated_at = excluded.updated_at"
+        )
+        with self._conn() as conn:
+            conn.execute(sql, (*row.values(), now, now))
+
+    def set_enabled(self, address: str, enabled: bool) -> bool:
+        with self._conn() as conn:
+            cur = conn.execute(
+                "UPDATE whales SET enabled = ?, updated_at = ? WHERE address = ?",
+                (enabled, time.time_ns(), address.lower()),
+            )
+            return cur.rowcount > 0
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM whales ORDER BY address")]
+
+    def enabled_addresses(self) -> list[str]:
+        with self._conn() as conn:
+            return [r[0] for r in conn.execute("SELECT address FROM whales WHERE enabled = 1")]
+
+
+def whale_store(path: str | Path) -> _WhaleStore:
+    return _WhaleStore(Path(path))
+
+
+def load_whale_file(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``FILE.yaml``: a list of whales, or ``{whales: [...]}``; each needs ``address``."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, Mapping):
+        data = data.get("whales")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of whales (or a 'whales:' key)")
+    entries: list[dict[str, Any]] = []
+    for n, entry in enumerate(data, 1):
+        if not isinstance(entry, Mapping) or not entry.get("address"):
+            raise ValueError(f"{path}: entry {n} has no address")
+        if "cluster" in entry:  # friendlier key in files
+            entry = {**entry, "cluster_name": entry["cluster"]}
+            del entry["cluster"]
+        entries.append(dict(entry))
+    return entries

@@ -1,0 +1,565 @@
+"""The running system: venues, pipeline, sinks, supervised jobs and their status.
+
+One :class:`Service` coordinates every enabled venue concurrently. Each venue
+has a :class:`VenueRunner` whose jobs -- discovery, stream, snapshot polling,
+liveness checks -- run as supervised components, so a venue that is down,
+misconfigured or rate-limited shows up in status while the others go on.
+
+Shutdown order matters for "nothing accepted is lost": stop intake (cancel
+the venue jobs), store the last state of every changed book, drain the
+writer until every queued record is durable, then close sinks and clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from venuefeed import __version__
+from venuefeed.book import OrderBook, SyncState
+from venuefeed.config import Settings
+from venuefeed.log import get_logger
+from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
+from venuefeed.pipeline.live import LiveHub
+from venuefeed.pipeline.router import Pipeline
+from venuefeed.pipeline.whales import WhaleWatch, whale_store
+from venuefeed.pipeline.writer import SinkWriter
+from venuefeed.sinks.base import Sink
+from venuefeed.stats import ErrorLog, RollingCounters
+from venuefeed.supervisor import Supervisor
+from venuefeed.venues.base import (
+    CheckResult,
+    MarketQuery,
+    Unsupported,
+    VenueAdapter,
+    VenueStream,
+    adapter_class,
+    known_venues,
+)
+
+__all__ = ["AlreadyRunning", "Service", "VenueRunner", "build_sink"]
+
+log = get_logger("venuefeed.service")
+NS = 1_000_000_000
+
+
+class AlreadyRunning(Exception):
+    """Continuous ingestion was asked to start while it runs."""
+
+
+def build_sink(settings: Settings) -> Sink:
+    """The configured sinks (SQLite by default) behind one :class:`Sink`."""
+    from venuefeed.sinks.sqlite import SqliteStore
+
+    unsupported = [s for s in settings.storage.sinks if s != "sqlite"]
+    if unsupported:
+        raise ValueError(f"storage.sinks: {unsupported} are not available in this build")
+    return SqliteStore(settings.storage.sqlite_path)
+
+
+class VenueRunner:
+    """One venue's client and jobs."""
+
+    def __init__(
+        self,
+        adapter: VenueAdapter,
+        settings: Settings,
+        pipeline: Pipeline,
+        supervisor: Supervisor,
+    ) -> None:
+        self.adapter = adapter
+        self.name = adapter.name
+        self.settings = settings
+        self.pipeline = pipeline
+        self.supervisor = supervisor
+        self.stream: VenueStream | None = None
+        self.instruments: set[str] = set(adapter.settings.instruments)
+        self.markets: dict[str, Market] = {}
+        self.last_seen: dict[str, int] = {}
+        self.last_discovery: float | None = None
+        self.events = 0
+        self._stream_lock = asyncio.Lock()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(self.adapter.capabilities)
+
+    def book(self, instrument: str) -> OrderBook | None:
+        stream = self.stream
+        return stream.book(instrument) if stream is not None else None
+
+    # -- discovery ---------------------------------------------------------
+
+    async def discover(self) -> int:
+        """Fetch markets in the resolution window; subscribe new, drop closed ones."""
+        if "markets" not in self.capabilities:
+            return 0
+        discovery = self.settings.discovery
+        query = MarketQuery(
+            max_resolution_days=discovery.max_resolution_days,
+            categories=tuple(discovery.categories),
+            limit=discovery.max_markets,
+        )
+        markets: dict[str, Market] = {}
+        async for market in self.adapter.fetch_markets(query):
+            markets[market.market_id] = market
+            await self.pipeline.process(market)
+            if len(markets) >= discovery.max_markets:
+                break
+        self.markets = markets
+        self.last_discovery = time.time()
+        active = {MarketStatus.OPEN, MarketStatus.UNKNOWN, MarketStatus.UPCOMING}
+        desired = {i for m in markets.values() if m.status in active for i in m.instruments}
+        desired |= set(self.adapter.settings.instruments)
+        await self.set_instruments(desired)
+        return len(markets)
+
+    async def set_instruments(self, desired: Iterable[str]) -> None:
+        desired = set(desired)
+        added, removed = desired - self.instruments, self.instruments - desired
+        self.instruments = desired
+        stream = self.stream
+        if stream is not None:
+            if removed:
+                await stream.unsubscribe(sorted(removed))
+            if added:
+                await stream.subscribe(sorted(added))
+
+    async def discovery_loop(self) -> None:
+        while True:
+            await self.discover()
+            await asyncio.sleep(self.settings.discovery.interval_seconds)
+
+    # -- streaming ---------------------------------------------------------
+
+    async def stream_loop(self) -> None:
+        stream = self.adapter.open_stream()
+        process = self.pipeline.process
+        last_seen = self.last_seen
+        async with stream:
+            self.stream = stream
+            try:
+                if self.instruments:
+                    await stream.subscribe(sorted(self.instruments))
+                async for event in stream:
+                    last_seen[event.instrument] = event.ts_recv
+                    self.events += 1
+                    await process(event)
+            finally:
+                self.stream = None
+
+    # -- polling -----------------------------------------------------------
+
+    async def snapshot_pass(self) -> dict[str, int]:
+        """Top-N books and recent trades of every tracked instrument, once."""
+        depth = self.settings.ingestion.book_depth
+        limit = asyncio.Semaphore(self.settings.ingestion.max_concurrency)
+        counts: Counter[str] = Counter()
+        since = time.time_ns() - int(self.settings.quality.max_trade_age_seconds * NS)
+
+        async def one(instrument: str) -> None:
+            async with limit:
+                if "books" in self.capabilities:
+                    try:
+                        book = await self.adapter.fetch_book(instrument, depth)
+                    except Unsupported:
+                        pass
+                    else:
+                        await self.pipeline.process(book, live=False)
+                        counts["books"] += 1
+                if "trades" in self.capabilities:
+                    async for trade in self.adapter.fetch_trades(instrument, since, time.time_ns()):
+                        await self.pipeline.process(trade, live=False)
+                        counts["trades"] += 1
+
+        results = await asyncio.gather(*(one(i) for i in sorted(self.instruments)),
+                                       return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, Exception):
+                counts["errors"] += 1
+                self.supervisor.errors.add(self.name, type(result).__name__, str(result))
+        return dict(counts)
+
+    async def snapshot_loop(self, interval: float) -> None:
+        while True:
+            await self.snapshot_pass()
+            await asyncio.sleep(interval)
+
+    # -- gaps and liveness ---------------------------------------------------
+
+    async def heal(self, gap: DataGap) -> None:
+        """Back-fill the trades of a disconnect window from REST, then mark the gap healed."""
+        if gap.cause != "disconnect" or "trades" not in self.capabilities:
+            return
+        end = gap.end or time.time_ns()
+        instruments = (
+            [gap.instrument] if gap.instrument in self.instruments else sorted(self.instruments)
+        )
+        for instrument in instruments:
+            async for trade in self.adapter.fetch_trades(instrument, gap.start, end):
+                await self.pipeline.process(trade, live=False)
+        healed = msgspec.structs.replace(gap, end=end, healed=True, ts_recv=time.time_ns())
+        await self.pipeline.process(healed)
+
+    async def liveness_loop(self) -> None:
+        """A quiet market is not a dead feed: ask REST before declaring a book stale."""
+        limit = self.settings.quality.stale_feed_seconds
+        while True:
+            await asyncio.sleep(max(1.0, limit / 4))
+            stream = self.stream
+            if stream is None or "books" not in self.capabilities:
+                continue
+            now = time.time_ns()
+            for instrument in sorted(self.instruments):
+                if now - self.last_seen.get(instrument, now) < limit * NS:
+                    continue
+                local = stream.book(instrument)
+                remote = await self.adapter.fetch_book(instrument, 1)
+                if local is not None and _same_top(local, remote):
+                    self.last_seen[instrument] = now  # quiet, and our book is right
+                    continue
+                await self.pipeline.process(
+                    BookState(venue=self.name, instrument=instrument, ts_venue=0, ts_recv=now,
+                              state=SyncState.STALE.value, reason="silent and differs from REST")
+                )  # fmt: skip
+                await stream.resync(instrument)
+                self.last_seen[instrument] = now
+
+    def view(self) -> dict[str, Any]:
+        now = time.time_ns()
+        last = self.pipeline.last_event_ns.get(self.name)
+        states = Counter(
+            state for (venue, _), state in self.pipeline.book_states.items() if venue == self.name
+        )
+        components = {
+            n.split(":", 1)[1]: c
+            for n, c in self.supervisor.view().items()
+            if n.startswith(self.name + ":")
+        }
+        stream = self.stream
+        return {
+            "venue": self.name,
+            "state": stream.state if stream is not None else _idle_state(components),
+            "last_event_age_s": round((now - last) / NS, 3) if last else None,
+            "events": self.events,
+            "reconnects": getattr(stream, "reconnects", 0) if stream is not None else 0,
+            "subscribed": len(self.instruments),
+            "markets": len(self.markets),
+            "book_states": dict(states),
+            "components": components,
+            "capabilities": sorted(self.capabilities),
+        }
+
+
+def _same_top(local: OrderBook, remote: BookSnapshot) -> bool:
+    bid, ask = local.best_bid(), local.best_ask()
+    rbid = remote.bids[0] if remote.bids else None
+    rask = remote.asks[0] if remote.asks else None
+    return bid == rbid and ask == rask
+
+
+def _idle_state(components: Mapping[str, Mapping[str, Any]]) -> str:
+    states = {c["state"] for c in components.values()}
+    if "failed" in states:
+        return "failed"
+    if "backoff" in states:
+        return "reconnecting"
+    return "disconnected"
+
+
+class Service:
+    """Venues + pipeline + sinks, with control operations and status views."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: Sink | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink if sink is not None else build_sink(settings)
+        self.stats = RollingCounters()
+        self.errors = ErrorLog()
+        self.supervisor = Supervisor(errors=self.errors)
+        self.hub = LiveHub()
+        self.writer = SinkWriter(
+            self.sink,
+            max_pending=settings.ingestion.queue_size,
+            batch_size=settings.storage.batch_size,
+            on_stored=self._on_stored,
+        )
+        self.pipeline = Pipeline(
+            settings, self.writer, hub=self.hub, stats=self.stats,
+            whales=WhaleWatch(settings.whales.notional_threshold),
+            on_gap=self._on_gap, echo=echo,
+        )  # fmt: skip
+        self.pipeline.set_book_lookup(self._book_of)
+        self.runners: dict[str, VenueRunner] = {}
+        self.venue_errors: dict[str, str] = {}
+        self.started_at = time.time()
+        self.continuous = False
+        self._gaps: asyncio.Queue[DataGap] = asyncio.Queue(maxsize=1000)
+        self.latencies: deque[int] = deque(maxlen=5000)
+        self._started = False
+        self.sink_ok = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, *, continuous: bool = True) -> None:
+        await self.sink.start()
+        self.sink_ok = True
+        self.writer.start()
+        for name in known_venues():
+            venue = self.settings.venues.get(name)
+            if venue is None or not venue.enabled:
+                continue
+            try:
+                adapter = adapter_class(name)(venue, self.settings)
+            except Exception as exc:  # misconfigured: report it, run the others
+                self.venue_errors[name] = f"{type(exc).__name__}: {exc}"
+                self.errors.add(name, "config", str(exc))
+                log.error("venue not started", venue=name, error=self.venue_errors[name])
+                continue
+            self.runners[name] = VenueRunner(adapter, self.settings, self.pipeline, self.supervisor)
+        sup = self.supervisor
+        sup.start("service:book-flush", self._flush_books_loop)
+        sup.start("service:whales", self._whales_loop)
+        sup.start("service:gap-healer", self._heal_loop)
+        self._started = True
+        if continuous:
+            await self.start_continuous()
+
+    async def stop(self) -> None:
+        """Stop intake, flush books and pending batches, close everything. Loses nothing."""
+        await self.stop_continuous()
+        await self.supervisor.stop_all()
+        await self.pipeline.flush_books(force=True)
+        await self.writer.close()
+        await self.sink.close()
+        self.sink_ok = False
+        for runner in self.runners.values():
+            await runner.adapter.close()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- control -------------------------------------------------------------
+
+    def _runners(self, venues: Iterable[str] | None) -> list[VenueRunner]:
+        if venues is None:
+            return list(self.runners.values())
+        out = []
+        for name in venues:
+            if name not in self.runners:
+                raise KeyError(name)
+            out.append(self.runners[name])
+        return out
+
+    async def discover_markets(self, venues: Iterable[str] | None = None) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for runner in self._runners(venues):
+            try:
+                results[runner.name] = {"markets": await runner.discover()}
+            except Exception as exc:
+                self.errors.add(runner.name, type(exc).__name__, str(exc))
+                results[runner.name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return results
+
+    async def ingest_once(self, venues: Iterable[str] | None = None) -> dict[str, Any]:
+        """One snapshot pass (books + recent trades) over every tracked instrument."""
+        results: dict[str, Any] = {}
+        for runner in self._runners(venues):
+            try:
+                if not runner.instruments:
+                    await runner.discover()
+                results[runner.name] = await runner.snapshot_pass()
+            except Exception as exc:
+                self.errors.add(runner.name, type(exc).__name__, str(exc))
+                results[runner.name] = {"error": f"{type(exc).__name__}: {exc}"}
+        await self.writer.drain()
+        return results
+
+    async def start_continuous(self, interval: float | None = None) -> None:
+        if self.continuous:
+            raise AlreadyRunning("continuous ingestion is already running")
+        self.continuous = True
+        snapshot_interval = interval or self.settings.ingestion.snapshot_interval_seconds
+        for runner in self.runners.values():
+            name, caps = runner.name, runner.capabilities
+            if "markets" in caps:
+                self.supervisor.start(f"{name}:discovery", runner.discovery_loop)
+            if "stream" in caps:
+                self.supervisor.start(f"{name}:stream", runner.stream_loop)
+                self.supervisor.start(f"{name}:liveness", runner.liveness_loop)
+            else:
+                self.supervisor.start(
+                    f"{name}:snapshot", functools.partial(runner.snapshot_loop, snapshot_interval)
+                )
+
+    async def stop_continuous(self) -> None:
+        if not self.continuous:
+            return
+        self.continuous = False
+        for name in self.runners:
+            await self.supervisor.stop_all(prefix=f"{name}:")
+
+    async def test_connection(self, venue: str) -> CheckResult:
+        runner = self.runners.get(venue)
+        if runner is not None:
+            return await runner.adapter.check()
+        if venue not in known_venues():
+            raise KeyError(venue)
+        settings = self.settings.venues.get(venue)
+        if settings is None:
+            raise KeyError(venue)
+        async with adapter_class(venue)(settings, self.settings) as adapter:
+            return await adapter.check()
+
+    # -- internals -------------------------------------------------------------
+
+    def _book_of(self, venue: str, instrument: str) -> OrderBook | None:
+        runner = self.runners.get(venue)
+        return runner.book(instrument) if runner is not None else None
+
+    def _on_stored(self, batch: Any) -> None:
+        now = time.time_ns()
+        trades = 0
+        for record in batch:
+            if type(record) is Trade:
+                trades += 1
+                self.latencies.append(now - record.ts_recv)
+        if trades:
+            self.stats.add("trades_stored", trades)
+        self.stats.add("records_stored", len(batch))
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50/p99/max of frame-received -> trade-durable, over the recent trades."""
+        values = sorted(self.latencies)
+        if not values:
+            return {"p50": None, "p99": None, "max": None}
+
+        def pick(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))] / 1e6, 3)
+
+        return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1] / 1e6, 3)}
+
+    def _on_gap(self, gap: DataGap) -> None:
+        try:
+            self._gaps.put_nowait(gap)
+        except asyncio.QueueFull:
+            self.errors.add(gap.venue, "gap_queue_full", "gap not healed: healer is behind")
+
+    async def _heal_loop(self) -> None:
+        while True:
+            gap = await self._gaps.get()
+            runner = self.runners.get(gap.venue)
+            if runner is not None:
+                try:
+                    await runner.heal(gap)
+                except Exception as exc:
+                    self.errors.add(gap.venue, "heal_failed", f"{type(exc).__name__}: {exc}")
+
+    async def _flush_books_loop(self) -> None:
+        interval = max(0.05, self.settings.ingestion.book_persist_interval_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            await self.pipeline.flush_books()
+
+    async def _whales_loop(self) -> None:
+        path = self.settings.storage.sqlite_path
+        while True:
+            if "sqlite" in self.settings.storage.sinks or path.exists():
+                store = await asyncio.to_thread(whale_store, path)
+                addresses = await asyncio.to_thread(store.enabled_addresses)
+                self.pipeline.whales.update(addresses)
+            await asyncio.sleep(5)
+
+    # -- views -----------------------------------------------------------------
+
+    def venues_view(self) -> list[dict[str, Any]]:
+        out = []
+        for name in known_venues():
+            venue = self.settings.venues.get(name)
+            runner = self.runners.get(name)
+            entry: dict[str, Any] = {
+                "venue": name,
+                "enabled": bool(venue and venue.enabled),
+                "configured": bool(venue and (venue.credentials or venue.urls)),
+            }
+            if name in self.venue_errors:
+                entry["state"] = "misconfigured"
+                entry["error"] = self.venue_errors[name]
+            elif runner is not None:
+                entry.update(runner.view())
+            else:
+                entry["state"] = "disabled"
+            out.append(entry)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        venues = self.venues_view()
+        errors = self.errors.recent(3600)
+        connected = [v for v in venues if v.get("state") == "connected"]
+        enabled = [v for v in venues if v["enabled"]]
+        return {
+            "healthy": self.sink_ok and (not enabled or bool(connected) or not self.continuous),
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "continuous": self.continuous,
+            "database_connected": self.sink_ok,
+            "venues": venues,
+            "errors_last_hour": len(errors),
+            "details": {
+                "writer": {
+                    "pending": self.writer.pending,
+                    "stored": self.writer.stored,
+                    "rejected": self.writer.rejected,
+                    "backpressure_waits": self.writer.backpressure_waits,
+                    "last_error": self.writer.last_error,
+                },
+                "pipeline": dict(self.pipeline.outcomes),
+                "components": self.supervisor.view(),
+                "live_subscribers": self.hub.subscribers,
+                "whales_watched": len(self.pipeline.whales.addresses),
+            },
+        }
+
+    def metrics_window(self) -> dict[str, Any]:
+        totals = self.stats.totals()
+        window = self.stats.window
+        age_count = totals.get("trade_age.count", 0)
+        return {
+            "window_s": window,
+            "events_received": totals.get("events", 0),
+            "events_per_s": round(self.stats.rate("events"), 2),
+            "trades_stored": totals.get("trades_stored", 0),
+            "trades": totals.get("trades", 0),
+            "price_updates": totals.get("price_updates", 0),
+            "book_updates": totals.get("book_updates", 0),
+            "whale_trades": totals.get("whale_trades", 0),
+            "g1_stale_blocked": totals.get("g1_stale", 0),
+            "g3_size_backfilled": totals.get("g3_backfilled", 0),
+            "g3_size_missing": totals.get("g3_missing", 0),
+            "g5_divergence_flagged": totals.get("g5_flagged", 0),
+            "gaps": totals.get("gaps", 0),
+            "avg_trade_age_s": round(totals["trade_age.sum_ms"] / age_count / 1000, 3)
+            if age_count
+            else None,
+            "errors": len(self.errors.recent(window)),
+        }
+
+    def ready(self) -> bool:
+        return self.sink_ok and any(
+            r.stream is not None and r.stream.state == "connected" for r in self.runners.values()
+        )
