@@ -59,10 +59,10 @@ async def _caught_up(sim: Simulator, stream: BinanceStream) -> None:
 
     def done() -> bool:
         for symbol in SYMBOLS:
-            sync = stream.book(symbol)
-            if sync is None or sync.book.sequence != sim.book(symbol)[0]:
+            book = stream.book(symbol)
+            if book is None or book.sequence != sim.book(symbol)[0]:
                 return False
-            if sync.book.state.value != "live":
+            if book.state.value != "live":
                 return False
         return True
 
@@ -101,7 +101,7 @@ async def test_books_equal_the_venue_after_gaps_and_stale_snapshots() -> None:
             for symbol in SYMBOLS:
                 _, bids, asks = sim.book(symbol)
                 expected = (_sim_levels(bids), _sim_levels(asks))
-                assert _book_levels(stream.book(symbol).book) == expected  # type: ignore[union-attr]
+                assert _book_levels(stream.book(symbol)) == expected  # type: ignore[arg-type]
 
         events = await _run(sim, stream, 2.5, compare)
     finally:
@@ -146,7 +146,7 @@ async def test_disconnects_keep_books_and_report_the_window() -> None:
             for symbol in SYMBOLS:
                 _, bids, asks = sim.book(symbol)
                 expected = (_sim_levels(bids), _sim_levels(asks))
-                assert _book_levels(stream.book(symbol).book) == expected  # type: ignore[union-attr]
+                assert _book_levels(stream.book(symbol)) == expected  # type: ignore[arg-type]
 
         events = await _run(sim, stream, 2.0, compare)
     finally:
@@ -158,6 +158,26 @@ async def test_disconnects_keep_books_and_report_the_window() -> None:
     assert all(0 < e.start <= e.end for e in cuts)
     for symbol in SYMBOLS:
         assert _replay(events, symbol).sequence == sim.book(symbol)[0]
+
+
+async def test_requested_resync_takes_a_fresh_snapshot(sim: Simulator) -> None:
+    adapter = make_adapter(sim)
+    stream = adapter.open_stream(frozenset({"books"}))
+
+    async def resync() -> None:
+        await _eventually(lambda: all(stream.book(s) is not None for s in SYMBOLS))
+        await _eventually(lambda: stream.book("BTCUSDT").state.value == "live")  # type: ignore[union-attr]
+        await stream.resync("BTCUSDT")
+        await _eventually(lambda: stream.book("BTCUSDT").state.value == "live")  # type: ignore[union-attr]
+
+    try:
+        events = await _run(sim, stream, 0.3, resync)
+    finally:
+        await adapter.close()
+    snaps = [e for e in events if isinstance(e, BookSnapshot) and e.instrument == "BTCUSDT"]
+    states = [e.reason for e in events if isinstance(e, BookState) and e.instrument == "BTCUSDT"]
+    assert len(snaps) == 2 and "resync_requested" in states
+    assert _replay(events, "BTCUSDT").sequence is not None
 
 
 async def test_trades_and_quotes_match_ground_truth(sim: Simulator) -> None:

@@ -99,6 +99,18 @@ class DepthSync:
         if self.phase is Phase.LIVE:
             self.phase = Phase.RESUMING
 
+    def restart(self, ts_recv: int) -> list[Event]:
+        """Resynchronise on request (a liveness check): snapshot again, keep levels meanwhile."""
+        metrics.BOOK_RESYNCS.labels(VENUE).inc()
+        if self.phase is not Phase.BUFFERING:
+            self._gap_since = self.book.ts_recv
+            self._gap_cause = "resync_requested"
+        self.phase = Phase.BUFFERING
+        self._buffer.clear()
+        self.book.invalidate(Inconsistency.NO_SNAPSHOT)
+        self.wants_snapshot = not self.snapshot_in_flight
+        return [self._state(SyncState.RESYNCING, "resync_requested", ts_recv)]
+
     def _resume(self, delta: BookDelta) -> list[Event]:
         book = self.book
         assert book.sequence is not None and delta.sequence is not None

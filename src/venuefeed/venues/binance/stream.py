@@ -33,6 +33,7 @@ from typing import Final
 import msgspec
 
 from venuefeed import metrics
+from venuefeed.book import OrderBook
 from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, DataGap, Event
 from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsSession
@@ -137,9 +138,19 @@ class BinanceStream(VenueStream):
     def _streams(self, symbols: Iterable[str]) -> list[str]:
         return [f"{s.lower()}@{suffix}" for s in symbols for suffix in self._suffixes]
 
-    def book(self, symbol: str) -> DepthSync | None:
-        """The symbol's book state (for status views and tests)."""
-        return self._syncs.get(symbol.upper())
+    def book(self, instrument: str) -> OrderBook | None:
+        sync = self._syncs.get(instrument.upper())
+        return sync.book if sync is not None else None
+
+    async def resync(self, instrument: str) -> None:
+        """A fresh REST snapshot for one symbol; the socket stays as it is."""
+        sync = self._syncs.get(instrument.upper())
+        if sync is None:
+            return
+        for event in sync.restart(time.time_ns()):
+            self._out.put_nowait(event)
+        if sync.wants_snapshot:
+            self._fetch_snapshot(sync)
 
     # -- consuming --------------------------------------------------------------------------
 
