@@ -1,0 +1,1 @@
+"""Polymarket: Gamma discovery, CLOB books and prices, Data-API trades, the market WebSocket."""
