@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "VENUEFEED_"
+_NOT_SETTINGS = frozenset({"VENUEFEED_CONFIG"})
+"""Environment variables with the prefix that are not settings (the CLI reads them)."""
 
 
 class _Section(BaseModel):
@@ -72,7 +74,7 @@ class VenueSettings(_Section):
     enabled: bool = False
     urls: dict[str, str] = Field(
         default_factory=dict,
-        description="Overrides of the venue's endpoints by name (e.g. rest, ws, gamma, clob, data).",
+        description="Overrides of the venue's endpoints by name (rest, ws, gamma, clob ...).",
     )
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
@@ -122,10 +124,11 @@ class WhaleSettings(_Section):
     poll_interval_seconds: float = Field(default=30, gt=0)
 
 
+SinkName = Literal["sqlite", "postgres", "parquet", "kafka", "nats"]
+
+
 class StorageSettings(_Section):
-    sinks: list[Literal["sqlite", "postgres", "parquet", "kafka", "nats"]] = Field(
-        default_factory=lambda: ["sqlite"]
-    )
+    sinks: list[SinkName] = Field(default_factory=lambda: list[SinkName](["sqlite"]))
     sqlite_path: Path = Path("venuefeed.db")
     database_url: SecretStr | None = None
     parquet_root: Path = Path("venuefeed_data/parquet")
@@ -195,7 +198,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret masked."""
-        return _mask(self.model_dump(mode="python"))
+        masked: dict[str, Any] = _mask(self.model_dump(mode="python"))
+        return masked
 
 
 class ConfigError(Exception):
@@ -222,7 +226,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(flag_data, dotted.split("."), value)
-    defaults = {"venues": {name: {} for name in _default_venues()}}
+    defaults: dict[str, Any] = {"venues": {name: {} for name in _default_venues()}}
     merged = _deep_merge(_deep_merge(_deep_merge(defaults, file_data), env_data), flag_data)
     for name, venue in _default_venues().items():
         merged["venues"][name].setdefault("enabled", venue.enabled)
@@ -245,14 +249,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
+    return dict(data)
 
 
 def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
     """``VENUEFEED_A__B=1`` -> ``{"a": {"b": "1"}}``; values are validated later."""
     tree: dict[str, Any] = {}
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+        if name.startswith(ENV_PREFIX) and name not in _NOT_SETTINGS:
             keys = name[len(ENV_PREFIX) :].lower().split("__")
             if all(keys):
                 _set_path(tree, keys, _env_value(value))

@@ -56,7 +56,9 @@ def _redact_processor(
         return event_dict
     for key, value in list(event_dict.items()):
         if not isinstance(value, int | float | bool) and value is not None:
-            event_dict[key] = _redact(value if isinstance(value, str | dict | list | tuple) else str(value))
+            event_dict[key] = _redact(
+                value if isinstance(value, str | dict | list | tuple) else str(value)
+            )
     return event_dict
 
 

@@ -53,22 +53,27 @@ ACTIVE_STREAMS = Gauge(
 
 # -- HTTP transport ------------------------------------------------------------
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests sent, by venue, endpoint and status.",
+    "http_requests_total",
+    "HTTP requests sent, by venue, endpoint and status.",
     ["venue", "endpoint", "status"],
 )
 HTTP_ERRORS = Counter(
-    "http_errors_total", "Failed HTTP attempts by venue, endpoint and kind.",
+    "http_errors_total",
+    "Failed HTTP attempts by venue, endpoint and kind.",
     ["venue", "endpoint", "kind"],
 )
 HTTP_LATENCY = Histogram(
-    "http_request_duration_seconds", "HTTP request latency.", ["venue", "endpoint"],
+    "http_request_duration_seconds",
+    "HTTP request latency.",
+    ["venue", "endpoint"],
     buckets=_LATENCY_BUCKETS,
 )
 RATE_LIMIT_WAIT = Counter(
     "rate_limit_wait_seconds_total", "Seconds spent waiting for a rate-limit token.", ["venue"]
 )
 CIRCUIT_STATE = Gauge(
-    "http_circuit_state", "Circuit breaker per host: 0 closed, 1 half-open, 2 open.",
+    "http_circuit_state",
+    "Circuit breaker per host: 0 closed, 1 half-open, 2 open.",
     ["venue", "host"],
 )
 
@@ -79,7 +84,8 @@ REJECTED_FRAMES = Counter(
     ["venue", "reason"],
 )
 BOOK_INCONSISTENCIES = Counter(
-    "book_inconsistencies_total", "Book integrity failures by venue and reason.",
+    "book_inconsistencies_total",
+    "Book integrity failures by venue and reason.",
     ["venue", "reason"],
 )
 BOOK_RESYNCS = Counter("book_resyncs_total", "Book resnapshots requested.", ["venue"])
@@ -87,6 +93,7 @@ TRADES_INGESTED = Counter(
     "market_data_trades_ingested_total", "Trades accepted by the pipeline.", ["venue"]
 )
 INGESTION_ERRORS = Counter(
-    "market_data_ingestion_errors_total", "Ingestion errors by venue and kind.",
+    "market_data_ingestion_errors_total",
+    "Ingestion errors by venue and kind.",
     ["venue", "kind"],
 )

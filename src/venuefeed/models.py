@@ -43,6 +43,7 @@ __all__ = [
     "Side",
     "TopOfBook",
     "Trade",
+    "WhaleTrade",
     "event_decoder",
     "event_encoder",
 ]
@@ -79,7 +80,7 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     ts_recv: int
 
 
-class BookSnapshot(_Event, tag="book_snapshot", gc=False):
+class BookSnapshot(_Event, tag="book_snapshot", frozen=True, gc=False):
     """A full (or top-N) picture of one instrument's book; replaces the local book.
 
     ``sequence`` is the venue's update id the snapshot is valid at (Binance
@@ -93,7 +94,7 @@ class BookSnapshot(_Event, tag="book_snapshot", gc=False):
     checksum: str | None = None
 
 
-class BookDelta(_Event, tag="book_delta", gc=False):
+class BookDelta(_Event, tag="book_delta", frozen=True, gc=False):
     """Changed levels of one instrument's book.
 
     Sizes are the new absolute size at that price; ``"0"`` removes the level.
@@ -109,7 +110,7 @@ class BookDelta(_Event, tag="book_delta", gc=False):
     checksum: str | None = None
 
 
-class Trade(_Event, tag="trade", gc=False):
+class Trade(_Event, tag="trade", frozen=True, gc=False):
     """One execution.
 
     ``side`` is the aggressor's side. ``maker``/``taker`` are wallet or account
@@ -128,7 +129,7 @@ class Trade(_Event, tag="trade", gc=False):
     flags: tuple[str, ...] = ()
 
 
-class TopOfBook(_Event, tag="top_of_book", gc=False):
+class TopOfBook(_Event, tag="top_of_book", frozen=True, gc=False):
     """Best bid and ask as the venue reports them (not derived from our book)."""
 
     bid_price: str | None
@@ -138,7 +139,7 @@ class TopOfBook(_Event, tag="top_of_book", gc=False):
     sequence: int | None = None
 
 
-class PriceUpdate(_Event, tag="price_update", gc=False):
+class PriceUpdate(_Event, tag="price_update", frozen=True, gc=False):
     """A price print that is not a full trade record: last trade price, ticker.
 
     ``size`` is ``None`` when the venue omitted it; the pipeline's G3 stage
@@ -151,7 +152,7 @@ class PriceUpdate(_Event, tag="price_update", gc=False):
     source: str = "last_trade"
 
 
-class Candle(_Event, tag="candle", gc=False):
+class Candle(_Event, tag="candle", frozen=True, gc=False):
     """An OHLCV bar. ``open_time`` identifies it (with venue, instrument, interval)."""
 
     interval: str
@@ -166,7 +167,7 @@ class Candle(_Event, tag="candle", gc=False):
     closed: bool = True
 
 
-class MarketStatusChange(_Event, tag="market_status", gc=False):
+class MarketStatusChange(_Event, tag="market_status", frozen=True, gc=False):
     """A market opened, paused, closed or resolved; ``detail`` says e.g. the winner."""
 
     status: MarketStatus
@@ -174,7 +175,7 @@ class MarketStatusChange(_Event, tag="market_status", gc=False):
     detail: str | None = None
 
 
-class BookState(_Event, tag="book_state", gc=False):
+class BookState(_Event, tag="book_state", frozen=True, gc=False):
     """An instrument's book changed sync state (see :class:`venuefeed.book.SyncState`).
 
     ``reason`` says why (an :class:`venuefeed.book.Inconsistency` value, ``"snapshot"``,
@@ -185,7 +186,7 @@ class BookState(_Event, tag="book_state", gc=False):
     reason: str = ""
 
 
-class DataGap(_Event, tag="data_gap", gc=False):
+class DataGap(_Event, tag="data_gap", frozen=True, gc=False):
     """A stretch of time during which data for an instrument may be missing.
 
     ``cause`` is ``sequence_gap``, ``checksum_mismatch``, ``disconnect`` or
@@ -200,6 +201,25 @@ class DataGap(_Event, tag="data_gap", gc=False):
     healed: bool = False
 
 
+class WhaleTrade(_Event, tag="whale_trade", frozen=True, gc=False):
+    """A trade by a watched wallet, or any trade whose notional crosses the threshold.
+
+    ``instrument`` is the traded token/instrument, ``ts_venue`` the trade's time
+    and ``ts_recv`` when we detected it. ``amount`` is the notional
+    (price × size). ``known_whale`` tells a watched wallet from a large
+    trade by anyone.
+    """
+
+    trade_id: str
+    trader_address: str
+    side: Side
+    price: str
+    size: str
+    amount: str
+    market_id: str | None = None
+    known_whale: bool = False
+
+
 Event = (
     BookSnapshot
     | BookDelta
@@ -210,6 +230,7 @@ Event = (
     | MarketStatusChange
     | BookState
     | DataGap
+    | WhaleTrade
 )
 """Any canonical event."""
 
@@ -223,6 +244,7 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
     MarketStatusChange,
     BookState,
     DataGap,
+    WhaleTrade,
 )
 
 

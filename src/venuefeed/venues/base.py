@@ -204,7 +204,9 @@ def _venue_module(name: str) -> Any:
     try:
         path = VENUES[name]
     except KeyError:
-        raise KeyError(f"unknown venue {name!r}; known venues: {', '.join(known_venues())}") from None
+        raise KeyError(
+            f"unknown venue {name!r}; known venues: {', '.join(known_venues())}"
+        ) from None
     return importlib.import_module(path)
 
 

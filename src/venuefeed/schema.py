@@ -1,0 +1,447 @@
+"""The storage schema, once, rendered for each SQL dialect.
+
+Tables are described as data (:class:`Table`) and turned into DDL and
+idempotent ``INSERT ... ON CONFLICT`` statements for SQLite and PostgreSQL, so
+the two stores cannot drift apart. Migrations are forward-only and numbered;
+each is a list of tables to create (or raw statements per dialect).
+
+Exact numbers: ``DECIMAL`` columns are ``TEXT`` in SQLite (a ``NUMERIC``
+affinity would turn ``"0.535"`` into a float) and ``NUMERIC`` in PostgreSQL.
+Timestamps are integer nanoseconds (``BIGINT``).
+
+Natural keys (ARCHITECTURE rule 4): every table that receives events has a
+primary key or unique constraint on what identifies the fact -- venue,
+instrument and trade id, sequence or timestamp -- so writing the same event
+twice leaves one row. Unique keys never include NULLable columns (NULLs are
+distinct in SQL), hence sentinel defaults such as ``sequence = -1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "MIGRATIONS",
+    "TABLES",
+    "Column",
+    "Dialect",
+    "Migration",
+    "Table",
+    "create_sql",
+    "insert_sql",
+]
+
+Dialect = Literal["sqlite", "postgres"]
+ColumnType = Literal["text", "bigint", "int", "decimal", "bool", "json", "blob", "float", "serial"]
+
+_TYPES: dict[ColumnType, dict[Dialect, str]] = {
+    "text": {"sqlite": "TEXT", "postgres": "TEXT"},
+    "bigint": {"sqlite": "INTEGER", "postgres": "BIGINT"},
+    "int": {"sqlite": "INTEGER", "postgres": "INTEGER"},
+    "decimal": {"sqlite": "TEXT", "postgres": "NUMERIC"},
+    "bool": {"sqlite": "INTEGER", "postgres": "BOOLEAN"},
+    "json": {"sqlite": "TEXT", "postgres": "JSONB"},
+    "blob": {"sqlite": "BLOB", "postgres": "BYTEA"},
+    "float": {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"},
+    "serial": {"sqlite": "INTEGER", "postgres": "BIGSERIAL"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+    default: str | None = None
+    """SQL literal, identical in both dialects (``'-1'``, ``0``, ``''``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    """Primary key, or the natural unique key when ``serial`` is set."""
+    serial: str | None = None
+    """Name of a surrogate integer id column (primary key) when the natural key is separate."""
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def insert_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.name != self.serial)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    tables: tuple[Table, ...] = ()
+    statements: dict[Dialect, tuple[str, ...]] = field(default_factory=dict)
+
+
+def C(name: str, type_: ColumnType, nullable: bool = True, default: str | None = None) -> Column:
+    return Column(name, type_, nullable, default)
+
+
+def _event_columns() -> tuple[Column, ...]:
+    return (C("venue", "text", False), C("instrument", "text", False))
+
+
+_TS = (C("ts_venue", "bigint", False), C("ts_recv", "bigint", False))
+
+VENUES = Table(
+    "venues",
+    (
+        C("name", "text", False),
+        C("enabled", "bool", False, "0"),
+        C("configured", "bool", False, "0"),
+        C("updated_at", "bigint", False, "0"),
+    ),
+    key=("name",),
+)
+
+_MARKET_META = (
+    C("event_id", "text"),
+    C("slug", "text"),
+    C("title", "text", False, "''"),
+    C("rules", "text", False, "''"),
+    C("outcomes", "json", False, "'[]'"),
+    C("status", "text", False, "'unknown'"),
+    C("open_time", "bigint"),
+    C("close_time", "bigint"),
+    C("resolution_time", "bigint"),
+    C("tick_size", "decimal"),
+    C("min_size", "decimal"),
+    C("category", "text"),
+    C("raw_hash", "text", False, "''"),
+    C("version_hash", "text", False, "''"),
+)
+
+MARKETS = Table(
+    "markets",
+    (
+        C("venue", "text", False),
+        C("market_id", "text", False),
+        *_MARKET_META,
+        C("version", "int", False, "1"),
+        C("first_seen", "bigint", False, "0"),
+        C("updated_at", "bigint", False, "0"),
+    ),
+    key=("venue", "market_id"),
+    indexes=(("venue", "status", "close_time"),),
+)
+
+MARKET_VERSIONS = Table(
+    "market_versions",
+    (
+        C("venue", "text", False),
+        C("market_id", "text", False),
+        C("version", "int", False),
+        *_MARKET_META,
+        C("recorded_at", "bigint", False, "0"),
+    ),
+    key=("venue", "market_id", "version"),
+)
+
+MARKET_STATUS_CHANGES = Table(
+    "market_status_changes",
+    (
+        *_event_columns(),
+        *_TS,
+        C("status", "text", False),
+        C("previous", "text"),
+        C("detail", "text"),
+    ),
+    key=("venue", "instrument", "ts_venue", "status"),
+)
+
+BOOK_SNAPSHOTS = Table(
+    "book_snapshots",
+    (
+        C("id", "serial", False),
+        *_event_columns(),
+        *_TS,
+        C("sequence", "bigint", False, "-1"),
+        C("checksum", "text"),
+    ),
+    key=("venue", "instrument", "ts_venue", "sequence"),
+    serial="id",
+    indexes=(("venue", "instrument", "ts_recv"),),
+)
+
+BOOK_LEVELS = Table(
+    "book_levels",
+    (
+        C("snapshot_id", "bigint", False),
+        C("side", "text", False),
+        C("level", "int", False),
+        C("price", "decimal", False),
+        C("size", "decimal", False),
+    ),
+    key=("snapshot_id", "side", "level"),
+)
+
+BOOK_DELTAS = Table(
+    "book_deltas",
+    (
+        *_event_columns(),
+        *_TS,
+        C("sequence", "bigint", False, "-1"),
+        C("side", "text", False),
+        C("price", "decimal", False),
+        C("size", "decimal", False),
+    ),
+    key=("venue", "instrument", "ts_venue", "sequence", "side", "price", "size"),
+)
+
+TRADES = Table(
+    "trades",
+    (
+        *_event_columns(),
+        C("trade_id", "text", False),
+        C("market_id", "text"),
+        C("price", "decimal", False),
+        C("size", "decimal", False),
+        C("side", "text", False, "'unknown'"),
+        C("maker", "text"),
+        C("taker", "text"),
+        *_TS,
+        C("flags", "text", False, "''"),
+    ),
+    key=("venue", "instrument", "trade_id"),
+    indexes=(("venue", "ts_venue"), ("instrument", "ts_venue")),
+)
+
+QUOTES = Table(
+    "quotes",
+    (
+        *_event_columns(),
+        *_TS,
+        C("sequence", "bigint", False, "-1"),
+        C("bid_price", "decimal"),
+        C("bid_size", "decimal"),
+        C("ask_price", "decimal"),
+        C("ask_size", "decimal"),
+    ),
+    key=("venue", "instrument", "ts_venue", "sequence"),
+)
+
+PRICE_UPDATES = Table(
+    "price_updates",
+    (
+        *_event_columns(),
+        *_TS,
+        C("source", "text", False),
+        C("price", "decimal", False),
+        C("size", "decimal"),
+        C("side", "text", False, "'unknown'"),
+    ),
+    key=("venue", "instrument", "ts_venue", "source", "price"),
+)
+
+CANDLES = Table(
+    "candles",
+    (
+        *_event_columns(),
+        C("interval", "text", False),
+        C("open_time", "bigint", False),
+        C("close_time", "bigint", False),
+        C("open", "decimal", False),
+        C("high", "decimal", False),
+        C("low", "decimal", False),
+        C("close", "decimal", False),
+        C("volume", "decimal", False),
+        C("trades", "bigint"),
+        C("closed", "bool", False, "1"),
+        *_TS,
+    ),
+    key=("venue", "instrument", "interval", "open_time"),
+)
+
+RAW_MESSAGES = Table(
+    "raw_messages",
+    (
+        C("id", "serial", False),
+        C("venue", "text", False),
+        C("channel", "text", False),
+        C("ts_recv", "bigint", False),
+        C("payload", "blob", False),
+    ),
+    key=("venue", "channel", "ts_recv"),
+    serial="id",
+)
+
+WHALES = Table(
+    "whales",
+    (
+        C("address", "text", False),
+        C("pseudonym", "text"),
+        C("tier", "text"),
+        C("notes", "text"),
+        C("cluster_name", "text"),
+        C("famous", "bool", False, "0"),
+        C("estimated_pnl", "decimal"),
+        C("primary_category", "text"),
+        C("win_rate", "decimal"),
+        C("total_volume", "decimal"),
+        C("confirmed", "bool", False, "0"),
+        C("copying_enabled", "bool", False, "0"),
+        C("enabled", "bool", False, "1"),
+        C("added_at", "bigint", False, "0"),
+        C("updated_at", "bigint", False, "0"),
+    ),
+    key=("address",),
+)
+
+WHALE_ACTIVITY = Table(
+    "whale_activity",
+    (
+        C("venue", "text", False),
+        C("trade_id", "text", False),
+        C("trader_address", "text", False),
+        C("market_id", "text"),
+        C("token_id", "text"),
+        C("side", "text", False),
+        C("size", "decimal", False),
+        C("price", "decimal", False),
+        C("amount", "decimal", False),
+        C("ts_venue", "bigint", False),
+        C("detected_at", "bigint", False),
+        C("known_whale", "bool", False, "0"),
+    ),
+    key=("venue", "trade_id", "trader_address"),
+    indexes=(("trader_address", "ts_venue"),),
+)
+
+INGESTION_RUNS = Table(
+    "ingestion_runs",
+    (
+        C("id", "serial", False),
+        C("run_key", "text", False),
+        C("job", "text", False),
+        C("venue", "text"),
+        C("started_at", "bigint", False),
+        C("finished_at", "bigint"),
+        C("status", "text", False, "'running'"),
+        C("records", "bigint", False, "0"),
+        C("error", "text"),
+        C("params", "json", False, "'{}'"),
+    ),
+    key=("run_key",),
+    serial="id",
+)
+
+WATERMARKS = Table(
+    "watermarks",
+    (
+        C("key", "text", False),
+        C("value", "text", False),
+        C("updated_at", "bigint", False, "0"),
+    ),
+    key=("key",),
+)
+
+DATA_GAPS = Table(
+    "data_gaps",
+    (
+        *_event_columns(),
+        C("cause", "text", False),
+        C("start_ns", "bigint", False),
+        C("end_ns", "bigint", False, "0"),
+        C("detail", "text", False, "''"),
+        C("healed", "bool", False, "0"),
+        C("healed_at", "bigint"),
+    ),
+    key=("venue", "instrument", "cause", "start_ns"),
+    indexes=(("venue", "healed"),),
+)
+
+TABLES: tuple[Table, ...] = (
+    VENUES,
+    MARKETS,
+    MARKET_VERSIONS,
+    MARKET_STATUS_CHANGES,
+    BOOK_SNAPSHOTS,
+    BOOK_LEVELS,
+    BOOK_DELTAS,
+    TRADES,
+    QUOTES,
+    PRICE_UPDATES,
+    CANDLES,
+    RAW_MESSAGES,
+    WHALES,
+    WHALE_ACTIVITY,
+    INGESTION_RUNS,
+    WATERMARKS,
+    DATA_GAPS,
+)
+TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", tables=TABLES),)
+"""Forward-only. Never edit a released migration; append a new one."""
+
+
+def _column_sql(column: Column, table: Table, dialect: Dialect) -> str:
+    if column.name == table.serial:
+        if dialect == "sqlite":
+            return f'"{column.name}" INTEGER PRIMARY KEY AUTOINCREMENT'
+        return f'"{column.name}" BIGSERIAL PRIMARY KEY'
+    sql = f'"{column.name}" {_TYPES[column.type][dialect]}'
+    if not column.nullable:
+        sql += " NOT NULL"
+    if column.default is not None:
+        default = column.default
+        if dialect == "postgres" and column.type == "bool":
+            default = "TRUE" if default == "1" else "FALSE"
+        sql += f" DEFAULT {default}"
+    return sql
+
+
+def create_sql(table: Table, dialect: Dialect, schema: str | None = None) -> list[str]:
+    """``CREATE TABLE`` (and index) statements for one table."""
+    name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    parts = [_column_sql(c, table, dialect) for c in table.columns]
+    keys = ", ".join(f'"{k}"' for k in table.key)
+    parts.append(f"UNIQUE ({keys})" if table.serial else f"PRIMARY KEY ({keys})")
+    statements = [f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(parts) + "\n)"]
+    for cols in table.indexes:
+        index = f"ix_{table.name}_{'_'.join(cols)}"
+        cols_sql = ", ".join(f'"{c}"' for c in cols)
+        statements.append(f'CREATE INDEX IF NOT EXISTS "{index}" ON {name} ({cols_sql})')
+    return statements
+
+
+def insert_sql(
+    table: Table,
+    dialect: Dialect,
+    *,
+    update: Sequence[str] = (),
+    schema: str | None = None,
+    returning: str | None = None,
+) -> str:
+    """An idempotent insert: ``ON CONFLICT (natural key) DO NOTHING`` or ``DO UPDATE``.
+
+    Placeholders are ``?`` for SQLite and ``$n`` for PostgreSQL, in
+    :meth:`Table.insert_columns` order.
+    """
+    name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    cols = table.insert_columns()
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+    else:
+        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    col_sql = ", ".join(f'"{c}"' for c in cols)
+    key = ", ".join(f'"{k}"' for k in table.key)
+    if update:
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
+        action = f"DO UPDATE SET {sets}"
+    else:
+        action = "DO NOTHING"
+    sql = f"INSERT INTO {name} ({col_sql}) VALUES ({marks}) ON CONFLICT ({key}) {action}"
+    if returning:
+        sql += f' RETURNING "{returning}"'
+    return sql

@@ -1,0 +1,1 @@
+"""Where events land: SQL stores, files and event buses behind one contract."""

@@ -1,0 +1,64 @@
+"""The contract every sink keeps (ARCHITECTURE rule 4).
+
+``write`` returns only once the batch is durable in that sink -- committed,
+acknowledged by the broker, flushed to disk -- so the caller may acknowledge
+upstream. Writes are idempotent on the records' natural keys: the router
+delivers at least once (retries, spool replay, restarts), the sink stores
+exactly once. A sink that cannot reach its backend raises
+:class:`SinkUnavailable`; the router then spools the batch and retries.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+import msgspec
+
+from venuefeed.models import Event, Market
+
+__all__ = ["Record", "Sink", "SinkUnavailable", "Watermark"]
+
+
+class Watermark(msgspec.Struct, frozen=True):
+    """Progress of a resumable job (a backfill chunk done, a poller's last id).
+
+    Written in the same transaction as the data it vouches for, so a job that
+    is killed resumes exactly where its stored data ends. Stores with
+    transactions keep it; buses ignore it.
+    """
+
+    key: str
+    value: str
+
+
+Record = Event | Market | Watermark
+"""Anything a sink receives: canonical events, market metadata, watermarks."""
+
+
+class SinkUnavailable(Exception):
+    """The backend is unreachable right now; the batch was not stored."""
+
+
+class Sink(abc.ABC):
+    """One destination for records."""
+
+    name: ClassVar[str]
+
+    async def start(self) -> None:
+        """Connect and prepare (create tables, topics, streams)."""
+
+    @abc.abstractmethod
+    async def write(self, batch: Sequence[Record]) -> None:
+        """Store ``batch`` durably and idempotently; raise SinkUnavailable if unreachable."""
+
+    async def close(self) -> None:
+        """Flush what is pending and release connections."""
+
+    async def __aenter__(self) -> Sink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,559 @@
+"""The one WebSocket session every venue uses: reconnect, heartbeat, resubscribe, sharding.
+
+A venue describes its wire protocol in a small :class:`WsProtocol` object (what
+to send on open, how to subscribe, what its ping looks like); this module keeps
+the connection alive around it (ARCHITECTURE rule 2):
+
+* Subscriptions live in the session and are replayed on every new connection,
+  so a drop costs a few seconds of data, never a silently dead subscription.
+* A venue's per-connection subscription limit is met by opening more
+  connections ("shards"); a shard without subscriptions is closed, because
+  venues close idle sockets anyway.
+* A connection that delivers nothing -- not even a ping or a heartbeat reply --
+  for ``idle_timeout`` is dead (a half-open TCP peer never says so) and is
+  replaced.
+* Every frame is stamped with ``time.time_ns()`` as it arrives and goes to the
+  consumer through one bounded queue; when the consumer falls behind, the
+  policy decides (block the sockets, or drop the oldest and count it).
+* After a shard reconnects and resubscribes, a :class:`Reconnected` marker goes
+  through the same queue, so the consumer resyncs its books and records the
+  window in which data may be missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType
+from aiohttp.http_websocket import WebSocketError
+
+from venuefeed import metrics
+from venuefeed.log import get_logger
+from venuefeed.transport.backoff import Backoff
+
+__all__ = [
+    "Frame",
+    "Reconnected",
+    "WsNotConnectedError",
+    "WsPolicy",
+    "WsProtocol",
+    "WsSession",
+    "WsState",
+]
+
+
+class WsState(enum.StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One data frame: text as ``str``, binary as ``bytes`` (some venues send JSON in binary)."""
+
+    data: bytes | str
+    ts_recv: int
+    """``time.time_ns()`` when the frame was read off the socket."""
+    conn: int
+    """Index of the shard (connection) it arrived on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """Shard ``conn`` is back and resubscribed; data in ``[down_since, ts_recv]`` may be missing."""
+
+    conn: int
+    ts_recv: int
+    down_since: int
+
+
+class WsProtocol(Protocol):
+    """What a venue says on its socket. Implemented in each ``venues/<v>/stream.py``."""
+
+    max_subscriptions: int | None
+    """Per connection; None means one connection takes them all."""
+    app_ping: str | None
+    """Text ping the venue expects (Polymarket ``"PING"``); None -> WebSocket protocol pings."""
+    app_ping_interval: float
+
+    def url(self) -> str:
+        """Called on every (re)connect."""
+        ...
+
+    def handshake_headers(self) -> Mapping[str, str]:
+        """Called on every (re)connect (Kalshi signs the upgrade request)."""
+        ...
+
+    def on_open(self) -> Sequence[str | bytes]:
+        """Frames sent right after connecting, before subscriptions (Polygon auth)."""
+        ...
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        """Frames subscribing ``subs``; ``initial`` for the first on a fresh connection."""
+        ...
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]: ...
+
+    def is_heartbeat_reply(self, data: bytes | str) -> bool:
+        """True for the venue's ping reply (``"PONG"``): liveness, not data."""
+        ...
+
+
+@dataclass(frozen=True)
+class WsPolicy:
+    idle_timeout: float = 30.0
+    """Nothing received (data, heartbeat reply or server ping) for this long -> replace."""
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    stable_after: float = 30.0
+    """A connection that lived this long resets the reconnect backoff when it drops."""
+    connect_timeout: float = 10.0
+    protocol_ping_interval: float | None = 20.0
+    """Our WebSocket pings when the venue has no text ping; a missing pong after half
+    the interval drops the connection. None: rely on the idle timeout alone."""
+    queue_size: int = 10_000
+    queue_policy: Literal["block", "drop_oldest"] = "block"
+    max_frame_bytes: int = 16 * 2**20
+    close_timeout: float = 1.0
+    """How long to wait for the peer's close reply when we close (a dead peer never sends it)."""
+
+
+class WsNotConnectedError(ConnectionError):
+    """:meth:`WsSession.send` to a shard that has no live connection right now."""
+
+
+Item = Frame | Reconnected
+
+
+@dataclass(eq=False)
+class _Shard:
+    index: int
+    subs: dict[str, None] = field(default_factory=dict)
+    """Wanted subscriptions, in the order they were asked for."""
+    sent: set[str] = field(default_factory=set)
+    """Subscriptions sent on the current connection."""
+    state: WsState = WsState.DISCONNECTED
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    """Set only while connected and subscribed: runtime sends go here."""
+    task: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class WsSession:
+    """A venue's live connection(s), kept alive until :meth:`stop`.
+
+    Iterate it (one consumer) for :class:`Frame` and :class:`Reconnected` items.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        protocol: WsProtocol,
+        policy: WsPolicy = WsPolicy(),  # frozen: a shared default is safe
+        *,
+        on_state: Callable[[WsState], Awaitable[None]] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.protocol = protocol
+        self.policy = policy
+        self.reconnects = 0
+        self.dropped = 0
+        self.frames = 0
+        self.rejected = 0
+        self._on_state = on_state
+        self._state = WsState.DISCONNECTED
+        self._shards: list[_Shard] = []
+        self._where: dict[str, _Shard] = {}
+        self._queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=policy.queue_size)
+        self._session: aiohttp.ClientSession | None = None
+        self._started = False
+        self._stopped = False
+        self._log = get_logger("venuefeed.transport.websocket", venue=venue)
+        self._m_text = metrics.WS_MESSAGES.labels(venue=venue, type="text")
+        self._m_binary = metrics.WS_MESSAGES.labels(venue=venue, type="binary")
+        self._m_dropped = metrics.QUEUE_DROPPED.labels(venue=venue)
+        self._m_reconnects = metrics.WS_RECONNECTIONS.labels(venue=venue)
+        self._m_streams = metrics.ACTIVE_STREAMS.labels(venue=venue)
+        self._publish_state(self._state)
+
+    # -- public state --------------------------------------------------------
+
+    @property
+    def state(self) -> WsState:
+        return self._state
+
+    @property
+    def shard_states(self) -> list[WsState]:
+        return [shard.state for shard in self._shards]
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        return frozenset(self._where)
+
+    def shard_subscriptions(self, conn: int) -> list[str]:
+        """The subscriptions assigned to shard ``conn``, in subscription order."""
+        return list(self._shards[conn].subs)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> WsSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect every shard that has subscriptions; later ones connect as they get some."""
+        if self._started:
+            return
+        if self._stopped:
+            raise RuntimeError("a stopped WsSession cannot be restarted")
+        self._started = True
+        self._session = aiohttp.ClientSession()
+        for shard in self._shards:
+            self._launch(shard)
+
+    async def stop(self) -> None:
+        """Close every connection and end iteration (after the queued items)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        tasks = [shard.task for shard in self._shards if shard.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        for shard in self._shards:
+            shard.state = WsState.STOPPED
+        await self._update_state()
+        if not self._queue.full():
+            self._queue.put_nowait(None)
+        self._log.info("websocket session stopped", frames=self.frames, reconnects=self.reconnects)
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self._items()
+
+    async def _items(self) -> AsyncIterator[Item]:
+        queue = self._queue
+        while True:
+            if self._stopped and queue.empty():
+                return
+            item = await queue.get()
+            if item is None:
+                return
+            yield item
+
+    # -- subscriptions -------------------------------------------------------
+
+    async def subscribe(self, subs: Iterable[str]) -> None:
+        """Add subscriptions; they go to shards with room, opening shards as needed."""
+        added: dict[int, list[str]] = {}
+        for sub in dict.fromkeys(subs):
+            if sub in self._where:
+                continue
+            shard = self._shard_with_room()
+            shard.subs[sub] = None
+            self._where[sub] = shard
+            added.setdefault(shard.index, []).append(sub)
+        for index, new in added.items():
+            shard = self._shards[index]
+            if self._started and not self._stopped:
+                self._launch(shard)
+                shard.wake.set()
+            await self._send_runtime(shard, new, subscribe=True)
+
+    async def unsubscribe(self, subs: Iterable[str]) -> None:
+        """Remove subscriptions; a shard left with none is closed."""
+        removed: dict[int, list[str]] = {}
+        for sub in dict.fromkeys(subs):
+            shard = self._where.pop(sub, None)
+            if shard is None:
+                continue
+            del shard.subs[sub]
+            removed.setdefault(shard.index, []).append(sub)
+        for index, gone in removed.items():
+            shard = self._shards[index]
+            if shard.subs:
+                await self._send_runtime(shard, gone, subscribe=False)
+            elif shard.ws is not None:
+                await shard.ws.close()
+
+    async def send(self, data: str | bytes, conn: int) -> None:
+        """Send a venue command on shard ``conn`` (e.g. a snapshot request)."""
+        ws = self._shards[conn].ws if 0 <= conn < len(self._shards) else None
+        if ws is None or ws.closed:
+            raise WsNotConnectedError(f"{self.venue}: websocket shard {conn} is not connected")
+        await _send_frame(ws, data)
+
+    def _shard_with_room(self) -> _Shard:
+        limit = self.protocol.max_subscriptions
+        for shard in self._shards:
+            if limit is None or len(shard.subs) < limit:
+                return shard
+        shard = _Shard(len(self._shards))
+        self._shards.append(shard)
+        return shard
+
+    async def _send_runtime(self, shard: _Shard, subs: list[str], *, subscribe: bool) -> None:
+        """Send a runtime (un)subscribe on a live shard; a shard still connecting sends it
+        in its initial subscribe instead, so nothing is sent twice."""
+        async with shard.lock:
+            ws = shard.ws
+            if ws is None or ws.closed:
+                return
+            if subscribe:
+                todo = [s for s in subs if s in shard.subs and s not in shard.sent]
+                frames = self.protocol.subscribe(todo, False) if todo else ()
+                shard.sent.update(todo)
+            else:
+                todo = [s for s in subs if s in shard.sent]
+                frames = self.protocol.unsubscribe(todo) if todo else ()
+                shard.sent.difference_update(todo)
+            try:
+                for frame in frames:
+                    await _send_frame(ws, frame)
+            except (ConnectionError, aiohttp.ClientError) as exc:
+                # The reader sees the drop and the reconnect replays every subscription.
+                self._log.info("websocket send failed", conn=shard.index, error=str(exc))
+
+    # -- per-shard connection loop -------------------------------------------
+
+    def _launch(self, shard: _Shard) -> None:
+        if shard.task is None:
+            shard.task = asyncio.create_task(
+                self._run_shard(shard), name=f"ws-{self.venue}-{shard.index}"
+            )
+
+    async def _run_shard(self, shard: _Shard) -> None:
+        """Connect, serve, and after any drop reconnect with backoff -- until stopped."""
+        policy = self.policy
+        backoff = Backoff(policy.backoff_base, policy.backoff_cap)
+        down_since: int | None = None
+        while True:
+            if not shard.subs:
+                down_since = None
+                backoff.reset()
+                await self._set_shard_state(shard, WsState.DISCONNECTED)
+                shard.wake.clear()
+                await shard.wake.wait()
+                continue
+            fresh = down_since is None and backoff.attempts == 0
+            await self._set_shard_state(
+                shard, WsState.CONNECTING if fresh else WsState.RECONNECTING
+            )
+            try:
+                ws = await self._connect()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                delay = backoff.next_delay()
+                self._log.warning(
+                    "websocket connect failed",
+                    conn=shard.index,
+                    error=str(exc) or type(exc).__name__,
+                    retry_in=round(delay, 3),
+                )
+                await self._set_shard_state(shard, WsState.RECONNECTING)
+                await asyncio.sleep(delay)
+                continue
+            connected_at = time.monotonic()
+            last_seen = await self._serve(shard, ws, down_since)
+            if not shard.subs:
+                continue  # closed on purpose: unsubscribed from everything
+            if time.monotonic() - connected_at >= policy.stable_after:
+                backoff.reset()
+            down_since = last_seen
+            await self._set_shard_state(shard, WsState.RECONNECTING)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        assert self._session is not None
+        protocol = self.protocol
+        heartbeat = None if protocol.app_ping else self.policy.protocol_ping_interval
+        async with asyncio.timeout(self.policy.connect_timeout):
+            return await self._session.ws_connect(
+                protocol.url(),
+                headers=dict(protocol.handshake_headers()),
+                autoping=True,  # answers server pings with the same payload (Binance, Kalshi)
+                heartbeat=heartbeat,
+                max_msg_size=self.policy.max_frame_bytes,
+                timeout=aiohttp.ClientWSTimeout(ws_close=self.policy.close_timeout),
+            )
+
+    async def _serve(
+        self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse, down_since: int | None
+    ) -> int:
+        """Subscribe, then read until the connection ends.
+
+        Returns when data may have stopped: the last message time after an
+        idle timeout, else the moment the drop was seen.
+        """
+        self._m_streams.inc()
+        pinger: asyncio.Task[None] | None = None
+        last_seen = time.time_ns()
+        try:
+            async with shard.lock:
+                subs = list(shard.subs)
+                if not subs:
+                    return last_seen
+                for frame in self.protocol.on_open():
+                    await _send_frame(ws, frame)
+                for frame in self.protocol.subscribe(subs, True):
+                    await _send_frame(ws, frame)
+                shard.sent = set(subs)
+                shard.ws = ws
+            await self._set_shard_state(shard, WsState.CONNECTED)
+            if down_since is not None:
+                self.reconnects += 1
+                self._m_reconnects.inc()
+                now = time.time_ns()
+                self._log.info(
+                    "websocket reconnected",
+                    conn=shard.index,
+                    down_ms=round((now - down_since) / 1e6, 1),
+                    subscriptions=len(subs),
+                )
+                await self._put(Reconnected(shard.index, now, down_since))
+            else:
+                self._log.info("websocket connected", conn=shard.index, subscriptions=len(subs))
+            if self.protocol.app_ping:
+                # Only after the subscribe frames: Polymarket closes (1008) on a PING first.
+                pinger = asyncio.create_task(self._app_ping(ws, self.protocol.app_ping))
+            return await self._read(shard, ws)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self._log.warning("websocket send failed", conn=shard.index, error=str(exc))
+            return time.time_ns()
+        finally:
+            shard.ws = None
+            shard.sent = set()
+            if pinger is not None:
+                pinger.cancel()
+                await asyncio.gather(pinger, return_exceptions=True)
+            await ws.close()
+            self._m_streams.dec()
+
+    async def _read(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse) -> int:
+        """The hot loop: stamp, count, queue. Returns the drop time (see :meth:`_serve`)."""
+        index = shard.index
+        idle = self.policy.idle_timeout
+        is_heartbeat = self.protocol.is_heartbeat_reply
+        last_seen = time.time_ns()
+        while True:
+            try:
+                msg = await ws.receive(timeout=idle)
+            except TimeoutError:
+                self._log.warning(
+                    "websocket idle timeout; replacing connection",
+                    conn=index,
+                    idle_timeout=idle,
+                )
+                return last_seen
+            last_seen = time.time_ns()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                (self._m_text if kind is WSMsgType.TEXT else self._m_binary).inc()
+                data = msg.data
+                if is_heartbeat(data):
+                    continue
+                self.frames += 1
+                await self._put(Frame(data, last_seen, index))
+            elif kind is WSMsgType.ERROR:
+                self._reject(index, msg.data)
+                return last_seen
+            elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                if not shard.subs:
+                    return last_seen
+                self._log.warning("websocket closed by peer", conn=index, code=ws.close_code)
+                return last_seen
+
+    def _reject(self, index: int, error: object) -> None:
+        """A frame aiohttp refused (too large, invalid UTF-8 text): the socket is gone too."""
+        reason = "protocol_error"
+        if isinstance(error, WebSocketError):
+            reason = "frame_too_large" if error.code == WSCloseCode.MESSAGE_TOO_BIG else reason
+        self.rejected += 1
+        metrics.REJECTED_FRAMES.labels(venue=self.venue, reason=reason).inc()
+        self._log.warning("websocket frame rejected", conn=index, reason=reason, error=str(error))
+
+    async def _app_ping(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        interval = self.protocol.app_ping_interval
+        while not ws.closed:
+            await asyncio.sleep(interval)
+            try:
+                await ws.send_str(text)
+            except (ConnectionError, aiohttp.ClientError):
+                return  # the reader notices the drop
+
+    async def _put(self, item: Item) -> None:
+        queue = self._queue
+        if self.policy.queue_policy == "block":
+            await queue.put(item)
+            return
+        if queue.full():
+            queue.get_nowait()
+            self.dropped += 1
+            self._m_dropped.inc()
+            if _is_power_of_ten(self.dropped):
+                self._log.warning("websocket queue full; dropping oldest", dropped=self.dropped)
+        queue.put_nowait(item)
+
+    # -- state ---------------------------------------------------------------
+
+    async def _set_shard_state(self, shard: _Shard, state: WsState) -> None:
+        if shard.state is not state:
+            shard.state = state
+            await self._update_state()
+
+    async def _update_state(self) -> None:
+        state = self._aggregate()
+        if state is self._state:
+            return
+        self._publish_state(state)
+        self._state = state
+        if self._on_state is not None:
+            try:
+                await self._on_state(state)
+            except Exception:
+                self._log.exception("websocket state callback failed", state=str(state))
+
+    def _aggregate(self) -> WsState:
+        if self._stopped:
+            return WsState.STOPPED
+        active = [s.state for s in self._shards if s.subs or s.state is not WsState.DISCONNECTED]
+        if not active:
+            return WsState.DISCONNECTED
+        if all(state is WsState.CONNECTED for state in active):
+            return WsState.CONNECTED
+        for state in (WsState.RECONNECTING, WsState.CONNECTING):
+            if state in active:
+                return state
+        return WsState.DISCONNECTED
+
+    def _publish_state(self, state: WsState) -> None:
+        for candidate in WsState:
+            value = 1 if candidate is state else 0
+            metrics.WS_STATE.labels(venue=self.venue, state=candidate.value).set(value)
+
+
+async def _send_frame(ws: aiohttp.ClientWebSocketResponse, frame: str | bytes) -> None:
+    if isinstance(frame, str):
+        await ws.send_str(frame)
+    else:
+        await ws.send_bytes(frame)
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1

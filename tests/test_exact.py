@@ -1,0 +1,97 @@
+"""Exact decimals: '0.535' in is '0.535' out, through models, JSON and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from venuefeed import exact
+from venuefeed.models import Trade, event_decoder, event_encoder
+from venuefeed.sinks.sqlite import SqliteStore, open_reader
+
+decimals = st.decimals(
+    min_value=Decimal("-1e9"), max_value=Decimal("1e9"), allow_nan=False, allow_infinity=False,
+    places=9,
+)  # fmt: skip
+
+
+def test_canon_examples() -> None:
+    assert exact.canon("0.50") == "0.5"
+    assert exact.canon("13.00") == "13"
+    assert exact.canon("0.00000000") == "0"
+    assert exact.canon("-54.00") == "-54"
+    assert exact.canon("100") == "100"
+    assert exact.canon("4.00000200") == "4.000002"
+    assert exact.canon("0.535") == "0.535"
+
+
+def test_from_number_and_cents() -> None:
+    assert exact.from_number(94.37) == "94.37"
+    assert exact.from_number(0.1) == "0.1"
+    assert exact.from_number(5) == "5"
+    assert exact.from_cents(42) == "0.42"
+    assert exact.from_cents(100) == "1"
+    assert exact.from_decimal(Decimal("1E+2")) == "100"
+    with pytest.raises(ValueError):
+        exact.validate("abc")
+    with pytest.raises(ValueError):
+        exact.validate("NaN")
+
+
+@given(decimals)
+def test_canon_preserves_value_and_identity(value: Decimal) -> None:
+    text = f"{value:f}"
+    canonical = exact.canon(text)
+    assert Decimal(canonical) == value
+    # Same number, different spelling -> same canonical string.
+    padded = text + ("0" if "." in text else ".000")
+    assert exact.canon(padded) == canonical
+    assert exact.from_decimal(value) == canonical
+
+
+@given(decimals, decimals)
+def test_trade_json_round_trip_is_exact(price: Decimal, size: Decimal) -> None:
+    trade = Trade(
+        venue="v", instrument="i", ts_venue=1, ts_recv=2, trade_id="t",
+        price=exact.from_decimal(price), size=exact.from_decimal(size),
+    )  # fmt: skip
+    decoded = event_decoder.decode(event_encoder.encode(trade))
+    assert decoded == trade
+    assert Decimal(decoded.price) == price  # type: ignore[union-attr]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(decimals, min_size=1, max_size=20, unique=True))
+def test_sqlite_round_trip_is_exact(
+    tmp_path_factory: pytest.TempPathFactory, values: list[Decimal]
+) -> None:
+    path = tmp_path_factory.mktemp("db") / "x.db"
+    trades = [
+        Trade(venue="v", instrument="i", ts_venue=n, ts_recv=n, trade_id=str(n),
+              price=exact.from_decimal(v), size="1")
+        for n, v in enumerate(values)
+    ]  # fmt: skip
+
+    async def store() -> None:
+        sink = SqliteStore(path)
+        await sink.start()
+        await sink.write(trades)
+        await sink.close()
+
+    asyncio.run(store())
+    stored = dict(open_reader(path).execute("SELECT trade_id, price FROM trades").fetchall())
+    for n, value in enumerate(values):
+        assert stored[str(n)] == exact.from_decimal(value)
+        assert Decimal(stored[str(n)]) == value
+
+
+def test_the_documented_example(tmp_path: Path) -> None:
+    trade = Trade(venue="v", instrument="i", ts_venue=0, ts_recv=0, trade_id="x",
+                  price=exact.canon("0.535"), size="1")  # fmt: skip
+    assert msgspec.json.decode(event_encoder.encode(trade))["price"] == "0.535"
