@@ -241,7 +241,9 @@ def test_array_frame_keeps_good_elements_next_to_bad_ones() -> None:
     bad = b'{"event_type":"surprise","x":1}'
     broken = b'{"event_type":"book","asset_id":"1"}'
     decoder = parse.FrameDecoder(parse.Rejects())
-    events = parse.parse_frame(b"[" + book + b"," + bad + b"," + broken + b"," + book + b"]", R, decoder)
+    events = parse.parse_frame(
+        b"[" + book + b"," + bad + b"," + broken + b"," + book + b"]", R, decoder
+    )
     assert [type(e) for e in events] == [BookSnapshot, BookSnapshot]
     assert decoder.rejects.counts == {"unknown_event_type": 1, "invalid_fields": 1}
     assert parse.parse_frame(b"PONG", R, decoder) == []
@@ -254,7 +256,9 @@ def test_array_frame_keeps_good_elements_next_to_bad_ones() -> None:
 
 
 def test_clob_book_response_top_n_best_first() -> None:
-    summary = msgspec.json.decode(capture("nautilus_crate_clob_book_response.json"), type=BookSummary)
+    summary = msgspec.json.decode(
+        capture("nautilus_crate_clob_book_response.json"), type=BookSummary
+    )
     snap = parse.book_snapshot(summary, R, depth=2)
     assert snap == BookSnapshot(
         venue="polymarket",
@@ -288,13 +292,17 @@ def test_orderbook_history_entries_parse_as_snapshots() -> None:
     doc = msgspec.json.decode(capture("nautilus_it_http_responses_orderbook_history.json"))
     rows = msgspec.convert(doc["data"], list[BookSummary])
     snaps = [parse.book_snapshot(r, R) for r in rows]
-    assert [s.ts_venue for s in snaps] == [t * MS for t in (1729000000000, 1729000060000, 1729000120000)]
+    assert [s.ts_venue for s in snaps] == [
+        t * MS for t in (1729000000000, 1729000060000, 1729000120000)
+    ]
     assert snaps[1].bids[0] == L("0.52", "120") and snaps[1].asks[0] == L("0.53", "140.25")
     assert snaps[2].asks == [L("0.54", "130"), L("0.55", "270.5"), L("0.56", "460")]
 
 
 def test_data_api_trades() -> None:
-    rows = msgspec.json.decode(capture("nautilus_crate_data_api_trades_response.json"), type=list[DataTrade])
+    rows = msgspec.json.decode(
+        capture("nautilus_crate_data_api_trades_response.json"), type=list[DataTrade]
+    )
     trades = [parse.data_trade(r, R) for r in rows]
     asset = "71321045863084981365469005770620412523470745398083994982746259498689308907982"
     cond = "0xc8f1cf5d4f26e0fd9c8fe89f2a7b3263b902cf14fde7bfccef525753bb492e47"
@@ -311,8 +319,14 @@ def test_data_api_trades() -> None:
         market_id=cond,
         taker="0x1111111111111111111111111111111111111111",
     )
-    assert trades[1] is not None and (trades[1].side, trades[1].price, trades[1].size) == ("sell", "0.53", "50")
-    assert trades[2] is not None and trades[2].instrument.startswith("9999") and trades[2].size == "75"
+    assert trades[1] is not None and (trades[1].side, trades[1].price, trades[1].size) == (
+        "sell",
+        "0.53",
+        "50",
+    )
+    assert (
+        trades[2] is not None and trades[2].instrument.startswith("9999") and trades[2].size == "75"
+    )
 
 
 def test_ws_print_and_data_api_row_of_one_trade_share_an_id() -> None:
@@ -333,7 +347,9 @@ def test_ws_print_and_data_api_row_of_one_trade_share_an_id() -> None:
 
 
 def test_price_history_to_candles() -> None:
-    history = msgspec.json.decode(capture("nautilus_it_http_responses_price_history.json"), type=PriceHistory)
+    history = msgspec.json.decode(
+        capture("nautilus_it_http_responses_price_history.json"), type=PriceHistory
+    )
     bars = parse.candles(history.history, "tok", 300, R)
     # Points every 60 s from 1729000000 (= 1728999900 + 100): buckets of 300 s hold
     # t+0..180 (0.51 0.52 0.53 0.52), t+240..480 (0.51 0.50 0.51 0.52 0.53), t+540 (0.54).
@@ -382,7 +398,9 @@ def test_gamma_closed_market_is_resolved() -> None:
 
 
 def test_gamma_event_nests_markets_with_category() -> None:
-    (event,) = msgspec.json.decode(capture("nautilus_crate_gamma_event.json"), type=list[GammaEvent])
+    (event,) = msgspec.json.decode(
+        capture("nautilus_crate_gamma_event.json"), type=list[GammaEvent]
+    )
     markets = [parse.gamma_market(m, event) for m in event.markets]
     assert [m.market_id[:10] for m in markets] == ["0xc8f1cf5d", markets[1].market_id[:10]]
     assert {m.event_id for m in markets} == {"30829"}

@@ -107,9 +107,8 @@ class PolymarketRest:
 
     async def _plain_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
         async def fetch(offset: int, limit: int) -> list[GammaMarket]:
-            body = await self.gamma.get(
-                "/markets", {**params, "limit": limit, "offset": offset}, endpoint="markets"
-            )
+            query = {**params, "include_tag": True, "limit": limit, "offset": offset}
+            body = await self.gamma.get("/markets", query, endpoint="markets")
             return _markets.decode(body)
 
         async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):

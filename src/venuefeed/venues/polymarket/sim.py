@@ -243,7 +243,9 @@ class Simulator(SimulatorBase):
 
     # -- REST: Gamma -------------------------------------------------------------------------
 
-    def _gamma_market(self, m: _Market) -> dict[str, Any]:
+    def _gamma_market(
+        self, m: _Market, *, with_event: bool = True, tags: bool = False
+    ) -> dict[str, Any]:
         yes_book = self.books[m.yes]
         best_bid = max(yes_book.bids) / 100
         best_ask = min(yes_book.asks) / 100
@@ -251,7 +253,7 @@ class Simulator(SimulatorBase):
         yes_price = "1" if m.closed else _trim(mid)
         no_price = "0" if m.closed else _trim(round(1 - mid, 3))
         volume = m.volume
-        return {
+        body: dict[str, Any] = {
             "id": m.id,
             "question": m.question,
             "conditionId": m.condition_id,
@@ -293,8 +295,14 @@ class Simulator(SimulatorBase):
             "bestBid": best_bid,
             "bestAsk": best_ask,
             "umaResolutionStatuses": "[]",
-            "events": [self._gamma_event(m, nested=False)],
         }
+        if with_event:
+            # As in the real capture: the embedded event carries tags only on request.
+            event = self._gamma_event(m, nested=False)
+            if not tags:
+                del event["tags"]
+            body["events"] = [event]
+        return body
 
     def _gamma_event(self, m: _Market, *, nested: bool) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -321,7 +329,9 @@ class Simulator(SimulatorBase):
         }
         if nested:
             event["markets"] = [
-                self._gamma_market(x) for x in self.markets if x.event_id == m.event_id
+                self._gamma_market(x, with_event=False)
+                for x in self.markets
+                if x.event_id == m.event_id
             ]
         return event
 
@@ -367,7 +377,8 @@ class Simulator(SimulatorBase):
         page = self._page(request, self._gamma_filter(request), 100)
         if isinstance(page, web.Response):
             return page
-        return _json([self._gamma_market(m) for m in page])
+        tags = request.query.get("include_tag") == "true"
+        return _json([self._gamma_market(m, tags=tags) for m in page])
 
     async def _gamma_events(self, request: web.Request) -> web.StreamResponse:
         self._count("gamma_events")
