@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from venuefeed.config import RetrySettings, Settings, VenueSettings
+from venuefeed.config import RateLimitSettings, RetrySettings, Settings, VenueSettings
 from venuefeed.venues.polymarket import Adapter, Simulator
 
 CAPTURES = next(
@@ -33,6 +33,7 @@ def make_adapter(sim: Simulator, **options: Any) -> Adapter:
     venue = VenueSettings(
         enabled=True,
         urls=sim.urls(),
+        rate_limit=RateLimitSettings(requests_per_second=1000, burst=100),
         retry=RetrySettings(attempts=6, backoff_base_seconds=0.01, backoff_max_seconds=0.05),
         options=opts,
     )

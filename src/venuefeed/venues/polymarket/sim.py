@@ -922,13 +922,18 @@ class Simulator(SimulatorBase):
         self.truth.record("tick_size_change", token=token)
         await self._broadcast([token], lambda _w: _encode(msg).decode())
 
-    async def set_level(self, token: str, bid: bool, price_tick: int, size_cents: int) -> None:
-        """Set one level of ``token``'s book (a scripted change with its paired mirror)."""
+    async def set_level(
+        self, token: str, bid: bool, price_tick: int, size_cents: int, *, send: bool = True
+    ) -> None:
+        """Set one level of ``token``'s book (a scripted change with its paired mirror).
+
+        ``send=False`` changes the book without telling anyone: a lost update.
+        """
         market = self.market_of[token]
         if token == market.yes:
-            await self._change(market, bid, price_tick, size_cents)
+            await self._change(market, bid, price_tick, size_cents, send=send)
         else:
-            await self._change(market, not bid, 100 - price_tick, size_cents)
+            await self._change(market, not bid, 100 - price_tick, size_cents, send=send)
 
     async def resolve(self, token: str) -> None:
         """Resolve the market of ``token`` with ``token`` as the winner."""
