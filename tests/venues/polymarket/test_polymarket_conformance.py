@@ -172,8 +172,9 @@ async def test_rest_documents_match_captures() -> None:
     assert errors == []
     # The fields the client relies on are present, JSON arrays inside strings included.
     market = markets[0]
-    for key in ("id", "conditionId", "question", "slug", "description", "endDate", "clobTokenIds",
-                "outcomes", "outcomePrices", "active", "closed", "orderPriceMinTickSize", "events"):  # fmt: skip
-        assert key in market
+    needed = {"id", "conditionId", "question", "slug", "description", "endDate", "events",
+              "clobTokenIds", "outcomes", "outcomePrices", "active", "closed",
+              "orderPriceMinTickSize"}  # fmt: skip
+    assert needed <= set(market)
     assert isinstance(market["clobTokenIds"], str) and len(json.loads(market["clobTokenIds"])) == 2
     assert isinstance(json.loads(market["outcomePrices"])[0], str)

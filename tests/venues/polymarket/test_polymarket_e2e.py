@@ -56,7 +56,13 @@ async def test_every_trade_once_and_books_equal_after_faults() -> None:
             await stream.close()
             await consumer
         kinds = [e["kind"] for e in sim.truth.events]
-        for fault in ("ws_cut", "duplicate_frame", "held_frame", "malformed_frame", "skipped_change"):
+        for fault in (
+            "ws_cut",
+            "duplicate_frame",
+            "held_frame",
+            "malformed_frame",
+            "skipped_change",
+        ):
             assert fault in kinds, fault
         assert gaps, "the run must have included disconnects"
         expected = {
@@ -70,5 +76,8 @@ async def test_every_trade_once_and_books_equal_after_faults() -> None:
         assert len(live) > len({t.trade_id for t in live})  # duplicates arrived and were deduped
         final = sim.final_books()
         for token, book in books.items():
-            got = ([(x.price, x.size) for x in book.bids()], [(x.price, x.size) for x in book.asks()])
+            got = (
+                [(x.price, x.size) for x in book.bids()],
+                [(x.price, x.size) for x in book.asks()],
+            )
             assert got == final[token], token

@@ -42,7 +42,7 @@ TOK_A = "71321045679252212594626385532706912750332728571942532289631379312455583
 MKT_A = "0xdd22472e552920b8438158ea7238bfadfa4f736aa4cee91a6b86c39ead110917"
 
 
-def L(price: str, size: str) -> BookLevel:  # noqa: N802 - reads like the wire
+def L(price: str, size: str) -> BookLevel:
     return BookLevel(price, size)
 
 
@@ -361,6 +361,10 @@ def test_price_history_to_candles() -> None:
     assert all(b.interval == "5m" and b.volume == "0" for b in bars)
 
 
+UP = "104239898038807136052399800151408521467737075933964991162589336683346093173875"
+DOWN = "71183960810705820955071415844881728181970340514894896943812046065452395013351"
+
+
 def test_gamma_market_decodes_strings_inside_json() -> None:
     raw = msgspec.json.decode(capture("nautilus_crate_gamma_market.json"), type=GammaMarket)
     market = parse.gamma_market(raw)
@@ -372,8 +376,8 @@ def test_gamma_market_decodes_strings_inside_json() -> None:
         slug="btc-updown-5m-1773307200",
         rules=market.rules,
         outcomes=(
-            Outcome("Up", "104239898038807136052399800151408521467737075933964991162589336683346093173875", "0.505"),
-            Outcome("Down", "71183960810705820955071415844881728181970340514894896943812046065452395013351", "0.495"),
+            Outcome("Up", UP, "0.505"),
+            Outcome("Down", DOWN, "0.495"),
         ),
         status=MarketStatus.OPEN,
         open_time=1773221341328428000,

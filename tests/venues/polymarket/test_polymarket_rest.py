@@ -18,14 +18,16 @@ async def test_discovery_window_pagination_and_versions() -> None:
         assert isinstance(sim, Simulator)
         async with make_adapter(sim) as adapter:
             week = [m async for m in adapter.fetch_markets(MarketQuery())]
-            everything = [m async for m in adapter.fetch_markets(MarketQuery(max_resolution_days=0))]
-            limited = [m async for m in adapter.fetch_markets(MarketQuery(limit=7))]
-            sports = [
-                m async for m in adapter.fetch_markets(MarketQuery(categories=("sports",)))
+            everything = [
+                m async for m in adapter.fetch_markets(MarketQuery(max_resolution_days=0))
             ]
+            limited = [m async for m in adapter.fetch_markets(MarketQuery(limit=7))]
+            sports = [m async for m in adapter.fetch_markets(MarketQuery(categories=("sports",)))]
         now = time.time_ns()
         open_markets = [m for m in sim.markets if not m.closed]
-        in_window = {m.condition_id for m in open_markets if (m.end.timestamp() - time.time()) < 7 * 86400}
+        in_window = {
+            m.condition_id for m in open_markets if (m.end.timestamp() - time.time()) < 7 * 86400
+        }
         # More than two Gamma pages (limit is capped at 100) were needed and read.
         assert len(everything) == len(open_markets) > 200
         assert {m.market_id for m in week} == in_window
@@ -51,7 +53,9 @@ async def test_books_best_first_top_n_and_hash() -> None:
             many = await adapter.fetch_books(tokens, 2)
             summaries = await adapter.rest.summaries(tokens[:5])
         assert len(one.bids) <= 3 and len(one.asks) <= 3
-        assert [float(x.price) for x in one.bids] == sorted((float(x.price) for x in one.bids), reverse=True)
+        assert [float(x.price) for x in one.bids] == sorted(
+            (float(x.price) for x in one.bids), reverse=True
+        )
         assert [float(x.price) for x in one.asks] == sorted(float(x.price) for x in one.asks)
         assert one.bids[0].price < one.asks[0].price and one.checksum
         # More tokens than one /books batch: all answered, in batches.
@@ -93,7 +97,9 @@ async def test_candles_and_check_and_quality() -> None:
         token = sim.tokens()[0]
         now = time.time_ns()
         async with make_adapter(sim) as adapter:
-            bars = [c async for c in adapter.fetch_candles(token, "1h", now - 6 * 3600 * 10**9, now)]
+            bars = [
+                c async for c in adapter.fetch_candles(token, "1h", now - 6 * 3600 * 10**9, now)
+            ]
             verdict = await adapter.check()
             book = await adapter.fetch_book(token, 1)
             mid = (Decimal(book.bids[0].price) + Decimal(book.asks[0].price)) / 2
@@ -134,13 +140,25 @@ def test_quality_g1_g3_g5_pure() -> None:
                      trade_id=str(ts), price=price, size=size)  # fmt: skip
 
     now = 1_000 * 10**9
-    assert quality.is_stale(now - 301 * 10**9, now, 300) and not quality.is_stale(now - 299 * 10**9, now, 300)
+    assert quality.is_stale(now - 301 * 10**9, now, 300) and not quality.is_stale(
+        now - 299 * 10**9, now, 300
+    )
     trades = [trade(now - 50 * 10**9, "0.5", "10"), trade(now - 5 * 10**9, "0.505", "20"),
               trade(now - 1 * 10**9, "0.6", "30")]  # fmt: skip
-    assert quality.size_at_price(trades, "0.5", now, tolerance=Decimal("0.01"), max_age_seconds=60) == "20"
-    assert quality.size_at_price(trades, "0.3", now, tolerance=Decimal("0.01"), max_age_seconds=60) is None
+    assert (
+        quality.size_at_price(trades, "0.5", now, tolerance=Decimal("0.01"), max_age_seconds=60)
+        == "20"
+    )
+    assert (
+        quality.size_at_price(trades, "0.3", now, tolerance=Decimal("0.01"), max_age_seconds=60)
+        is None
+    )
     book = BookSnapshot(venue="polymarket", instrument="t", ts_venue=0, ts_recv=0,
                         bids=[BookLevel("0.4", "1")], asks=[BookLevel("0.5", "1")])  # fmt: skip
     assert quality.verify_price("0.46", book, Decimal("0.1")) == (True, "0.45", "")
-    assert quality.verify_price("0.7", book, Decimal("0.1")) == (False, "0.45", "deviation 0.25 > 0.1")
+    assert quality.verify_price("0.7", book, Decimal("0.1")) == (
+        False,
+        "0.45",
+        "deviation 0.25 > 0.1",
+    )
     assert quality.verify_price("0.7", None, Decimal("0.1")) == (False, None, "no_book")

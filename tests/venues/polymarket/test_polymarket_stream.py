@@ -32,9 +32,10 @@ class Collector:
         async for event in self.stream:
             self.events.append(event)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
+    async def until(self, predicate: Callable[[], bool], limit: float = 5.0) -> None:
+        """Wait for ``predicate``; it may watch state outside the stream, so it is polled."""
+        async with asyncio.timeout(limit):
+            while not predicate():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
 
     async def close(self) -> None:
@@ -56,17 +57,23 @@ def test_channel_protocol_asks_for_the_dump_and_pings_only_after_subscribe() -> 
     }  # fmt: skip
     (later,) = channel.subscribe(["3"], False)
     assert json.loads(later)["operation"] == "subscribe" and json.loads(later)["initial_dump"]
-    assert json.loads(channel.unsubscribe(["3"])[0]) == {"assets_ids": ["3"], "operation": "unsubscribe"}
+    assert json.loads(channel.unsubscribe(["3"])[0]) == {
+        "assets_ids": ["3"],
+        "operation": "unsubscribe",
+    }
     assert channel.is_heartbeat_reply("PONG") and not channel.is_heartbeat_reply('{"a":1}')
 
 
 async def test_the_venue_closes_with_1008_on_a_ping_before_subscribe() -> None:
-    async with Simulator(seed=2, markets=1) as sim:
-        async with aiohttp.ClientSession() as http, http.ws_connect(sim.urls()["ws"]) as ws:
-            await ws.send_str("PING")
-            msg = await ws.receive(timeout=5)
-            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 1008
+    async with (
+        Simulator(seed=2, markets=1) as sim,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(sim.urls()["ws"]) as ws,
+    ):
+        await ws.send_str("PING")
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1008
 
 
 async def test_sharding_initial_dump_and_heartbeat() -> None:
@@ -77,7 +84,9 @@ async def test_sharding_initial_dump_and_heartbeat() -> None:
             stream = adapter.open_stream()
             got = Collector(stream)
             await stream.subscribe(tokens)
-            await got.until(lambda: len({e.instrument for e in got.of(BookSnapshot)}) == len(tokens))
+            await got.until(
+                lambda: len({e.instrument for e in got.of(BookSnapshot)}) == len(tokens)
+            )
             await asyncio.sleep(0.4)  # several heartbeats
             await got.close()
         subscribes = [e for e in sim.truth.events if e["kind"] == "subscribe"]
@@ -106,7 +115,9 @@ async def test_tick_size_change_drops_the_book_until_a_fresh_snapshot() -> None:
             await got.until(lambda: bool(got.of(BookSnapshot, token)))
             requests_before = sim.requests.get("books", 0)
             await sim.change_tick_size(token)
-            await got.until(lambda: any(s.reason == "tick_size_change" for s in got.of(BookState, token)))
+            await got.until(
+                lambda: any(s.reason == "tick_size_change" for s in got.of(BookState, token))
+            )
             await got.until(lambda: len(got.of(BookSnapshot, token)) == 2)
             await got.close()
         assert sim.requests["books"] == requests_before + 1
@@ -167,11 +178,11 @@ async def test_live_book_audit_heals_a_lost_update() -> None:
             book = sim.books[token]
             deep = max(book.bids) - 1 if max(book.bids) - 1 not in book.bids else min(book.bids) - 1
             await sim.set_level(token, True, deep, 12_345, send=False)
-            await got.until(lambda: bool(got.of(DataGap, token)), timeout=5)
+            await got.until(lambda: bool(got.of(DataGap, token)), limit=5)
             await got.close()
         (gap,) = got.of(DataGap, token)
         assert gap.cause == "checksum_mismatch" and gap.healed
-        bids, asks = sim.final_books()[token]
+        bids, _asks = sim.final_books()[token]
         assert [(x.price, x.size) for x in stream.books.get(token).bids()] == bids
         assert stream.audit_mismatches == 1
 
@@ -191,7 +202,9 @@ def test_rest_hash_mismatch_is_counted_and_refetched_at_most_once_per_interval()
     from venuefeed.venues.polymarket.parse import book_hash
 
     good = BookSummary(market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash="")
-    good = BookSummary(market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash=book_hash(good))
+    good = BookSummary(
+        market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash=book_hash(good)
+    )
     assert audit.check(good) is False and audit.mismatches == 4
 
 
@@ -216,9 +229,7 @@ async def test_unknown_markets_are_loaded_on_demand_in_one_batch() -> None:
 @pytest.mark.parametrize("fault", ["malformed", "disconnect"])
 async def test_bad_frames_and_drops_never_end_the_session(fault: str) -> None:
     faults = (
-        Faults(malformed_rate=0.2)
-        if fault == "malformed"
-        else Faults(disconnect_every_seconds=0.3)
+        Faults(malformed_rate=0.2) if fault == "malformed" else Faults(disconnect_every_seconds=0.3)
     )
     async with Simulator(seed=26, markets=3, events_per_second=300, faults=faults) as sim:
         assert isinstance(sim, Simulator)

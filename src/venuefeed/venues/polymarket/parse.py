@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
@@ -213,20 +214,26 @@ def iso_to_ns(text: str | None) -> int | None:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+def _canon(text: str) -> str:
+    """:func:`exact.canon` without the call when there is nothing to strip (the common case)."""
+    return exact.canon(text) if text[-1:] == "0" and "." in text else text
+
+
 def _levels(levels: list[WireLevel], descending: bool) -> list[BookLevel]:
     """Canonical levels best-first, zero sizes dropped.
 
     The venue sends the best level *last* (and third-party docs claim the
     opposite), so the order is always established here rather than trusted.
+    Polymarket prices lie in (0, 1]; for canonical text in that range
+    (``"0.45"``, ``"0.455"``, ``"1"``) string order *is* numeric order, so
+    the sort needs no ``float()`` per level.
     """
-    canon = exact.canon
-    out = [BookLevel(canon(lv.price), canon(lv.size)) for lv in levels if lv.size.strip("0.")]
-    out.sort(key=_price_key, reverse=descending)
+    out = [BookLevel(_canon(lv.price), _canon(lv.size)) for lv in levels if lv.size.strip("0.")]
+    out.sort(key=_PRICE, reverse=descending)
     return out
 
 
-def _price_key(level: BookLevel) -> float:
-    return float(level.price)
+_PRICE = attrgetter("price")
 
 
 def trade_id(
@@ -292,7 +299,7 @@ def price_changes(
     caller can check its book; older shapes have none.
     """
     ts = int(msg.timestamp) * _MS
-    canon = exact.canon
+    canon = _canon
     items = msg.price_changes
     if items is not None:
         grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
