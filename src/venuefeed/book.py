@@ -54,6 +54,8 @@ class Inconsistency(enum.StrEnum):
     NEGATIVE_SIZE = "negative_size"
     CHECKSUM = "checksum_mismatch"
     NO_SNAPSHOT = "delta_before_snapshot"
+    TOP_MISMATCH = "top_of_book_mismatch"
+    """The venue's own best bid/ask, sent with an update, disagrees with our book."""
 
 
 _KEYS: dict[str, float] = {}
