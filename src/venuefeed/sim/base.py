@@ -117,6 +117,8 @@ class SimulatorBase(abc.ABC):
         self.host = "127.0.0.1"
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.whale_wallets: tuple[str, ...] = ()
+        """Wallets the simulator trades as whales (the demo registers them)."""
 
     # -- venue-specific ----------------------------------------------------
 
@@ -131,11 +133,6 @@ class SimulatorBase(abc.ABC):
     def client_credentials(self) -> dict[str, str]:
         """Credentials a client needs to talk to this simulator (test keys), by name."""
         return {}
-
-    @property
-    def whale_wallets(self) -> tuple[str, ...]:
-        """Wallets whose trades the simulator marks as whale activity (demo registers them)."""
-        return ()
 
     async def on_start(self) -> None:
         """Start background activity (market random walks, trade generation)."""
