@@ -8,4 +8,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__"]
+from venuefeed.feed import Feed, open
+
+__all__ = ["Feed", "__version__", "open"]

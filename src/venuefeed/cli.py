@@ -34,8 +34,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+whales_app = typer.Typer(help="Watch large traders (the whales table).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(whales_app, name="whales")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -197,9 +199,12 @@ def sim(
     events_per_second: Annotated[
         float, typer.Option(help="Live events per second (0 = as fast as possible).")
     ] = 20.0,
+    truth: Annotated[
+        Path | None, typer.Option(help="Append the ground-truth log (JSON lines) to this file.")
+    ] = None,
 ) -> None:
     """Run a venue's local simulator on 127.0.0.1 until Ctrl+C."""
-    from venuefeed.sim.base import Faults
+    from venuefeed.sim.base import Faults, GroundTruth
     from venuefeed.venues.base import known_venues, simulator_class
 
     settings()
@@ -215,8 +220,9 @@ def sim(
 
     async def serve() -> None:
         simulator = cls(  # type: ignore[call-arg]
-            seed=seed, faults=fault_switches, events_per_second=events_per_second
-        )
+            seed=seed, faults=fault_switches, events_per_second=events_per_second,
+            ground_truth=GroundTruth(path=truth),
+        )  # fmt: skip
         await simulator.start(port=port)
         console.print(f"{venue} simulator on {simulator.base_url}")
         for name, url in simulator.urls().items():
@@ -227,6 +233,317 @@ def sim(
             await simulator.stop()
 
     run_async(serve)
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def _service_command(body: Callable[[Any], Coroutine[Any, Any, T]], *, continuous: bool) -> T:
+    """Run ``body(service)`` with a started service that is stopped cleanly afterwards."""
+    from venuefeed.service import Service
+
+    cfg = settings()
+
+    async def run() -> T:
+        service = Service(cfg, echo=lambda line: console.print(line, markup=False))
+        await service.start(continuous=continuous)
+        try:
+            return await body(service)
+        finally:
+            await service.stop()
+
+    return run_async(run)
+
+
+@app.command()
+def discover(
+    venue: Annotated[list[str] | None, typer.Option(help="Venue(s); default all enabled.")] = None,
+) -> None:
+    """Discover markets in the resolution window and store them."""
+
+    async def body(service: Any) -> Any:
+        return await service.discover_markets(venue)
+
+    _print_json(_service_command(body, continuous=False))
+
+
+@app.command()
+def ingest(
+    venue: Annotated[list[str] | None, typer.Option(help="Venue(s); default all enabled.")] = None,
+) -> None:
+    """One snapshot pass: top-N books and recent trades of every active market."""
+
+    async def body(service: Any) -> Any:
+        return await service.ingest_once(venue)
+
+    _print_json(_service_command(body, continuous=False))
+
+
+@app.command()
+def continuous(
+    interval: Annotated[float, typer.Option(help="Seconds between snapshot passes.")] = 30.0,
+) -> None:
+    """Discovery + streaming (+ polling where a venue has no stream) until Ctrl+C."""
+
+    async def body(service: Any) -> None:
+        await service.start_continuous(interval)
+        await asyncio.Event().wait()
+
+    _service_command(body, continuous=False)
+
+
+@app.command()
+def run() -> None:
+    """The full service from config: ingestion, API and dashboard, until Ctrl+C or SIGTERM."""
+    cfg = settings()
+
+    async def body(service: Any) -> None:
+        api = None
+        if cfg.api.enabled:
+            from venuefeed.api.server import ApiServer
+
+            api = ApiServer(service, cfg.api)
+            await api.start()
+            console.print(f"API and dashboard on http://{cfg.api.host}:{api.port}/")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if api is not None:
+                await api.stop()
+
+    _service_command(body, continuous=True)
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl+C).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="API/dashboard port (0 = any free port).")] = 8080,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
+    rate: Annotated[float, typer.Option(help="Simulated events per second per venue.")] = 25.0,
+) -> None:
+    """Simulators + ingestion + SQLite + dashboard on this machine, no external service."""
+    from venuefeed.demo import run_demo
+
+    cfg = settings()
+    final = run_async(
+        lambda: run_demo(_State.config_path, duration=duration, db=cfg.storage.sqlite_path,
+                         api_port=port, seed=seed, events_per_second=rate, console=console)
+    )  # fmt: skip
+    stored = final["details"]["writer"]["stored"]
+    console.print(f"demo stopped cleanly: {stored} records stored in {cfg.storage.sqlite_path}")
+
+
+@app.command()
+def status() -> None:
+    """Status of a running service (via its API) or, if none runs, of the database."""
+    import urllib.request
+
+    from venuefeed.report import storage_summary
+
+    cfg = settings()
+    url = f"http://{cfg.api.host}:{cfg.api.port}/api/status"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            _print_json(json.loads(response.read()))
+            return
+    except OSError:
+        console.print(f"no service answering at {url}; showing {cfg.storage.sqlite_path}")
+    if not Path(cfg.storage.sqlite_path).exists():
+        err_console.print(f"{cfg.storage.sqlite_path}: no database yet")
+        raise typer.Exit(1)
+    _print_json(storage_summary(cfg.storage.sqlite_path))
+
+
+@app.command("test")
+def test_venue(
+    venue: Annotated[str, typer.Option("--venue", help="Venue to check.")],
+) -> None:
+    """Check a venue: reachable? authenticated? Prints a clear verdict; exit 1 if not OK."""
+    from venuefeed.venues.base import adapter_class, known_venues
+
+    cfg = settings()
+    if venue not in known_venues():
+        err_console.print(f"[red]unknown venue {venue!r}[/red]; known: {', '.join(known_venues())}")
+        raise typer.Exit(2)
+
+    async def check() -> Any:
+        async with adapter_class(venue)(cfg.venues[venue], cfg) as adapter:
+            return await adapter.check()
+
+    result = run_async(check)
+    verdict = "[green]OK[/green]" if result.ok else "[red]FAILED[/red]"
+    auth = {None: "not needed", True: "yes", False: "NO"}[result.authenticated]
+    latency = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "-"
+    console.print(f"{venue}: {verdict}  reachable={result.reachable}  authenticated={auth}  "
+                  f"latency={latency}  {result.detail}")  # fmt: skip
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _parse_time(text: str) -> int:
+    """ISO date/time (UTC if no zone) or unix seconds -> ns."""
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text) * 1_000_000_000
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO date/time or unix seconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+@app.command()
+def backfill(
+    venue: Annotated[str, typer.Option(help="Venue.")],
+    symbol: Annotated[str, typer.Option(help="Instrument: symbol, ticker or token id.")],
+    kind: Annotated[str, typer.Option(help="trades or candles.")] = "candles",
+    interval: Annotated[str, typer.Option(help="Candle interval (1m, 5m, 1h, 1d).")] = "1m",
+    start: Annotated[str, typer.Option("--from", help="Start (ISO or unix s).")] = "",
+    end: Annotated[str, typer.Option("--to", help="End (ISO or unix s); default now.")] = "",
+    concurrency: Annotated[int, typer.Option(help="Chunks fetched at once.")] = 4,
+) -> None:
+    """Fetch history in chunks, idempotently; a rerun skips chunks already stored."""
+    import time as _time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from venuefeed.pipeline.backfill import BackfillPlan, BackfillResult, run_backfill
+    from venuefeed.service import build_sink
+    from venuefeed.venues.base import adapter_class
+
+    cfg = settings()
+    if kind not in ("trades", "candles"):
+        raise typer.BadParameter("--kind must be trades or candles")
+    if not start:
+        raise typer.BadParameter("--from is required")
+    plan = BackfillPlan(venue, symbol, kind, _parse_time(start),  # type: ignore[arg-type]
+                        _parse_time(end) if end else _time.time_ns(), interval)  # fmt: skip
+
+    async def go() -> BackfillResult:
+        sink = build_sink(cfg)
+        await sink.start()
+        try:
+            async with adapter_class(venue)(cfg.venues[venue], cfg) as adapter:
+                with Progress(TextColumn("{task.description}"), BarColumn(),
+                              TextColumn("{task.completed}/{task.total} chunks"),
+                              TextColumn("{task.fields[records]} records"), TimeRemainingColumn(),
+                              console=console) as bar:  # fmt: skip
+                    task = bar.add_task(f"{venue} {symbol} {kind}", total=1, records=0)
+
+                    def show(r: BackfillResult) -> None:
+                        done = r.chunks_skipped + r.chunks_done
+                        bar.update(task, total=r.chunks_total, completed=done, records=r.records)
+
+                    return await run_backfill(adapter, sink, plan, concurrency=concurrency,
+                                              progress=show)  # fmt: skip
+        finally:
+            await sink.close()
+
+    result = run_async(go)
+    console.print(f"{result.chunks_done} chunk(s) fetched, {result.chunks_skipped} already done, "
+                  f"{result.records} records in {result.seconds:.1f}s")  # fmt: skip
+    for failure in result.failed:
+        err_console.print(f"[red]failed[/red] {failure}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def quality(
+    window: Annotated[float, typer.Option(help="Window in hours.")] = 24.0,
+) -> None:
+    """Per-venue data-quality report: coverage, gaps open/healed, stale books."""
+    from venuefeed.report import quality_report
+
+    cfg = settings()
+    if not Path(cfg.storage.sqlite_path).exists():
+        err_console.print(f"{cfg.storage.sqlite_path}: no database yet")
+        raise typer.Exit(1)
+    rows = quality_report(cfg.storage.sqlite_path, window_s=window * 3600,
+                          stale_s=cfg.quality.stale_feed_seconds)  # fmt: skip
+    table = Table("venue", "instruments", "trades", "coverage %", "gaps open", "gaps healed",
+                  "gap time (s)", "stale books")  # fmt: skip
+    for r in rows:
+        table.add_row(r.venue, str(r.instruments), str(r.trades), f"{r.coverage_pct:.2f}",
+                      str(r.gaps_open), str(r.gaps_healed), f"{r.gap_seconds:.1f}",
+                      str(r.stale_books))  # fmt: skip
+    console.print(table)
+
+
+@whales_app.command("add")
+def whales_add(
+    address: Annotated[str, typer.Argument(help="Wallet address.")],
+    pseudonym: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Tier label.")] = None,
+    notes: Annotated[str | None, typer.Option(help="Notes.")] = None,
+) -> None:
+    """Watch a wallet (the running service picks it up within seconds)."""
+    from venuefeed.pipeline.whales import whale_store
+
+    fields = {k: v for k, v in {"pseudonym": pseudonym, "tier": tier, "notes": notes}.items() if v}
+    whale_store(settings().storage.sqlite_path).upsert(address, **fields)
+    console.print(f"watching {address.lower()}")
+
+
+@whales_app.command("list")
+def whales_list() -> None:
+    """List watched wallets."""
+    from venuefeed.pipeline.whales import whale_store
+
+    table = Table("address", "pseudonym", "tier", "enabled", "confirmed", "notes")
+    for w in whale_store(settings().storage.sqlite_path).all():
+        table.add_row(w["address"], w["pseudonym"] or "", w["tier"] or "",
+                      "yes" if w["enabled"] else "no", "yes" if w["confirmed"] else "no",
+                      w["notes"] or "")  # fmt: skip
+    console.print(table)
+
+
+def _set_whale(address: str, enabled: bool) -> None:
+    from venuefeed.pipeline.whales import whale_store
+
+    if not whale_store(settings().storage.sqlite_path).set_enabled(address, enabled):
+        err_console.print(f"[red]no whale {address}[/red] (add it first)")
+        raise typer.Exit(1)
+    console.print(f"{address.lower()} {'enabled' if enabled else 'disabled'}")
+
+
+@whales_app.command("enable")
+def whales_enable(address: Annotated[str, typer.Argument()]) -> None:
+    """Resume watching a wallet."""
+    _set_whale(address, True)
+
+
+@whales_app.command("disable")
+def whales_disable(address: Annotated[str, typer.Argument()]) -> None:
+    """Stop watching a wallet (kept in the table)."""
+    _set_whale(address, False)
+
+
+@whales_app.command("import")
+def whales_import(path: Annotated[Path, typer.Argument(help="YAML file of whales.")]) -> None:
+    """Add or update whales from a YAML file (a list, or a 'whales:' key)."""
+    from venuefeed.pipeline.whales import load_whale_file, whale_store
+
+    try:
+        entries = load_whale_file(path)
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    store = whale_store(settings().storage.sqlite_path)
+    for entry in entries:
+        address = entry.pop("address")
+        try:
+            store.upsert(address, **entry)
+        except ValueError as exc:
+            err_console.print(f"[red]{address}:[/red] {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"imported {len(entries)} whale(s) from {path}")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -306,6 +306,7 @@ class Service:
         self.started_at = time.time()
         self.continuous = False
         self._gaps: asyncio.Queue[DataGap] = asyncio.Queue(maxsize=1000)
+        self.latencies: deque[int] = deque(maxlen=5000)
         self._started = False
         self.sink_ok = False
 
@@ -432,10 +433,26 @@ class Service:
         return runner.book(instrument) if runner is not None else None
 
     def _on_stored(self, batch: Any) -> None:
-        trades = sum(1 for r in batch if type(r) is Trade)
+        now = time.time_ns()
+        trades = 0
+        for record in batch:
+            if type(record) is Trade:
+                trades += 1
+                self.latencies.append(now - record.ts_recv)
         if trades:
             self.stats.add("trades_stored", trades)
         self.stats.add("records_stored", len(batch))
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50/p99/max of frame-received -> trade-durable, over the recent trades."""
+        values = sorted(self.latencies)
+        if not values:
+            return {"p50": None, "p99": None, "max": None}
+
+        def pick(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))] / 1e6, 3)
+
+        return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1] / 1e6, 3)}
 
     def _on_gap(self, gap: DataGap) -> None:
         try:

@@ -125,6 +125,15 @@ class SimulatorBase(abc.ABC):
     def urls(self) -> dict[str, str]:
         """Endpoint overrides that point the venue's adapter at this simulator."""
 
+    def client_credentials(self) -> dict[str, str]:
+        """Credentials a client needs to talk to this simulator (test keys), by name."""
+        return {}
+
+    @property
+    def whale_wallets(self) -> tuple[str, ...]:
+        """Wallets whose trades the simulator marks as whale activity (demo registers them)."""
+        return ()
+
     async def on_start(self) -> None:
         """Start background activity (market random walks, trade generation)."""
 
