@@ -125,6 +125,7 @@ def metrics_view(service: Service) -> dict[str, Any]:
     view["instruments_subscribed"] = subscribed
     view["instruments_with_data"] = covered
     view["coverage_pct"] = round(100 * covered / subscribed, 1) if subscribed else None
+    view["latency_ms"] = service.latency_ms()
     return view
 
 

@@ -142,6 +142,9 @@ function onStats(msg) {
   set("m-price-updates", fmtNum(m.price_updates));
   set("m-book-updates", fmtNum(m.book_updates));
   set("m-whales", fmtNum(m.whale_trades));
+  const lat = m.latency_ms || {};
+  set("m-latency", lat.p50 === null || lat.p50 === undefined ? "–" :
+    `${fmtNum(lat.p50, 1)} / ${fmtNum(lat.p99, 1)} ms`);
   set("m-trade-age", fmtAge(m.avg_trade_age_s));
   set("m-freshness", m.freshness_pct === null ? "–" : `${m.freshness_pct}%`);
   set("m-coverage", m.coverage_pct === null ? "–" :
