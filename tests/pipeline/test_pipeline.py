@@ -100,8 +100,10 @@ async def test_g3_ignores_trades_older_than_the_limit(rig: Rig) -> None:
 
 async def test_g5_divergent_trade_flagged_and_kept(rig: Rig) -> None:
     book = OrderBook("pm", "tok")
-    book.load_snapshot(BookSnapshot(venue="pm", instrument="tok", ts_venue=1, ts_recv=1,
-                                    bids=[BookLevel("0.49", "1")], asks=[BookLevel("0.51", "1")]))  # fmt: skip
+    bids, asks = [BookLevel("0.49", "1")], [BookLevel("0.51", "1")]
+    book.load_snapshot(
+        BookSnapshot(venue="pm", instrument="tok", ts_venue=1, ts_recv=1, bids=bids, asks=asks)
+    )
     rig.books["tok"] = book
     inside = await rig.pipeline.process(trade("a", price="0.60"))  # 0.10 from mid: allowed
     outside = await rig.pipeline.process(trade("b", price="0.61"))
@@ -144,7 +146,8 @@ async def test_book_persistence_throttled_with_trailing_flush(rig: Rig) -> None:
     assert await rig.pipeline.flush_books(force=True) == 1  # trailing edge
     await rig.writer.drain()
     final = rig.rows(
-        "SELECT l.side, l.price, l.size FROM book_levels l JOIN book_snapshots s ON s.id = l.snapshot_id "
+        "SELECT l.side, l.price, l.size FROM book_levels l "
+        "JOIN book_snapshots s ON s.id = l.snapshot_id "
         "WHERE s.id = (SELECT max(id) FROM book_snapshots) ORDER BY l.side"
     )
     assert final == [("ask", "0.6", "1"), ("bid", "0.4", "50")]
