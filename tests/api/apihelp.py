@@ -51,3 +51,15 @@ def trade(
     now = time.time_ns()
     return Trade(venue=venue, instrument=instrument, ts_venue=now - int(age_s * 1e9), ts_recv=now,
                  trade_id=trade_id, price=price, size=size, side="buy", **kw)  # fmt: skip
+
+
+def polygon_overrides(urls: dict[str, str], api_key: str) -> dict[str, Any]:
+    """Point the Polygon venue at a local simulator, with fast reconnects and no free-plan limit."""
+    return {
+        "venues.polygon.enabled": True,
+        "venues.polygon.urls": urls,
+        "venues.polygon.credentials": {"api_key": api_key},
+        "venues.polygon.instruments": ["AAPL", "MSFT"],
+        "venues.polygon.rate_limit": {"requests_per_second": 200, "burst": 200},
+        "venues.polygon.options": {"ws_backoff_base_seconds": 0.1, "ws_backoff_cap_seconds": 0.5},
+    }
