@@ -104,16 +104,17 @@ function eventRow(ev) {
   tr.dataset.venue = ev.venue;
   const key = `${ev.venue}|${ev.instrument}`;
   let move = { text: "", cls: "" };
-  if (ev.price !== undefined && ev.price !== null) {
-    move = priceMove(page.lastPrice.get(key), ev.price);
-    if (ev.type !== "whale_trade") page.lastPrice.set(key, ev.price);
+  if (ev.price !== undefined && ev.price !== null && ev.type !== "whale_trade") {
+    move = priceMove(page.lastPrice.get(key), ev.price);  // a whale row repeats its trade
+    page.lastPrice.set(key, ev.price);
   }
-  let kind = ev.type.replace("_", " ");
+  const side = ev.side && ev.side !== "unknown" ? ` ${ev.side}` : "";
+  let kind = ev.type.replace("_", " ") + side;
   if (ev.type === "whale_trade") {
     tr.classList.add("whale");
-    kind = `🐋 ${ev.side} $${fmtNum(ev.amount)} by ${shortId(ev.trader_address)}`;
-  } else if (ev.side && ev.side !== "unknown") {
-    kind += ` ${ev.side}`;
+    const who = ev.trader_address && ev.trader_address !== "unknown" ?
+      ` by ${shortId(ev.trader_address)}` : "";
+    kind = `WHALE${side} $${fmtNum(ev.amount)}${who}`;
   }
   tr.append(
     cell(fmtTime(ev.ts_venue || ev.ts_recv)),
