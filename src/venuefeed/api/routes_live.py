@@ -81,14 +81,15 @@ class LiveSession:
         await self.send({**hello, "stats": self.stats.is_set()})
         tasks = [asyncio.create_task(c) for c in (self._events(), self._stats(), self._receive())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:  # a failure other than the client leaving is a bug: surface it
-            if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
-                raise result
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:  # what ended the session: the client leaving, or a bug to surface
+            error = task.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect):
+                raise error
 
     async def _events(self) -> None:
         queue = self.sub.queue
