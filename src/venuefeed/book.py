@@ -121,14 +121,20 @@ class OrderBook:
         "instrument",
         "sequence",
         "state",
+        "tolerate_unknown_removals",
         "ts_recv",
         "ts_venue",
         "venue",
     )
 
-    def __init__(self, venue: str, instrument: str) -> None:
+    def __init__(
+        self, venue: str, instrument: str, *, tolerate_unknown_removals: bool = False
+    ) -> None:
         self.venue = venue
         self.instrument = instrument
+        # Venues whose snapshots are depth-limited (Binance) legitimately remove
+        # levels beyond the snapshot we hold; for them that is not an inconsistency.
+        self.tolerate_unknown_removals = tolerate_unknown_removals
         self._bids = _Side(descending=True)
         self._asks = _Side(descending=False)
         self.sequence: int | None = None
@@ -182,7 +188,7 @@ class OrderBook:
             self.checksum = delta.checksum
         self.ts_venue = delta.ts_venue
         self.ts_recv = delta.ts_recv
-        if not ok:
+        if not ok and not self.tolerate_unknown_removals:
             return self._fail(Inconsistency.UNKNOWN_LEVEL)
         if self.is_crossed():
             return self._fail(Inconsistency.CROSSED)

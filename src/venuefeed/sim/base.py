@@ -45,6 +45,9 @@ class Faults:
     out_of_order_rate: float = 0.0
     skip_update_rate: float = 0.0
     """Drop a book update while advancing the sequence: the client must see a gap."""
+    stale_snapshot_rate: float = 0.0
+    """Serve a book snapshot older than the updates already streamed (Binance: a
+    ``lastUpdateId`` below the first buffered ``U``): the client must fetch again."""
 
     @classmethod
     def from_spec(cls, spec: str) -> Faults:

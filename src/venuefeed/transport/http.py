@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -223,8 +223,12 @@ class HttpClient:
         *,
         headers: Mapping[str, str] | None = None,
         signer: Signer | None = None,
+        retry_statuses: Collection[int] = (),
     ) -> None:
+        """``retry_statuses``: 4xx codes the venue uses like a 429 -- back off for its
+        ``Retry-After`` and try again -- e.g. Binance's 418 (IP ban after ignoring 429s)."""
         self.venue = venue
+        self._retry_statuses = frozenset(retry_statuses)
         self.base_url = base_url.rstrip("/")
         self.policy = policy
         self.limiter = TokenBucket(policy.rate, policy.burst)
@@ -370,9 +374,9 @@ class HttpClient:
             metrics.HTTP_LATENCY.labels(self.venue, label).observe(time.perf_counter() - start)
         metrics.HTTP_REQUESTS.labels(self.venue, label, str(status)).inc()
         response = Response(status, resp_headers, data, str(url))
-        if status == 429 or status >= 500:
+        if status == 429 or status >= 500 or status in self._retry_statuses:
             return _Failure(
-                "429" if status == 429 else "5xx",
+                "5xx" if status >= 500 else "429",
                 _status_error(self.venue, url, response),
                 status,
                 parse_retry_after(resp_headers.get("Retry-After")),
@@ -461,7 +465,8 @@ def _query_pairs(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Sequences become repeated keys, bools ``true``/``false``; None values are left out."""
     pairs: list[tuple[str, str]] = []
     for key, value in params.items():
-        values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        many = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        values = value if many else [value]
         for item in values:
             if item is None:
                 continue

@@ -14,6 +14,10 @@ from collections.abc import Awaitable, Callable
 
 __all__ = ["TokenBucket"]
 
+_EPSILON = 1e-9
+"""Float slack: ``(now - stamp) * rate`` can land a hair under a whole token, and a
+wait of 1e-15 s does not move a clock reading of ~1e5 s -- without slack it spins."""
+
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; starts full.
@@ -67,8 +71,8 @@ class TokenBucket:
                     await self._sleep(blocked)
                     continue
                 self._refill(now)
-                if self._tokens >= tokens:
-                    self._tokens -= tokens
+                if self._tokens + _EPSILON >= tokens:
+                    self._tokens = max(0.0, self._tokens - tokens)
                     return self._clock() - start
                 await self._sleep((tokens - self._tokens) / self.rate)
 

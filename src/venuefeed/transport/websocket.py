@@ -114,6 +114,8 @@ class WsPolicy:
     """Nothing received (data, heartbeat reply or server ping) for this long -> replace."""
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    jitter: bool = True
+    """Full jitter on reconnect delays; off only where a fixed schedule is wanted (tests)."""
     stable_after: float = 30.0
     """A connection that lived this long resets the reconnect backoff when it drops."""
     connect_timeout: float = 10.0
@@ -338,9 +340,9 @@ class WsSession:
             )
 
     async def _run_shard(self, shard: _Shard) -> None:
-        """Connect, serve, and after any drop reconnect with backoff -- until stopped."""
+        """Connect, serve, and after any drop reconnect with backoff -- until cancelled by stop."""
         policy = self.policy
-        backoff = Backoff(policy.backoff_base, policy.backoff_cap)
+        backoff = Backoff(policy.backoff_base, policy.backoff_cap, jitter=policy.jitter)
         down_since: int | None = None
         while True:
             if not shard.subs:
@@ -356,7 +358,7 @@ class WsSession:
             )
             try:
                 ws = await self._connect()
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # network, handshake, or the venue's url()/headers()
                 delay = backoff.next_delay()
                 self._log.warning(
                     "websocket connect failed",
@@ -368,7 +370,12 @@ class WsSession:
                 await asyncio.sleep(delay)
                 continue
             connected_at = time.monotonic()
-            last_seen = await self._serve(shard, ws, down_since)
+            try:
+                last_seen = await self._serve(shard, ws, down_since)
+            except Exception:
+                # A bug in the venue's frame builders must not leave a shard silently dead.
+                self._log.exception("websocket shard failed; reconnecting", conn=shard.index)
+                last_seen = time.time_ns()
             if not shard.subs:
                 continue  # closed on purpose: unsubscribed from everything
             if time.monotonic() - connected_at >= policy.stable_after:
@@ -429,7 +436,10 @@ class WsSession:
                 self._log.info("websocket connected", conn=shard.index, subscriptions=len(subs))
             if self.protocol.app_ping:
                 # Only after the subscribe frames: Polymarket closes (1008) on a PING first.
-                pinger = asyncio.create_task(self._app_ping(ws, self.protocol.app_ping))
+                pinger = asyncio.create_task(
+                    self._app_ping(ws, self.protocol.app_ping),
+                    name=f"ws-{self.venue}-{shard.index}-ping",
+                )
             return await self._read(shard, ws)
         except (ConnectionError, aiohttp.ClientError) as exc:
             self._log.warning("websocket send failed", conn=shard.index, error=str(exc))

@@ -1,0 +1,102 @@
+"""Kalshi hot path: µs per ``orderbook_delta`` frame (prints figures, asserts nothing).
+
+Stages: typed decode only; decode + canonical increment (``book_change``);
+the whole feed (seq check, ``OrderBook.add``, BookDelta). The baseline is a
+plain ``msgspec.json.decode`` to dicts plus a dict book update.
+
+    PYTHONPATH=src python bench/bench_kalshi_parse.py
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from venuefeed.venues.kalshi import parse
+from venuefeed.venues.kalshi.feed import KalshiFeed
+
+N = 200_000
+TICKER = "FED-23DEC-T3.00"
+
+
+def frames() -> list[bytes]:
+    out = []
+    for seq in range(2, N + 2):
+        side = "yes" if seq % 2 else "no"
+        price = 0.30 + (seq % 10) / 100 if side == "yes" else 0.45 + (seq % 10) / 100
+        delta = "5.00" if (seq // 2) % 2 == 0 else "-5.00"
+        out.append(
+            msgspec.json.encode(
+                {
+                    "type": "orderbook_delta",
+                    "sid": 1,
+                    "seq": seq,
+                    "msg": {
+                        "market_ticker": TICKER,
+                        "market_id": "9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1",
+                        "price_dollars": f"{price:.3f}",
+                        "delta_fp": delta,
+                        "side": side,
+                        "ts": "2022-11-22T20:44:01Z",
+                        "ts_ms": 1669149841000,
+                    },
+                }
+            )
+        )
+    return out
+
+
+def timed(label: str, fn: Callable[[bytes], object], data: list[bytes]) -> None:
+    start = time.perf_counter()
+    for frame in data:
+        fn(frame)
+    elapsed = time.perf_counter() - start
+    print(f"{label:<44} {elapsed / len(data) * 1e6:6.2f} µs/frame")
+
+
+def main() -> None:
+    data = frames()
+    print(f"{N:,} orderbook_delta frames, {sum(map(len, data)) / N:.0f} bytes each")
+
+    book: dict[tuple[str, str], float] = {}
+
+    def baseline(frame: bytes) -> None:
+        msg = msgspec.json.decode(frame)["msg"]
+        key = (msg["side"], msg["price_dollars"])
+        book[key] = book.get(key, 0.0) + float(msg["delta_fp"])
+
+    timed("baseline: dict decode + dict book", baseline, data)
+    timed("typed decode (msgspec structs)", parse.decode_ws, data)
+
+    def to_change(frame: bytes) -> object:
+        msg = parse.decode_ws(frame)
+        return parse.book_change(msg)  # type: ignore[arg-type]
+
+    timed("decode + canonical increment", to_change, data)
+
+    feed = KalshiFeed({"books"})
+    feed.subscribe_frames([TICKER])
+    feed.on_frame(b'{"type":"subscribed","id":1,"msg":{"channel":"orderbook_delta","sid":1}}', 0, 0)
+    snapshot = {
+        "type": "orderbook_snapshot",
+        "sid": 1,
+        "seq": 1,
+        "msg": {
+            "market_ticker": TICKER,
+            "yes_dollars_fp": [[f"{0.30 + i / 100:.4f}", "100.00"] for i in range(10)],
+            "no_dollars_fp": [[f"{0.45 + i / 100:.4f}", "100.00"] for i in range(10)],
+        },
+    }
+    feed.on_frame(msgspec.json.encode(snapshot), 0, 0)
+
+    def full(frame: bytes) -> object:
+        return feed.on_frame(frame, 0, 0)
+
+    timed("feed: seq check + OrderBook.add + BookDelta", full, data)
+    print(f"gaps: {feed.gaps}")
+
+
+if __name__ == "__main__":
+    main()

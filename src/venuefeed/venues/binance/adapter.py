@@ -1,0 +1,100 @@
+"""The Binance spot adapter: REST history and snapshots, live combined streams.
+
+Binance has no markets to discover: the instruments to track are symbols
+from config (``venues.binance.instruments``). Market data needs no key.
+
+Endpoints: ``rest`` defaults to ``https://api.binance.com`` and ``ws`` to
+``wss://stream.binance.com:9443``. The market-data-only hosts
+``https://data-api.binance.vision`` and ``wss://data-stream.binance.vision``
+serve the same public endpoints and streams and are a drop-in alternative
+(``urls: {rest: ..., ws: ...}``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+from venuefeed.models import BookSnapshot, Candle, Trade
+from venuefeed.transport import HttpError, HttpPolicy, WsPolicy
+from venuefeed.venues.base import (
+    ALL_CHANNELS,
+    Capability,
+    Channel,
+    CheckResult,
+    VenueAdapter,
+    VenueStream,
+)
+from venuefeed.venues.binance.options import Options
+from venuefeed.venues.binance.parse import VENUE, FrameError
+from venuefeed.venues.binance.rest import BinanceRest
+from venuefeed.venues.binance.stream import BinanceStream
+
+if TYPE_CHECKING:
+    from venuefeed.config import Settings, VenueSettings
+
+__all__ = ["Adapter"]
+
+
+class Adapter(VenueAdapter):
+    """Binance spot (see the module docstring)."""
+
+    name: ClassVar[str] = VENUE
+    default_urls: ClassVar[Mapping[str, str]] = {
+        "rest": "https://api.binance.com",
+        "ws": "wss://stream.binance.com:9443",
+    }
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"books", "trades", "candles", "stream"}
+    )
+
+    def __init__(self, settings: VenueSettings, config: Settings) -> None:
+        super().__init__(settings, config)
+        self.options = Options.from_mapping(settings.options)
+        self.rest = BinanceRest(
+            self.url("rest"),
+            HttpPolicy.from_settings(settings),
+            weight_per_minute=self.options.weight_per_minute,
+            weight_window_seconds=self.options.weight_window_seconds,
+        )
+        self.ws_policy = WsPolicy(
+            queue_size=config.ingestion.queue_size, queue_policy=config.ingestion.queue_full_policy
+        )
+        """Reconnect/heartbeat policy of the streams this adapter opens."""
+
+    async def close(self) -> None:
+        await self.rest.close()
+
+    async def fetch_book(self, instrument: str, depth: int) -> BookSnapshot:
+        return await self.rest.fetch_book(instrument.upper(), depth)
+
+    def fetch_trades(self, instrument: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
+        """Aggregate trades (ids ``"a<aggId>"``) in ``[start_ns, end_ns)``, oldest first."""
+        return self.rest.fetch_trades(instrument.upper(), start_ns, end_ns)
+
+    def fetch_candles(
+        self, instrument: str, interval: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Candle]:
+        """Klines opening in ``[start_ns, end_ns)``, oldest first."""
+        return self.rest.fetch_candles(instrument.upper(), interval, start_ns, end_ns)
+
+    async def check(self) -> CheckResult:
+        started = time.perf_counter()
+        try:
+            await self.rest.ping()
+            latency_ms = (time.perf_counter() - started) * 1000
+            server_ns = await self.rest.server_time()
+        except (HttpError, FrameError) as exc:
+            return CheckResult(VENUE, reachable=False, detail=str(exc))
+        skew_ms = (time.time_ns() - server_ns) / 1e6
+        return CheckResult(
+            VENUE,
+            reachable=True,
+            latency_ms=round(latency_ms, 1),
+            detail=f"server clock offset {skew_ms:+.0f} ms; used weight {self.rest.used_weight}",
+            extra={"clock_offset_ms": skew_ms, "used_weight": self.rest.used_weight},
+        )
+
+    def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
+        return BinanceStream(self.rest, self.url("ws"), channels, self.options, self.ws_policy)

@@ -1,0 +1,359 @@
+"""The Kalshi live feed as a state machine: frames in, canonical events and commands out.
+
+No sockets here (the transport owns them), so every rule below is tested by
+feeding bytes. What Kalshi needs beyond other venues:
+
+* ``seq`` numbers a *subscription* (``sid``), not a market: one sid carries
+  every ticker it was subscribed with and they share one counter. A gap
+  therefore invalidates every book of that sid, and the documented cure is
+  ``update_subscription`` with ``action: get_snapshot`` for that sid only;
+  its deltas are dropped until each of its markets has a fresh snapshot.
+* Deltas are signed increments; the book (:meth:`OrderBook.add`) turns them
+  into absolute sizes so downstream :class:`BookDelta` events stay venue-neutral.
+  The delta's ``first_sequence`` is the market's previous ``seq`` + 1: the sid
+  was contiguous, so no update of *this* market was missed in between.
+* Sids are per connection and reassigned after a reconnect, so sid maps are
+  keyed by connection and dropped on the transport's ``Reconnected`` marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from venuefeed import metrics
+from venuefeed.book import Books, Inconsistency, SyncState
+from venuefeed.log import get_logger
+from venuefeed.models import BookDelta, BookLevel, BookState, DataGap, Event
+from venuefeed.venues.kalshi import parse
+from venuefeed.venues.kalshi import protocol as p
+
+__all__ = ["CHANNELS", "Command", "KalshiFeed"]
+
+CHANNELS = {"books": "orderbook_delta", "trades": "trade", "quotes": "ticker"}
+"""Canonical channel -> Kalshi channel. Lifecycle and candles are not streamed."""
+_TERMINAL_ERRORS = frozenset({10, 17, 25})
+_PENDING_MAX = 4096
+
+Command = tuple[int, str]
+"""``(conn, frame)``: a frame the stream must send on one connection."""
+
+_log = get_logger("venuefeed.venues.kalshi.feed")
+
+
+@dataclass(eq=False, slots=True)
+class _Sid:
+    channel: str
+    tickers: set[str]
+    last_seq: int | None = None
+    awaiting: set[str] = field(default_factory=set)
+    """Tickers still waiting for a snapshot; their deltas are dropped."""
+    gap_since: int = 0
+    gap_detail: str = ""
+
+
+class KalshiFeed:
+    """Sequencing, books and commands for one stream (all connections)."""
+
+    def __init__(self, channels: Iterable[str]) -> None:
+        self.channels = [CHANNELS[c] for c in CHANNELS if c in set(channels)]
+        self.books = Books(parse.VENUE)
+        self.gaps = 0
+        self.resyncs = 0
+        self._sids: dict[int, dict[int, _Sid]] = {}
+        self._pending: dict[int, tuple[list[str], int]] = {}
+        self._next_id = 1
+        self._logged: set[str] = set()
+        self._m_gap = metrics.BOOK_INCONSISTENCIES.labels(venue=parse.VENUE, reason="sequence_gap")
+        self._m_resync = metrics.BOOK_RESYNCS.labels(venue=parse.VENUE)
+
+    # -- commands --------------------------------------------------------------
+
+    def _id(self) -> int:
+        n = self._next_id
+        self._next_id += 1
+        return n
+
+    def subscribe_frames(self, tickers: Sequence[str]) -> list[str]:
+        """One ``subscribe`` for all channels of ``tickers``; the acks map ids to sids."""
+        if not tickers or not self.channels:
+            return []
+        cmd_id = self._id()
+        if len(self._pending) >= _PENDING_MAX:
+            # Commands of a dropped connection are never acked; forget the oldest.
+            self._pending.pop(next(iter(self._pending)))
+        self._pending[cmd_id] = (list(tickers), len(self.channels))
+        cmd = {
+            "id": cmd_id,
+            "cmd": "subscribe",
+            "params": {"channels": self.channels, "market_tickers": list(tickers)},
+        }
+        return [msgspec.json.encode(cmd).decode()]
+
+    def unsubscribe_frames(self, tickers: Sequence[str]) -> list[str]:
+        """Remove ``tickers`` from the sids holding them; a sid left empty is unsubscribed."""
+        gone = set(tickers)
+        frames: list[str] = []
+        for sids in self._sids.values():
+            for sid, state in list(sids.items()):
+                hit = state.tickers & gone
+                if not hit:
+                    continue
+                if hit == state.tickers:
+                    cmd: dict[str, object] = {
+                        "id": self._id(),
+                        "cmd": "unsubscribe",
+                        "params": {"sids": [sid]},
+                    }
+                else:
+                    cmd = {
+                        "id": self._id(),
+                        "cmd": "update_subscription",
+                        "params": {
+                            "sids": [sid],
+                            "market_tickers": sorted(hit),
+                            "action": "delete_markets",
+                        },
+                    }
+                state.tickers -= hit
+                state.awaiting -= hit
+                frames.append(msgspec.json.encode(cmd).decode())
+        for ticker in gone:
+            self.books.drop(ticker)
+        return frames
+
+    def _snapshot_request(self, sid: int) -> str:
+        cmd = {
+            "id": self._id(),
+            "cmd": "update_subscription",
+            "params": {"sids": [sid], "action": "get_snapshot"},
+        }
+        return msgspec.json.encode(cmd).decode()
+
+    # -- input -----------------------------------------------------------------
+
+    def on_reconnected(self, conn: int, ts_recv: int, down_since: int) -> list[Event]:
+        """The connection was replaced: its sids are void and its books must resnapshot."""
+        events: list[Event] = []
+        for state in self._sids.pop(conn, {}).values():
+            if state.channel != "orderbook_delta":
+                continue
+            for ticker in sorted(state.tickers):
+                book = self.books.get(ticker)
+                book.state = SyncState.RESYNCING
+                events.append(self._state_event(ticker, ts_recv, "resyncing", "reconnect"))
+                events.append(
+                    DataGap(
+                        venue=parse.VENUE,
+                        instrument=ticker,
+                        ts_venue=0,
+                        ts_recv=ts_recv,
+                        cause="disconnect",
+                        start=down_since,
+                        end=ts_recv,
+                    )
+                )
+        return events
+
+    def on_frame(
+        self, data: bytes | str, ts_recv: int, conn: int
+    ) -> tuple[list[Event], list[Command]]:
+        """Handle one frame; returns events to emit and commands to send."""
+        msg = parse.decode_ws(data)
+        if isinstance(msg, parse.Rejected):
+            self._reject(msg.reason, msg.detail)
+            return [], []
+        if isinstance(msg, p.WsOrderbookDelta):
+            return self._delta(msg, ts_recv, conn)
+        if isinstance(msg, p.WsTrade):
+            trade = parse.trade_event(msg, ts_recv)
+            if isinstance(trade, parse.Rejected):
+                self._reject(trade.reason, trade.detail)
+                return [], []
+            return [trade], []
+        if isinstance(msg, p.WsTicker):
+            return list(parse.ticker_events(msg, ts_recv)), []
+        if isinstance(msg, p.WsOrderbookSnapshot):
+            return self._snapshot(msg, ts_recv, conn)
+        if isinstance(msg, p.WsSubscribed):
+            self._subscribed(msg, conn)
+        elif isinstance(msg, p.WsUnsubscribed):
+            self._sids.get(conn, {}).pop(msg.sid, None)
+        elif isinstance(msg, p.WsError):
+            return self._error(msg, ts_recv, conn)
+        return [], []
+
+    # -- handlers ----------------------------------------------------------------
+
+    def _subscribed(self, msg: p.WsSubscribed, conn: int) -> None:
+        tickers: list[str] = []
+        if msg.id is not None and msg.id in self._pending:
+            tickers, remaining = self._pending[msg.id]
+            if remaining <= 1:
+                del self._pending[msg.id]
+            else:
+                self._pending[msg.id] = (tickers, remaining - 1)
+        state = _Sid(msg.msg.channel, set(tickers))
+        if state.channel == "orderbook_delta":
+            state.awaiting = set(tickers)
+        self._sids.setdefault(conn, {})[msg.msg.sid] = state
+
+    def _error(self, msg: p.WsError, ts_recv: int, conn: int) -> tuple[list[Event], list[Command]]:
+        code = msg.msg.code
+        if msg.id is not None and msg.id in self._pending:
+            tickers, remaining = self._pending[msg.id]
+            if remaining <= 1:
+                del self._pending[msg.id]
+            else:
+                self._pending[msg.id] = (tickers, remaining - 1)
+        key = f"error:{code}"
+        if key not in self._logged:
+            self._logged.add(key)
+            _log.warning("kalshi websocket error", code=code, message=msg.msg.msg, id=msg.id)
+        metrics.INGESTION_ERRORS.labels(venue=parse.VENUE, kind=f"ws_error_{code}").inc()
+        if code not in _TERMINAL_ERRORS:
+            return [], []
+        # Terminal for the channel: every book on this connection is suspect; resnapshot them.
+        events: list[Event] = []
+        commands: list[Command] = []
+        for sid, state in self._sids.get(conn, {}).items():
+            if state.channel == "orderbook_delta" and state.tickers:
+                more, cmds = self._gap(
+                    state, sid, conn, ts_recv, Inconsistency.GAP, f"terminal error {code}"
+                )
+                events += more
+                commands += cmds
+        return events, commands
+
+    def _snapshot(
+        self, msg: p.WsOrderbookSnapshot, ts_recv: int, conn: int
+    ) -> tuple[list[Event], list[Command]]:
+        state = self._sids.get(conn, {}).get(msg.sid)
+        if state is None:
+            self._reject("unknown_sid", str(msg.sid))
+            return [], []
+        state.last_seq = msg.seq  # a snapshot resets the sid's baseline
+        snap = parse.snapshot_event(msg, ts_recv)
+        ticker = snap.instrument
+        book = self.books.get(ticker)
+        resynced = ticker in state.awaiting and state.gap_since > 0
+        state.awaiting.discard(ticker)
+        problem = book.load_snapshot(snap)
+        events: list[Event] = [snap]
+        if problem is not None:
+            more, commands = self._gap(state, msg.sid, conn, ts_recv, problem, "crossed snapshot")
+            return events + more, commands
+        events.append(self._state_event(ticker, ts_recv, "live", "snapshot"))
+        if resynced:
+            events.append(
+                DataGap(
+                    venue=parse.VENUE,
+                    instrument=ticker,
+                    ts_venue=0,
+                    ts_recv=ts_recv,
+                    cause="sequence_gap",
+                    start=state.gap_since,
+                    end=ts_recv,
+                    detail=state.gap_detail,
+                )
+            )
+        if not state.awaiting:
+            state.gap_since = 0
+        return events, []
+
+    def _delta(
+        self, msg: p.WsOrderbookDelta, ts_recv: int, conn: int
+    ) -> tuple[list[Event], list[Command]]:
+        state = self._sids.get(conn, {}).get(msg.sid)
+        if state is None:
+            self._reject("unknown_sid", str(msg.sid))
+            return [], []
+        seq = msg.seq
+        last = state.last_seq
+        if last is None:
+            return [], []  # waiting for the first snapshot of a (re)sync
+        if seq <= last:
+            return [], []  # a duplicate or a replay: already applied
+        if seq != last + 1:
+            detail = f"sid {msg.sid}: expected seq {last + 1}, got {seq}"
+            return self._gap(state, msg.sid, conn, ts_recv, Inconsistency.GAP, detail)
+        state.last_seq = seq
+        ticker = msg.msg.market_ticker
+        if ticker in state.awaiting:
+            return [], []
+        change = parse.book_change(msg)
+        if isinstance(change, parse.Rejected):
+            self._reject(change.reason, change.detail)
+            return [], []
+        book = self.books.get(ticker)
+        if book.state is not SyncState.LIVE:
+            return [], []
+        size = book.add(change.side, change.price, change.change)
+        if isinstance(size, Inconsistency):
+            return self._gap(state, msg.sid, conn, ts_recv, size, f"{ticker} {change}")
+        if book.is_crossed():
+            book.invalidate(Inconsistency.CROSSED)
+            return self._gap(state, msg.sid, conn, ts_recv, Inconsistency.CROSSED, ticker)
+        previous = book.sequence
+        book.sequence = seq
+        book.ts_venue = change.ts_venue
+        book.ts_recv = ts_recv
+        level = [BookLevel(change.price, size)]
+        delta = BookDelta(
+            venue=parse.VENUE,
+            instrument=ticker,
+            ts_venue=change.ts_venue,
+            ts_recv=ts_recv,
+            bids=level if change.side == "bid" else [],
+            asks=level if change.side == "ask" else [],
+            sequence=seq,
+            first_sequence=previous + 1 if previous is not None else seq,
+        )
+        return [delta], []
+
+    def _gap(
+        self,
+        state: _Sid,
+        sid: int,
+        conn: int,
+        ts_recv: int,
+        reason: Inconsistency,
+        detail: str,
+    ) -> tuple[list[Event], list[Command]]:
+        """Invalidate every book of the sid and ask for its snapshots (the documented cure)."""
+        self.gaps += 1
+        self.resyncs += 1
+        if reason is Inconsistency.GAP:
+            self._m_gap.inc()
+        else:
+            metrics.BOOK_INCONSISTENCIES.labels(venue=parse.VENUE, reason=reason.value).inc()
+        self._m_resync.inc()
+        state.last_seq = None
+        state.awaiting = set(state.tickers)
+        if not state.gap_since:
+            state.gap_since = ts_recv
+            state.gap_detail = detail
+        events: list[Event] = []
+        for ticker in sorted(state.tickers):
+            self.books.get(ticker).invalidate(reason)
+            events.append(self._state_event(ticker, ts_recv, "resyncing", reason.value))
+        return events, [(conn, self._snapshot_request(sid))]
+
+    @staticmethod
+    def _state_event(ticker: str, ts_recv: int, state: str, reason: str) -> BookState:
+        return BookState(
+            venue=parse.VENUE,
+            instrument=ticker,
+            ts_venue=0,
+            ts_recv=ts_recv,
+            state=state,
+            reason=reason,
+        )
+
+    def _reject(self, reason: str, detail: str) -> None:
+        metrics.REJECTED_FRAMES.labels(venue=parse.VENUE, reason=reason).inc()
+        if reason not in self._logged:
+            self._logged.add(reason)
+            _log.warning("kalshi frame rejected", reason=reason, detail=detail)

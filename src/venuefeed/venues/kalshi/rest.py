@@ -1,0 +1,151 @@
+"""Kalshi REST calls: which path, which parameters, and how the answer is read.
+
+Retries, rate limiting and the circuit breaker are the transport's
+(:class:`~venuefeed.transport.http.HttpClient`); signing is per attempt through
+its ``signer`` hook, so a retried request carries a fresh timestamp.
+List endpoints are read at the largest page size the venue allows (1000
+markets or trades, 200 events) to keep the request count -- and the rate
+limit budget -- as small as possible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from venuefeed.models import BookSnapshot, Candle, Market, Trade
+from venuefeed.transport import HttpClient, HttpPolicy, paginate_cursor
+from venuefeed.venues.kalshi import parse
+from venuefeed.venues.kalshi.auth import Signer
+
+__all__ = ["EVENTS_PAGE_MAX", "MARKETS_PAGE_MAX", "TRADES_PAGE_MAX", "KalshiRest"]
+
+MARKETS_PAGE_MAX = 1000
+TRADES_PAGE_MAX = 1000
+EVENTS_PAGE_MAX = 200
+BOOK_DEPTH_MAX = 100
+CANDLES_PER_REQUEST = 5000
+_PERIODS = {"1m": 1, "1h": 60, "1d": 1440}
+
+
+class KalshiRest:
+    """Typed access to the public market-data endpoints (signed when a key is configured)."""
+
+    def __init__(self, base_url: str, policy: HttpPolicy, signer: Signer | None) -> None:
+        self.http = HttpClient("kalshi", base_url, policy, signer=signer)
+        self._series_of: dict[str, str] = {}
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        endpoint: str,
+        extended_recovery: bool = False,
+        progress: Callable[[], int] | None = None,
+    ) -> bytes:
+        return await self.http.get(
+            path,
+            params,
+            endpoint=endpoint,
+            extended_recovery=extended_recovery,
+            progress=progress,
+        )
+
+    # -- markets -------------------------------------------------------------
+
+    async def markets(
+        self, params: Mapping[str, Any], category: str | None = None
+    ) -> AsyncIterator[Market]:
+        """Every market matching ``params`` (``status``, ``event_ticker``, ``series_ticker``,
+        ``min_close_ts``/``max_close_ts`` ...), page after page."""
+        base = {**params, "limit": MARKETS_PAGE_MAX}
+
+        async def fetch(cursor: str | None) -> tuple[list[Market], str | None]:
+            body = await self.get("/markets", {**base, "cursor": cursor}, endpoint="markets")
+            return parse.parse_markets_page(body, category)
+
+        async for page in paginate_cursor(fetch):
+            for market in page.items:
+                yield market
+
+    async def market(self, ticker: str) -> Market:
+        return parse.parse_market(await self.get(f"/markets/{ticker}", endpoint="market"))
+
+    async def series_tickers(self, category: str) -> list[str]:
+        """Series of one category (the venue files categories on series, not markets)."""
+        out: list[str] = []
+
+        async def fetch(cursor: str | None) -> tuple[list[str], str | None]:
+            body = await self.get(
+                "/series", {"category": category, "cursor": cursor}, endpoint="series"
+            )
+            return parse.parse_series_tickers(body)
+
+        async for page in paginate_cursor(fetch):
+            out.extend(page.items)
+        return out
+
+    async def series_of(self, ticker: str) -> str:
+        """The series ticker of a market (market -> event -> series), cached."""
+        found = self._series_of.get(ticker)
+        if found is None:
+            market = await self.market(ticker)
+            if market.event_id is None:
+                raise ValueError(f"kalshi market {ticker} has no event")
+            body = await self.get(f"/events/{market.event_id}", endpoint="event")
+            found = self._series_of[ticker] = parse.parse_event_series(body)
+        return found
+
+    # -- books, trades, candles ----------------------------------------------
+
+    async def orderbook(self, ticker: str, depth: int | None) -> BookSnapshot:
+        """The canonical top-``depth`` book (None or 0: every level)."""
+        wire_depth = 0 if not depth or depth > BOOK_DEPTH_MAX else depth
+        body = await self.get(
+            f"/markets/{ticker}/orderbook", {"depth": wire_depth}, endpoint="orderbook"
+        )
+        return parse.parse_orderbook(body, ticker, time.time_ns(), depth or None)
+
+    async def trades(self, ticker: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
+        """Trades of one market in ``[start_ns, end_ns]``, newest first as the venue pages them."""
+        base = {
+            "ticker": ticker,
+            "min_ts": start_ns // 1_000_000_000,
+            "max_ts": -(-end_ns // 1_000_000_000),
+            "limit": TRADES_PAGE_MAX,
+        }
+
+        async def fetch(cursor: str | None) -> tuple[list[Trade], str | None]:
+            body = await self.get("/markets/trades", {**base, "cursor": cursor}, endpoint="trades")
+            return parse.parse_trades_page(body, time.time_ns())
+
+        async for page in paginate_cursor(fetch):
+            for trade in page.items:
+                if start_ns <= trade.ts_venue <= end_ns:
+                    yield trade
+
+    async def candles(
+        self, ticker: str, interval: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Candle]:
+        """Candlesticks of ``ticker`` (``1m``, ``1h`` or ``1d``), fetched in bounded windows."""
+        period = _PERIODS.get(interval)
+        if period is None:
+            raise ValueError(f"kalshi candles come in {sorted(_PERIODS)}, not {interval!r}")
+        series = await self.series_of(ticker)
+        step = period * 60
+        start, end = start_ns // 1_000_000_000, end_ns // 1_000_000_000
+        while start <= end:
+            chunk_end = min(end, start + step * (CANDLES_PER_REQUEST - 1))
+            body = await self.get(
+                f"/series/{series}/markets/{ticker}/candlesticks",
+                {"start_ts": start, "end_ts": chunk_end, "period_interval": period},
+                endpoint="candlesticks",
+            )
+            for candle in parse.parse_candles(body, ticker, period, time.time_ns()):
+                yield candle
+            start = chunk_end + 1

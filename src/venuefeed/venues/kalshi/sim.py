@@ -1,0 +1,1013 @@
+"""Kalshi's local twin: Trade API v2 REST and the authenticated WebSocket on 127.0.0.1.
+
+It speaks the wire format of ``shared/docs/venue-protocols.md`` section 2:
+cursor pagination ending with ``cursor: ""`` and the documented page caps
+(1000 markets/trades, 200 events), bids-only ``orderbook_fp`` books
+ascending with the best bid last, the RSA-PSS signed WebSocket handshake,
+``subscribed`` acks with a ``sid``, ``orderbook_snapshot`` then signed
+``orderbook_delta`` increments numbered by ``seq`` per sid,
+``update_subscription``/``get_snapshot``, numbered error envelopes,
+protocol Ping frames with body ``heartbeat``, and 429s without
+``Retry-After``.
+
+Markets come from :class:`~venuefeed.venues.kalshi.simdata.Universe` by
+index, so 200,000 markets cost nothing until asked for. Faults: the shared
+:class:`~venuefeed.sim.base.Faults` switches (HTTP 429/5xx, disconnects,
+silence, malformed, duplicate, out-of-order and skipped frames) plus
+:meth:`Simulator.fail_pagination` (failures in the middle of a pagination
+run); a long network failure is a :meth:`stop` and a :meth:`start` on the
+same port. Every trade (with
+``sent_ns``), every skipped sequence number and, on stop, the final book of
+every market that traded are written to the ground-truth log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed.venues.kalshi import simdata
+from venuefeed.venues.kalshi.auth import load_public_key, verify_request
+from venuefeed.venues.kalshi.simdata import SimBook, Universe, dollars, fp, iso
+
+__all__ = ["REST_PREFIX", "WS_PATH", "Simulator"]
+
+REST_PREFIX = "/trade-api/v2"
+WS_PATH = "/trade-api/ws/v2"
+MARKETS_LIMIT_MAX = 1000
+EVENTS_LIMIT_MAX = 200
+SCAN_PER_PAGE = 20_000
+"""Indices a filtered /markets page may scan before answering with a partial (never empty) page."""
+
+_PUBLIC_CHANNELS = frozenset({"orderbook_delta", "trade", "ticker"})
+_KNOWN_CHANNELS = _PUBLIC_CHANNELS | {
+    "fill",
+    "market_positions",
+    "market_lifecycle_v2",
+    "communications",
+    "order_group_updates",
+    "ticker_v2",
+}
+_MARKET_STATUS_FILTER = {
+    "unopened": "initialized",
+    "open": "active",
+    "closed": "closed",
+    "settled": "finalized",
+}
+_encode = msgspec.json.encode
+_INTERNAL = frozenset({"count", "yes_mills", "ts_ms"})
+"""Bookkeeping keys of the simulator's trade records that are not on the wire."""
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@dataclass(eq=False)
+class _Sub:
+    sid: int
+    channel: str
+    tickers: set[str] | None
+    seq: int = 0
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One client WebSocket: its subscriptions and an ordered, bounded outbox."""
+
+    ws: web.WebSocketResponse
+    authenticated: bool
+    opened: float
+    outbox: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(20_000))
+    subs: dict[int, _Sub] = field(default_factory=dict)
+    next_sid: int = 1
+    held: bytes | None = None
+
+
+class Simulator(SimulatorBase):
+    """A seeded local Kalshi. See the module docstring for what it speaks."""
+
+    venue = "kalshi"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        faults: Faults | None = None,
+        ground_truth: GroundTruth | None = None,
+        markets: int = 200,
+        public_key_pem: bytes | None = None,
+        events_per_second: float = 20.0,
+        anchor_ts: int | None = None,
+        ping_interval: float = 10.0,
+    ) -> None:
+        super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
+        if anchor_ts is None:
+            anchor_ts = int(time.time()) // simdata.DAY * simdata.DAY
+        self.universe = Universe(seed, markets, anchor_ts)
+        self.public_key = load_public_key(public_key_pem) if public_key_pem else None
+        self.events_per_second = events_per_second
+        self.ping_interval = ping_interval
+        self.books: dict[str, SimBook] = {}
+        self.live_trades: dict[str, list[dict[str, Any]]] = {}
+        self.conns: set[_Conn] = set()
+        self.paused = False
+        self.requests: dict[str, int] = {}
+        self._active: list[str] = []
+        self._active_dirty = True
+        self._page_fail_after: int | None = None
+        self._page_fail_count = 0
+        self._pages_served = 0
+
+    # -- SimulatorBase -------------------------------------------------------
+
+    def urls(self) -> dict[str, str]:
+        return {"rest": self.base_url + REST_PREFIX, "ws": self.ws_base_url + WS_PATH}
+
+    def routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._auth_middleware)
+        r = app.router
+        r.add_get(REST_PREFIX + "/exchange/status", self._exchange_status)
+        r.add_get(REST_PREFIX + "/portfolio/balance", self._balance)
+        r.add_get(REST_PREFIX + "/markets", self._markets)
+        r.add_get(REST_PREFIX + "/markets/trades", self._trades)
+        r.add_get(REST_PREFIX + "/markets/{ticker}", self._market)
+        r.add_get(REST_PREFIX + "/markets/{ticker}/orderbook", self._orderbook)
+        r.add_get(REST_PREFIX + "/events", self._events)
+        r.add_get(REST_PREFIX + "/events/{ticker}", self._event)
+        r.add_get(REST_PREFIX + "/series", self._series_list)
+        r.add_get(REST_PREFIX + "/series/{ticker}", self._series)
+        r.add_get(
+            REST_PREFIX + "/series/{series}/markets/{ticker}/candlesticks", self._candlesticks
+        )
+        r.add_get(WS_PATH, self._ws)
+
+    def rate_limited_response(self) -> web.Response:
+        """Kalshi's 429 carries no ``Retry-After`` (KD ``getting_started/rate_limits.md``)."""
+        return web.json_response({"error": "too many requests"}, status=429)
+
+    async def on_start(self) -> None:
+        self.spawn(self._activity())
+
+    async def on_stop(self) -> None:
+        for conn in list(self.conns):
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+        for ticker in sorted(self.books):
+            bids, asks = self.books[ticker].canonical()
+            self.truth.record("final_book", ticker=ticker, bids=bids, asks=asks)
+
+    # -- scenario controls ---------------------------------------------------
+
+    def fail_pagination(self, after_pages: int, failures: int = 3) -> None:
+        """503 for ``failures`` page requests once ``after_pages`` more cursor pages were served."""
+        self._page_fail_after = self._pages_served + after_pages
+        self._page_fail_count = failures
+
+    def pause(self) -> None:
+        """Stop market activity and deliver any frame held back by the reorder fault."""
+        self.paused = True
+        for conn in self.conns:
+            if conn.held is not None:
+                self._put(conn.outbox, conn.held)
+                conn.held = None
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def canonical_book(self, ticker: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The market's current canonical book (bids desc, asks asc), for comparisons."""
+        return self._book(ticker).canonical()
+
+    def market_tickers(self, count: int, status: str = "active") -> list[str]:
+        """The first ``count`` market tickers with the given status (test helper)."""
+        out: list[str] = []
+        for i in range(self.universe.n_markets):
+            core = self.universe.core(i)
+            if core.status == status:
+                out.append(core.ticker)
+                if len(out) == count:
+                    break
+        return out
+
+    # -- REST ----------------------------------------------------------------
+
+    @web.middleware
+    async def _auth_middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Verify signed headers wherever a client sends them (public endpoints included)."""
+        if request.path == WS_PATH:
+            return await handler(request)
+        self.requests[request.path] = self.requests.get(request.path, 0) + 1
+        if self.public_key is not None and "KALSHI-ACCESS-SIGNATURE" in request.headers:
+            why = verify_request(self.public_key, request.headers, request.method, request.path)
+            if why is not None:
+                return _error(401, "authentication_error", why)
+        return await handler(request)
+
+    def _page_fault(self, cursor: str) -> web.Response | None:
+        if not cursor:
+            return None
+        self._pages_served += 1
+        if (
+            self._page_fail_after is not None
+            and self._pages_served > self._page_fail_after
+            and self._page_fail_count > 0
+        ):
+            self._page_fail_count -= 1
+            self._pages_served -= 1
+            self.truth.record("pagination_failure", cursor=cursor)
+            return web.json_response({"error": "internal error"}, status=503)
+        return None
+
+    def _book(self, ticker: str) -> SimBook:
+        book = self.books.get(ticker)
+        if book is None:
+            i = self.universe.market_index(ticker)
+            if i is None:
+                raise KeyError(ticker)
+            book = self.books[ticker] = self.universe.initial_book(self.universe.core(i))
+        return book
+
+    def _market_dict(self, i: int) -> dict[str, Any]:
+        core = self.universe.core(i)
+        return self.universe.market_payload(core, self.books.get(core.ticker))
+
+    async def _exchange_status(self, request: web.Request) -> web.Response:
+        return web.json_response({"exchange_active": True, "trading_active": True})
+
+    async def _balance(self, request: web.Request) -> web.Response:
+        if "KALSHI-ACCESS-SIGNATURE" not in request.headers:
+            return _error(401, "authentication_error", "authentication required")
+        return web.json_response({"balance": 0, "portfolio_value": 0, "updated_ts": 0})
+
+    @staticmethod
+    def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            return default
+        return int(raw)
+
+    async def _markets(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = self._int(request, "limit", 100)
+            min_close = self._int(request, "min_close_ts")
+            max_close = self._int(request, "max_close_ts")
+        except ValueError:
+            return _error(400, "invalid_parameters", "bad integer parameter")
+        assert limit is not None
+        if not 0 <= limit <= MARKETS_LIMIT_MAX:
+            return _error(400, "invalid_parameters", "limit must be between 0 and 1000")
+        limit = limit or 100
+        status = q.get("status", "")
+        if status and status not in _MARKET_STATUS_FILTER and status != "paused":
+            return _error(400, "invalid_parameters", f"invalid status {status!r}")
+        if (min_close is not None or max_close is not None) and status not in ("", "closed"):
+            return _error(
+                400,
+                "invalid_parameters",
+                "close timestamp filters are only compatible with status closed",
+            )
+        cursor = q.get("cursor", "")
+        fault = self._page_fault(cursor)
+        if fault is not None:
+            return fault
+        u = self.universe
+        indices: Iterable[int]
+        if q.get("tickers"):
+            found = (u.market_index(t) for t in q["tickers"].split(","))
+            indices = sorted({i for i in found if i is not None})
+        elif q.get("event_ticker"):
+            e = u.event_index(q["event_ticker"])
+            indices = u.event_markets(e) if e is not None else range(0)
+        elif q.get("series_ticker"):
+            s = u.series_index(q["series_ticker"])
+            indices = u.series_markets(s) if s is not None else range(0)
+        else:
+            indices = range(u.n_markets)
+        start = 0
+        if cursor:
+            decoded = simdata.decode_cursor(cursor)
+            if decoded is None:
+                return _error(400, "invalid_cursor", "invalid cursor")
+            start = decoded
+        want = _MARKET_STATUS_FILTER.get(status) if status else None
+        out: list[dict[str, Any]] = []
+        next_cursor = ""
+        scanned = 0
+        for i in indices:
+            if i < start:
+                continue
+            if len(out) >= limit or (out and scanned >= SCAN_PER_PAGE):
+                next_cursor = simdata.encode_cursor(i)
+                break
+            scanned += 1
+            core = u.core(i)
+            if want is not None and core.status != want:
+                continue
+            if min_close is not None and core.close_ts < min_close:
+                continue
+            if max_close is not None and core.close_ts > max_close:
+                continue
+            out.append(u.market_payload(core, self.books.get(core.ticker)))
+        return web.Response(
+            body=_encode({"markets": out, "cursor": next_cursor}), content_type="application/json"
+        )
+
+    async def _market(self, request: web.Request) -> web.Response:
+        i = self.universe.market_index(request.match_info["ticker"])
+        if i is None:
+            return _error(404, "not_found", "market not found")
+        return web.Response(
+            body=_encode({"market": self._market_dict(i)}), content_type="application/json"
+        )
+
+    async def _orderbook(self, request: web.Request) -> web.Response:
+        try:
+            depth = self._int(request, "depth", 0) or 0
+        except ValueError:
+            return _error(400, "invalid_parameters", "bad depth")
+        if depth > 100:
+            return _error(400, "invalid_parameters", "depth must be between 0 and 100")
+        try:
+            book = self._book(request.match_info["ticker"])
+        except KeyError:
+            return _error(404, "not_found", "market not found")
+        body = {
+            "orderbook_fp": {
+                "yes_dollars": book.levels("yes", depth),
+                "no_dollars": book.levels("no", depth),
+            }
+        }
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    async def _events(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = self._int(request, "limit", EVENTS_LIMIT_MAX)
+        except ValueError:
+            return _error(400, "invalid_parameters", "bad limit")
+        assert limit is not None
+        if not 1 <= limit <= EVENTS_LIMIT_MAX:
+            return _error(400, "invalid_parameters", "limit must be between 1 and 200")
+        cursor = q.get("cursor", "")
+        fault = self._page_fault(cursor)
+        if fault is not None:
+            return fault
+        u = self.universe
+        indices: Iterable[int] = range(u.n_events)
+        if q.get("series_ticker"):
+            s = u.series_index(q["series_ticker"])
+            indices = u.series_events(s) if s is not None else range(0)
+        start = simdata.decode_cursor(cursor) if cursor else 0
+        if start is None:
+            return _error(400, "invalid_cursor", "invalid cursor")
+        status = q.get("status", "")
+        nested = q.get("with_nested_markets") == "true"
+        out: list[dict[str, Any]] = []
+        next_cursor = ""
+        for e in indices:
+            if e < start:
+                continue
+            if len(out) >= limit:
+                next_cursor = simdata.encode_cursor(e)
+                break
+            if status and u.event_status(e) != status:
+                continue
+            event = u.event_payload(e)
+            if nested:
+                event["markets"] = [self._market_dict(i) for i in u.event_markets(e)]
+            out.append(event)
+        return web.Response(
+            body=_encode({"events": out, "cursor": next_cursor}), content_type="application/json"
+        )
+
+    async def _event(self, request: web.Request) -> web.Response:
+        e = self.universe.event_index(request.match_info["ticker"])
+        if e is None:
+            return _error(404, "not_found", "event not found")
+        markets = [self._market_dict(i) for i in self.universe.event_markets(e)]
+        event = self.universe.event_payload(e)
+        if request.query.get("with_nested_markets") == "true":
+            event["markets"] = markets
+        return web.Response(
+            body=_encode({"event": event, "markets": markets}), content_type="application/json"
+        )
+
+    async def _series_list(self, request: web.Request) -> web.Response:
+        category = request.query.get("category")
+        out = []
+        for s in range(self.universe.n_series):
+            series = self.universe.series_payload(s)
+            if category and series["category"] != category:
+                continue
+            out.append(series)
+        return web.Response(body=_encode({"series": out}), content_type="application/json")
+
+    async def _series(self, request: web.Request) -> web.Response:
+        s = self.universe.series_index(request.match_info["ticker"])
+        if s is None:
+            return _error(404, "not_found", "series not found")
+        return web.Response(
+            body=_encode({"series": self.universe.series_payload(s)}),
+            content_type="application/json",
+        )
+
+    def _history(self, ticker: str) -> list[dict[str, Any]]:
+        """Trades of one market, newest first: seeded history before the anchor, then live ones."""
+        i = self.universe.market_index(ticker)
+        if i is None:
+            return []
+        core = self.universe.core(i)
+        rng = random.Random(f"{self.seed}:{i}:trades")
+        trades: list[dict[str, Any]] = []
+        if core.status != "initialized":
+            end = min(core.close_ts, self.universe.anchor)
+            begin = max(core.open_ts, end - 2 * simdata.DAY)
+            price = core.last_price
+            for _ in range(rng.randrange(0, 40)):
+                ts = rng.randrange(begin, end)
+                price = min(990, max(10, price + rng.choice((-10, 0, 10))))
+                yes_side = rng.random() < 0.5
+                trades.append(
+                    _trade_payload(
+                        str(uuid.UUID(int=rng.getrandbits(128))),
+                        ticker,
+                        price,
+                        rng.randrange(1, 300) * 100,
+                        yes_side,
+                        ts * 1000,
+                    )
+                )
+        trades.extend(self.live_trades.get(ticker, ()))
+        trades.sort(key=lambda t: (t["ts_ms"], t["trade_id"]), reverse=True)
+        return trades
+
+    async def _trades(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = self._int(request, "limit", 100)
+            min_ts = self._int(request, "min_ts")
+            max_ts = self._int(request, "max_ts")
+        except ValueError:
+            return _error(400, "invalid_parameters", "bad integer parameter")
+        assert limit is not None
+        if not 0 <= limit <= MARKETS_LIMIT_MAX:
+            return _error(400, "invalid_parameters", "limit must be between 0 and 1000")
+        limit = limit or 100
+        cursor = q.get("cursor", "")
+        fault = self._page_fault(cursor)
+        if fault is not None:
+            return fault
+        ticker = q.get("ticker")
+        if ticker:
+            trades = self._history(ticker)
+        else:
+            trades = sorted(
+                (t for ts in self.live_trades.values() for t in ts),
+                key=lambda t: (t["ts_ms"], t["trade_id"]),
+                reverse=True,
+            )
+        if min_ts is not None:
+            trades = [t for t in trades if t["ts_ms"] >= min_ts * 1000]
+        if max_ts is not None:
+            trades = [t for t in trades if t["ts_ms"] <= max_ts * 1000]
+        start = simdata.decode_cursor(cursor) if cursor else 0
+        if start is None:
+            return _error(400, "invalid_cursor", "invalid cursor")
+        page = trades[start : start + limit]
+        nxt = simdata.encode_cursor(start + limit) if start + limit < len(trades) else ""
+        body = {"trades": [_rest_trade(t) for t in page], "cursor": nxt}
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    async def _candlesticks(self, request: web.Request) -> web.Response:
+        try:
+            start = self._int(request, "start_ts")
+            end = self._int(request, "end_ts")
+            period = self._int(request, "period_interval")
+        except ValueError:
+            return _error(400, "invalid_parameters", "bad integer parameter")
+        if start is None or end is None or period not in (1, 60, 1440):
+            return _error(
+                400, "invalid_parameters", "start_ts, end_ts and period_interval are required"
+            )
+        ticker = request.match_info["ticker"]
+        i = self.universe.market_index(ticker)
+        if i is None or self.universe.core(i).series_ticker != request.match_info["series"]:
+            return _error(404, "not_found", "market not found")
+        step = period * 60
+        first_end = (start + step - 1) // step * step
+        if (end - first_end) // step > 5000:
+            return _error(400, "invalid_parameters", "too many candlesticks requested")
+        trades = sorted(self._history(ticker), key=lambda t: t["ts_ms"])
+        candles = []
+        k = 0
+        previous: str | None = None
+        while k < len(trades) and trades[k]["ts_ms"] <= (first_end - step) * 1000:
+            previous = trades[k]["yes_price_dollars"]
+            k += 1
+        for period_end in range(first_end, end + 1, step):
+            bucket = []
+            while k < len(trades) and trades[k]["ts_ms"] <= period_end * 1000:
+                bucket.append(trades[k])
+                k += 1
+            candles.append(_candle(period_end, bucket, previous))
+            if bucket:
+                previous = bucket[-1]["yes_price_dollars"]
+        body = {"ticker": ticker, "candlesticks": candles}
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    # -- WebSocket -------------------------------------------------------------
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        signed = "KALSHI-ACCESS-SIGNATURE" in request.headers
+        if self.public_key is not None:
+            why = verify_request(self.public_key, request.headers, "GET", WS_PATH)
+            if why is not None:
+                self.truth.record("ws_rejected", reason=why)
+                return _error(401, "authentication_error", why)
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = _Conn(
+            ws=ws, authenticated=signed or self.public_key is not None, opened=time.monotonic()
+        )
+        self.conns.add(conn)
+        self.truth.record("ws_connected")
+        writer = asyncio.ensure_future(self._writer(conn))
+        pinger = asyncio.ensure_future(self._pinger(conn))
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    self._command(conn, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    self._send_error(conn, None, 1, "Unable to process message")
+        finally:
+            self.conns.discard(conn)
+            self._active_dirty = True
+            writer.cancel()
+            pinger.cancel()
+            await asyncio.gather(writer, pinger, return_exceptions=True)
+            self.truth.record("ws_closed")
+        return ws
+
+    async def _writer(self, conn: _Conn) -> None:
+        faults = self.faults
+        while True:
+            frame = await conn.outbox.get()
+            if frame is None:
+                await conn.ws.close()
+                return
+            if faults.silence_after_seconds is not None and (
+                time.monotonic() - conn.opened > faults.silence_after_seconds
+            ):
+                continue
+            await conn.ws.send_str(frame.decode())
+
+    async def _pinger(self, conn: _Conn) -> None:
+        """Protocol Ping frames with body ``heartbeat``; also drives the disconnect fault."""
+        cut_after = self.faults.disconnect_every_seconds
+        if cut_after is not None:
+            await asyncio.sleep(cut_after)
+            self.truth.record("ws_disconnect_fault")
+            await conn.ws.close()
+            return
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            silent = self.faults.silence_after_seconds
+            if silent is not None and time.monotonic() - conn.opened > silent:
+                continue
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn.ws.ping(b"heartbeat")
+
+    def _emit(self, conn: _Conn, frame: bytes, *, sequenced: bool = False) -> None:
+        """Queue a frame, applying the per-frame faults (malformed, duplicate, reorder)."""
+        outbox = conn.outbox
+        faults = self.faults
+        if self.chance(faults.malformed_rate):
+            self.truth.record("malformed_frame")
+            self._put(outbox, frame[: len(frame) // 2])
+        if sequenced and conn.held is None and self.chance(faults.out_of_order_rate):
+            self.truth.record("out_of_order")
+            conn.held = frame
+            return
+        self._put(outbox, frame)
+        if conn.held is not None:
+            self._put(outbox, conn.held)
+            conn.held = None
+        if sequenced and self.chance(faults.duplicate_rate):
+            self.truth.record("duplicate_frame")
+            self._put(outbox, frame)
+
+    def _put(self, outbox: asyncio.Queue[bytes | None], frame: bytes) -> None:
+        try:
+            outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            # A client that stopped reading: drop, as a venue's send buffer would, and say so.
+            self.truth.record("outbox_overflow")
+
+    def _send_error(self, conn: _Conn, cmd_id: int | None, code: int, text: str) -> None:
+        env: dict[str, Any] = {"type": "error", "msg": {"code": code, "msg": text}}
+        if cmd_id is not None:
+            env["id"] = cmd_id
+        self._put(conn.outbox, _encode(env))
+
+    def _command(self, conn: _Conn, text: str) -> None:
+        try:
+            cmd = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            self._send_error(conn, None, 1, "Unable to process message")
+            return
+        if not isinstance(cmd, dict):
+            self._send_error(conn, None, 1, "Unable to process message")
+            return
+        cmd_id = cmd.get("id") if isinstance(cmd.get("id"), int) else None
+        name = cmd.get("cmd")
+        params = cmd.get("params")
+        if name == "list_subscriptions":
+            subs = [{"channel": s.channel, "sid": s.sid} for s in conn.subs.values()]
+            self._put(conn.outbox, _encode({"id": cmd_id, "type": "ok", "msg": subs}))
+            return
+        if name not in ("subscribe", "unsubscribe", "update_subscription"):
+            self._send_error(conn, cmd_id, 5, "Unknown command")
+            return
+        if not isinstance(params, dict):
+            self._send_error(conn, cmd_id, 2, "Params required")
+            return
+        if name == "subscribe":
+            self._subscribe(conn, cmd_id, params)
+        elif name == "unsubscribe":
+            self._unsubscribe(conn, cmd_id, params)
+        else:
+            self._update(conn, cmd_id, params)
+
+    def _tickers(self, params: dict[str, Any]) -> list[str] | None:
+        tickers: list[str] = []
+        if isinstance(params.get("market_ticker"), str):
+            tickers.append(params["market_ticker"])
+        if isinstance(params.get("market_tickers"), list):
+            tickers.extend(t for t in params["market_tickers"] if isinstance(t, str))
+        return tickers or None
+
+    def _subscribe(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+        channels = params.get("channels")
+        if not isinstance(channels, list) or not channels:
+            self._send_error(conn, cmd_id, 3, "Channels required")
+            return
+        tickers = self._tickers(params)
+        for channel in channels:
+            if channel not in _KNOWN_CHANNELS:
+                self._send_error(conn, cmd_id, 8, "Unknown channel name")
+                continue
+            if channel not in _PUBLIC_CHANNELS or (
+                channel == "orderbook_delta" and not conn.authenticated
+            ):
+                self._send_error(conn, cmd_id, 9, "Authentication required")
+                continue
+            if channel == "orderbook_delta" and not tickers:
+                self._send_error(conn, cmd_id, 14, "Market ticker required")
+                continue
+            if tickers is not None:
+                unknown = [t for t in tickers if self.universe.market_index(t) is None]
+                if unknown:
+                    env = {
+                        "id": cmd_id,
+                        "type": "error",
+                        "msg": {"code": 16, "msg": "Market not found", "market_ticker": unknown[0]},
+                    }
+                    self._put(conn.outbox, _encode(env))
+                    continue
+            if any(
+                s.channel == channel
+                and (s.tickers is None or tickers is None or s.tickers & set(tickers))
+                for s in conn.subs.values()
+            ):
+                self._send_error(conn, cmd_id, 6, "Already subscribed")
+                continue
+            sub = _Sub(conn.next_sid, channel, set(tickers) if tickers is not None else None)
+            conn.next_sid += 1
+            conn.subs[sub.sid] = sub
+            self._active_dirty = True
+            ack = {"id": cmd_id, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}}
+            self._put(conn.outbox, _encode(ack))
+            if channel == "orderbook_delta" and tickers is not None:
+                self._snapshots(conn, sub, tickers)
+
+    def _snapshots(self, conn: _Conn, sub: _Sub, tickers: Iterable[str]) -> None:
+        for ticker in tickers:
+            book = self._book(ticker)
+            sub.seq += 1
+            msg: dict[str, Any] = {"market_ticker": ticker, "market_id": _market_uuid(ticker)}
+            if book.yes:
+                msg["yes_dollars_fp"] = book.levels("yes")
+            if book.no:
+                msg["no_dollars_fp"] = book.levels("no")
+            frame = {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.seq, "msg": msg}
+            self._put(conn.outbox, _encode(frame))
+
+    def _unsubscribe(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+        sids = params.get("sids")
+        if not isinstance(sids, list) or not sids:
+            self._send_error(conn, cmd_id, 4, "Sids required")
+            return
+        for sid in sids:
+            sub = conn.subs.pop(sid, None) if isinstance(sid, int) else None
+            if sub is None:
+                self._send_error(conn, cmd_id, 7, "Unknown subscription ID")
+                continue
+            self._active_dirty = True
+            reply = {"id": cmd_id, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}
+            self._put(conn.outbox, _encode(reply))
+
+    def _update(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+        sids = params.get("sids")
+        if isinstance(params.get("sid"), int) and sids is None:
+            sids = [params["sid"]]
+        if not isinstance(sids, list) or len(sids) != 1:
+            self._send_error(conn, cmd_id, 12, "Exactly one subscription ID is required")
+            return
+        action = params.get("action")
+        if not action:
+            self._send_error(conn, cmd_id, 15, "Action required")
+            return
+        sub = conn.subs.get(sids[0])
+        if sub is None:
+            self._send_error(conn, cmd_id, 7, "Unknown subscription ID")
+            return
+        tickers = self._tickers(params)
+        if action == "get_snapshot":
+            if sub.channel != "orderbook_delta" or sub.tickers is None:
+                self._send_error(conn, cmd_id, 13, "Action not supported for this channel")
+                return
+            self.truth.record("get_snapshot", sid=sub.sid)
+            wanted = [t for t in sorted(sub.tickers) if tickers is None or t in tickers]
+            self._snapshots(conn, sub, wanted)
+            return
+        if action not in ("add_markets", "delete_markets"):
+            self._send_error(conn, cmd_id, 13, "Unsupported action")
+            return
+        if not tickers:
+            self._send_error(conn, cmd_id, 14, "Market ticker required")
+            return
+        if any(self.universe.market_index(t) is None for t in tickers):
+            self._send_error(conn, cmd_id, 16, "Market not found")
+            return
+        current = sub.tickers if sub.tickers is not None else set()
+        if action == "add_markets":
+            new = [t for t in tickers if t not in current]
+            current.update(new)
+            sub.tickers = current
+            if sub.channel == "orderbook_delta":
+                self._snapshots(conn, sub, new)
+        else:
+            current.difference_update(tickers)
+            sub.tickers = current
+        self._active_dirty = True
+        reply = {
+            "id": cmd_id,
+            "sid": sub.sid,
+            "seq": sub.seq,
+            "type": "ok",
+            "msg": {"market_tickers": sorted(current)},
+        }
+        self._put(conn.outbox, _encode(reply))
+
+    # -- market activity ---------------------------------------------------------
+
+    def _active_markets(self) -> list[str]:
+        if self._active_dirty:
+            tickers: set[str] = set()
+            for conn in self.conns:
+                for sub in conn.subs.values():
+                    if sub.tickers is not None:
+                        tickers |= sub.tickers
+            self._active = sorted(tickers)
+            self._active_dirty = False
+        return self._active
+
+    async def _activity(self) -> None:
+        """Move subscribed books at ``events_per_second`` (0 = as fast as the loop allows)."""
+        while True:
+            eps = self.events_per_second
+            await asyncio.sleep(1.0 / eps if eps > 0 else 0)
+            active = self._active_markets()
+            if self.paused or not active:
+                await asyncio.sleep(0.01)  # idle: do not spin the loop
+                continue
+            self.step(self.rng.choice(active))
+
+    def step(self, ticker: str) -> None:
+        """One book event on ``ticker``: add, cancel, or a trade that takes liquidity."""
+        book = self._book(ticker)
+        rng = self.rng
+        roll = rng.random()
+        side = "yes" if rng.random() < 0.5 else "no"
+        levels = book.yes if side == "yes" else book.no
+        if roll < 0.2 and (book.yes or book.no):
+            self._trade(ticker, book)
+            return
+        if roll < 0.55 and levels:
+            price = rng.choice(sorted(levels))
+            size = levels[price]
+            cut = size if rng.random() < 0.3 else rng.randrange(1, size + 1)
+            self._change(ticker, book, side, price, -cut)
+            return
+        other = book.best("no" if side == "yes" else "yes")
+        ceiling = 999 - (other or 0)
+        best = book.best(side)
+        anchor_price = best if best is not None else min(500, ceiling)
+        price = anchor_price + rng.choice((-30, -20, -10, -10, -1, 0, 0, 1, 10))
+        price = min(price, ceiling)
+        if not simdata.valid_tick(book.structure, price):
+            price = price // 10 * 10
+        if not simdata.valid_tick(book.structure, price) or price > ceiling:
+            return
+        self._change(
+            ticker, book, side, price, rng.randrange(1, 200) * 100 + rng.choice((0, 0, 50))
+        )
+
+    def _change(self, ticker: str, book: SimBook, side: str, price: int, delta: int) -> None:
+        levels = book.yes if side == "yes" else book.no
+        new = levels.get(price, 0) + delta
+        if new < 0:
+            raise AssertionError("simulator produced a negative level")
+        if new == 0:
+            levels.pop(price, None)
+        else:
+            levels[price] = new
+        now_ms = time.time_ns() // 1_000_000
+        market_id = _market_uuid(ticker)
+        for conn in list(self.conns):
+            for sub in conn.subs.values():
+                if (
+                    sub.channel != "orderbook_delta"
+                    or sub.tickers is None
+                    or ticker not in sub.tickers
+                ):
+                    continue
+                sub.seq += 1
+                if self.chance(self.faults.skip_update_rate):
+                    self.truth.record("seq_skip", sid=sub.sid, seq=sub.seq, ticker=ticker)
+                    continue
+                frame = {
+                    "type": "orderbook_delta",
+                    "sid": sub.sid,
+                    "seq": sub.seq,
+                    "msg": {
+                        "market_ticker": ticker,
+                        "market_id": market_id,
+                        "price_dollars": dollars(price, 3),
+                        "delta_fp": fp(delta),
+                        "side": side,
+                        "ts": iso(now_ms // 1000),
+                        "ts_ms": now_ms,
+                    },
+                }
+                self._emit(conn, _encode(frame), sequenced=True)
+
+    def _trade(self, ticker: str, book: SimBook) -> None:
+        """A taker lifts the best opposite bid; the book and tape move together."""
+        rng = self.rng
+        taker_yes = rng.random() < 0.5 if (book.yes and book.no) else bool(book.no)
+        maker_side = "no" if taker_yes else "yes"
+        levels = book.no if taker_yes else book.yes
+        best = max(levels)
+        count = min(levels[best], rng.randrange(1, 50) * 100)
+        yes_price = 1000 - best if taker_yes else best
+        self._change(ticker, book, maker_side, best, -count)
+        now_ns = time.time_ns()
+        trade = _trade_payload(
+            str(uuid.UUID(int=rng.getrandbits(128))),
+            ticker,
+            yes_price,
+            count,
+            taker_yes,
+            now_ns // 1_000_000,
+        )
+        self.live_trades.setdefault(ticker, []).append(trade)
+        self.truth.record_trade({**trade, "sent_ns": now_ns})
+        ws_trade = {
+            **{
+                k: v
+                for k, v in trade.items()
+                if k not in _INTERNAL and k not in ("ticker", "created_time")
+            },
+            "ts_ms": trade["ts_ms"],
+            "market_ticker": ticker,
+            "yes_price_dollars": dollars(yes_price, 3),
+            "no_price_dollars": dollars(1000 - yes_price, 3),
+            "ts": now_ns // 1_000_000_000,
+        }
+        for conn in list(self.conns):
+            for sub in conn.subs.values():
+                if sub.channel == "trade" and (sub.tickers is None or ticker in sub.tickers):
+                    self._emit(conn, _encode({"type": "trade", "sid": sub.sid, "msg": ws_trade}))
+                elif sub.channel == "ticker" and (sub.tickers is None or ticker in sub.tickers):
+                    self._emit(
+                        conn, _encode(self._ticker_frame(sub.sid, ticker, book, yes_price, count))
+                    )
+
+    def _ticker_frame(
+        self, sid: int, ticker: str, book: SimBook, last: int, last_size: int
+    ) -> dict[str, Any]:
+        by, bn = book.best("yes"), book.best("no")
+        now_ms = time.time_ns() // 1_000_000
+        return {
+            "type": "ticker",
+            "sid": sid,
+            "msg": {
+                "market_ticker": ticker,
+                "market_id": _market_uuid(ticker),
+                "price_dollars": dollars(last, 3),
+                "yes_bid_dollars": dollars(by or 0, 3),
+                "yes_ask_dollars": dollars(1000 - bn if bn else 1000, 3),
+                "yes_bid_size_fp": fp(book.yes[by] if by else 0),
+                "yes_ask_size_fp": fp(book.no[bn] if bn else 0),
+                "last_trade_size_fp": fp(last_size),
+                "volume_fp": fp(sum(t["count"] for t in self.live_trades.get(ticker, ()))),
+                "open_interest_fp": "0.00",
+                "dollar_volume": 0,
+                "dollar_open_interest": 0,
+                "ts": now_ms // 1000,
+                "ts_ms": now_ms,
+                "time": iso(now_ms // 1000),
+            },
+        }
+
+
+def _market_uuid(ticker: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "kalshi-sim:" + ticker))
+
+
+def _trade_payload(
+    trade_id: str, ticker: str, yes_price: int, count: int, taker_yes: bool, ts_ms: int
+) -> dict[str, Any]:
+    """Internal trade record (REST and WS views are derived from it)."""
+    return {
+        "trade_id": trade_id,
+        "ticker": ticker,
+        "count": count,
+        "yes_mills": yes_price,
+        "count_fp": fp(count),
+        "yes_price_dollars": dollars(yes_price),
+        "no_price_dollars": dollars(1000 - yes_price),
+        "taker_side": "yes" if taker_yes else "no",
+        "taker_outcome_side": "yes" if taker_yes else "no",
+        "taker_book_side": "bid" if taker_yes else "ask",
+        "is_block_trade": False,
+        "ts_ms": ts_ms,
+        "created_time": iso(ts_ms // 1000),
+    }
+
+
+def _rest_trade(t: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in t.items() if k not in _INTERNAL}
+
+
+def _candle(period_end: int, bucket: list[dict[str, Any]], previous: str | None) -> dict[str, Any]:
+    if bucket:
+        prices = [t["yes_price_dollars"] for t in bucket]
+        mills = [t["yes_mills"] for t in bucket]
+        price: dict[str, Any] = {
+            "open_dollars": prices[0],
+            "low_dollars": dollars(min(mills)),
+            "high_dollars": dollars(max(mills)),
+            "close_dollars": prices[-1],
+            "mean_dollars": dollars(sum(mills) // len(mills)),
+            "previous_dollars": previous,
+            "min_dollars": dollars(min(mills)),
+            "max_dollars": dollars(max(mills)),
+        }
+    else:
+        price = dict.fromkeys(
+            ("open_dollars", "low_dollars", "high_dollars", "close_dollars", "mean_dollars"), None
+        )
+        price.update(previous_dollars=previous, min_dollars=None, max_dollars=None)
+    volume = sum(t["count"] for t in bucket)
+    quote = {
+        "open_dollars": "0.0000",
+        "low_dollars": "0.0000",
+        "high_dollars": "0.0000",
+        "close_dollars": "0.0000",
+    }
+    return {
+        "end_period_ts": period_end,
+        "yes_bid": quote,
+        "yes_ask": quote,
+        "price": price,
+        "volume_fp": fp(volume),
+        "open_interest_fp": "0.00",
+    }

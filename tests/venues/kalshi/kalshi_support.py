@@ -1,0 +1,44 @@
+"""Helpers for the Kalshi tests: capture paths, a fixed clock, settings pointed at a simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from venuefeed.config import Settings, load_config
+
+
+def _captures() -> Path:
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "captures" / "kalshi"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("shared/captures/kalshi not found above the tests")
+
+
+CAPTURES = _captures()
+ANCHOR = 1_790_000_000 // 86_400 * 86_400
+"""A fixed 'now' for simulators whose payloads must not depend on the wall clock."""
+
+
+def kalshi_settings(
+    rest: str, ws: str = "", private_pem: bytes | None = None, **extra: Any
+) -> Settings:
+    """Settings for the Kalshi adapter against a simulator: fast retries, no rate limit."""
+    overrides: dict[str, Any] = {
+        "venues.kalshi.urls.rest": rest,
+        "venues.kalshi.rate_limit.requests_per_second": 10_000,
+        "venues.kalshi.rate_limit.burst": 1000,
+        "venues.kalshi.retry.backoff_base_seconds": 0.01,
+        "venues.kalshi.retry.backoff_max_seconds": 0.05,
+        "venues.kalshi.retry.recovery_step_seconds": 0.05,
+        "venues.kalshi.retry.timeout_seconds": 10,
+        "venues.kalshi.retry.breaker_cooldown_seconds": 0.1,
+    }
+    if ws:
+        overrides["venues.kalshi.urls.ws"] = ws
+    if private_pem is not None:
+        overrides["venues.kalshi.credentials.api_key_id"] = "test-key-id"
+        overrides["venues.kalshi.credentials.private_key"] = private_pem.decode()
+    overrides.update(extra)
+    return load_config(overrides=overrides, environ={})

@@ -1,0 +1,230 @@
+"""The bulk archive: complete, deduplicated, flat in memory, and resumable after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow.parquet as pq
+import pytest
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+
+from venuefeed.venues.kalshi import Simulator
+from venuefeed.venues.kalshi.archive import run_archive
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Runs one archive in a child process and reports its summary and RSS samples as JSON.
+CHILD = r"""
+import asyncio, json, os, sys, time
+from pathlib import Path
+from tests.venues.kalshi.kalshi_support import kalshi_settings
+from venuefeed.venues.kalshi.archive import run_archive
+
+rest, out, layout = sys.argv[1:4]
+page = os.sysconf("SC_PAGE_SIZE")
+samples = []
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+
+async def main():
+    async def sample():
+        while True:
+            samples.append(rss())
+            await asyncio.sleep(0.05)
+    sampler = asyncio.create_task(sample())
+    start = time.perf_counter()
+    summary = await run_archive(kalshi_settings(rest), out_dir=Path(out), layout=layout,
+                                fresh=False, show_progress=False)
+    elapsed = time.perf_counter() - start
+    sampler.cancel()
+    print(json.dumps({"ok": summary.ok, "records": summary.records, "dir": str(summary.archive_dir),
+                      "resumed": summary.resumed, "elapsed": elapsed, "rss": samples,
+                      "markets_resumed": summary.endpoints["markets"].resumed}))
+
+asyncio.run(main())
+"""
+
+
+def child(rest: str, out: Path, layout: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, rest, str(out), layout],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = await asyncio.to_thread(proc.communicate, timeout=100)
+    assert proc.returncode == 0, err[-3000:]
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def jsonl_records(archive: Path) -> list[tuple[str, str, str]]:
+    """(endpoint, record_id, record_hash) of every record, checking each line's shape."""
+    out = []
+    for path in sorted(archive.glob("*/batch_*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            rec = msgspec.json.decode(line)
+            out.append((rec["endpoint"], rec["record_id"], rec["record_hash"]))
+    return out
+
+
+def expected_counts(sim: Simulator) -> dict[str, int]:
+    u = sim.universe
+    return {"series": u.n_series, "events": u.n_events, "markets": u.n_markets}
+
+
+async def test_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+    async with Simulator(seed=11, markets=30_000, anchor_ts=ANCHOR, events_per_second=0) as sim:
+        assert isinstance(sim, Simulator)
+        rest = sim.urls()["rest"]
+        clean = await finish(child(rest, tmp_path / "clean", "jsonl"))
+
+        killed_out = tmp_path / "killed"
+        proc = child(rest, killed_out, "jsonl")
+        deadline = time.monotonic() + 60
+        while len(list(killed_out.glob("*/markets/batch_*.jsonl"))) < 6:
+            assert proc.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+        assert proc.returncode == -signal.SIGKILL
+        first = sorted(killed_out.glob("*/markets/batch_000[1-5].jsonl"))
+        before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
+
+        resumed = await finish(child(rest, killed_out, "jsonl"))
+
+    assert clean["ok"] and resumed["ok"] and resumed["resumed"] and resumed["markets_resumed"]
+    assert resumed["dir"].startswith(str(killed_out))
+    a, b = jsonl_records(Path(clean["dir"])), jsonl_records(Path(resumed["dir"]))
+    assert len(b) == len(set(b)) == sum(expected_counts(sim).values())
+    assert len({(e, i) for e, i, _ in b}) == len(b)  # no record id twice
+    assert set(a) == set(b)
+    # Batches committed before the kill were not written again.
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first} == before
+
+
+@pytest.mark.slow
+async def test_200k_markets_complete_no_duplicates_flat_memory(tmp_path: Path) -> None:
+    async with Simulator(seed=1, markets=200_000, anchor_ts=ANCHOR, events_per_second=0) as sim:
+        assert isinstance(sim, Simulator)
+        result = await finish(child(sim.urls()["rest"], tmp_path, "jsonl"))
+    assert result["ok"]
+    records = jsonl_records(Path(result["dir"]))
+    by_endpoint: dict[str, set[str]] = {}
+    for endpoint, record_id, _ in records:
+        by_endpoint.setdefault(endpoint, set()).add(record_id)
+    assert {k: len(v) for k, v in by_endpoint.items()} == expected_counts(sim)
+    assert len(records) == result["records"] == sum(expected_counts(sim).values())
+    rss = result["rss"]
+    warm, peak = rss[len(rss) // 5], max(rss)
+    print(
+        f"\narchive 200k: {result['records'] / result['elapsed']:,.0f} records/s, "
+        f"{result['elapsed']:.1f} s, peak RSS {peak / 2**20:.0f} MiB "
+        f"(after warm-up {warm / 2**20:.0f} MiB)"
+    )
+    assert peak - warm < 40 * 2**20, "memory grew with the number of records"
+
+
+async def test_files_layout_summary_log_and_mid_pagination_failures(tmp_path: Path) -> None:
+    async with Simulator(seed=2, markets=2_500, anchor_ts=ANCHOR, events_per_second=0) as sim:
+        assert isinstance(sim, Simulator)
+        sim.fail_pagination(after_pages=1, failures=3)
+        summary = await run_archive(
+            kalshi_settings(sim.urls()["rest"]),
+            out_dir=tmp_path,
+            layout="files",
+            fresh=False,
+            show_progress=False,
+        )
+        assert any(e["kind"] == "pagination_failure" for e in sim.truth.events)
+    assert summary.ok and summary.records == sum(expected_counts(sim).values())
+    incidents = sum(e.network_incidents for e in summary.endpoints.values())
+    recoveries = sum(e.recoveries for e in summary.endpoints.values())
+    assert incidents >= 1 and recoveries == incidents
+    archive = summary.archive_dir
+    assert archive.name.startswith("kalshi_archive_")
+    folders = sorted(archive.glob("markets/batch_*"))
+    assert [f.name for f in folders] == ["batch_0001", "batch_0002", "batch_0003"]
+    assert all(len(list(f.iterdir())) <= 1000 for f in folders)
+    first = sorted(folders[0].iterdir())[0]
+    rec = msgspec.json.decode(first.read_bytes())
+    assert set(rec) == {
+        "endpoint",
+        "ingestion_time",
+        "record_id",
+        "record_hash",
+        "batch_info",
+        "data",
+    }
+    assert rec["batch_info"] == {"record_index": 0, "batch_number": 1, "total_records": 1000}
+    assert rec["record_id"] == rec["data"]["ticker"] == sim.universe.market_ticker(0)
+    written = json.loads((archive / "session_summary.json").read_text())
+    assert written["complete"] and written["endpoints"]["markets"]["files"] == 2_500
+    assert written["endpoints"]["events"]["status"] == "success"
+    log_lines = [json.loads(line) for line in (archive / "ingestion.log").read_text().splitlines()]
+    assert {"session_start", "page", "network_recovered", "endpoint_complete", "session_end"} <= {
+        line["event"] for line in log_lines
+    }
+    assert (archive / ".complete").exists()
+
+
+async def test_rerun_after_completion_starts_a_new_archive(tmp_path: Path) -> None:
+    async with Simulator(seed=2, markets=50, anchor_ts=ANCHOR, events_per_second=0) as sim:
+        assert isinstance(sim, Simulator)
+        cfg = kalshi_settings(sim.urls()["rest"])
+        first = await run_archive(
+            cfg, out_dir=tmp_path, layout="jsonl", fresh=False, show_progress=False
+        )
+        again = await run_archive(
+            cfg, out_dir=tmp_path, layout="jsonl", fresh=False, show_progress=False
+        )
+    assert first.ok and again.ok and not again.resumed
+    assert again.archive_dir != first.archive_dir and again.records == first.records
+
+
+async def test_parquet_layout_and_extended_recovery_over_an_outage(tmp_path: Path) -> None:
+    sim = Simulator(seed=4, markets=6_000, anchor_ts=ANCHOR, events_per_second=0)
+    await sim.start()
+    port = sim.port
+    task = asyncio.create_task(
+        run_archive(
+            kalshi_settings(sim.urls()["rest"]),
+            out_dir=tmp_path,
+            layout="parquet",
+            fresh=True,
+            endpoints=("markets",),
+            show_progress=False,
+        )
+    )
+    while len(list(tmp_path.glob("*/markets/batch_*.parquet"))) < 2:  # noqa: ASYNC240
+        assert not task.done()
+        await asyncio.sleep(0.005)
+    await sim.stop()  # the venue disappears: connections are refused
+    await asyncio.sleep(0.8)
+    await sim.start(port=port)
+    summary = await asyncio.wait_for(task, 60)
+    await sim.stop()
+    markets = summary.endpoints["markets"]
+    assert summary.ok and markets.records == 6_000
+    assert markets.network_incidents >= 1 and markets.recoveries >= 1
+    tables = [pq.read_table(p) for p in sorted(summary.archive_dir.glob("markets/batch_*.parquet"))]
+    ids = [i for t in tables for i in t.column("record_id").to_pylist()]
+    assert len(ids) == len(set(ids)) == 6_000
+    assert json.loads(tables[0].column("data")[0].as_py())["ticker"] == ids[0]

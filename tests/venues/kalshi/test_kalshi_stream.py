@@ -1,0 +1,146 @@
+"""The authenticated stream against the simulator: gaps detected, healed, books equal."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+
+import pytest
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+
+from venuefeed import metrics
+from venuefeed.book import SyncState
+from venuefeed.models import BookDelta, BookSnapshot, DataGap, Event, Trade
+from venuefeed.sim.base import Faults
+from venuefeed.transport import WsPolicy
+from venuefeed.venues.kalshi import Adapter, Simulator
+from venuefeed.venues.kalshi.stream import KalshiStream
+
+FAST = WsPolicy(backoff_base=0.05, backoff_cap=0.2, idle_timeout=5.0, stable_after=0.1)
+
+
+async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def books_equal(stream: KalshiStream, sim: Simulator, tickers: list[str]) -> bool:
+    for ticker in tickers:
+        book = stream.feed.books.find(ticker)
+        if book is None or book.state is not SyncState.LIVE:
+            return False
+        ours = (
+            [(lv.price, lv.size) for lv in book.bids()],
+            [(lv.price, lv.size) for lv in book.asks()],
+        )
+        if ours != sim.canonical_book(ticker):
+            return False
+    return True
+
+
+async def run_stream(
+    sim: Simulator, private: bytes, tickers: list[str], events: list[Event]
+) -> tuple[KalshiStream, asyncio.Task[None]]:
+    cfg = kalshi_settings(sim.urls()["rest"], sim.urls()["ws"], private)
+    adapter = Adapter(cfg.venues["kalshi"], cfg)
+    stream = KalshiStream(
+        adapter.url("ws"), adapter.require_signer(), {"books", "trades", "quotes"}, FAST
+    )
+
+    async def consume() -> None:
+        async for event in stream:  # events must be visible while the stream runs
+            events.append(event)  # noqa: PERF401
+
+    task = asyncio.create_task(consume())
+    await stream.subscribe(tickers)
+    return stream, task
+
+
+async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]) -> None:
+    faults = Faults(
+        skip_update_rate=0.02, duplicate_rate=0.02, out_of_order_rate=0.01, malformed_rate=0.01
+    )
+    resyncs_before = metrics.BOOK_RESYNCS.labels(venue="kalshi")._value.get()
+    sim = Simulator(
+        seed=3,
+        markets=300,
+        public_key_pem=keypair[1],
+        events_per_second=2000,
+        anchor_ts=ANCHOR,
+        faults=faults,
+    )
+    await sim.start()
+    events: list[Event] = []
+    tickers = sim.market_tickers(12)
+    stream, task = await run_stream(sim, keypair[0], tickers, events)
+    try:
+        skips = lambda: [e for e in sim.truth.events if e["kind"] == "seq_skip"]  # noqa: E731
+        await until(lambda: len(skips()) >= 5 and stream.feed.gaps >= 3)
+        sim.faults = Faults()  # heal: later deltas reveal any gap still pending
+        await asyncio.sleep(0.3)
+        sim.pause()
+        await until(lambda: books_equal(stream, sim, tickers))
+    finally:
+        await stream.close()
+        await asyncio.wait_for(task, 5)
+        await sim.stop()
+    # Every skipped seq fell in a detected gap of its sid (a resync started at or before it).
+    detected: dict[int, list[int]] = {}
+    for ev in events:
+        if isinstance(ev, DataGap) and ev.cause == "sequence_gap":
+            m = re.match(r"sid (\d+): expected seq (\d+)", ev.detail)
+            assert m is not None and ev.end >= ev.start
+            detected.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+    for skip in skips():
+        assert any(expected <= skip["seq"] for expected in detected.get(skip["sid"], ())), skip
+    assert stream.snapshot_requests >= 3
+    assert metrics.BOOK_RESYNCS.labels(venue="kalshi")._value.get() - resyncs_before >= 3
+    # Trades carry no seq: every one the venue printed for these markets arrived exactly once.
+    got = [ev.trade_id for ev in events if isinstance(ev, Trade)]
+    assert len(got) == len(set(got))
+    assert {t["trade_id"] for t in sim.truth.trades} == set(got)
+    assert any(isinstance(ev, BookDelta) for ev in events)
+    assert metrics.REJECTED_FRAMES.labels(venue="kalshi", reason="malformed_json")._value.get() > 0
+
+
+async def test_reconnect_resets_sids_and_resnapshots(keypair: tuple[bytes, bytes]) -> None:
+    sim = Simulator(
+        seed=5,
+        markets=200,
+        public_key_pem=keypair[1],
+        events_per_second=500,
+        anchor_ts=ANCHOR,
+        faults=Faults(disconnect_every_seconds=0.4),
+    )
+    await sim.start()
+    events: list[Event] = []
+    tickers = sim.market_tickers(4)
+    stream, task = await run_stream(sim, keypair[0], tickers, events)
+    try:
+        await until(lambda: stream.session.reconnects >= 2)
+        sim.faults = Faults()
+        await until(lambda: sum(isinstance(e, BookSnapshot) for e in events) >= 3 * len(tickers))
+        await asyncio.sleep(0.2)
+        sim.pause()
+        await until(lambda: books_equal(stream, sim, tickers))
+    finally:
+        await stream.close()
+        await asyncio.wait_for(task, 5)
+        await sim.stop()
+    gaps = [e for e in events if isinstance(e, DataGap) and e.cause == "disconnect"]
+    assert {g.instrument for g in gaps} == set(tickers)
+
+
+async def test_unsigned_handshake_is_refused(keypair: tuple[bytes, bytes]) -> None:
+    import aiohttp
+
+    async with Simulator(public_key_pem=keypair[1], anchor_ts=ANCHOR) as sim:
+        assert isinstance(sim, Simulator)
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await session.ws_connect(sim.urls()["ws"])
+        assert info.value.status == 401
