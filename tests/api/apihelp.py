@@ -15,6 +15,7 @@ from venuefeed.models import Trade
 from venuefeed.service import Service
 
 TOKEN = "s3cret-api-token-for-tests"
+VENUES = ("polymarket", "kalshi", "binance", "polygon")
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -22,7 +23,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "storage.sqlite_path": tmp_path / "api.db",
         "api.port": 0,
-        **{f"venues.{v}.enabled": False for v in ("polymarket", "kalshi", "binance", "polygon")},
+        **{f"venues.{v}.enabled": False for v in VENUES},
+        # an unreachable venue answers "unreachable" at once instead of after retries
+        **{f"venues.{v}.retry": {"attempts": 0, "timeout_seconds": 5} for v in VENUES},
     }
     return load_config(overrides={**base, **overrides}, environ={})
 

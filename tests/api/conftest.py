@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from apihelp import Stack, StackFactory, make_settings
 
 from venuefeed.api.server import ApiServer
 from venuefeed.service import Service
+
+from .apihelp import Stack, StackFactory, make_settings
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apihelp import TOKEN, StackFactory, make_settings
 from pydantic import SecretStr
 
 from venuefeed.api.jobs import JobRegistry, TooManyJobs
 from venuefeed.api.server import ApiConfigError, ApiServer
 from venuefeed.service import Service
 from venuefeed.venues.base import known_venues
+
+from .apihelp import TOKEN, StackFactory, make_settings
 
 MUTATING = [
     "/api/v1/ingestion/discover-markets",

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from apihelp import Stack, trade
 
 from venuefeed.models import BookState
+
+from .apihelp import Stack, trade
 
 WAIT = 5.0
 

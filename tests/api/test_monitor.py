@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from apihelp import Stack, trade
 from prometheus_client.parser import text_string_to_metric_families
 
 from venuefeed.models import PriceUpdate
+
+from .apihelp import Stack, trade
 
 REQUIRED_METRICS = {
     # names users already alert on (issue 7) -> their labels

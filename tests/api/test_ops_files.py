@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from apihelp import Stack
+
+from .apihelp import Stack
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -17,10 +17,11 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
-from apihelp import make_settings
 
 from venuefeed.api.server import ApiServer
 from venuefeed.service import Service
+
+from .apihelp import make_settings
 
 DOCUMENTED_5XX = {("GET", "/readyz"): {503}}
 """Not-ready is a documented 503, not a failure."""

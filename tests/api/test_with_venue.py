@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from apihelp import Stack, StackFactory, polygon_overrides
 
 from venuefeed.venues.polygon import Simulator
+
+from .apihelp import Stack, StackFactory, polygon_overrides
 
 WAIT = 10.0
 
