@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 
+from venuefeed.venues.kalshi import Simulator as KalshiSimulator
 from venuefeed.venues.polygon import Simulator
 
-from .apihelp import Stack, StackFactory, polygon_overrides
+from .apihelp import Stack, StackFactory, polygon_overrides, trade
 
 WAIT = 10.0
 
@@ -124,3 +125,35 @@ async def test_connection_check_and_venue_list(live: Stack) -> None:
     assert venues["polygon"]["enabled"] is True and venues["polygon"]["configured"] is True
     assert venues["kalshi"]["state"] == "disabled"
     assert "stream" in venues["polygon"]["capabilities"]
+
+
+async def test_discovery_through_the_api_labels_events_with_market_titles(
+    make_stack: StackFactory,
+) -> None:
+    kalshi = KalshiSimulator(seed=3, markets=20)
+    await kalshi.start()
+    try:
+        stack = await make_stack(**{
+            "venues.kalshi.enabled": True, "venues.kalshi.urls": kalshi.urls(),
+            "discovery.max_resolution_days": 0,
+        })  # fmt: skip
+        response = await stack.client.post("/api/v1/ingestion/discover-markets?venues=kalshi")
+        assert response.status_code == 200
+        found = response.json()["result"]["kalshi"]["markets"]
+        markets = stack.service.runners["kalshi"].markets
+        assert found == len(markets) > 0
+        market = next(iter(markets.values()))
+        outcome = market.outcomes[0]
+
+        url = stack.ws_url + "?venues=kalshi"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await ws.receive_json()  # hello
+            await stack.service.pipeline.process(
+                trade("k1", venue="kalshi", instrument=outcome.token_id)
+            )
+            live_event = (await asyncio.wait_for(ws.receive_json(), WAIT))["events"][0]
+        rest_event = (await stack.client.get("/api/events?type=trade")).json()["events"][0]
+        for event in (live_event, rest_event):
+            assert (event["title"], event["outcome"]) == (market.title, outcome.name)
+    finally:
+        await kalshi.stop()
