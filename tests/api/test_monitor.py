@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from venuefeed.models import PriceUpdate
@@ -97,3 +99,15 @@ async def test_prometheus_exposition_has_the_alerted_names_with_bounded_labels(
             assert set(sample.labels) <= BOUNDED_LABELS, (family.name, sample.labels)
     latency = families["trade_processing_latency_seconds"]
     assert latency.type == "histogram"
+
+
+async def test_dashboard_is_served_by_the_app_with_nothing_from_elsewhere(stack: Stack) -> None:
+    page = await stack.client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert sorted(assets) == ["/static/app.js", "/static/style.css"]
+    for text in [page.text] + [(await stack.client.get(a)).text for a in assets]:
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text), "external asset"
+    assert "new WebSocket(" in (await stack.client.get("/static/app.js")).text
+    assert (await stack.client.get("/docs")).status_code == 404  # Swagger UI would need a CDN

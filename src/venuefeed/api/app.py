@@ -58,6 +58,8 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
         version=__version__,
         description="Control, monitoring and live data of a venuefeed service.",
         default_response_class=response_class,
+        docs_url=None,  # Swagger/ReDoc pages load their assets from a CDN; the schema is
+        redoc_url=None,  # at /openapi.json for any local tool
     )
     app.state.api = state
     if settings.cors_origins:  # closed unless origins are configured
