@@ -25,7 +25,6 @@ import msgspec
 from venuefeed.models import BookLevel, BookSnapshot
 from venuefeed.venues.binance.depth_sync import DepthSync
 from venuefeed.venues.binance.parse import Parser
-from venuefeed.venues.binance.protocol import DepthUpdate
 
 FRAMES = 2000
 ROUNDS = 5
@@ -93,12 +92,22 @@ def _measure(run: Callable[[list[bytes], DepthSync], None], frames: list[bytes])
     return best / len(frames) * 1e6
 
 
+class PlainDepth(msgspec.Struct):
+    """The baseline's typed decode: levels as plain (price, size) tuples."""
+
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+
+
+class Envelope(msgspec.Struct):
+    stream: str
+    data: PlainDepth
+
+
 def main() -> None:
     frames = _frames()
-
-    class Envelope(msgspec.Struct):
-        stream: str
-        data: DepthUpdate
 
     decoder = msgspec.json.Decoder(Envelope)
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from venuefeed import exact
 from venuefeed.book import Books, Inconsistency, OrderBook, SyncState
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot
 
@@ -97,7 +98,7 @@ def test_books_route_by_instrument() -> None:
 
 
 prices = st.integers(min_value=1, max_value=999).map(lambda n: f"{n / 1000:.3f}")
-sizes = st.sampled_from(["0", "1", "2.5", "10", "0.001"])
+sizes = st.sampled_from(["0", "0.000", "1", "1.00", "2.5", "10", "0.001"])
 
 
 @given(st.lists(st.tuples(st.booleans(), prices, sizes), max_size=200), st.integers(1, 15))
@@ -108,16 +109,12 @@ def test_book_matches_a_plain_dict_model(ops: list[tuple[bool, str, str]], depth
     for is_bid, price, size in ops:
         side = model[is_bid]
         existed = Decimal(price) in side
-        result = (
-            book._bids.set(BookLevel(price, size))
-            if is_bid
-            else book._asks.set(BookLevel(price, size))
-        )
-        if size == "0":
+        result = (book._bids if is_bid else book._asks).apply([BookLevel(price, size)])
+        if Decimal(size) == 0:
             assert result is existed
             side.pop(Decimal(price), None)
         else:
-            side[Decimal(price)] = size
+            side[Decimal(price)] = exact.canon(size)
     expected_bids = sorted(model[True].items(), reverse=True)[:depth]
     expected_asks = sorted(model[False].items())[:depth]
     assert [(Decimal(lv.price), lv.size) for lv in book.bids(depth)] == expected_bids

@@ -95,3 +95,16 @@ def test_the_documented_example(tmp_path: Path) -> None:
     trade = Trade(venue="v", instrument="i", ts_venue=0, ts_recv=0, trade_id="x",
                   price=exact.canon("0.535"), size="1")  # fmt: skip
     assert msgspec.json.decode(event_encoder.encode(trade))["price"] == "0.535"
+
+
+@given(decimals, decimals)
+def test_add_is_exact(a: Decimal, b: Decimal) -> None:
+    assert exact.add(f"{a:f}", f"{b:f}") == exact.from_decimal(a + b)
+
+
+def test_add_examples() -> None:
+    assert exact.add("13.00", "-3.00") == "10"
+    assert exact.add("0", "2.50") == "2.5"
+    assert exact.add("10", "-10") == "0"
+    assert exact.add("1", "-1.5") == "-0.5"
+    assert exact.add("-0.25", "0.05") == "-0.2"

@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "add",
     "canon",
     "from_cents",
     "from_decimal",
@@ -87,6 +88,28 @@ def from_number(value: int | float | Decimal | str) -> str:
     if isinstance(value, float):
         return from_decimal(Decimal(repr(value)))
     return from_decimal(value)
+
+
+def add(a: str, b: str) -> str:
+    """Exact ``a + b`` of two decimal strings, as a canonical string.
+
+    Fixed-point integers instead of ``Decimal``: about four times cheaper,
+    and this runs once per Kalshi book delta.
+    """
+    a_int, _, a_frac = a.partition(".")
+    b_int, _, b_frac = b.partition(".")
+    scale = max(len(a_frac), len(b_frac))
+    total = _scaled(a_int, a_frac, scale) + _scaled(b_int, b_frac, scale)
+    if not scale:
+        return str(total)
+    sign = "-" if total < 0 else ""
+    digits = str(abs(total)).rjust(scale + 1, "0")
+    return canon(f"{sign}{digits[:-scale]}.{digits[-scale:]}")
+
+
+def _scaled(int_part: str, frac: str, scale: int) -> int:
+    magnitude = int((int_part.lstrip("+-") or "0") + frac.ljust(scale, "0"))
+    return -magnitude if int_part.startswith("-") else magnitude
 
 
 def from_cents(cents: int) -> str:

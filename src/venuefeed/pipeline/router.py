@@ -23,12 +23,14 @@ from decimal import Decimal
 
 import msgspec
 
+from venuefeed import exact
 from venuefeed.book import OrderBook
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
 from venuefeed.metrics import DATA_GAPS, PIPELINE_EVENTS, QUALITY_CHECKS, TRADES_INGESTED
 from venuefeed.models import (
     BookDelta,
+    BookLevel,
     BookSnapshot,
     BookState,
     DataGap,
@@ -271,7 +273,13 @@ class Pipeline:
 
 
 def _top(snap: BookSnapshot, depth: int) -> BookSnapshot:
-    """The snapshot cut to ``depth`` levels, best-first on both sides."""
-    bids = sorted(snap.bids, key=lambda lv: float(lv.price), reverse=True)[:depth]
-    asks = sorted(snap.asks, key=lambda lv: float(lv.price))[:depth]
-    return msgspec.structs.replace(snap, bids=bids, asks=asks)
+    """The snapshot cut to ``depth`` non-empty levels, best-first, canonical text."""
+
+    def levels(side: list[BookLevel], best_high: bool) -> list[BookLevel]:
+        live = [lv for lv in side if exact.to_decimal(lv.size) != 0]
+        live.sort(key=lambda lv: exact.to_decimal(lv.price), reverse=best_high)
+        return [BookLevel(exact.canon(lv.price), exact.canon(lv.size)) for lv in live[:depth]]
+
+    return msgspec.structs.replace(
+        snap, bids=levels(snap.bids, True), asks=levels(snap.asks, False)
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from venuefeed import schema
+from venuefeed.exact import canon
 from venuefeed.models import (
     BookDelta,
     BookSnapshot,
@@ -73,10 +74,10 @@ def _candle(c: Candle) -> Iterator[Row]:
 
 def _delta(d: BookDelta) -> Iterator[Row]:
     seq = _seq(d.sequence)
-    for level in d.bids:
-        yield (d.venue, d.instrument, d.ts_venue, d.ts_recv, seq, "bid", level.price, level.size)
-    for level in d.asks:
-        yield (d.venue, d.instrument, d.ts_venue, d.ts_recv, seq, "ask", level.price, level.size)
+    for side, levels in (("bid", d.bids), ("ask", d.asks)):
+        for level in levels:  # delta levels carry the venue's text: canonical at rest
+            yield (d.venue, d.instrument, d.ts_venue, d.ts_recv, seq, side,
+                   canon(level.price), canon(level.size))  # fmt: skip
 
 
 def _status(s: MarketStatusChange) -> Iterator[Row]:
@@ -129,11 +130,11 @@ def snapshot_row(s: BookSnapshot) -> Row:
 
 
 def level_rows(s: BookSnapshot, snapshot_id: int) -> list[Row]:
-    rows: list[Row] = [
-        (snapshot_id, "bid", i, level.price, level.size) for i, level in enumerate(s.bids)
+    return [
+        (snapshot_id, side, i, canon(level.price), canon(level.size))
+        for side, levels in (("bid", s.bids), ("ask", s.asks))
+        for i, level in enumerate(levels)
     ]
-    rows.extend((snapshot_id, "ask", i, level.price, level.size) for i, level in enumerate(s.asks))
-    return rows
 
 
 def _outcomes_json(m: Market) -> str:

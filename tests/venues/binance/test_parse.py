@@ -79,6 +79,7 @@ def test_depth_update_ignores_futures_pu(captures: Path) -> None:
         captures, "nautilus_it_ws_messages_ws_futures_depth_update.json", "btcusdt@depth@100ms"
     )
     [delta] = Parser().parse(raw, 9)
+    # Delta levels keep the venue's text (exact; the book and storage canonicalize).
     assert delta == BookDelta(
         venue="binance",
         instrument="BTCUSDT",
@@ -86,17 +87,17 @@ def test_depth_update_ignores_futures_pu(captures: Path) -> None:
         ts_recv=9,
         bids=[
             BookLevel("7403.89", "0.002"),
-            BookLevel("7403.9", "3.906"),
-            BookLevel("7404", "1.428"),
+            BookLevel("7403.90", "3.906"),
+            BookLevel("7404.00", "1.428"),
             BookLevel("7404.85", "5.239"),
             BookLevel("7405.43", "2.562"),
         ],
         asks=[
-            BookLevel("7405.96", "3.34"),
+            BookLevel("7405.96", "3.340"),
             BookLevel("7406.63", "4.525"),
             BookLevel("7407.08", "2.475"),
-            BookLevel("7407.15", "4.8"),
-            BookLevel("7407.2", "0.175"),
+            BookLevel("7407.15", "4.800"),
+            BookLevel("7407.20", "0.175"),
         ],
         sequence=390497878,
         first_sequence=390497796,

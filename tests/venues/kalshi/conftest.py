@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.venues.kalshi.kalshi_support import ANCHOR
 
+from tests.venues.kalshi.kalshi_support import ANCHOR
 from venuefeed.venues.kalshi.auth import generate_test_keypair
 from venuefeed.venues.kalshi.sim import Simulator
 

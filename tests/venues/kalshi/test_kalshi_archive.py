@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 import pyarrow.parquet as pq
 import pytest
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 from venuefeed.venues.kalshi import Simulator
 from venuefeed.venues.kalshi.archive import run_archive
 

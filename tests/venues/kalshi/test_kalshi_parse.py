@@ -7,8 +7,8 @@ import re
 
 import msgspec
 import pytest
-from tests.venues.kalshi.kalshi_support import CAPTURES
 
+from tests.venues.kalshi.kalshi_support import CAPTURES
 from venuefeed.models import BookLevel, MarketStatus, PriceUpdate, TopOfBook, Trade
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi import protocol as p

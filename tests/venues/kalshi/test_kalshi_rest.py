@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 from venuefeed.models import MarketStatus
 from venuefeed.sim.base import Faults
 from venuefeed.venues.base import MarketQuery, adapter_class, simulator_class

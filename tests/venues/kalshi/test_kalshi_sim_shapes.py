@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 import msgspec
+
 from tests.venues.kalshi.kalshi_support import CAPTURES
 from tests.venues.kalshi.test_kalshi_parse import spec_examples
-
 from venuefeed.venues.kalshi import Simulator
 from venuefeed.venues.kalshi.auth import Signer
 

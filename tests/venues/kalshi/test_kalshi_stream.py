@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 from venuefeed import metrics
 from venuefeed.book import SyncState
 from venuefeed.models import BookDelta, BookSnapshot, DataGap, Event, Trade

@@ -15,10 +15,10 @@ Conventions fixed here:
   aggregate trades (``@aggTrade`` and REST ``aggTrades``) get an ``"a"``
   prefix (``"a966492862"``) because aggregate ids are a separate, smaller
   number space and would otherwise collide with plain trade ids.
-* Prices and sizes are canonical strings (:mod:`venuefeed.exact`). Spot sends
-  them with 8 fixed decimals, and canonicalizing every level of every depth
-  frame costs as much as decoding it, so each :class:`Parser` memoizes price
-  text -> canonical text (levels near the touch recur constantly).
+* Trade, ticker and kline prices and sizes are canonical strings
+  (:mod:`venuefeed.exact`). Depth levels keep the venue's 8-decimal text:
+  canonicalizing every level costs more than decoding the frame, and the book
+  identifies levels by value and emits canonical text (see ``BookDelta``).
 
 Bad input raises :class:`FrameError` with a short, low-cardinality reason;
 the stream counts it, logs it once per reason and moves on.
@@ -56,7 +56,6 @@ __all__ = [
 VENUE: Final = "binance"
 AGG_TRADE_ID_PREFIX: Final = "a"
 _MS: Final = 1_000_000
-_MEMO_LIMIT: Final = 1 << 16
 _PREFIX_B: Final = b'{"stream":"'
 _PREFIX_S: Final = '{"stream":"'
 
@@ -117,14 +116,14 @@ _header_decoder = msgspec.json.Decoder(p.EventHeader)
 class Parser:
     """Turns combined-stream frames into canonical events.
 
-    Holds no market state, only two caches: stream name -> kind, and the
-    bounded text -> canonical text memo for prices and sizes.
+    Holds no market state, only a cache of stream name -> kind. Depth levels
+    are decoded straight into :class:`BookLevel` (no per-level Python work);
+    the book identifies them by value and emits canonical text.
     """
 
-    __slots__ = ("_canon", "_kinds", "_to_events")
+    __slots__ = ("_kinds", "_to_events")
 
     def __init__(self) -> None:
-        self._canon: dict[str, str] = {}
         self._kinds: dict[str, str | None] = {}
         self._to_events: dict[str, Callable[[Any, int], list[Event]]] = {
             "depth": self._depth,
@@ -206,28 +205,6 @@ class Parser:
 
     # -- payload -> events ---------------------------------------------------
 
-    def _levels(self, levels: list[p.Level]) -> list[BookLevel]:
-        """Canonical levels. Prices go through the memo (the same few hundred recur);
-        sizes rarely repeat, so they are canonicalized inline -- the same rule as
-        :func:`~venuefeed.exact.canon` without the call."""
-        memo = self._canon
-        out = []
-        for price, size in levels:
-            cp = memo.get(price)
-            if cp is None:
-                cp = self._remember(price)
-            if "." in size:
-                size = size.rstrip("0").rstrip(".") or "0"
-            out.append(BookLevel(cp, size))
-        return out
-
-    def _remember(self, text: str) -> str:
-        memo = self._canon
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        value = memo[text] = canon(text)
-        return value
-
     def _depth(self, d: p.DepthUpdate, ts_recv: int) -> list[Event]:
         return [
             BookDelta(
@@ -235,8 +212,8 @@ class Parser:
                 instrument=d.s,
                 ts_venue=d.E * _MS,
                 ts_recv=ts_recv,
-                bids=self._levels(d.b),
-                asks=self._levels(d.a),
+                bids=d.b,
+                asks=d.a,
                 sequence=d.u,
                 first_sequence=d.U,
             )

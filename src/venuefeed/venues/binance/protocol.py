@@ -20,6 +20,8 @@ from typing import Final
 
 import msgspec
 
+from venuefeed.models import BookLevel
+
 __all__ = [
     "INTERVAL_MS",
     "KLINE_INTERVALS",
@@ -93,8 +95,8 @@ class DepthUpdate(msgspec.Struct, gc=False):
     s: str
     U: int
     u: int
-    b: list[Level]
-    a: list[Level]
+    b: list[BookLevel]
+    a: list[BookLevel]
 
 
 class TradeEvent(msgspec.Struct, gc=False):

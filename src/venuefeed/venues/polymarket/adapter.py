@@ -1,0 +1,215 @@
+"""The Polymarket adapter: the venue contract over :mod:`.rest`, :mod:`.stream`, :mod:`.wallets`.
+
+Endpoints are named ``gamma``, ``clob``, ``data`` and ``ws``; config ``urls``
+overrides them (the simulator's ``urls()`` points all four at itself).
+Stream tunables come from ``venues.polymarket.options`` (see
+:class:`~venuefeed.venues.polymarket.stream.StreamOptions`), plus
+``ws_idle_timeout_seconds``/``ws_backoff_base_seconds``/``ws_backoff_cap_seconds``
+for the connection policy and ``whale_wallets`` for :meth:`wallet_watcher`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from venuefeed.models import BookSnapshot, Candle, Market, Trade
+from venuefeed.transport import HttpError, HttpPolicy, WsPolicy
+from venuefeed.venues.base import (
+    ALL_CHANNELS,
+    Capability,
+    Channel,
+    CheckResult,
+    MarketQuery,
+    VenueAdapter,
+)
+from venuefeed.venues.polymarket import quality
+from venuefeed.venues.polymarket.rest import PolymarketRest
+from venuefeed.venues.polymarket.stream import PolymarketStream, StreamOptions
+from venuefeed.venues.polymarket.wallets import WalletWatcher
+
+if TYPE_CHECKING:
+    from venuefeed.config import Settings, VenueSettings
+
+__all__ = ["PolymarketAdapter"]
+
+_INTERVALS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def interval_seconds(interval: str) -> int:
+    """``"1m"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"1w"`` in seconds."""
+    unit = interval[-1:]
+    if unit not in _INTERVALS or not interval[:-1].isdigit() or int(interval[:-1]) < 1:
+        raise ValueError(f"unsupported candle interval {interval!r} (use e.g. 1m, 5m, 1h, 1d)")
+    return int(interval[:-1]) * _INTERVALS[unit]
+
+
+class PolymarketAdapter(VenueAdapter):
+    """Polymarket: Gamma discovery, CLOB books, Data-API trades, market WebSocket, whales."""
+
+    name: ClassVar[str] = "polymarket"
+    default_urls: ClassVar[dict[str, str]] = {
+        "gamma": "https://gamma-api.polymarket.com",
+        "clob": "https://clob.polymarket.com",
+        "data": "https://data-api.polymarket.com",
+        "ws": "wss://ws-subscriptions-clob.polymarket.com/ws/market",
+    }
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"markets", "books", "trades", "candles", "stream", "wallets"}
+    )
+
+    def __init__(self, settings: VenueSettings, config: Settings) -> None:
+        super().__init__(settings, config)
+        self.rest = PolymarketRest(
+            self.url("gamma"),
+            self.url("clob"),
+            self.url("data"),
+            HttpPolicy.from_settings(settings),
+        )
+        self.stream_options = StreamOptions.from_options(settings.options)
+        self.markets: dict[str, Market] = {}
+        """Market metadata by token id, filled by discovery and look-ups."""
+
+    async def close(self) -> None:
+        await self.rest.close()
+
+    # -- discovery ---------------------------------------------------------------------
+
+    async def fetch_markets(self, query: MarketQuery) -> AsyncIterator[Market]:
+        async for market in self.rest.markets(query):
+            for token in market.instruments:
+                self.markets[token] = market
+            yield market
+
+    async def market_of(self, token: str) -> Market | None:
+        """The market trading ``token`` (cached, else one Gamma look-up)."""
+        if token not in self.markets:
+            for market in await self.rest.markets_by_tokens([token]):
+                for t in market.instruments:
+                    self.markets[t] = market
+        return self.markets.get(token)
+
+    # -- books ---------------------------------------------------------------------------
+
+    async def fetch_book(self, instrument: str, depth: int | None = None) -> BookSnapshot:
+        """Top ``depth`` levels per side (default ``ingestion.book_depth``), best first."""
+        return await self.rest.book(instrument, depth or self.config.ingestion.book_depth)
+
+    async def fetch_books(
+        self, instruments: Sequence[str], depth: int | None = None
+    ) -> list[BookSnapshot]:
+        """Several books in batched ``POST /books`` requests."""
+        return await self.rest.books(instruments, depth or self.config.ingestion.book_depth)
+
+    # -- trades --------------------------------------------------------------------------
+
+    async def fetch_trades(
+        self, instrument: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Trade]:
+        """Public trades of one token in the window, oldest first."""
+        market = await self.market_of(instrument)
+        if market is None:
+            return
+        for trade in await self.rest.trades(market.market_id, start_ns, end_ns, instrument):
+            yield trade
+
+    async def fetch_market_trades(self, market_id: str, start_ns: int, end_ns: int) -> list[Trade]:
+        """Public trades of both outcome tokens of one market (condition id)."""
+        return await self.rest.trades(market_id, start_ns, end_ns)
+
+    async def fetch_wallet_trades(self, wallet: str, start_ns: int, end_ns: int) -> list[Trade]:
+        return await self.rest.wallet_trades(wallet, start_ns, end_ns)
+
+    def live_trades(self, trades: Iterable[Trade], now_ns: int | None = None) -> list[Trade]:
+        """G1: only trades younger than ``quality.max_trade_age_seconds``."""
+        now = now_ns if now_ns is not None else time.time_ns()
+        limit = self.config.quality.max_trade_age_seconds
+        return [t for t in trades if not quality.is_stale(t.ts_venue, now, limit)]
+
+    async def size_at_price(self, instrument: str, price: str, ts_ns: int) -> str | None:
+        """G3: a size for a print without one, from recent REST trades at that price."""
+        q = self.config.quality
+        window = int(q.size_backfill_max_age_seconds * 1e9)
+        trades = [t async for t in self.fetch_trades(instrument, ts_ns - window, ts_ns + window)]
+        return quality.size_at_price(
+            trades,
+            price,
+            ts_ns,
+            tolerance=q.size_backfill_tolerance,
+            max_age_seconds=q.size_backfill_max_age_seconds,
+        )
+
+    async def verify_price(self, instrument: str, price: str) -> tuple[bool, str | None, str]:
+        """G5: ``(ok, reference price, reason)`` against the current book's mid."""
+        try:
+            book: BookSnapshot | None = await self.fetch_book(instrument, 1)
+        except HttpError as exc:
+            return False, None, f"book unavailable: {exc}"
+        return quality.verify_price(price, book, self.config.quality.price_deviation_max)
+
+    def wallet_watcher(self, wallets: Iterable[str] | None = None) -> WalletWatcher:
+        """A whale watcher for ``wallets`` (default: option ``whale_wallets``)."""
+        chosen = wallets if wallets is not None else self.settings.options.get("whale_wallets", ())
+        if isinstance(chosen, str) or not isinstance(chosen, Iterable):
+            raise ValueError("venues.polymarket.options.whale_wallets must be a list of addresses")
+        return WalletWatcher(
+            self.rest,
+            [str(w) for w in chosen],
+            self.config.whales.notional_threshold,
+        )
+
+    # -- prices --------------------------------------------------------------------------
+
+    async def fetch_candles(
+        self, instrument: str, interval: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Candle]:
+        for candle in await self.rest.candles(
+            instrument, interval_seconds(interval), start_ns, end_ns
+        ):
+            yield candle
+
+    # -- health and streaming -------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        """Reach all three REST hosts (no credentials are needed for market data)."""
+        started = time.perf_counter()
+        failures: list[str] = []
+        for label, client, path, params in (
+            ("clob", self.rest.clob, "/time", None),
+            ("gamma", self.rest.gamma, "/markets", {"limit": 1}),
+            ("data", self.rest.data, "/", None),
+        ):
+            try:
+                await client.get(path, params, endpoint="check")
+            except HttpError as exc:
+                failures.append(f"{label}: {exc}")
+        latency = (time.perf_counter() - started) * 1000 / 3
+        return CheckResult(
+            venue=self.name,
+            reachable=not failures,
+            authenticated=None,
+            latency_ms=round(latency, 1),
+            detail="; ".join(failures) or "gamma, clob and data API reachable",
+        )
+
+    def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> PolymarketStream:
+        options = self.settings.options
+        base = WsPolicy()
+        policy = WsPolicy(
+            idle_timeout=float(options.get("ws_idle_timeout_seconds", base.idle_timeout)),
+            backoff_base=float(options.get("ws_backoff_base_seconds", base.backoff_base)),
+            backoff_cap=float(options.get("ws_backoff_cap_seconds", base.backoff_cap)),
+            protocol_ping_interval=None,
+            queue_size=self.config.ingestion.queue_size,
+            queue_policy=self.config.ingestion.queue_full_policy,
+        )
+        stream = PolymarketStream(
+            self.rest,
+            self.url("ws"),
+            options=self.stream_options,
+            ws_policy=policy,
+            channels=channels,
+        )
+        stream.register(set(self.markets.values()))
+        return stream

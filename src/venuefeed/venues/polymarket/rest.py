@@ -1,0 +1,260 @@
+"""Polymarket REST: Gamma discovery, CLOB books and price history, Data-API trades.
+
+Each host gets its own :class:`~venuefeed.transport.HttpClient` (they have
+separate rate limits, PMD rate-limits page), which does the retrying; this
+module only says what to ask and how to read the answer. Responses decode
+straight into :mod:`.protocol` structs and come out as canonical events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import msgspec
+
+from venuefeed import exact
+from venuefeed.models import BookSnapshot, Candle, Market, Trade
+from venuefeed.transport import HttpClient, HttpPolicy, paginate_offset
+from venuefeed.venues.base import MarketQuery
+from venuefeed.venues.polymarket import parse
+from venuefeed.venues.polymarket.protocol import (
+    BookSummary,
+    DataTrade,
+    GammaEvent,
+    GammaMarket,
+    PriceHistory,
+)
+
+__all__ = ["GAMMA_PAGE", "PolymarketRest"]
+
+GAMMA_PAGE = 100
+"""Gamma silently caps ``limit`` at 100; asking for more only hides the cap."""
+GAMMA_MAX_OFFSET = 10_000
+"""Gamma answers 422 beyond this offset."""
+TOKEN_BATCH = 50
+"""Tokens per Gamma ``clob_token_ids`` or CLOB ``/books`` request (two tokens per market)."""
+DATA_PAGE = 500
+DATA_MAX_OFFSET = 10_000
+
+_markets = msgspec.json.Decoder(list[GammaMarket])
+_events = msgspec.json.Decoder(list[GammaEvent])
+_summary = msgspec.json.Decoder(BookSummary)
+_summaries = msgspec.json.Decoder(list[BookSummary])
+_data_trades = msgspec.json.Decoder(list[DataTrade])
+_history = msgspec.json.Decoder(PriceHistory)
+
+
+class PolymarketRest:
+    """REST calls of one adapter; owns the three HTTP clients."""
+
+    def __init__(self, gamma: str, clob: str, data: str, policy: HttpPolicy) -> None:
+        self.gamma = HttpClient(parse.VENUE, gamma, policy)
+        self.clob = HttpClient(parse.VENUE, clob, policy)
+        self.data = HttpClient(parse.VENUE, data, policy)
+
+    async def close(self) -> None:
+        for client in (self.gamma, self.clob, self.data):
+            await client.close()
+
+    # -- discovery -------------------------------------------------------------------
+
+    async def markets(self, query: MarketQuery) -> AsyncIterator[Market]:
+        """Markets that are active, not closed and (unless disabled) resolve in the window.
+
+        With categories, events are listed per tag (``/events?tag_slug=``) so
+        each market comes with its event; otherwise ``/markets`` is paged.
+        The window is also sent as ``end_date_min/max`` but re-checked here,
+        because a filter the server ignores must not widen the result.
+        """
+        now = datetime.now(UTC)
+        params: dict[str, object] = {}
+        if query.active_only:
+            params.update(active=True, closed=False)
+        window_end: int | None = None
+        if query.max_resolution_days > 0:
+            end = now + timedelta(days=query.max_resolution_days)
+            params.update(end_date_min=_iso(now), end_date_max=_iso(end))
+            window_end = int(end.timestamp() * 1e9)
+        now_ns = int(now.timestamp() * 1e9)
+        seen: set[str] = set()
+        count = 0
+
+        def keep(market: Market) -> bool:
+            if market.market_id in seen:
+                return False
+            if query.active_only and market.status not in ("open", "paused"):
+                return False
+            if window_end is None:
+                return True
+            return market.close_time is not None and now_ns <= market.close_time <= window_end
+
+        sources = (
+            [self._event_markets({**params, "tag_slug": tag}) for tag in query.categories]
+            if query.categories
+            else [self._plain_markets(params)]
+        )
+        for source in sources:
+            async for market in source:
+                if keep(market):
+                    seen.add(market.market_id)
+                    yield market
+                    count += 1
+                    if query.limit is not None and count >= query.limit:
+                        return
+
+    async def _plain_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
+        async def fetch(offset: int, limit: int) -> list[GammaMarket]:
+            query = {**params, "include_tag": True, "limit": limit, "offset": offset}
+            body = await self.gamma.get("/markets", query, endpoint="markets")
+            return _markets.decode(body)
+
+        async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
+            for raw in page.items:
+                yield parse.gamma_market(raw)
+
+    async def _event_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
+        async def fetch(offset: int, limit: int) -> list[GammaEvent]:
+            body = await self.gamma.get(
+                "/events", {**params, "limit": limit, "offset": offset}, endpoint="events"
+            )
+            return _events.decode(body)
+
+        async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
+            for event in page.items:
+                for raw in event.markets:
+                    yield parse.gamma_market(raw, event)
+
+    async def markets_by_tokens(self, tokens: Iterable[str]) -> list[Market]:
+        """The markets trading ``tokens`` (batched ``clob_token_ids`` as repeated keys)."""
+        wanted = list(dict.fromkeys(tokens))
+        out: dict[str, Market] = {}
+        for i in range(0, len(wanted), TOKEN_BATCH):
+            body = await self.gamma.get(
+                "/markets",
+                {"clob_token_ids": wanted[i : i + TOKEN_BATCH], "limit": GAMMA_PAGE},
+                endpoint="markets",
+            )
+            for raw in _markets.decode(body):
+                market = parse.gamma_market(raw)
+                out[market.market_id] = market
+        return list(out.values())
+
+    # -- books -------------------------------------------------------------------------
+
+    async def summary(self, token: str) -> BookSummary:
+        return _summary.decode(await self.clob.get("/book", {"token_id": token}, endpoint="book"))
+
+    async def summaries(self, tokens: Sequence[str]) -> list[BookSummary]:
+        """``POST /books`` in batches; unknown tokens are simply absent from the answer."""
+        out: list[BookSummary] = []
+        for i in range(0, len(tokens), TOKEN_BATCH):
+            body = [{"token_id": t} for t in tokens[i : i + TOKEN_BATCH]]
+            out.extend(_summaries.decode(await self.clob.post("/books", body, endpoint="books")))
+        return out
+
+    async def book(self, token: str, depth: int) -> BookSnapshot:
+        return parse.book_snapshot(await self.summary(token), time.time_ns(), depth)
+
+    async def books(self, tokens: Sequence[str], depth: int) -> list[BookSnapshot]:
+        now = time.time_ns()
+        return [parse.book_snapshot(s, now, depth) for s in await self.summaries(tokens)]
+
+    # -- trades ------------------------------------------------------------------------
+
+    async def _trade_pages(
+        self, path: str, params: dict[str, object], start_ns: int, cap: int
+    ) -> list[Trade]:
+        """Data-API rows newest first, paged until older than ``start_ns`` or exhausted."""
+        out: list[Trade] = []
+        done = False
+
+        async def fetch(offset: int, limit: int) -> list[DataTrade]:
+            if done:
+                return []
+            body = await self.data.get(
+                path, {**params, "limit": limit, "offset": offset}, endpoint=path.strip("/")
+            )
+            return _data_trades.decode(body)
+
+        now = time.time_ns()
+        async for page in paginate_offset(fetch, limit=cap, max_offset=DATA_MAX_OFFSET):
+            for row in page.items:
+                trade = parse.data_trade(row, now)
+                if trade is not None:
+                    out.append(trade)
+            done = min(row.timestamp for row in page.items) * 1_000_000_000 < start_ns
+        return out
+
+    async def trades(
+        self, market_id: str, start_ns: int, end_ns: int, token: str | None = None
+    ) -> list[Trade]:
+        """Public trades of one market (condition id) in ``[start_ns, end_ns]``, oldest first.
+
+        ``/trades`` has no time filter, so pages are read newest first until
+        they pass ``start_ns``; ``token`` narrows to one outcome.
+        """
+        rows = await self._trade_pages("/trades", {"market": market_id}, start_ns, DATA_PAGE)
+        return _window(rows, start_ns, end_ns, token)
+
+    async def wallet_trades(self, wallet: str, start_ns: int, end_ns: int) -> list[Trade]:
+        """One wallet's trades in the window (``/activity`` has real time filters), oldest first."""
+        params: dict[str, object] = {
+            "user": wallet,
+            "type": "TRADE",
+            "start": start_ns // 1_000_000_000,
+            "end": -(-end_ns // 1_000_000_000),
+            "sortDirection": "DESC",
+        }
+        rows = await self._trade_pages("/activity", params, start_ns, DATA_PAGE)
+        return _window(rows, start_ns, end_ns, None)
+
+    async def large_trades(self, min_notional: Decimal, limit: int = DATA_PAGE) -> list[Trade]:
+        """The newest trades of at least ``min_notional`` USDC, across all markets."""
+        params = {
+            "filterType": "CASH",
+            "filterAmount": exact.from_decimal(min_notional),
+            "limit": limit,
+        }
+        body = await self.data.get("/trades", params, endpoint="trades")
+        now = time.time_ns()
+        return [t for row in _data_trades.decode(body) if (t := parse.data_trade(row, now))]
+
+    # -- prices -------------------------------------------------------------------------
+
+    async def candles(
+        self, token: str, interval_s: int, start_ns: int, end_ns: int
+    ) -> list[Candle]:
+        """Bars built from ``/prices-history`` points (a few points per bar)."""
+        fidelity = max(1, interval_s // 60 // 4)
+        params = {
+            "market": token,
+            "startTs": start_ns // 1_000_000_000,
+            "endTs": end_ns // 1_000_000_000,
+            "fidelity": fidelity,
+        }
+        body = await self.clob.get("/prices-history", params, endpoint="prices_history")
+        history = _history.decode(body).history
+        return parse.candles(history, token, interval_s, time.time_ns())
+
+
+def _window(rows: list[Trade], start_ns: int, end_ns: int, token: str | None) -> list[Trade]:
+    """Rows inside the window, deduplicated, oldest first.
+
+    Data-API times are whole seconds, so the window start is floored to the
+    second: a trade at 12:00:00.700 reported as 12:00:00 still belongs to a
+    window that starts at 12:00:00.500.
+    """
+    start_ns -= start_ns % 1_000_000_000
+    unique = {
+        t.trade_id: t
+        for t in rows
+        if start_ns <= t.ts_venue <= end_ns and (token is None or t.instrument == token)
+    }
+    return sorted(unique.values(), key=lambda t: t.ts_venue)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,1024 @@
+"""Polymarket's local twin: Gamma, CLOB, Data API and the market WebSocket on one port.
+
+It speaks the wire format of ``shared/docs/venue-protocols.md`` section 1 (and
+its shapes are checked against the real captures in a conformance test), not
+what our client happens to expect:
+
+* Gamma ``/markets`` and ``/events`` with JSON-encoded-string fields, ``limit``
+  silently capped at 100, ``offset > 10000`` answered with 422, list filters
+  accepted repeated or comma-joined;
+* CLOB ``/book`` and ``POST /books`` with best levels *last*, string numbers,
+  millisecond string timestamps and the book ``hash``; ``/prices-history``;
+* Data API ``/trades`` and ``/activity`` as bare arrays, seconds, JSON numbers;
+* ``/ws/market``: ``assets_ids`` subscribe (``initial_dump`` honoured, later
+  ``operation`` updates), text ``PING``/``PONG`` -- and a ``PING`` before the
+  subscribe is answered by closing with 1008, like the venue --, the initial
+  dump as one JSON array, current-shape ``price_change`` with the paired
+  complementary-token change, ``last_trade_price`` with ``transaction_hash``,
+  ``best_bid_ask``, ``tick_size_change``, ``new_market``, ``market_resolved``.
+
+Books are integer ticks (0.01) and integer size cents, so a step of the random
+walk costs a few dict operations; the NO token's book is the mirror of the YES
+book (NO bid at 1-p for every YES ask at p), which is what the venue's paired
+changes express. Everything is drawn from the seeded RNG, so a scenario is
+reproducible; everything sent that a test may check lands in ``self.truth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+
+__all__ = ["DEFAULT_WHALES", "Simulator"]
+
+DEFAULT_WHALES: tuple[str, ...] = (
+    "0x56687bf447db6ffa42ffe2204a05edaa20f55839",
+    "0x1f2e3d4c5b6a79880112233445566778899aabbc",
+)
+
+_PRICE = [f"{t / 100:.2f}".rstrip("0").rstrip(".") for t in range(101)]
+_encode = msgspec.json.encode
+_TEMPLATES = (
+    ("Will {a} close above ${n} on {d}?", "{a}", ("NVIDIA", "Apple", "Tesla", "Bitcoin", "Gold")),
+    ("Will {a} win the {d} match?", "{a}", ("Arsenal", "Real Madrid", "Celtics", "Yankees")),
+    ("Will {a} announce a rate cut by {d}?", "{a}", ("the Fed", "the ECB", "the BoE", "the BoJ")),
+    ("Will {a} reach {n}k followers by {d}?", "{a}", ("MrBeast", "Taylor Swift", "NASA")),
+)
+_CATEGORIES = ("Stocks", "Sports", "Economy", "Pop Culture")
+_MAX_LEVELS = 15
+
+
+def _size_text(cents: int) -> str:
+    whole, frac = divmod(cents, 100)
+    return str(whole) if frac == 0 else f"{whole}.{frac:02d}".rstrip("0")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class _Book:
+    """One token's book: tick -> size in cents. Both sides are never empty."""
+
+    market: str
+    bids: dict[int, int] = field(default_factory=dict)
+    asks: dict[int, int] = field(default_factory=dict)
+    ts_ms: int = 0
+    last_trade: int | None = None
+    tick_size: str = "0.01"
+
+
+@dataclass(slots=True)
+class _Market:
+    id: str
+    condition_id: str
+    question: str
+    slug: str
+    description: str
+    category: str
+    start: datetime
+    end: datetime
+    yes: str
+    no: str
+    event_id: str
+    event_slug: str
+    event_title: str
+    active: bool = True
+    closed: bool = False
+    volume: float = 0.0
+    updated: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True, eq=False)
+class _Conn:
+    ws: web.WebSocketResponse
+    opened: float
+    assets: set[str] = field(default_factory=set)
+    custom: bool = False
+    subscribed: bool = False
+    silent: bool = False
+    held: str | None = None
+    last_heard: float = 0.0
+
+
+class Simulator(SimulatorBase):
+    """The Polymarket twin. ``urls()`` points all four endpoints of the adapter at it."""
+
+    venue = "polymarket"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        faults: Faults | None = None,
+        ground_truth: GroundTruth | None = None,
+        markets: int = 40,
+        events_per_second: float = 20.0,
+        whale_wallets: Sequence[str] = DEFAULT_WHALES,
+        max_assets_per_connection: int = 500,
+        client_timeout: float = 30.0,
+        whale_rate: float = 0.1,
+    ) -> None:
+        super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
+        self.events_per_second = events_per_second
+        self.whale_wallets = tuple(w.lower() for w in whale_wallets)
+        self.max_assets_per_connection = max_assets_per_connection
+        self.client_timeout = client_timeout
+        self.whale_rate = whale_rate
+        self.markets: list[_Market] = []
+        self.books: dict[str, _Book] = {}
+        self.partner: dict[str, str] = {}
+        self.market_of: dict[str, _Market] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.conns: list[_Conn] = []
+        self.events_emitted = 0
+        self.requests: dict[str, int] = {}
+        self._clock_ms = 0
+        self._running = asyncio.Event()
+        self._running.set()
+        self._wallets = [f"0x{self.rng.getrandbits(160):040x}" for _ in range(40)]
+        self._now = datetime.now(UTC).replace(microsecond=0)
+        for index in range(markets):
+            self._add_market(index)
+
+    # -- market state -------------------------------------------------------------------
+
+    def _add_market(self, index: int) -> _Market:
+        rng = self.rng
+        kind = index % len(_TEMPLATES)
+        template, _, subjects = _TEMPLATES[kind]
+        subject = subjects[rng.randrange(len(subjects))]
+        # Two thirds resolve inside the default 7-day window, the rest later; a few closed.
+        days = rng.uniform(0.2, 6.5) if index % 3 else rng.uniform(8.0, 60.0)
+        end = self._now + timedelta(days=days)
+        day_text = f"{end:%B} {end.day}"
+        question = template.format(a=subject, n=rng.randrange(50, 500), d=day_text)
+        slug = "-".join("".join(c for c in question.lower() if c.isalnum() or c == " ").split())
+        slug = f"{slug}-{index}"
+        condition = f"0x{rng.getrandbits(256):064x}"
+        yes, no = (str(rng.getrandbits(252)) for _ in range(2))
+        event_index = index // 2
+        market = _Market(
+            id=str(500000 + index),
+            condition_id=condition,
+            question=question,
+            slug=slug,
+            description=(
+                f'This market will resolve to "Yes" if {subject} meets the condition in the '
+                f'title by {day_text}. Otherwise, this market will resolve to "No".'
+            ),
+            category=_CATEGORIES[kind],
+            start=self._now - timedelta(days=rng.uniform(1, 30)),
+            end=end,
+            yes=yes,
+            no=no,
+            event_id=str(90000 + event_index),
+            event_slug=f"sim-event-{event_index}",
+            event_title=f"{_CATEGORIES[kind]}: {subject}",
+            closed=index % 13 == 12,
+        )
+        self.markets.append(market)
+        self.market_of[yes] = self.market_of[no] = market
+        self.partner[yes], self.partner[no] = no, yes
+        mid = rng.randrange(20, 80)
+        yes_book = _Book(condition)
+        for depth in range(rng.randrange(3, 9)):
+            yes_book.bids[mid - 1 - depth] = rng.randrange(100, 500_000)
+        for depth in range(rng.randrange(3, 9)):
+            yes_book.asks[mid + 1 + depth] = rng.randrange(100, 500_000)
+        ts = self._tick_ms()
+        yes_book.ts_ms = ts
+        self.books[yes] = yes_book
+        self.books[no] = _Book(
+            condition,
+            bids={100 - t: s for t, s in yes_book.asks.items()},
+            asks={100 - t: s for t, s in yes_book.bids.items()},
+            ts_ms=ts,
+        )
+        return market
+
+    def _tick_ms(self) -> int:
+        """Venue time in ms, strictly increasing so every event has its own timestamp."""
+        now = time.time_ns() // 1_000_000
+        self._clock_ms = now if now > self._clock_ms else self._clock_ms + 1
+        return self._clock_ms
+
+    def tokens(self, *, open_only: bool = True) -> list[str]:
+        """Every outcome token (of open markets by default), YES then NO per market."""
+        return [t for m in self.markets if not (open_only and m.closed) for t in (m.yes, m.no)]
+
+    def final_books(
+        self, depth: int | None = None
+    ) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        """Ground truth: each token's book now, best-first, as canonical (price, size) text."""
+        out = {}
+        for token, book in self.books.items():
+            bids = sorted(book.bids.items(), reverse=True)[:depth]
+            asks = sorted(book.asks.items())[:depth]
+            out[token] = (
+                [(_PRICE[t], _size_text(s)) for t, s in bids],
+                [(_PRICE[t], _size_text(s)) for t, s in asks],
+            )
+        return out
+
+    def pause(self) -> None:
+        """Stop generating activity (servers keep answering); held frames are flushed."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    # -- REST: Gamma -------------------------------------------------------------------------
+
+    def _gamma_market(
+        self, m: _Market, *, with_event: bool = True, tags: bool = False
+    ) -> dict[str, Any]:
+        yes_book = self.books[m.yes]
+        best_bid = max(yes_book.bids) / 100
+        best_ask = min(yes_book.asks) / 100
+        mid = round((best_bid + best_ask) / 2, 3)
+        yes_price = "1" if m.closed else _trim(mid)
+        no_price = "0" if m.closed else _trim(round(1 - mid, 3))
+        volume = m.volume
+        body: dict[str, Any] = {
+            "id": m.id,
+            "question": m.question,
+            "conditionId": m.condition_id,
+            "slug": m.slug,
+            "resolutionSource": "",
+            "endDate": _iso(m.end),
+            "liquidity": "20328.3747",
+            "startDate": _iso(m.start),
+            "image": "https://polymarket-upload.s3.us-east-2.amazonaws.com/sim.png",
+            "icon": "https://polymarket-upload.s3.us-east-2.amazonaws.com/sim.png",
+            "description": m.description,
+            "outcomes": json.dumps(["Yes", "No"]),
+            "outcomePrices": json.dumps([yes_price, no_price]),
+            "volume": _trim(round(volume, 6)),
+            "active": m.active,
+            "closed": m.closed,
+            "marketMakerAddress": "",
+            "createdAt": _iso(m.start),
+            "updatedAt": _iso(m.updated),
+            "new": False,
+            "featured": False,
+            "archived": False,
+            "restricted": True,
+            "groupItemThreshold": "0",
+            "questionID": f"0x{hashlib.sha256(m.id.encode()).hexdigest()}",
+            "enableOrderBook": True,
+            "orderPriceMinTickSize": float(yes_book.tick_size),
+            "orderMinSize": 5,
+            "volumeNum": round(volume, 6),
+            "liquidityNum": 20328.3747,
+            "endDateIso": f"{m.end:%Y-%m-%d}",
+            "startDateIso": f"{m.start:%Y-%m-%d}",
+            "volume24hr": round(volume, 6),
+            "clobTokenIds": json.dumps([m.yes, m.no]),
+            "acceptingOrders": not m.closed,
+            "negRisk": False,
+            "spread": round(best_ask - best_bid, 3),
+            "lastTradePrice": (yes_book.last_trade or 0) / 100,
+            "bestBid": best_bid,
+            "bestAsk": best_ask,
+            "umaResolutionStatuses": "[]",
+        }
+        if with_event:
+            # As in the real capture: the embedded event carries tags only on request.
+            event = self._gamma_event(m, nested=False)
+            if not tags:
+                del event["tags"]
+            body["events"] = [event]
+        return body
+
+    def _gamma_event(self, m: _Market, *, nested: bool) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "id": m.event_id,
+            "ticker": m.event_slug,
+            "slug": m.event_slug,
+            "title": m.event_title,
+            "description": m.description,
+            "startDate": _iso(m.start),
+            "endDate": _iso(m.end),
+            "active": True,
+            "closed": m.closed,
+            "archived": False,
+            "liquidity": 20328.3747,
+            "volume": 0.0,
+            "negRisk": False,
+            "tags": [
+                {
+                    "id": str(100 + _CATEGORIES.index(m.category)),
+                    "label": m.category,
+                    "slug": m.category.lower().replace(" ", "-"),
+                }
+            ],
+        }
+        if nested:
+            event["markets"] = [
+                self._gamma_market(x, with_event=False)
+                for x in self.markets
+                if x.event_id == m.event_id
+            ]
+        return event
+
+    def _gamma_filter(self, request: web.Request) -> list[_Market]:
+        q = request.query
+        chosen = self.markets
+        if "active" in q:
+            want = q["active"] == "true"
+            chosen = [m for m in chosen if m.active == want]
+        if "closed" in q:
+            want = q["closed"] == "true"
+            chosen = [m for m in chosen if m.closed == want]
+        if "end_date_min" in q:
+            low = datetime.fromisoformat(q["end_date_min"])
+            chosen = [m for m in chosen if m.end >= low]
+        if "end_date_max" in q:
+            high = datetime.fromisoformat(q["end_date_max"])
+            chosen = [m for m in chosen if m.end <= high]
+        tokens = _multi(request, "clob_token_ids")
+        if tokens:
+            chosen = [m for m in chosen if m.yes in tokens or m.no in tokens]
+        conditions = _multi(request, "condition_ids")
+        if conditions:
+            chosen = [m for m in chosen if m.condition_id in conditions]
+        tags = _multi(request, "tag_slug")
+        if tags:
+            chosen = [m for m in chosen if m.category.lower().replace(" ", "-") in tags]
+        return chosen
+
+    @staticmethod
+    def _page(request: web.Request, items: list[Any], cap: int) -> list[Any] | web.Response:
+        try:
+            limit = min(int(request.query.get("limit", "20")), cap)
+            offset = int(request.query.get("offset", "0"))
+        except ValueError:
+            return web.json_response({"error": "invalid limit or offset"}, status=400)
+        if offset > 10_000:
+            return web.json_response({"error": "offset too large"}, status=422)
+        return items[offset : offset + limit]
+
+    async def _gamma_markets(self, request: web.Request) -> web.StreamResponse:
+        self._count("gamma_markets")
+        page = self._page(request, self._gamma_filter(request), 100)
+        if isinstance(page, web.Response):
+            return page
+        tags = request.query.get("include_tag") == "true"
+        return _json([self._gamma_market(m, tags=tags) for m in page])
+
+    async def _gamma_events(self, request: web.Request) -> web.StreamResponse:
+        self._count("gamma_events")
+        seen: dict[str, _Market] = {}
+        for m in self._gamma_filter(request):
+            seen.setdefault(m.event_id, m)
+        page = self._page(request, list(seen.values()), 100)
+        if isinstance(page, web.Response):
+            return page
+        return _json([self._gamma_event(m, nested=True) for m in page])
+
+    # -- REST: CLOB ---------------------------------------------------------------------------
+
+    def _book_body(self, token: str) -> dict[str, Any]:
+        book = self.books[token]
+        body: dict[str, Any] = {
+            "market": book.market,
+            "asset_id": token,
+            "timestamp": str(book.ts_ms),
+            "hash": "",
+            # Best level last, as the venue sends it.
+            "bids": [
+                {"price": _PRICE[t], "size": _size_text(s)} for t, s in sorted(book.bids.items())
+            ],
+            "asks": [
+                {"price": _PRICE[t], "size": _size_text(s)}
+                for t, s in sorted(book.asks.items(), reverse=True)
+            ],
+            "min_order_size": "5",
+            "tick_size": book.tick_size,
+            "neg_risk": False,
+            "last_trade_price": _PRICE[book.last_trade] if book.last_trade is not None else "0.5",
+        }
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        body["hash"] = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+        return body
+
+    async def _book(self, request: web.Request) -> web.StreamResponse:
+        self._count("book")
+        token = request.query.get("token_id", "")
+        if token not in self.books:
+            return web.json_response(
+                {"error": "No orderbook exists for the requested token id"}, status=404
+            )
+        return _json(self._book_body(token))
+
+    async def _books(self, request: web.Request) -> web.StreamResponse:
+        self._count("books")
+        try:
+            wanted = [item["token_id"] for item in await request.json()]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "Invalid payload"}, status=400)
+        return _json([self._book_body(t) for t in wanted if t in self.books])
+
+    async def _midpoint(self, request: web.Request) -> web.StreamResponse:
+        book = self.books.get(request.query.get("token_id", ""))
+        if book is None:
+            return web.json_response({"error": "Invalid token id"}, status=400)
+        return _json({"mid": _trim((max(book.bids) + min(book.asks)) / 200)})
+
+    async def _time(self, _request: web.Request) -> web.StreamResponse:
+        return web.Response(text=str(int(time.time())))
+
+    async def _prices_history(self, request: web.Request) -> web.StreamResponse:
+        self._count("prices_history")
+        q = request.query
+        token = q.get("market", "")
+        if token not in self.books:
+            return web.json_response({"error": "Invalid market"}, status=400)
+        now = int(time.time())
+        end = int(q.get("endTs", now))
+        start = int(q.get("startTs", end - 86_400))
+        step = max(1, int(q.get("fidelity", "1"))) * 60
+        base = (max(self.books[token].bids) + min(self.books[token].asks)) / 200
+        phase = int(token[-6:]) % 360
+        history = [
+            {
+                "t": t,
+                "p": round(min(0.99, max(0.01, base + 0.05 * math.sin((t // 60 + phase) / 37))), 3),
+            }
+            for t in range(start - start % step, end + 1, step)
+            if t >= start
+        ]
+        return _json({"history": history})
+
+    # -- REST: Data API ------------------------------------------------------------------------
+
+    async def _health(self, _request: web.Request) -> web.StreamResponse:
+        return _json({"data": "OK"})
+
+    def _trade_rows(self, request: web.Request) -> list[dict[str, Any]]:
+        q = request.query
+        rows = self.trades
+        user = q.get("user", "").lower()
+        if user:
+            rows = [r for r in rows if r["proxyWallet"] == user]
+        markets = _multi(request, "market")
+        if markets:
+            rows = [r for r in rows if r["conditionId"] in markets]
+        if q.get("side") in ("BUY", "SELL"):
+            rows = [r for r in rows if r["side"] == q["side"]]
+        if q.get("filterType") == "CASH" and "filterAmount" in q:
+            floor = float(q["filterAmount"])
+            rows = [r for r in rows if r["size"] * r["price"] >= floor]
+        elif q.get("filterType") == "TOKENS" and "filterAmount" in q:
+            floor = float(q["filterAmount"])
+            rows = [r for r in rows if r["size"] >= floor]
+        return rows
+
+    async def _data_trades(self, request: web.Request) -> web.StreamResponse:
+        self._count("data_trades")
+        rows = list(reversed(self._trade_rows(request)))  # newest first
+        page = self._page(request, rows, 10_000) if "limit" in request.query else rows[:100]
+        if isinstance(page, web.Response):
+            return page
+        return _json(page)
+
+    async def _activity(self, request: web.Request) -> web.StreamResponse:
+        self._count("activity")
+        q = request.query
+        if not q.get("user"):
+            return web.json_response({"error": "user is required"}, status=400)
+        rows = self._trade_rows(request)
+        if "start" in q:
+            rows = [r for r in rows if r["timestamp"] >= int(q["start"])]
+        if "end" in q:
+            rows = [r for r in rows if r["timestamp"] <= int(q["end"])]
+        if q.get("sortDirection", "DESC") != "ASC":
+            rows = list(reversed(rows))
+        page = self._page(request, rows, 500)
+        if isinstance(page, web.Response):
+            return page
+        return _json([_activity_row(r) for r in page])
+
+    def _count(self, endpoint: str) -> None:
+        self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
+
+    # -- WebSocket ------------------------------------------------------------------------------
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        conn = _Conn(ws=ws, opened=time.monotonic(), last_heard=time.monotonic())
+        self.conns.append(conn)
+        self.truth.record("ws_open", conns=len(self.conns))
+        if self.faults.disconnect_every_seconds:
+            self.spawn(self._cut_later(conn, self.faults.disconnect_every_seconds))
+        if self.faults.silence_after_seconds is not None:
+            self.spawn(self._silence_later(conn, self.faults.silence_after_seconds))
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                conn.last_heard = time.monotonic()
+                await self._on_client_text(conn, msg.data)
+        finally:
+            self.conns.remove(conn)
+            self.truth.record("ws_close", assets=len(conn.assets))
+        return ws
+
+    async def _on_client_text(self, conn: _Conn, text: str) -> None:
+        if text == "PING":
+            if not conn.subscribed:
+                # The venue treats a heartbeat before any subscription as a policy
+                # violation and closes; a client that pings first loops forever.
+                self.truth.record("ping_before_subscribe")
+                await conn.ws.close(code=1008, message=b"subscribe first")
+            elif not conn.silent:
+                await conn.ws.send_str("PONG")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            await conn.ws.send_str("INVALID OPERATION")
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("assets_ids"), list):
+            await conn.ws.send_str("INVALID OPERATION")
+            return
+        assets = [a for a in data["assets_ids"] if isinstance(a, str)]
+        operation = data.get("operation")
+        if operation == "unsubscribe":
+            conn.assets.difference_update(assets)
+            return
+        if operation is None and str(data.get("type", "")).lower() != "market":
+            await conn.ws.send_str("INVALID OPERATION")
+            return
+        conn.subscribed = True
+        conn.custom = conn.custom or bool(data.get("custom_feature_enabled"))
+        room = self.max_assets_per_connection - len(conn.assets)
+        new = [a for a in assets if a not in conn.assets]
+        if len(new) > room:
+            self.truth.record("asset_cap_exceeded", requested=len(new), room=room)
+            new = new[: max(room, 0)]
+        conn.assets.update(new)
+        self.truth.record(
+            "subscribe",
+            assets=len(new),
+            total=len(conn.assets),
+            initial_dump=bool(data.get("initial_dump")),
+        )
+        if data.get("initial_dump") and new:
+            dump = [self._book_msg(a) for a in new if a in self.books]
+            if dump:
+                await self._send(conn, _encode(dump).decode())
+
+    async def _cut_later(self, conn: _Conn, after: float) -> None:
+        await asyncio.sleep(after)
+        if not conn.ws.closed:
+            self.truth.record("ws_cut")
+            await conn.ws.close(code=1001, message=b"going away")
+
+    async def _silence_later(self, conn: _Conn, after: float) -> None:
+        await asyncio.sleep(after)
+        conn.silent = True
+        self.truth.record("ws_silenced")
+
+    async def _watch_clients(self) -> None:
+        """Close connections whose client stopped sending (no PING), as the venue does."""
+        while True:
+            await asyncio.sleep(min(1.0, self.client_timeout / 3))
+            limit = time.monotonic() - self.client_timeout
+            for conn in list(self.conns):
+                if conn.last_heard < limit and not conn.ws.closed:
+                    self.truth.record("ws_idle_close")
+                    await conn.ws.close(code=1000, message=b"idle")
+
+    def _book_msg(self, token: str) -> dict[str, Any]:
+        book = self.books[token]
+        body = self._book_body(token)
+        return {
+            "event_type": "book",
+            "market": book.market,
+            "asset_id": token,
+            "bids": body["bids"],
+            "asks": body["asks"],
+            "timestamp": body["timestamp"],
+            "hash": body["hash"],
+        }
+
+    async def _send(self, conn: _Conn, text: str) -> None:
+        if conn.silent or conn.ws.closed:
+            return
+        try:
+            await conn.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            return
+
+    async def _broadcast(
+        self, assets: Sequence[str], build: Any, *, custom_only: bool = False
+    ) -> None:
+        """Send a message to each connection subscribed to any of ``assets``.
+
+        ``build(wanted)`` returns the frame text restricted to the assets that
+        connection follows (None when nothing is left). Faults apply per frame.
+        """
+        faults = self.faults
+        full: str | None = None
+        for conn in list(self.conns):
+            if custom_only and not conn.custom:
+                continue
+            wanted = [a for a in assets if a in conn.assets]
+            if not wanted:
+                continue
+            if len(wanted) == len(assets):
+                if full is None:
+                    full = build(assets)
+                text = full
+            else:
+                text = build(wanted)
+            if text is None:
+                continue
+            if self.chance(faults.out_of_order_rate) and conn.held is None:
+                conn.held = text
+                self.truth.record("held_frame")
+                continue
+            await self._send(conn, text)
+            if conn.held is not None:
+                held, conn.held = conn.held, None
+                await self._send(conn, held)
+            if self.chance(faults.duplicate_rate):
+                self.truth.record("duplicate_frame")
+                await self._send(conn, text)
+            if self.chance(faults.malformed_rate):
+                await self._send(conn, self._malformed(assets[0]))
+
+    def _malformed(self, token: str) -> str:
+        kind = self.rng.randrange(3)
+        self.truth.record("malformed_frame", variant=kind)
+        market = self.books[token].market
+        if kind == 0:
+            return '{"event_type": "price_change", "market": "' + market[:10]
+        if kind == 1:
+            return json.dumps({"event_type": "sim_mystery", "market": market, "timestamp": "0"})
+        return json.dumps([{"event_type": "price_change", "market": market, "timestamp": "0"}])
+
+    # -- activity ---------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self.spawn(self._generate())
+        self.spawn(self._watch_clients())
+
+    async def on_stop(self) -> None:
+        for conn in list(self.conns):
+            await conn.ws.close(code=1001, message=b"server shutdown")
+
+    async def _generate(self) -> None:
+        rate = self.events_per_second
+        started = time.monotonic()
+        count = 0
+        while True:
+            if not self._running.is_set():
+                await self._flush_held()
+                await self._running.wait()
+                started, count = time.monotonic(), 0
+            await self.step()
+            count += 1
+            if rate > 0:
+                delay = started + count / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif count % 64 == 0:
+                await asyncio.sleep(0)
+
+    async def _flush_held(self) -> None:
+        for conn in list(self.conns):
+            if conn.held is not None:
+                held, conn.held = conn.held, None
+                await self._send(conn, held)
+
+    async def step(self) -> None:
+        """One unit of venue activity, drawn from the seeded RNG."""
+        self.events_emitted += 1
+        rng = self.rng
+        open_markets = [m for m in self.markets if not m.closed]
+        if not open_markets:
+            return
+        market = open_markets[rng.randrange(len(open_markets))]
+        roll = rng.random()
+        if roll < 0.70:
+            await self._random_change(market)
+        elif roll < 0.85:
+            await self._trade(market)
+        elif roll < 0.95:
+            await self._best_bid_ask(market.yes if rng.random() < 0.5 else market.no)
+        else:
+            token = market.yes if rng.random() < 0.5 else market.no
+            await self._broadcast([token], lambda _w: _encode(self._book_msg(token)).decode())
+
+    async def _random_change(self, market: _Market) -> None:
+        rng = self.rng
+        book = self.books[market.yes]
+        bid_side = rng.random() < 0.5
+        levels = book.bids if bid_side else book.asks
+        action = rng.random()
+        if action < 0.2 and len(levels) > 2:
+            tick = list(levels)[rng.randrange(len(levels))]
+            size = 0
+        elif action < 0.5 and len(levels) < _MAX_LEVELS:
+            if bid_side:
+                free = [
+                    t for t in range(max(1, min(book.asks) - 15), min(book.asks)) if t not in levels
+                ]
+            else:
+                free = [
+                    t
+                    for t in range(max(book.bids) + 1, min(99, max(book.bids) + 15) + 1)
+                    if t not in levels
+                ]
+            if not free:
+                return
+            tick = free[rng.randrange(len(free))]
+            size = rng.randrange(100, 500_000)
+        else:
+            tick = list(levels)[rng.randrange(len(levels))]
+            size = rng.randrange(100, 500_000)
+        skip = self.chance(self.faults.skip_update_rate)
+        await self._change(market, bid_side, tick, size, send=not skip)
+        if skip:
+            self.truth.record("skipped_change", token=market.yes, tick=tick)
+
+    async def _change(
+        self, market: _Market, yes_bid: bool, tick: int, size: int, *, send: bool = True
+    ) -> None:
+        """Set one YES level (and its mirror on NO) and publish the paired price_change."""
+        yes, no = self.books[market.yes], self.books[market.no]
+        ts = self._tick_ms()
+        own, mirror = (yes.bids, no.asks) if yes_bid else (yes.asks, no.bids)
+        if size:
+            own[tick] = size
+            mirror[100 - tick] = size
+        else:
+            own.pop(tick, None)
+            mirror.pop(100 - tick, None)
+        yes.ts_ms = no.ts_ms = ts
+        if not send:
+            return
+        size_text = _size_text(size)
+        items = {
+            market.yes: self._item(
+                market.yes, yes, tick, size_text, "BUY" if yes_bid else "SELL", ts
+            ),
+            market.no: self._item(
+                market.no, no, 100 - tick, size_text, "SELL" if yes_bid else "BUY", ts
+            ),
+        }
+        head = {"event_type": "price_change", "market": market.condition_id}
+
+        def build(wanted: Sequence[str]) -> str:
+            return _encode(
+                {**head, "price_changes": [items[a] for a in wanted], "timestamp": str(ts)}
+            ).decode()
+
+        await self._broadcast([market.yes, market.no], build)
+
+    @staticmethod
+    def _item(token: str, book: _Book, tick: int, size: str, side: str, ts: int) -> dict[str, str]:
+        digest = hashlib.sha1(
+            f"{token}{ts}{tick}{size}".encode(), usedforsecurity=False
+        ).hexdigest()
+        return {
+            "asset_id": token,
+            "price": _PRICE[tick],
+            "size": size,
+            "side": side,
+            "hash": digest,
+            "best_bid": _PRICE[max(book.bids)],
+            "best_ask": _PRICE[min(book.asks)],
+        }
+
+    async def _trade(self, market: _Market) -> None:
+        rng = self.rng
+        token = market.yes if rng.random() < 0.5 else market.no
+        buy = rng.random() < 0.5
+        yes = self.books[market.yes]
+        # Which YES side the taker hits: buying YES or selling NO lifts YES asks.
+        hits_yes_ask = buy == (token == market.yes)
+        levels = yes.asks if hits_yes_ask else yes.bids
+        tick = min(levels) if hits_yes_ask else max(levels)
+        whale = rng.random() < self.whale_rate and bool(self.whale_wallets)
+        wallet = (
+            self.whale_wallets[rng.randrange(len(self.whale_wallets))]
+            if whale
+            else self._wallets[rng.randrange(len(self._wallets))]
+        )
+        own_tick = tick if token == market.yes else 100 - tick
+        if whale:
+            # A whale first finds (or makes) size at the top: notional well above 10k USDC.
+            needed = int(30_000 / max(own_tick / 100, 0.01) * 100) + rng.randrange(0, 100_000)
+            await self._change(market, not hits_yes_ask, tick, max(levels[tick], needed + 100))
+        available = levels[tick]
+        if available <= 100:
+            return
+        size = available - 100 if whale else min(available - 100, rng.randrange(100, 200_000))
+        remaining = available - size
+        tx = f"0x{rng.getrandbits(256):064x}"
+        ts = self._tick_ms()
+        price = _PRICE[own_tick]
+        size_text = _size_text(size)
+        side = "BUY" if buy else "SELL"
+        await self._change(market, not hits_yes_ask, tick, remaining)
+        self.books[token].last_trade = own_tick
+        msg = {
+            "event_type": "last_trade_price",
+            "market": market.condition_id,
+            "asset_id": token,
+            "fee_rate_bps": "0",
+            "price": price,
+            "side": side,
+            "size": size_text,
+            "timestamp": str(ts),
+            "transaction_hash": tx,
+        }
+        outcome_index = 0 if token == market.yes else 1
+        row = {
+            "proxyWallet": wallet,
+            "side": side,
+            "asset": token,
+            "conditionId": market.condition_id,
+            "size": size / 100,
+            "price": own_tick / 100,
+            "timestamp": ts // 1000,
+            "title": market.question,
+            "slug": market.slug,
+            "icon": "https://polymarket-upload.s3.us-east-2.amazonaws.com/sim.png",
+            "eventSlug": market.event_slug,
+            "outcome": "Yes" if outcome_index == 0 else "No",
+            "outcomeIndex": outcome_index,
+            "name": "",
+            "pseudonym": f"Sim-Trader-{wallet[2:8]}",
+            "bio": "",
+            "profileImage": "",
+            "profileImageOptimized": "",
+            "transactionHash": tx,
+        }
+        self.trades.append(row)
+        market.volume += size * own_tick / 10_000
+        await self._broadcast([token], lambda _w: _encode(msg).decode())
+        self.truth.record_trade(
+            {
+                "token_id": token,
+                "market": market.condition_id,
+                "price": price,
+                "size": size_text,
+                "side": side,
+                "timestamp_ms": ts,
+                "transaction_hash": tx,
+                "wallet": wallet,
+                "whale": whale,
+                "sent_ns": time.time_ns(),
+            }
+        )
+
+    async def _best_bid_ask(self, token: str) -> None:
+        book = self.books[token]
+        bid, ask = max(book.bids), min(book.asks)
+        msg = {
+            "event_type": "best_bid_ask",
+            "market": book.market,
+            "asset_id": token,
+            "best_bid": _PRICE[bid],
+            "best_ask": _PRICE[ask],
+            "spread": _PRICE[ask - bid],
+            "timestamp": str(self._tick_ms()),
+        }
+        await self._broadcast([token], lambda _w: _encode(msg).decode(), custom_only=True)
+
+    # -- scenario controls --------------------------------------------------------
+
+    async def change_tick_size(self, token: str, new: str = "0.001") -> None:
+        """Announce a tick-size change (the book grid itself stays on 0.01 ticks)."""
+        book = self.books[token]
+        old, book.tick_size = book.tick_size, new
+        msg = {
+            "event_type": "tick_size_change",
+            "market": book.market,
+            "asset_id": token,
+            "new_tick_size": new,
+            "old_tick_size": old,
+            "timestamp": str(self._tick_ms()),
+        }
+        self.truth.record("tick_size_change", token=token)
+        await self._broadcast([token], lambda _w: _encode(msg).decode())
+
+    async def set_level(
+        self, token: str, bid: bool, price_tick: int, size_cents: int, *, send: bool = True
+    ) -> None:
+        """Set one level of ``token``'s book (a scripted change with its paired mirror).
+
+        ``send=False`` changes the book without telling anyone: a lost update.
+        """
+        market = self.market_of[token]
+        if token == market.yes:
+            await self._change(market, bid, price_tick, size_cents, send=send)
+        else:
+            await self._change(market, not bid, 100 - price_tick, size_cents, send=send)
+
+    async def resolve(self, token: str) -> None:
+        """Resolve the market of ``token`` with ``token`` as the winner."""
+        market = self.market_of[token]
+        market.closed = True
+        market.updated = datetime.now(UTC)
+        msg = {
+            "event_type": "market_resolved",
+            "id": market.id,
+            "market": market.condition_id,
+            "assets_ids": [market.yes, market.no],
+            "winning_asset_id": token,
+            "winning_outcome": "Yes" if token == market.yes else "No",
+            "timestamp": str(self._tick_ms()),
+            "tags": [market.category.lower()],
+        }
+        await self._broadcast(
+            [market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True
+        )
+
+    def edit_rules(self, token: str, text: str) -> None:
+        """Change a market's rules text (Gamma ``description``), as venues sometimes do."""
+        market = self.market_of[token]
+        market.description = text
+        market.updated = datetime.now(UTC)
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/markets", self._gamma_markets)
+        app.router.add_get("/events", self._gamma_events)
+        app.router.add_get("/book", self._book)
+        app.router.add_post("/books", self._books)
+        app.router.add_get("/midpoint", self._midpoint)
+        app.router.add_get("/time", self._time)
+        app.router.add_get("/prices-history", self._prices_history)
+        app.router.add_get("/trades", self._data_trades)
+        app.router.add_get("/activity", self._activity)
+        app.router.add_get("/", self._health)
+        app.router.add_get("/ws/market", self._ws)
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "gamma": self.base_url,
+            "clob": self.base_url,
+            "data": self.base_url,
+            "ws": f"{self.ws_base_url}/ws/market",
+        }
+
+
+def _trim(value: float) -> str:
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _multi(request: web.Request, key: str) -> set[str]:
+    """A list filter given as repeated keys or comma-joined (the venue accepts both)."""
+    return {part for value in request.query.getall(key, []) for part in value.split(",") if part}
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=_encode(data), content_type="application/json")
+
+
+def _activity_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "proxyWallet": row["proxyWallet"],
+        "timestamp": row["timestamp"],
+        "conditionId": row["conditionId"],
+        "type": "TRADE",
+        "size": row["size"],
+        "usdcSize": round(row["size"] * row["price"], 6),
+        "transactionHash": row["transactionHash"],
+        "price": row["price"],
+        "asset": row["asset"],
+        "side": row["side"],
+        "outcomeIndex": row["outcomeIndex"],
+        "title": row["title"],
+        "slug": row["slug"],
+        "icon": row["icon"],
+        "eventSlug": row["eventSlug"],
+        "outcome": row["outcome"],
+        "name": row["name"],
+        "pseudonym": row["pseudonym"],
+        "bio": row["bio"],
+        "profileImage": row["profileImage"],
+        "profileImageOptimized": row["profileImageOptimized"],
+    }
