@@ -56,3 +56,9 @@ def require_captures() -> Path:
 @pytest.fixture
 def captures() -> Path:
     return require_captures()
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium for browser tests (skipped locally, failed in CI, when missing)."""
+    return require_browser()
