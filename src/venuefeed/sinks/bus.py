@@ -29,7 +29,7 @@ from venuefeed.models import (
 )
 from venuefeed.sinks.base import Record
 
-__all__ = ["TOPICS", "WireFormat", "encode", "topic_for"]
+__all__ = ["TOPICS", "WireFormat", "encode", "topic_for", "type_tag"]
 
 WireFormat = Literal["json", "msgpack"]
 
@@ -64,3 +64,11 @@ def encode(record: Record, fmt: WireFormat = "json") -> bytes:
     if fmt == "json":
         return event_encoder.encode(record)
     return _msgpack.encode(record)
+
+
+def type_tag(record: Record) -> str:
+    """The ``type`` a consumer sees in the payload (``"trade"``, ``"market"`` ...)."""
+    if isinstance(record, Market):
+        return "market"
+    tag = type(record).__struct_config__.tag
+    return str(tag)
