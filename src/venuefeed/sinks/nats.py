@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,10 +92,10 @@ class NatsSink(Sink):
             await asyncio.wait_for(
                 nc.connect(
                     self._url,
-                    connect_timeout=self._ack_timeout,
+                    connect_timeout=max(1, math.ceil(self._ack_timeout)),
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
+                    reconnect_time_wait=1,
                     error_cb=self._on_error,
                     name="venuefeed",
                 ),
