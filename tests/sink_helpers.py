@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from conftest import require_service
-
 from venuefeed.models import (
     BookDelta,
     BookLevel,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from sink_helpers import delta, market, mixed_batch, trade
 
+from sink_helpers import delta, market, mixed_batch, trade
 from venuefeed import metrics
 from venuefeed.models import event_decoder
 from venuefeed.sinks.base import SinkUnavailable, Watermark

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import msgspec
 import nats
 import pytest
-from sink_helpers import market, mixed_batch, require_nats, trade
 
+from sink_helpers import market, mixed_batch, require_nats, trade
 from venuefeed.models import event_decoder
 from venuefeed.sinks.base import SinkUnavailable, Watermark
 from venuefeed.sinks.keys import message_id
@@ -37,10 +37,8 @@ async def stream_messages(stream: str, prefix: str) -> list[nats.aio.msg.Msg]:
     js = nc.jetstream()
     try:
         info = await js.stream_info(stream)
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            out.append(await js.get_msg(stream, seq))
-        return out
+        seqs = range(info.state.first_seq, info.state.last_seq + 1)
+        return [await js.get_msg(stream, seq) for seq in seqs]
     finally:
         await nc.close()
 
@@ -75,7 +73,7 @@ async def test_same_batch_twice_is_stored_once(names: tuple[str, str]) -> None:
     async with NatsSink(require_nats(), subject_prefix=prefix, stream=stream) as sink:
         await sink.write(batch)
         await sink.write(batch)
-        await sink.write(batch[10:20] + [trade(50)])
+        await sink.write([*batch[10:20], trade(50)])
         assert sink.duplicates == 60
     msgs = await stream_messages(stream, prefix)
     assert [event_decoder.decode(m.data) for m in msgs] == [*batch, trade(50)]

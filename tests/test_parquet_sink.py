@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from sink_helpers import delta, market, mixed_batch, snapshot, trade
 
+from sink_helpers import delta, market, mixed_batch, snapshot, trade
 from venuefeed import metrics
 from venuefeed.sinks.base import Watermark
 from venuefeed.sinks.journal import Journal, encode_batch
@@ -23,6 +23,24 @@ def dataset(root: Path, table: str) -> ds.Dataset:
 
 def parts(root: Path) -> list[Path]:
     return sorted(root.glob("*/*/*/part-*.parquet"))
+
+
+def open_parts(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*/*/.part-*.inprogress"))
+
+
+def tables(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
+
+
+def tear(path: Path) -> None:
+    """Append a torn frame, as a crash in the middle of an append leaves."""
+    with path.open("ab") as f:
+        f.write(b"\x10\x00\x00\x00garbage")
+
+
+def wal_files(root: Path) -> list[Path]:
+    return sorted((root / "_wal").glob("wal-*.log"))
 
 
 async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> None:
@@ -45,8 +63,7 @@ async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> Non
         (Decimal("0.52"), Decimal("5")), (Decimal("0.5"), Decimal("7"))
     ]  # fmt: skip
     assert snap["venue"] == "kalshi"
-    tables = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("_"))
-    assert tables == ["book_deltas", "book_snapshots", "candles", "data_gaps",
+    assert tables(tmp_path) == ["book_deltas", "book_snapshots", "candles", "data_gaps",
                       "market_status_changes", "price_updates", "quotes", "trades",
                       "whale_activity"]  # fmt: skip
 
@@ -67,7 +84,7 @@ async def test_rolls_by_rows_into_row_groups(tmp_path: Path) -> None:
         for k in range(5):
             await sink.write([trade(k * 5 + i) for i in range(5)])
         assert len(parts(tmp_path)) == 2  # 25 rows: two parts of 10 closed, 5 still open
-        assert list(tmp_path.glob("trades/*/*/.part-*.inprogress"))
+        assert open_parts(tmp_path)
     files = parts(tmp_path)
     assert len(files) == 3
     groups = [pq.ParquetFile(f).metadata.num_row_groups for f in files]
@@ -108,16 +125,15 @@ async def test_crash_with_open_parts_is_rebuilt_from_the_wal(tmp_path: Path) -> 
     sink._timer.cancel()
     assert not parts(tmp_path)
     # A torn frame at the end of the log (crash mid-append) is ignored.
-    wal = next((tmp_path / "_wal").glob("wal-*.log"))
-    with wal.open("ab") as f:
-        f.write(b"\x10\x00\x00\x00garbage")
+    (wal,) = wal_files(tmp_path)
+    tear(wal)
     async with ParquetSink(tmp_path) as again:
         assert again.rows_written == 7
     assert dataset(tmp_path, "trades").count_rows() == 5
     assert dataset(tmp_path, "book_deltas").count_rows() == 3
     assert dataset(tmp_path, "book_snapshots").count_rows() == 1
-    assert not list(tmp_path.rglob("*.inprogress"))
-    assert not list((tmp_path / "_wal").glob("*.log"))
+    assert not open_parts(tmp_path)
+    assert not wal_files(tmp_path)
 
 
 def test_journal_recovers_torn_tail(tmp_path: Path) -> None:

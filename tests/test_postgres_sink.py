@@ -10,8 +10,8 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 import pytest
-from sink_helpers import delta, market, mixed_batch, require_postgres, snapshot, trade
 
+from sink_helpers import delta, market, mixed_batch, require_postgres, snapshot, trade
 from venuefeed import schema
 from venuefeed.models import Candle, DataGap, MarketStatus, Outcome
 from venuefeed.sinks.base import SinkUnavailable, Watermark
