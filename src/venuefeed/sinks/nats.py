@@ -139,20 +139,23 @@ class NatsSink(Sink):
             raise SinkUnavailable("nats: not started")
         pending: list[asyncio.Future[Any]] = []
         try:
-            for record in batch:
-                subject = subject_for(self.subject_prefix, record)
-                if subject is None:
-                    continue
-                future = await js.publish_async(
-                    subject,
-                    bus.encode(record, self._fmt),
-                    headers={"Nats-Msg-Id": message_id(record)},
-                    wait_stall=self._ack_timeout,
-                )
-                pending.append(future)
-            if not pending:
-                return
-            acks = await asyncio.wait_for(asyncio.gather(*pending), self._ack_timeout)
+            # One deadline for the whole batch. (publish_async's own wait_stall would
+            # wrap every publish in a task, and the client would then flush each
+            # message on its own: ~7x slower.)
+            async with asyncio.timeout(self._ack_timeout):
+                for record in batch:
+                    subject = subject_for(self.subject_prefix, record)
+                    if subject is None:
+                        continue
+                    future = await js.publish_async(
+                        subject,
+                        bus.encode(record, self._fmt),
+                        headers={"Nats-Msg-Id": message_id(record)},
+                    )
+                    pending.append(future)
+                if not pending:
+                    return
+                acks = await asyncio.gather(*pending)
         except Exception as exc:
             for future in pending:
                 future.cancel()  # releases the client's in-flight slots
