@@ -15,7 +15,7 @@ from sink_helpers import delta, market, mixed_batch, require_postgres, snapshot,
 from venuefeed import schema
 from venuefeed.models import Candle, DataGap, MarketStatus, Outcome
 from venuefeed.sinks.base import SinkUnavailable, Watermark
-from venuefeed.sinks.postgres import PostgresStore, applied_migrations, migrate
+from venuefeed.sinks.postgres import PostgresStore, applied_migrations, migrate, resolve_url
 
 
 @pytest.fixture
@@ -184,3 +184,12 @@ async def test_unreachable_server_is_sink_unavailable(pg_schema: str) -> None:
         await store.start()
     with pytest.raises(SinkUnavailable):
         await store.write([trade(1)])
+
+
+def test_database_url_environment_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://from-env/db")
+    assert resolve_url(None) == "postgresql://from-env/db"
+    assert resolve_url("postgresql://configured/db") == "postgresql://configured/db"
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        resolve_url(None)
