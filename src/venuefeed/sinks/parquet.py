@@ -121,11 +121,15 @@ def decimal_problem(text: str) -> str | None:
     return None
 
 
-def _day(ns: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+_DAYS: dict[int, str] = {}
+"""Day number -> ``YYYY-MM-DD``; a few entries per run, looked up for every row."""
+
+
+def _day(ns: int) -> str:
     day = ns // 86_400_000_000_000
-    text = cache.get(day)
+    text = _DAYS.get(day)
     if text is None:
-        text = cache[day] = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+        text = _DAYS[day] = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
     return text
 
 
