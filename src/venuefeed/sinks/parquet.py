@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
@@ -50,7 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -108,6 +109,7 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
 """Per table, the event time that picks the ``date`` partition: the first non-zero column."""
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 def decimal_problem(text: str) -> str | None:
@@ -326,6 +328,7 @@ class ParquetSink(Sink):
         self._dedup_max = dedup_ids
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
         self._wal: Journal | None = None
         self._wal_number = 0
         self._opened = time.monotonic()
@@ -340,7 +343,7 @@ class ParquetSink(Sink):
         return self.root / "_wal"
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._recover)
+        await asyncio.to_thread(self._locked, self._recover)
         self._timer = asyncio.create_task(self._roll_timer(), name="parquet-roll")
 
     async def write(self, batch: Sequence[Record]) -> None:
@@ -352,25 +355,35 @@ class ParquetSink(Sink):
         if not candidates:
             return
         async with self._lock:
-            accepted = await asyncio.to_thread(self._accept, candidates)
+            accepted = await asyncio.to_thread(self._locked, self._accept, candidates)
             if self._parts.rows >= self.roll_rows:
-                await asyncio.to_thread(self._roll)
+                await asyncio.to_thread(self._locked, self._roll)
         metrics.SINK_RECORDS.labels(self.name).inc(accepted)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
         async with self._lock:
-            await asyncio.to_thread(self._roll)
+            if self._timer is not None:
+                self._timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._timer
+                self._timer = None
+            await asyncio.to_thread(self._locked, self._roll)
             if self._wal is not None:
                 self._wal.close()
                 self._wal.path.unlink()
                 self._wal = None
 
     # -- helpers (worker thread unless noted) --------------------------------
+
+    def _locked(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work`` holding the thread lock.
+
+        The asyncio lock alone is not enough: a cancelled ``await
+        asyncio.to_thread(...)`` releases it while the thread still runs, and a
+        second roll must never touch the same open files.
+        """
+        with self._thread_lock:
+            return work(*args)
 
     def _rejected(self, record: Record) -> bool:
         """Event loop: does a decimal of ``record`` not fit? Count and log once per table."""
@@ -444,7 +457,7 @@ class ParquetSink(Sink):
             await asyncio.sleep(min(self.roll_seconds, 1.0))
             if self._parts.rows and time.monotonic() - self._opened >= self.roll_seconds:
                 async with self._lock:
-                    await asyncio.to_thread(self._roll)
+                    await asyncio.to_thread(self._locked, self._roll)
 
     def _recover(self) -> None:
         """Refill the dedup cache, drop half-written parts, rebuild them from the WAL."""

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from venuefeed import metrics
 from venuefeed.log import get_logger
@@ -45,6 +46,7 @@ from venuefeed.sinks.journal import Journal, decode_batch, encode_batch, read_fr
 __all__ = ["SpoolingSink"]
 
 log = get_logger("venuefeed.spool")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -85,7 +87,9 @@ class SpoolingSink(Sink):
         self._batches = 0
         self._inner_started = False
         self._changed = asyncio.Condition()
-        self._io = asyncio.Lock()
+        self._io = threading.Lock()
+        """Serialises file work in worker threads (an asyncio lock would be released
+        by a cancelled ``await to_thread(...)`` while its thread still runs)."""
         self._drainer: asyncio.Task[None] | None = None
         self._closing = False
         self.blocked_writers = 0
@@ -97,7 +101,7 @@ class SpoolingSink(Sink):
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self._locked, self._load)
         self._publish_gauges()
         try:
             await self.inner.start()
@@ -136,9 +140,10 @@ class SpoolingSink(Sink):
                     "spool not drained at close; it is replayed at the next start",
                     sink=self.name, batches=self._batches, bytes=self._bytes,
                 )  # fmt: skip
-        if self._tail is not None:
-            self._tail.close()
-            self._tail = None
+        with self._io:
+            if self._tail is not None:
+                self._tail.close()
+                self._tail = None
         if self._inner_started:
             await self.inner.close()
             self._inner_started = False
@@ -171,13 +176,16 @@ class SpoolingSink(Sink):
                     )
                 finally:
                     self.blocked_writers -= 1
-            async with self._io:
-                written = await asyncio.to_thread(self._append, payload)
+            written = await asyncio.to_thread(self._locked, self._append, payload)
             self._bytes += written
             self._batches += 1
             self.spooled_total += 1
             self._publish_gauges()
             self._changed.notify_all()
+
+    def _locked(self, work: Callable[..., T], *args: Any) -> T:
+        with self._io:
+            return work(*args)
 
     def _append(self, payload: bytes) -> int:
         if self._tail is None or self._tail.size >= self._segment_bytes:
@@ -243,8 +251,7 @@ class SpoolingSink(Sink):
                 return False
             self._inner_started = True
             log.info("sink reachable again", sink=self.name)
-        async with self._io:
-            payload = await asyncio.to_thread(_read_frame, self._segments[0])
+        payload = await asyncio.to_thread(self._locked, _read_frame, self._segments[0])
         try:
             await self.inner.write(decode_batch(payload))
         except SinkUnavailable as exc:
@@ -253,11 +260,9 @@ class SpoolingSink(Sink):
         except Exception as exc:  # a poison batch must not block the queue forever
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("spooled batch rejected by sink", sink=self.name, error=self.last_error)
-            async with self._io:
-                await asyncio.to_thread(self._reject, payload)
+            await asyncio.to_thread(self._locked, self._reject, payload)
         async with self._changed:
-            async with self._io:
-                freed = await asyncio.to_thread(self._pop)
+            freed = await asyncio.to_thread(self._locked, self._pop)
             self._bytes -= freed
             self._batches -= 1
             self._publish_gauges()
