@@ -546,6 +546,63 @@ def whales_import(path: Annotated[Path, typer.Argument(help="YAML file of whales
     console.print(f"imported {len(entries)} whale(s) from {path}")
 
 
+@app.command("export")
+def export_data(
+    table: Annotated[str, typer.Option("--table", help="Table to export, e.g. trades.")],
+    source: Annotated[
+        str, typer.Option("--from", help="Where the data is: sqlite or postgres.")
+    ] = "sqlite",
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only rows at/after this event time: 2024-05-01, an ISO datetime, ns."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Parquet: a directory (default ./export); CSV: a file or - (stdout)."),
+    ] = None,
+) -> None:
+    """Export stored rows to Hive-partitioned Parquet or to CSV."""
+    from venuefeed.sinks.export import EXPORTABLE, export
+
+    cfg = settings()
+    if source not in ("sqlite", "postgres") or fmt not in ("parquet", "csv"):
+        err_console.print("[red]--from is sqlite or postgres; --format is parquet or csv[/red]")
+        raise typer.Exit(2)
+    if table not in EXPORTABLE:
+        err_console.print(f"[red]cannot export {table!r}[/red]; choose {', '.join(EXPORTABLE)}")
+        raise typer.Exit(2)
+    target = out or (Path("export") if fmt == "parquet" else Path(f"{table}.csv"))
+    url = cfg.storage.database_url.get_secret_value() if cfg.storage.database_url else None
+
+    async def run() -> Any:
+        return await export(
+            source,  # type: ignore[arg-type]  # checked above
+            table,
+            since,
+            fmt,  # type: ignore[arg-type]
+            target,
+            sqlite_path=cfg.storage.sqlite_path,
+            database_url=url,
+            pg_schema=cfg.storage.postgres_schema,
+        )
+
+    try:
+        result = run_async(run)
+    except (ValueError, FileNotFoundError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    quiet = str(target) == "-"
+    if not quiet:
+        console.print(
+            f"exported {result.rows} {table} row(s) to {target} ({len(result.files)} file(s))"
+        )
+    if result.rejected:
+        err_console.print(
+            f"[yellow]{result.rejected} row(s) skipped: {result.first_problem}[/yellow]"
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

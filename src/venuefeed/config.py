@@ -137,12 +137,28 @@ class StorageSettings(_Section):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_ms: float = Field(default=5, ge=0)
     raw_messages: bool = False
+    postgres_schema: str = Field(default="venuefeed", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    postgres_pool_size: int = Field(default=4, ge=1)
+    parquet_roll_rows: int = Field(default=100_000, ge=1)
+    parquet_roll_seconds: float = Field(default=300, gt=0)
+    parquet_row_group_rows: int = Field(default=10_000, ge=1)
+    fanout_buffer_batches: int = Field(default=64, ge=1)
+    fanout_ack: Literal["all", "primary"] = Field(
+        default="all",
+        description="all: a batch is acknowledged once every sink (or its spool) holds it.",
+    )
 
 
 class BusSettings(_Section):
     kafka_bootstrap_servers: str | None = None
     kafka_format: Literal["json", "msgpack"] = "json"
+    kafka_topic_prefix: str = ""
+    kafka_delivery_timeout_seconds: float = Field(default=30, gt=0)
     nats_url: str | None = None
+    nats_subject_prefix: str = "venuefeed"
+    nats_stream: str = "VENUEFEED"
+    nats_duplicate_window_seconds: float = Field(default=600, gt=0)
+    nats_ack_timeout_seconds: float = Field(default=5, gt=0)
 
 
 class ApiSettings(_Section):

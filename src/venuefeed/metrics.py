@@ -17,9 +17,19 @@ __all__ = [
     "HTTP_LATENCY",
     "HTTP_REQUESTS",
     "INGESTION_ERRORS",
+    "KAFKA_DELIVERIES",
+    "KAFKA_PUBLISH_LATENCY",
+    "NATS_DUPLICATES",
     "QUEUE_DROPPED",
     "RATE_LIMIT_WAIT",
     "REJECTED_FRAMES",
+    "SINK_BUFFERED_BATCHES",
+    "SINK_RECORDS",
+    "SINK_REJECTED_ROWS",
+    "SINK_UNAVAILABLE",
+    "SPOOL_BATCHES",
+    "SPOOL_BLOCKED",
+    "SPOOL_BYTES",
     "TRADES_INGESTED",
     "WS_MESSAGES",
     "WS_RECONNECTIONS",
@@ -130,3 +140,39 @@ COMPONENT_RESTARTS = Counter(
     ["component"],
 )
 DATA_GAPS = Counter("data_gaps_total", "Detected data gaps by venue and cause.", ["venue", "cause"])
+# -- Sinks -------------------------------------------------------------------------
+SINK_RECORDS = Counter(
+    "sink_records_written_total", "Records acknowledged as durable by each sink.", ["sink"]
+)
+SINK_UNAVAILABLE = Counter(
+    "sink_unavailable_total", "Writes that found a sink's backend unreachable.", ["sink"]
+)
+SINK_REJECTED_ROWS = Counter(
+    "sink_rejected_rows_total",
+    "Rows a sink cannot represent exactly (e.g. > 9 fractional digits in Parquet); skipped.",
+    ["sink", "table", "reason"],
+)
+SINK_BUFFERED_BATCHES = Gauge(
+    "sink_buffered_batches", "Batches waiting in a sink's fan-out buffer.", ["sink"]
+)
+SPOOL_BYTES = Gauge("sink_spool_bytes", "Bytes waiting in a sink's on-disk spool.", ["sink"])
+SPOOL_BATCHES = Gauge("sink_spool_batches", "Batches waiting in a sink's on-disk spool.", ["sink"])
+SPOOL_BLOCKED = Counter(
+    "sink_spool_blocked_total",
+    "Writes that had to wait because a sink's spool was full (backpressure).",
+    ["sink"],
+)
+KAFKA_PUBLISH_LATENCY = Histogram(
+    "kafka_publish_latency_seconds",
+    "Time from produce() to the broker's delivery report (acks=all).",
+    ["topic"],
+    buckets=_LATENCY_BUCKETS,
+)
+KAFKA_DELIVERIES = Counter(
+    "kafka_deliveries_total", "Kafka delivery reports by topic and result.", ["topic", "result"]
+)
+NATS_DUPLICATES = Counter(
+    "nats_publish_duplicates_total",
+    "JetStream publishes the server recognised as duplicates (Nats-Msg-Id) and dropped.",
+    ["stream"],
+)

@@ -55,12 +55,9 @@ class AlreadyRunning(Exception):
 
 def build_sink(settings: Settings) -> Sink:
     """The configured sinks (SQLite by default) behind one :class:`Sink`."""
-    from venuefeed.sinks.sqlite import SqliteStore
+    from venuefeed.sinks.fanout import build_sinks
 
-    unsupported = [s for s in settings.storage.sinks if s != "sqlite"]
-    if unsupported:
-        raise ValueError(f"storage.sinks: {unsupported} are not available in this build")
-    return SqliteStore(settings.storage.sqlite_path)
+    return build_sinks(settings)
 
 
 class VenueRunner:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from venuefeed import schema
 from venuefeed.log import get_logger
-from venuefeed.models import BookSnapshot, Market
+from venuefeed.models import BookSnapshot, BookState, Market
 from venuefeed.sinks import rows
 from venuefeed.sinks.base import Record, Sink, Watermark
 
@@ -306,6 +306,8 @@ class SqliteStore(Sink):
             elif isinstance(record, Watermark):
                 conn.execute(_UPSERT_WATERMARK, (record.key, record.value, time.time_ns()))
                 count += 1
+            elif isinstance(record, BookState):
+                continue  # transient sync state: status and the bus carry it, tables do not
             else:
                 raise TypeError(f"sqlite store cannot store {type(record).__name__}")
         for name, table_rows in by_table.items():

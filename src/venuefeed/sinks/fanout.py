@@ -1,0 +1,261 @@
+"""Several sinks at once, each at its own pace, and the factory for the configured set.
+
+:class:`FanOut` gives every sink a lane: a bounded buffer of batches and its
+own writer task. A slow sink fills only its own buffer; the others keep
+writing. A writer that finds several batches waiting hands them to its sink
+as one (fewer commits, fewer round trips).
+
+When is a batch acknowledged? Rule 4 says nothing is acknowledged before it
+is durable, so by default (``ack="all"``) :meth:`FanOut.write` returns once
+every sink holds the batch durably -- committed, broker-acknowledged, or in
+that sink's on-disk spool when it is down (:func:`build_sinks` puts a spool
+in front of every network sink, so a sink that is *down* costs a disk append,
+not a stall). The price: a sink that is up but slow sets the acknowledgement
+pace once its buffer is full; the caller keeps several batches in flight to
+hide the latency of the others.
+
+``ack="primary"`` acknowledges once the durable stores (SQLite, PostgreSQL)
+have the batch and lets the other sinks (buses, Parquet) trail behind within
+their buffers. It is faster under a slow bus but weaker: a crash loses what
+sat in those in-memory buffers for the trailing sinks -- nothing replays it
+from the store. Choose it only where the buses are a best-effort feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from venuefeed import metrics
+from venuefeed.config import Settings
+from venuefeed.log import get_logger
+from venuefeed.sinks.base import Record, Sink
+from venuefeed.sinks.spool import SpoolingSink
+
+__all__ = ["FanOut", "build_sinks"]
+
+log = get_logger("venuefeed.fanout")
+
+AckMode = Literal["all", "primary"]
+PRIMARY_SINKS = frozenset({"sqlite", "postgres"})
+
+_Item = tuple[Sequence[Record], asyncio.Future[None]]
+_STOP = None
+
+
+class _Lane:
+    """One sink, its bounded buffer and its writer task."""
+
+    def __init__(self, sink: Sink, buffer_batches: int, max_group_records: int) -> None:
+        self.sink = sink
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(buffer_batches)
+        self.max_group_records = max_group_records
+        self.task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is _STOP:
+                return
+            group = [item]
+            records = len(item[0])
+            stop = False
+            while records < self.max_group_records and not self.queue.empty():
+                more = self.queue.get_nowait()
+                if more is _STOP:
+                    stop = True
+                    break
+                group.append(more)
+                records += len(more[0])
+            metrics.SINK_BUFFERED_BATCHES.labels(self.sink.name).set(self.queue.qsize())
+            await self._write(group)
+            if stop:
+                return
+
+    async def _write(self, group: list[_Item]) -> None:
+        parts = [part for part, _ in group]
+        batch = parts[0] if len(parts) == 1 else [r for part in parts for r in part]
+        try:
+            await self.sink.write(batch)
+        except Exception as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.written += len(batch)
+        for _, future in group:
+            if not future.done():
+                future.set_result(None)
+
+
+class FanOut(Sink):
+    """Writes every batch to every sink; see the module docstring for when it acknowledges."""
+
+    name = "fanout"
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        buffer_batches: int = 64,
+        *,
+        ack: AckMode = "all",
+        primary: Collection[str] = PRIMARY_SINKS,
+        max_group_records: int = 5000,
+    ) -> None:
+        if not sinks:
+            raise ValueError("FanOut needs at least one sink")
+        self.lanes = [_Lane(s, buffer_batches, max_group_records) for s in sinks]
+        self.ack: AckMode = ack
+        self._primary = frozenset(primary)
+        if ack == "primary" and not any(s.name in self._primary for s in sinks):
+            raise ValueError(f"ack='primary' needs one of {sorted(self._primary)} among the sinks")
+
+    async def start(self) -> None:
+        started: list[Sink] = []
+        try:
+            for lane in self.lanes:
+                await lane.sink.start()
+                started.append(lane.sink)
+        except BaseException:
+            for sink in reversed(started):
+                await sink.close()
+            raise
+        for lane in self.lanes:
+            lane.task = asyncio.create_task(lane.run(), name=f"fanout-{lane.sink.name}")
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        for lane in self.lanes:
+            future: asyncio.Future[None] = loop.create_future()
+            await lane.queue.put((batch, future))
+            metrics.SINK_BUFFERED_BATCHES.labels(lane.sink.name).set(lane.queue.qsize())
+            if self.ack == "all" or lane.sink.name in self._primary:
+                waits.append(future)
+            else:
+                future.add_done_callback(_log_trailing_failure)
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def close(self) -> None:
+        for lane in self.lanes:
+            if lane.task is not None:
+                await lane.queue.put(_STOP)
+        for lane in self.lanes:
+            if lane.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+                lane.task = None
+            await lane.sink.close()
+
+    def status(self) -> dict[str, Any]:
+        """Per sink: buffered batches, records written, errors, and its spool if any."""
+        out: dict[str, Any] = {}
+        for lane in self.lanes:
+            entry: dict[str, Any] = {
+                "buffered_batches": lane.queue.qsize(),
+                "buffer_capacity": lane.queue.maxsize,
+                "records_written": lane.written,
+                "errors": lane.errors,
+                "last_error": lane.last_error,
+            }
+            if isinstance(lane.sink, SpoolingSink):
+                entry["spool"] = lane.sink.status()
+            out[lane.sink.name] = entry
+        return out
+
+
+def _log_trailing_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("trailing sink failed a batch", error=str(future.exception()))
+
+
+def build_sinks(settings: Settings) -> Sink:
+    """The configured set of sinks: one sink, or a :class:`FanOut` of several.
+
+    Network sinks (PostgreSQL, Kafka, NATS) get a :class:`SpoolingSink` each,
+    in ``storage.spool_dir/<sink>`` bounded by ``storage.spool_max_bytes``.
+    Local sinks (SQLite, Parquet) write to the same disk a spool would and
+    need none.
+    """
+    storage, bus = settings.storage, settings.bus
+
+    def spooled(sink: Sink) -> Sink:
+        return SpoolingSink(sink, Path(storage.spool_dir) / sink.name, storage.spool_max_bytes)
+
+    sinks: list[Sink] = []
+    for name in dict.fromkeys(storage.sinks):
+        if name == "sqlite":
+            from venuefeed.sinks.sqlite import SqliteStore
+
+            sinks.append(SqliteStore(storage.sqlite_path))
+        elif name == "postgres":
+            from venuefeed.sinks.postgres import PostgresStore, resolve_url
+
+            url = storage.database_url.get_secret_value() if storage.database_url else None
+            sinks.append(
+                spooled(
+                    PostgresStore(
+                        resolve_url(url),
+                        pg_schema=storage.postgres_schema,
+                        pool_size=storage.postgres_pool_size,
+                    )
+                )
+            )
+        elif name == "parquet":
+            from venuefeed.sinks.parquet import ParquetSink
+
+            sinks.append(
+                ParquetSink(
+                    storage.parquet_root,
+                    roll_rows=storage.parquet_roll_rows,
+                    roll_seconds=storage.parquet_roll_seconds,
+                    row_group_rows=storage.parquet_row_group_rows,
+                )
+            )
+        elif name == "kafka":
+            from venuefeed.sinks.kafka import KafkaSink
+
+            if not bus.kafka_bootstrap_servers:
+                raise ValueError("the kafka sink needs bus.kafka_bootstrap_servers")
+            sinks.append(
+                spooled(
+                    KafkaSink(
+                        bus.kafka_bootstrap_servers,
+                        fmt=bus.kafka_format,
+                        topic_prefix=bus.kafka_topic_prefix,
+                        delivery_timeout=bus.kafka_delivery_timeout_seconds,
+                    )
+                )
+            )
+        elif name == "nats":
+            from venuefeed.sinks.nats import NatsSink
+
+            if not bus.nats_url:
+                raise ValueError("the nats sink needs bus.nats_url")
+            sinks.append(
+                spooled(
+                    NatsSink(
+                        bus.nats_url,
+                        subject_prefix=bus.nats_subject_prefix,
+                        stream=bus.nats_stream,
+                        duplicate_window=bus.nats_duplicate_window_seconds,
+                        ack_timeout=bus.nats_ack_timeout_seconds,
+                    )
+                )
+            )
+    if len(sinks) == 1:
+        return sinks[0]
+    return FanOut(sinks, storage.fanout_buffer_batches, ack=storage.fanout_ack)

@@ -1,0 +1,153 @@
+"""The Parquet sink: Hive layout readable by pyarrow.dataset, exact decimals, rolling, WAL."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from sink_helpers import delta, market, mixed_batch, snapshot, trade
+from venuefeed import metrics
+from venuefeed.sinks.base import Watermark
+from venuefeed.sinks.journal import Journal, encode_batch
+from venuefeed.sinks.keys import message_id
+from venuefeed.sinks.parquet import ParquetSink, decimal_problem
+
+
+def dataset(root: Path, table: str) -> ds.Dataset:
+    return ds.dataset(root / table, format="parquet", partitioning="hive")
+
+
+def parts(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*/*/part-*.parquet"))
+
+
+def open_parts(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*/*/.part-*.inprogress"))
+
+
+def tables(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
+
+
+def tear(path: Path) -> None:
+    """Append a torn frame, as a crash in the middle of an append leaves."""
+    with path.open("ab") as f:
+        f.write(b"\x10\x00\x00\x00garbage")
+
+
+def wal_files(root: Path) -> list[Path]:
+    return sorted((root / "_wal").glob("wal-*.log"))
+
+
+async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> None:
+    async with ParquetSink(tmp_path) as sink:
+        await sink.write([*mixed_batch(1), trade(2, price="0.000000001"), trade(3, venue="kalshi")])
+    trades = dataset(tmp_path, "trades").to_table().sort_by("trade_id").to_pylist()
+    assert [(t["venue"], t["date"], t["trade_id"], t["price"], t["size"]) for t in trades] == [
+        ("pm", "2023-11-14", "t1", Decimal("0.5"), Decimal("10.25")),
+        ("pm", "2023-11-14", "t2", Decimal("0.000000001"), Decimal("10.25")),
+        ("kalshi", "2023-11-14", "t3", Decimal("0.5"), Decimal("10.25")),
+    ]
+    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 9)"
+    assert trades[0]["_id"] == message_id(trade(1))
+    deltas = dataset(tmp_path, "book_deltas").to_table().to_pylist()
+    assert sorted((d["side"], str(d["price"].normalize()), str(d["size"].normalize()))
+                  for d in deltas) == [("ask", "64000.5", "0"), ("ask", "64001", "1.5"),
+                                       ("bid", "64000.01", "1E-8")]  # fmt: skip
+    (snap,) = dataset(tmp_path, "book_snapshots").to_table().to_pylist()
+    assert [(lv["price"], lv["size"]) for lv in snap["bids"]] == [
+        (Decimal("0.52"), Decimal("5")), (Decimal("0.5"), Decimal("7"))
+    ]  # fmt: skip
+    assert snap["venue"] == "kalshi"
+    assert tables(tmp_path) == ["book_deltas", "book_snapshots", "candles", "data_gaps",
+                      "market_status_changes", "price_updates", "quotes", "trades",
+                      "whale_activity"]  # fmt: skip
+
+
+async def test_duplicates_skipped_within_and_across_parts_and_restarts(tmp_path: Path) -> None:
+    async with ParquetSink(tmp_path, roll_rows=5) as sink:
+        batch = [trade(n) for n in range(8)]
+        await sink.write(batch + batch)
+        await sink.write(batch)
+    async with ParquetSink(tmp_path, roll_rows=5) as sink:  # a restart refills the id cache
+        await sink.write([trade(n) for n in range(10)])
+    ids = dataset(tmp_path, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
+    assert sorted(ids) == sorted(f"t{n}" for n in range(10))
+
+
+async def test_rolls_by_rows_into_row_groups(tmp_path: Path) -> None:
+    async with ParquetSink(tmp_path, roll_rows=10, row_group_rows=4) as sink:
+        for k in range(5):
+            await sink.write([trade(k * 5 + i) for i in range(5)])
+        assert len(parts(tmp_path)) == 2  # 25 rows: two parts of 10 closed, 5 still open
+        assert open_parts(tmp_path)
+    files = parts(tmp_path)
+    assert len(files) == 3
+    groups = [pq.ParquetFile(f).metadata.num_row_groups for f in files]
+    assert groups == [3, 3, 2]  # 10 rows in groups of 4 -> 4+4+2; the last 5 -> 4+1
+    assert dataset(tmp_path, "trades").count_rows() == 25
+
+
+async def test_rolls_by_time(tmp_path: Path) -> None:
+    async with ParquetSink(tmp_path, roll_seconds=0.2) as sink:
+        await sink.write([trade(1)])
+        for _ in range(50):
+            if parts(tmp_path):
+                break
+            await asyncio.sleep(0.05)
+        assert len(parts(tmp_path)) == 1
+
+
+async def test_too_many_fractional_digits_rejected_and_counted(tmp_path: Path) -> None:
+    counter = metrics.SINK_REJECTED_ROWS.labels("parquet", "trades", "decimal_scale")
+    before = counter._value.get()
+    async with ParquetSink(tmp_path) as sink:
+        await sink.write([trade(1, price="0.0000000001"), trade(2)])
+        assert sink.rejected == 1
+    assert counter._value.get() - before == 1
+    ids = dataset(tmp_path, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
+    assert ids == ["t2"]
+    assert decimal_problem("0.0000000001") == "10 fractional digits (at most 9)"
+    assert decimal_problem("1" * 30) is not None and decimal_problem("1" * 29) is None
+
+
+async def test_crash_with_open_parts_is_rebuilt_from_the_wal(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, roll_rows=1000, row_group_rows=1)
+    await sink.start()
+    await sink.write([trade(n) for n in range(5)])
+    await sink.write([delta(1), snapshot(1)])
+    # Simulate a crash: nothing closed; the open parts have no footer.
+    assert sink._timer is not None
+    sink._timer.cancel()
+    assert not parts(tmp_path)
+    # A torn frame at the end of the log (crash mid-append) is ignored.
+    (wal,) = wal_files(tmp_path)
+    tear(wal)
+    async with ParquetSink(tmp_path) as again:
+        assert again.rows_written == 7
+    assert dataset(tmp_path, "trades").count_rows() == 5
+    assert dataset(tmp_path, "book_deltas").count_rows() == 3
+    assert dataset(tmp_path, "book_snapshots").count_rows() == 1
+    assert not open_parts(tmp_path)
+    assert not wal_files(tmp_path)
+
+
+def test_journal_recovers_torn_tail(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.log")
+    journal.append(encode_batch([trade(1)]))
+    journal.close()
+    good = (tmp_path / "j.log").stat().st_size
+    with (tmp_path / "j.log").open("ab") as f:
+        f.write(b"\xff\x00")
+    assert Journal(tmp_path / "j.log").size == good
+
+
+async def test_markets_and_watermarks_are_not_written(tmp_path: Path) -> None:
+    async with ParquetSink(tmp_path) as sink:
+        await sink.write([market(), Watermark("a", "b")])
+        assert sink.rows_written == 0
+    assert not parts(tmp_path)
