@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -35,9 +35,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 whales_app = typer.Typer(help="Watch large traders (the whales table).", no_args_is_help=True)
+archive_app = typer.Typer(
+    help="Bulk-archive a venue's whole catalogue to disk.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(whales_app, name="whales")
+app.add_typer(archive_app, name="archive")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -235,6 +239,37 @@ def sim(
     run_async(serve)
 
 
+@archive_app.command("kalshi")
+def archive_kalshi(
+    out: Annotated[
+        Path, typer.Option(help="Folder that holds kalshi_archive_<timestamp>/.")
+    ] = Path("."),
+    layout: Annotated[str, typer.Option(help="files (one JSON per record), jsonl or parquet.")] = (
+        "files"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Start a new archive instead of resuming.")] = False,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="series, events, markets (default: all three).")
+    ] = None,
+) -> None:
+    """Every Kalshi series, event and market; resumable (rerun continues), deduplicated."""
+    from venuefeed.venues.kalshi.archive import run_archive
+
+    if layout not in ("files", "jsonl", "parquet"):
+        raise typer.BadParameter("--layout must be files, jsonl or parquet")
+    cfg = settings()
+    endpoints = tuple(endpoint) if endpoint else ("series", "events", "markets")
+    chosen = cast(Literal["files", "jsonl", "parquet"], layout)
+    summary = run_async(
+        lambda: run_archive(
+            cfg, out_dir=out, layout=chosen, fresh=fresh, endpoints=endpoints, show_progress=True
+        )
+    )
+    console.print(f"{summary.records} records archived; complete: {summary.ok}")
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
 def _print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
@@ -328,6 +363,8 @@ def demo(
     from venuefeed.demo import run_demo
 
     cfg = settings()
+    if _State.overrides.get("logging.level") is None:  # keep the live screen readable
+        configure_logging("WARNING", cfg.logging.format)
     final = run_async(
         lambda: run_demo(_State.config_path, duration=duration, db=cfg.storage.sqlite_path,
                          api_port=port, seed=seed, events_per_second=rate, console=console)

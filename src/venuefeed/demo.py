@@ -31,7 +31,7 @@ DEMO_VENUES = ("polymarket", "kalshi")
 async def start_simulators(seed: int, events_per_second: float) -> dict[str, SimulatorBase]:
     sims: dict[str, SimulatorBase] = {}
     for n, name in enumerate(DEMO_VENUES):
-        sim = simulator_class(name)(seed=seed + n, events_per_second=events_per_second)  # type: ignore[call-arg]
+        sim = simulator_class(name).for_demo(seed=seed + n, events_per_second=events_per_second)
         await sim.start()
         sims[name] = sim
     return sims
@@ -41,7 +41,11 @@ def demo_settings(
     config: Path | None, sims: dict[str, SimulatorBase], db: Path, api_port: int
 ) -> Settings:
     """The user's config with only the simulated venues on, pointed at the simulators."""
-    overrides: dict[str, Any] = {"storage.sqlite_path": db, "api.port": api_port}
+    overrides: dict[str, Any] = {
+        "storage.sqlite_path": db,
+        "api.port": api_port,
+        "whales.poll_interval_seconds": 5,
+    }
     for name in load_config(config).venues:
         overrides[f"venues.{name}.enabled"] = name in sims
     for name, sim in sims.items():

@@ -30,7 +30,7 @@ from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.whales import WhaleWatch, whale_store
 from venuefeed.pipeline.writer import SinkWriter
-from venuefeed.sinks.base import Sink
+from venuefeed.sinks.base import Sink, Watermark
 from venuefeed.stats import ErrorLog, RollingCounters
 from venuefeed.supervisor import Supervisor
 from venuefeed.venues.base import (
@@ -81,7 +81,7 @@ class VenueRunner:
         self.last_seen: dict[str, int] = {}
         self.last_discovery: float | None = None
         self.events = 0
-        self._stream_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -139,6 +139,7 @@ class VenueRunner:
         stream = self.adapter.open_stream()
         process = self.pipeline.process
         last_seen = self.last_seen
+        stream.on_market = self._market_learned
         async with stream:
             self.stream = stream
             try:
@@ -150,6 +151,41 @@ class VenueRunner:
                     await process(event)
             finally:
                 self.stream = None
+
+    def _market_learned(self, market: Market) -> None:
+        """A market the stream discovered by itself: keep and store it."""
+        self.markets[market.market_id] = market
+        task = asyncio.get_running_loop().create_task(self.pipeline.process(market))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def wallets_loop(self) -> None:
+        """Poll watched wallets (and market-wide large trades); marks survive restarts."""
+        sink = self.pipeline.writer.sink
+        prefix = f"wallets:{self.name}:"
+        watcher = self.adapter.wallet_watcher(self._watched())
+        stored = await sink.read_watermarks(prefix)
+        marks = {
+            key[len(prefix) :]: msgspec.json.decode(value, type=watcher.mark_type)
+            for key, value in stored.items()
+        }
+        while True:
+            wanted = self._watched()
+            if set(wanted) != set(getattr(watcher, "wallets", wanted)):
+                watcher = self.adapter.wallet_watcher(wanted)
+            trades, new_marks = await watcher.poll(marks)
+            for trade in trades:
+                await self.pipeline.process(trade)
+            for source, mark in new_marks.items():
+                if marks.get(source) != mark:
+                    value = msgspec.json.encode(mark).decode()
+                    await self.pipeline.writer.put(Watermark(prefix + source, value))
+            marks = new_marks
+            await asyncio.sleep(self.settings.whales.poll_interval_seconds)
+
+    def _watched(self) -> list[str]:
+        configured = self.adapter.settings.options.get("whale_wallets", ())
+        return sorted({*self.pipeline.whales.addresses, *(w.lower() for w in configured)})
 
     # -- polling -----------------------------------------------------------
 
@@ -399,6 +435,8 @@ class Service:
             if "stream" in caps:
                 self.supervisor.start(f"{name}:stream", runner.stream_loop)
                 self.supervisor.start(f"{name}:liveness", runner.liveness_loop)
+            if "wallets" in caps:
+                self.supervisor.start(f"{name}:wallets", runner.wallets_loop)
             else:
                 self.supervisor.start(
                     f"{name}:snapshot", functools.partial(runner.snapshot_loop, snapshot_interval)

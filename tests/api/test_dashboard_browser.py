@@ -115,8 +115,12 @@ async def test_dashboard_live_counters_and_disconnects(browser: Browser, tmp_pat
 
         # counters move
         before = await counter(page, "#m-events")
-        await expect(page.locator("#m-events")).not_to_have_text(str(before), timeout=5_000)
-        assert await counter(page, "#m-events") > before >= 0
+        assert before >= 0
+        for _ in range(50):  # the number is shown with separators: compare values, not text
+            if await counter(page, "#m-events") > before:
+                break
+            await page.wait_for_timeout(100)
+        assert await counter(page, "#m-events") > before
         await page.wait_for_timeout(1_500)  # let the chart gather a few seconds
         shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
         shot.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from venuefeed import exact, schema
 from venuefeed.metrics import ACTIVE_WHALES, WHALE_TRADES
 from venuefeed.models import Trade, WhaleTrade
 
-__all__ = ["WhaleWatch", "format_whale_trade", "load_whale_file", "whale_store"]
+__all__ = ["WhaleWatch", "format_whale_trade", "load_whale_file", "whale_event", "whale_store"]
 
 _FIELDS = tuple(c.name for c in schema.WHALES.columns if c.name not in ("added_at", "updated_at"))
 _BOOL_FIELDS = {"famous", "confirmed", "copying_enabled", "enabled"}
@@ -63,10 +63,37 @@ class WhaleWatch:
         )  # fmt: skip
 
 
+def whale_event(w: WhaleTrade) -> dict[str, Any]:
+    """The documented ``whale_trade`` event shape (bus topic ``whale_activity``, dashboard).
+
+    ``{event_type, trade_id, trader_address, market_id, token_id, side, size,
+    price, amount, timestamp, detected_at}`` -- timestamps in ns -- plus the
+    venue and whether the wallet is a watched one.
+    """
+    return {
+        "event_type": "whale_trade",
+        "venue": w.venue,
+        "trade_id": w.trade_id,
+        "trader_address": w.trader_address,
+        "market_id": w.market_id,
+        "token_id": w.instrument,
+        "side": w.side,
+        "size": w.size,
+        "price": w.price,
+        "amount": w.amount,
+        "timestamp": w.ts_venue,
+        "detected_at": w.ts_recv,
+        "known_whale": w.known_whale,
+    }
+
+
 def format_whale_trade(w: WhaleTrade) -> str:
     """``whale trade 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)`` for the console."""
     address = w.trader_address
-    short = address[:8] + "…" if len(address) > 10 else address
+    if address == "unknown":
+        short = "(anonymous)"  # a WebSocket print: the venue does not say who traded
+    else:
+        short = address[:8] + "…" if len(address) > 10 else address
     amount = Decimal(w.amount).quantize(Decimal("0.01"))
     return f"whale trade {short} {w.side.upper()} {w.size} @ {w.price} (${amount:,})"
 

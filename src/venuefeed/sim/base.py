@@ -130,6 +130,11 @@ class SimulatorBase(abc.ABC):
     def urls(self) -> dict[str, str]:
         """Endpoint overrides that point the venue's adapter at this simulator."""
 
+    @classmethod
+    def for_demo(cls, *, seed: int, events_per_second: float) -> SimulatorBase:
+        """A simulator set up for ``venuefeed demo`` (venues needing test keys override it)."""
+        return cls(seed=seed, events_per_second=events_per_second)  # type: ignore[call-arg]
+
     def client_credentials(self) -> dict[str, str]:
         """Credentials a client needs to talk to this simulator (test keys), by name."""
         return {}

@@ -27,6 +27,7 @@ from venuefeed.models import (
     WhaleTrade,
     event_encoder,
 )
+from venuefeed.pipeline.whales import whale_event
 from venuefeed.sinks.base import Record
 
 __all__ = ["TOPICS", "WireFormat", "encode", "topic_for", "type_tag"]
@@ -58,8 +59,12 @@ def topic_for(record: Record) -> str | None:
 
 def encode(record: Record, fmt: WireFormat = "json") -> bytes:
     """The record's canonical wire form."""
-    if isinstance(record, Market):
-        body: dict[str, Any] = {"type": "market", **msgspec.to_builtins(record)}
+    if isinstance(record, Market | WhaleTrade):
+        body: dict[str, Any] = (
+            {"type": "market", **msgspec.to_builtins(record)}
+            if isinstance(record, Market)
+            else {"type": "whale_trade", **whale_event(record)}
+        )
         return msgspec.json.encode(body) if fmt == "json" else _msgpack.encode(body)
     if fmt == "json":
         return event_encoder.encode(record)

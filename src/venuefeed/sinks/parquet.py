@@ -197,7 +197,7 @@ def sql_layout(table: schema.Table, columns: Sequence[str] | None = None) -> Lay
 
 _LEVEL = pa.list_(pa.struct([pa.field("price", DECIMAL), pa.field("size", DECIMAL)]))
 _SNAPSHOT_NAMES = ("venue", "instrument", "ts_venue", "ts_recv", "sequence", "checksum",
-                   "bids", "asks")  # fmt: skip
+                   "digest", "bids", "asks")  # fmt: skip
 _SNAPSHOTS = Layout(
     table="book_snapshots",
     names=_SNAPSHOT_NAMES[1:],
@@ -208,6 +208,7 @@ _SNAPSHOTS = Layout(
             pa.field("ts_recv", pa.int64(), nullable=False),
             pa.field("sequence", pa.int64(), nullable=False),
             pa.field("checksum", pa.string()),
+            pa.field("digest", pa.string(), nullable=False),
             pa.field("bids", _LEVEL),
             pa.field("asks", _LEVEL),
             pa.field("_id", pa.string()),

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from venuefeed.book import OrderBook
 from venuefeed.models import BookSnapshot, Candle, Event, Market, Trade
@@ -35,6 +35,7 @@ __all__ = [
     "Unsupported",
     "VenueAdapter",
     "VenueStream",
+    "WalletSource",
     "adapter_class",
     "known_venues",
     "simulator_class",
@@ -91,8 +92,12 @@ class VenueStream(abc.ABC):
     Book events come out already checked against the local book (the stream
     owns its books and resyncs an instrument on its own); ``BookState`` and
     ``DataGap`` events report what happened. Iterating ends only after
-    :meth:`close`.
+    :meth:`close`. Markets a stream learns by itself (an asset id seen before
+    discovery found its market) go to :attr:`on_market`, so the service can
+    store them.
     """
+
+    on_market: Callable[[Market], None] | None = None
 
     @abc.abstractmethod
     async def subscribe(self, instruments: Iterable[str]) -> None: ...
@@ -132,6 +137,18 @@ class VenueStream(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class WalletSource(Protocol):
+    """Polls trades of watched wallets (and market-wide large trades) since per-source marks.
+
+    ``mark_type`` is the msgspec type of one mark, so the service can persist
+    marks as JSON watermarks and decode them after a restart.
+    """
+
+    mark_type: type[Any]
+
+    async def poll(self, marks: Mapping[str, Any]) -> tuple[list[Trade], dict[str, Any]]: ...
 
 
 class VenueAdapter(abc.ABC):
@@ -193,6 +210,10 @@ class VenueAdapter(abc.ABC):
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
         raise Unsupported(f"{self.name} has no live stream")
+
+    def wallet_watcher(self, wallets: Iterable[str] | None = None) -> WalletSource:
+        """Whale sources for ``wallets`` (capability ``wallets``)."""
+        raise Unsupported(f"{self.name} has no per-wallet trade history")
 
     async def _stream_channel(
         self, channel: Channel, instruments: Iterable[str]

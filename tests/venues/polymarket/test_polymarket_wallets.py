@@ -1,4 +1,4 @@
-"""Whale tracking: watermarks report each trade once; watched wallets and big notionals flagged."""
+"""Whale sources: watermarks report each trade once; the pipeline flags the whales."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 from decimal import Decimal
 
 from venuefeed.models import Trade
+from venuefeed.pipeline.whales import WhaleWatch
 from venuefeed.venues.polymarket import Simulator
-from venuefeed.venues.polymarket.wallets import MARKET_WIDE, Watermark, WhaleTrade, advance, detect
+from venuefeed.venues.polymarket.wallets import MARKET_WIDE, Watermark, advance
 
 from .helpers import make_adapter
 
@@ -31,21 +32,6 @@ def test_watermark_reports_each_trade_once_even_within_one_second() -> None:
     assert nothing == [] and same == mark
 
 
-def test_detect_watched_wallets_and_large_notional() -> None:
-    trades = [
-        trade("small-known", 1, "10", "0.5", "0xAbC"),
-        trade("big-unknown", 2, "30000", "0.5", "0xdef"),
-        trade("small-unknown", 3, "10", "0.5", "0x999"),
-        trade("big-anonymous", 4, "20000", "0.5", None),
-    ]
-    events = detect(trades, watched={"0xabc"}, threshold=Decimal("10000"), detected_at=99)
-    assert [e.trade_id for e in events] == ["small-known", "big-unknown", "big-anonymous"]
-    assert events[1] == WhaleTrade(
-        trade_id="big-unknown", trader_address="0xdef", market_id="0xm", token_id="tok",
-        side="buy", size="30000", price="0.5", amount="15000", timestamp=2, detected_at=99,
-    )  # fmt: skip
-
-
 async def test_poll_against_the_simulator_with_watermarks() -> None:
     async with Simulator(seed=31, markets=3, events_per_second=300, whale_rate=0.25) as sim:
         assert isinstance(sim, Simulator)
@@ -59,10 +45,15 @@ async def test_poll_against_the_simulator_with_watermarks() -> None:
             await asyncio.sleep(0.1)
             third, marks = await watcher.poll(marks)
             fourth, _ = await watcher.poll(marks)
-        ids = [e.trade_id for e in first + second + third]
+        found = first + second + third
+        ids = [t.trade_id for t in found]
         assert len(ids) == len(set(ids)) and fourth == []
         whales = [t for t in sim.truth.trades if t["whale"]]
         assert len(ids) == len(whales) > 0
-        assert {e.trader_address for e in first + second + third} <= set(sim.whale_wallets)
-        assert all(Decimal(e.amount) >= 10000 for e in first + second + third)
         assert set(marks) == {*sim.whale_wallets, MARKET_WIDE}
+        # The pipeline's whale watch flags every one of them: a watched wallet or a big notional.
+        watch = WhaleWatch(Decimal("10000"))
+        watch.update(sim.whale_wallets)
+        events = [watch.inspect(t) for t in found]
+        assert all(e is not None for e in events)
+        assert all(e.known_whale or Decimal(e.amount) >= 10000 for e in events if e is not None)

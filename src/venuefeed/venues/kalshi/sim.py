@@ -37,7 +37,7 @@ from aiohttp import WSMsgType, web
 
 from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
 from venuefeed.venues.kalshi import simdata
-from venuefeed.venues.kalshi.auth import load_public_key, verify_request
+from venuefeed.venues.kalshi.auth import generate_test_keypair, load_public_key, verify_request
 from venuefeed.venues.kalshi.simdata import SimBook, Universe, dollars, fp, iso
 
 __all__ = ["REST_PREFIX", "WS_PATH", "Simulator"]
@@ -94,6 +94,10 @@ class _Conn:
     held: bytes | None = None
 
 
+DEMO_KEY_ID = "00000000-0000-4000-8000-0000000000de"
+"""Key id the demo's client sends; the simulator checks signatures, not ids."""
+
+
 class Simulator(SimulatorBase):
     """A seeded local Kalshi. See the module docstring for what it speaks."""
 
@@ -110,8 +114,10 @@ class Simulator(SimulatorBase):
         events_per_second: float = 20.0,
         anchor_ts: int | None = None,
         ping_interval: float = 10.0,
+        private_key_pem: bytes | None = None,
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
+        self._private_key_pem = private_key_pem
         if anchor_ts is None:
             anchor_ts = int(time.time()) // simdata.DAY * simdata.DAY
         self.universe = Universe(seed, markets, anchor_ts)
@@ -130,6 +136,18 @@ class Simulator(SimulatorBase):
         self._pages_served = 0
 
     # -- SimulatorBase -------------------------------------------------------
+
+    @classmethod
+    def for_demo(cls, *, seed: int, events_per_second: float) -> Simulator:
+        """With a fresh test key pair, so the client signs like it does against Kalshi."""
+        private_pem, public_pem = generate_test_keypair()
+        return cls(seed=seed, events_per_second=events_per_second, markets=200,
+                   public_key_pem=public_pem, private_key_pem=private_pem)  # fmt: skip
+
+    def client_credentials(self) -> dict[str, str]:
+        if self._private_key_pem is None:
+            return {}
+        return {"api_key_id": DEMO_KEY_ID, "private_key": self._private_key_pem.decode()}
 
     def urls(self) -> dict[str, str]:
         return {"rest": self.base_url + REST_PREFIX, "ws": self.ws_base_url + WS_PATH}

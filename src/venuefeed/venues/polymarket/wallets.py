@@ -1,58 +1,37 @@
-"""Whale tracking: trades by watched wallets, and any trade above a notional threshold.
+"""Whale sources: trades by watched wallets, and any trade above a notional threshold.
 
 Polymarket publishes no real-time per-wallet feed on the public CLOB (RTDS
-``activity`` is market-wide), so wallets are polled on the Data API. Each
+``activity`` is market-wide), so wallets are polled on the Data API. This
+module only *finds* those trades; deciding which are whale trades, and
+shaping the ``whale_trade`` event, is the pipeline's job
+(:mod:`venuefeed.pipeline.whales`), the same for every venue. Each
 source (one per wallet, plus ``"*"`` for market-wide large trades) keeps a
 :class:`Watermark` -- the newest timestamp seen and the trade ids seen at that
 timestamp -- which goes in and out of :meth:`WalletWatcher.poll`, so the
 service can persist it and nothing is reported twice, even across restarts.
 Trades sharing the watermark second are told apart by id, not dropped.
 
-The decision logic (:func:`advance`, :func:`detect`) is pure; only
-:meth:`WalletWatcher.poll` does I/O.
+:func:`advance` is pure; only :meth:`WalletWatcher.poll` does I/O.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from venuefeed import exact
 from venuefeed.models import Trade
 
 if TYPE_CHECKING:
     from venuefeed.venues.polymarket.rest import PolymarketRest
 
-__all__ = ["MARKET_WIDE", "WalletWatcher", "Watermark", "WhaleTrade", "advance", "detect"]
+__all__ = ["MARKET_WIDE", "WalletWatcher", "Watermark", "advance"]
 
 MARKET_WIDE = "*"
 """Watermark key of the market-wide large-trade source."""
-
-
-class WhaleTrade(msgspec.Struct, kw_only=True, frozen=True):
-    """A whale trade as published to sinks and the dashboard.
-
-    ``amount`` is the notional in USDC (size x price); ``timestamp`` is the
-    venue's trade time and ``detected_at`` when we saw it (both ns).
-    ``trader_address`` is None for a large trade whose wallet is not public
-    (a WebSocket print).
-    """
-
-    event_type: str = "whale_trade"
-    trade_id: str
-    trader_address: str | None
-    market_id: str | None
-    token_id: str
-    side: str
-    size: str
-    price: str
-    amount: str
-    timestamp: int
-    detected_at: int
 
 
 class Watermark(msgspec.Struct, frozen=True):
@@ -85,46 +64,10 @@ def advance(trades: Iterable[Trade], mark: Watermark) -> tuple[list[Trade], Wate
     return list(unique.values()), Watermark(newest, tuple(sorted(ids)))
 
 
-def notional(trade: Trade) -> Decimal:
-    return exact.to_decimal(trade.size) * exact.to_decimal(trade.price)
-
-
-def detect(
-    trades: Iterable[Trade],
-    *,
-    watched: Collection[str],
-    threshold: Decimal,
-    detected_at: int,
-) -> list[WhaleTrade]:
-    """Whale events for trades by a watched wallet or with notional >= ``threshold``.
-
-    The threshold applies to every trade, so a large trade by an unknown
-    wallet (or an anonymous WebSocket print) is flagged too.
-    """
-    out: list[WhaleTrade] = []
-    for trade in trades:
-        amount = notional(trade)
-        wallet = (trade.taker or trade.maker or "").lower() or None
-        if (wallet is not None and wallet in watched) or amount >= threshold:
-            out.append(
-                WhaleTrade(
-                    trade_id=trade.trade_id,
-                    trader_address=wallet,
-                    market_id=trade.market_id,
-                    token_id=trade.instrument,
-                    side=trade.side,
-                    size=trade.size,
-                    price=trade.price,
-                    amount=exact.from_decimal(amount),
-                    timestamp=trade.ts_venue,
-                    detected_at=detected_at,
-                )
-            )
-    return out
-
-
 class WalletWatcher:
     """Polls the Data API for watched wallets and market-wide large trades."""
+
+    mark_type = Watermark
 
     def __init__(
         self,
@@ -141,8 +84,8 @@ class WalletWatcher:
 
     async def poll(
         self, marks: Mapping[str, Watermark]
-    ) -> tuple[list[WhaleTrade], dict[str, Watermark]]:
-        """One round: new whale trades since ``marks`` and the advanced marks.
+    ) -> tuple[list[Trade], dict[str, Watermark]]:
+        """One round: new trades of the sources since ``marks``, and the advanced marks.
 
         A source seen for the first time starts ``lookback_seconds`` back. An
         HTTP failure propagates (the transport has already retried); marks of
@@ -151,7 +94,7 @@ class WalletWatcher:
         """
         now = time.time_ns()
         out_marks = dict(marks)
-        events: list[WhaleTrade] = []
+        found: list[Trade] = []
         seen: set[str] = set()
         sources: list[tuple[str, list[Trade]]] = []
         for wallet in self.wallets:
@@ -164,7 +107,5 @@ class WalletWatcher:
             fresh, out_marks[key] = advance(trades, marks.get(key, Watermark()))
             fresh = [t for t in fresh if t.trade_id not in seen]
             seen.update(t.trade_id for t in fresh)
-            events.extend(
-                detect(fresh, watched=self.wallets, threshold=self.threshold, detected_at=now)
-            )
-        return events, out_marks
+            found.extend(fresh)
+        return found, out_marks

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from conftest import require_service
+from ..conftest import require_service
 from venuefeed.models import (
     BookDelta,
     BookLevel,

@@ -9,11 +9,12 @@ import msgspec
 import nats
 import pytest
 
-from sink_helpers import market, mixed_batch, require_nats, trade
 from venuefeed.models import event_decoder
 from venuefeed.sinks.base import SinkUnavailable, Watermark
 from venuefeed.sinks.keys import message_id
 from venuefeed.sinks.nats import NatsSink
+
+from .helpers import market, mixed_batch, require_nats, trade
 
 
 @pytest.fixture

@@ -11,12 +11,13 @@ import msgspec
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from sink_helpers import delta, market, mixed_batch, trade
 from venuefeed import metrics
 from venuefeed.models import event_decoder
 from venuefeed.sinks.base import SinkUnavailable, Watermark
 from venuefeed.sinks.kafka import MSG_ID_HEADER, KafkaSink
 from venuefeed.sinks.keys import message_id
+
+from .helpers import delta, market, mixed_batch, trade
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from sink_helpers import delta, market, mixed_batch, snapshot, trade
 from venuefeed import metrics
 from venuefeed.sinks.base import Watermark
 from venuefeed.sinks.journal import Journal, encode_batch
 from venuefeed.sinks.keys import message_id
 from venuefeed.sinks.parquet import ParquetSink, decimal_problem
+
+from .helpers import delta, market, mixed_batch, snapshot, trade
 
 
 def dataset(root: Path, table: str) -> ds.Dataset:

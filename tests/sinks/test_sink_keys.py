@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from sink_helpers import delta, market, mixed_batch, trade
 from venuefeed.models import BookLevel, Candle
 from venuefeed.sinks import bus
 from venuefeed.sinks.base import Watermark
 from venuefeed.sinks.keys import message_id, natural_key, partition_key
+
+from .helpers import delta, market, mixed_batch, trade
 
 
 def test_receive_time_is_not_part_of_the_identity() -> None:

@@ -11,11 +11,12 @@ import asyncpg
 import msgspec
 import pytest
 
-from sink_helpers import delta, market, mixed_batch, require_postgres, snapshot, trade
 from venuefeed import schema
 from venuefeed.models import Candle, DataGap, MarketStatus, Outcome
 from venuefeed.sinks.base import SinkUnavailable, Watermark
 from venuefeed.sinks.postgres import PostgresStore, applied_migrations, migrate, resolve_url
+
+from .helpers import delta, market, mixed_batch, require_postgres, snapshot, trade
 
 
 @pytest.fixture

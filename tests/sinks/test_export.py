@@ -14,11 +14,12 @@ import asyncpg
 import pyarrow.dataset as ds
 import pytest
 
-from sink_helpers import mixed_batch, require_postgres, trade
 from venuefeed.sinks.export import export, parse_since
 from venuefeed.sinks.parquet import ParquetSink
 from venuefeed.sinks.postgres import PostgresStore
 from venuefeed.sinks.sqlite import SqliteStore
+
+from .helpers import mixed_batch, require_postgres, trade
 
 DAY2 = 1_700_086_400_000_000_000  # 2023-11-15T22:13:20Z
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import asyncpg
 import nats
 
-from sink_helpers import TcpProxy, require_nats, require_postgres, trade
 from venuefeed.sinks.base import Sink
 from venuefeed.sinks.nats import NatsSink
 from venuefeed.sinks.postgres import PostgresStore
 from venuefeed.sinks.spool import SpoolingSink
+
+from .helpers import TcpProxy, require_nats, require_postgres, trade
 
 OUTAGE = float(os.environ.get("VENUEFEED_OUTAGE_SECONDS", "3"))
 BATCHES, PER_BATCH = 60, 20

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from sink_helpers import FlakySink, market, trade
 from venuefeed import metrics
 from venuefeed.config import load_config
 from venuefeed.sinks.base import Record, SinkUnavailable, Watermark
 from venuefeed.sinks.fanout import FanOut, build_sinks
 from venuefeed.sinks.spool import SpoolingSink
 from venuefeed.sinks.sqlite import SqliteStore
+
+from .helpers import FlakySink, market, trade
 
 
 def spool_files(directory: Path) -> list[Path]:
