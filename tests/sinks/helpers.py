@@ -8,7 +8,6 @@ import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from ..conftest import require_service
 from venuefeed.models import (
     BookDelta,
     BookLevel,
@@ -25,6 +24,8 @@ from venuefeed.models import (
     WhaleTrade,
 )
 from venuefeed.sinks.base import Record, Sink, SinkUnavailable
+
+from ..conftest import require_service
 
 PG_URL = os.environ.get("VENUEFEED_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NATS_URL = os.environ.get("VENUEFEED_TEST_NATS_URL", "nats://127.0.0.1:4222")

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from venuefeed.book import OrderBook
 from venuefeed.models import Event
 from venuefeed.transport import Frame, WsNotConnectedError, WsPolicy, WsSession
 from venuefeed.venues.base import VenueStream
@@ -97,6 +98,9 @@ class KalshiStream(VenueStream):
                 events = feed.on_reconnected(item.conn, item.ts_recv, item.down_since)
             for event in events:
                 yield event
+
+    def book(self, instrument: str) -> OrderBook | None:
+        return self.feed.books.find(instrument)
 
     async def close(self) -> None:
         await self.session.stop()

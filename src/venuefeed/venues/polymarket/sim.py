@@ -954,6 +954,41 @@ class Simulator(SimulatorBase):
             [market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True
         )
 
+    async def inject_print(
+        self, token: str, price: str, size: str | None, *, age_seconds: float = 0.0
+    ) -> str:
+        """Publish one ``last_trade_price`` exactly as given; returns its transaction hash.
+
+        For quality scenarios: an old print (``age_seconds`` > the staleness
+        limit), a print without ``size`` (the venue sometimes omits it), a print
+        far from the book. Books are not moved. Prints with a size are recorded
+        as ground-truth trades like any other.
+        """
+        market = self.market_of[token]
+        tx = f"0x{self.rng.getrandbits(256):064x}"
+        ts = self._tick_ms() - int(age_seconds * 1000)
+        msg: dict[str, str] = {
+            "event_type": "last_trade_price",
+            "market": market.condition_id,
+            "asset_id": token,
+            "fee_rate_bps": "0",
+            "price": price,
+            "side": "BUY",
+            "timestamp": str(ts),
+            "transaction_hash": tx,
+        }
+        if size is not None:
+            msg["size"] = size
+        await self._broadcast([token], lambda _w: _encode(msg).decode())
+        self.truth.record("injected_print", token=token, price=price, size=size, age=age_seconds)
+        if size is not None:
+            self.truth.record_trade(
+                {"token_id": token, "market": market.condition_id, "price": price, "size": size,
+                 "side": "BUY", "timestamp_ms": ts, "transaction_hash": tx, "wallet": None,
+                 "whale": False, "sent_ns": time.time_ns()}
+            )  # fmt: skip
+        return tx
+
     def edit_rules(self, token: str, text: str) -> None:
         """Change a market's rules text (Gamma ``description``), as venues sometimes do."""
         market = self.market_of[token]

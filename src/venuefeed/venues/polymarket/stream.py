@@ -265,6 +265,9 @@ class PolymarketStream(VenueStream):
             for event in batch:
                 yield event
 
+    def book(self, instrument: str) -> OrderBook | None:
+        return self.books.find(instrument)
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,245 @@
+"""The service end to end against the Polymarket and Kalshi simulators (issue 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+from venuefeed.service import Service
+from venuefeed.sim.base import Faults
+from venuefeed.sinks.sqlite import open_reader
+from venuefeed.venues.kalshi import Simulator as KalshiSim
+from venuefeed.venues.polymarket import Simulator as PolymarketSim
+from venuefeed.venues.polymarket import parse as pm_parse
+
+from .helpers import settings_for, wait_for
+
+FAST_POLYMARKET = {
+    "venues.polymarket.options": {
+        "audit_interval_seconds": 0.2, "audit_batch": 50, "resync_retry_interval_seconds": 0.2,
+        "ws_backoff_base_seconds": 0.05, "ws_backoff_cap_seconds": 0.5,
+    },
+}  # fmt: skip
+
+
+def polymarket_id(t: dict[str, str]) -> str:
+    """The trade id the client derives for a ground-truth trade."""
+    return pm_parse.trade_id(
+        t["token_id"], t["side"].lower(), t["size"], t["price"], t["transaction_hash"]
+    )
+
+
+def polymarket_ids(sim: PolymarketSim) -> set[str]:
+    return {polymarket_id(t) for t in sim.truth.trades}
+
+
+def stored_ids(db: Path, venue: str) -> Counter[str]:
+    rows = open_reader(db).execute("SELECT trade_id FROM trades WHERE venue = ?", (venue,))
+    return Counter(r[0] for r in rows.fetchall())
+
+
+def stored_books(db: Path, venue: str) -> dict[str, tuple[list[tuple[str, str]], ...]]:
+    """The newest stored top-N snapshot of each instrument."""
+    if not db.exists():
+        return {}
+    try:
+        reader = open_reader(db)
+        reader.execute("SELECT 1 FROM book_snapshots LIMIT 1")
+    except sqlite3.OperationalError:  # not migrated yet
+        return {}
+    latest = reader.execute(
+        "SELECT instrument, max(id) FROM book_snapshots WHERE venue = ? GROUP BY instrument",
+        (venue,),
+    ).fetchall()
+    books = {}
+    for instrument, snap_id in latest:
+        levels = reader.execute(
+            "SELECT side, price, size FROM book_levels WHERE snapshot_id = ? ORDER BY side, level",
+            (snap_id,),
+        ).fetchall()
+        books[instrument] = (
+            [(p, s) for side, p, s in levels if side == "bid"],
+            [(p, s) for side, p, s in levels if side == "ask"],
+        )
+    return books
+
+
+async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=5, markets=6, events_per_second=150, faults=Faults(
+        disconnect_every_seconds=1.0, duplicate_rate=0.05, out_of_order_rate=0.03,
+        malformed_rate=0.02, skip_update_rate=0.03))  # fmt: skip
+    ks = KalshiSim.for_demo(seed=6, events_per_second=100)
+    ks.faults = Faults(duplicate_rate=0.05, skip_update_rate=0.03)
+    await pm.start()
+    await ks.start()
+    # Quiet until the service listens: what a venue sent before we subscribed is
+    # history (the backfill job's business), not a live trade we could have lost.
+    pm.pause()
+    ks.pause()
+    db = tmp_path / "e2e.db"
+    extra = {**FAST_POLYMARKET, "discovery.max_resolution_days": 0, "discovery.max_markets": 12}
+    service = Service(settings_for({"polymarket": pm, "kalshi": ks}, db, extra))
+    try:
+        await service.start()
+        pm_runner, ks_runner = service.runners["polymarket"], service.runners["kalshi"]
+
+        def synced(runner: object) -> bool:
+            view = runner.view()  # type: ignore[attr-defined]
+            return (
+                bool(view["subscribed"])
+                and view["book_states"].get("live", 0) == view["subscribed"]
+            )
+
+        await wait_for(lambda: synced(pm_runner) and synced(ks_runner), within=20)
+        pm.resume()
+        ks.resume()
+        await wait_for(lambda: pm_runner.events > 200 and ks_runner.events > 100, within=20)
+        await asyncio.sleep(2.5)  # disconnects, gaps and resyncs happen meanwhile
+        pm.pause()
+        ks.pause()
+        await asyncio.sleep(2.0)  # resyncs, audits and gap heals settle on the final state
+        await wait_for(lambda: service._gaps.empty(), within=10)
+        await asyncio.sleep(0.5)
+    finally:
+        await service.stop()
+        await pm.stop()
+        await ks.stop()
+
+    kinds = {e["kind"] for e in pm.truth.events}
+    assert {"ws_cut", "duplicate_frame", "skipped_change"} <= kinds
+    pm_stored = stored_ids(db, "polymarket")
+    assert max(pm_stored.values()) == 1
+    assert set(pm_stored) == polymarket_ids(pm)  # every trade, once; none invented
+    ks_stored = stored_ids(db, "kalshi")
+    assert set(ks_stored) == {t["trade_id"] for t in ks.truth.trades}
+    assert max(ks_stored.values()) == 1
+
+    pm_books = stored_books(db, "polymarket")
+    for token, book in pm.final_books(depth=10).items():
+        if token in pm_runner.instruments:
+            assert pm_books[token] == book, token
+    ks_books = stored_books(db, "kalshi")
+    for ticker in ks_runner.instruments:
+        bids, asks = ks.canonical_book(ticker)
+        assert ks_books.get(ticker, ([], [])) == (bids[:10], asks[:10]), ticker
+
+
+async def test_quality_counters_equal_the_injected_cases(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=9, markets=3, events_per_second=50)
+    await pm.start()
+    service = Service(settings_for({"polymarket": pm}, tmp_path / "q.db",
+                                   {"discovery.max_resolution_days": 0}))  # fmt: skip
+    try:
+        await service.start()
+        runner = service.runners["polymarket"]
+        await wait_for(lambda: runner.events > 50)
+        pm.pause()
+        await asyncio.sleep(0.3)
+        token = sorted(runner.instruments)[0]
+        book = runner.book(token)
+        assert book is not None and book.mid() is not None
+        mid = book.mid()
+        before = service.metrics_window()
+        near = f"{mid:.2f}"
+        far = "0.99" if mid < Decimal("0.5") else "0.01"
+        await pm.inject_print(token, near, "12", age_seconds=400)  # G1 (stale)
+        await pm.inject_print(token, near, "13", age_seconds=900)  # G1
+        await pm.inject_print(token, far, "14")  # G5 (divergent)
+        await pm.inject_print(token, far, "15")  # G5
+        await pm.inject_print(token, far, "16")  # G5
+        await pm.inject_print(token, near, "17")  # a fresh trade at `near`...
+        await pm.inject_print(token, near, None)  # ...fills this size (G3 backfilled)
+        await pm.inject_print(token, near, None)  # G3 backfilled
+        other = "0.5" if abs(Decimal("0.5") - Decimal(near)) > Decimal("0.02") else "0.9"
+        await pm.inject_print(token, other, None)  # G3 missing: no trade near that price
+        await wait_for(
+            lambda: service.metrics_window()["g3_size_missing"] > before["g3_size_missing"]
+        )
+        after = service.metrics_window()
+    finally:
+        await service.stop()
+        await pm.stop()
+    injected = {
+        "g1_stale_blocked": 2,
+        "g5_divergence_flagged": 3,
+        "g3_size_backfilled": 2,
+        "g3_size_missing": 1,
+    }
+    assert {k: after[k] - before[k] for k in injected} == injected
+
+
+async def test_venue_killed_and_restarted_recovers_others_unaffected(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=2, markets=3, events_per_second=60)
+    ks = KalshiSim.for_demo(seed=3, events_per_second=60)
+    await pm.start()
+    await ks.start()
+    port = ks.port
+    service = Service(settings_for({"polymarket": pm, "kalshi": ks}, tmp_path / "k.db",
+                                   {"discovery.max_resolution_days": 0}))  # fmt: skip
+    try:
+        await service.start()
+        pm_runner, ks_runner = service.runners["polymarket"], service.runners["kalshi"]
+        await wait_for(lambda: pm_runner.events > 30 and ks_runner.events > 30)
+        await ks.stop()  # the venue dies
+        await wait_for(lambda: ks_runner.view()["state"] != "connected")
+        pm_before, ks_before = pm_runner.events, ks_runner.events
+        await asyncio.sleep(1.5)
+        assert pm_runner.events > pm_before + 20  # the other venue goes on
+        assert pm_runner.view()["state"] == "connected"
+        await ks.start(port=port)  # the venue comes back on the same address
+        await wait_for(lambda: ks_runner.events > ks_before + 20, within=20)
+        assert ks_runner.view()["state"] == "connected"
+    finally:
+        await service.stop()
+        await pm.stop()
+        await ks.stop()
+
+
+async def test_sigterm_mid_run_loses_no_accepted_trade(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=4, markets=4, events_per_second=200)
+    await pm.start()
+    pm.pause()  # quiet until the service has subscribed (see the test above)
+    db = tmp_path / "sig.db"
+    env = {
+        **os.environ,
+        "VENUEFEED_STORAGE__SQLITE_PATH": str(db),
+        "VENUEFEED_API__ENABLED": "false",
+        "VENUEFEED_VENUES__KALSHI__ENABLED": "false",
+        "VENUEFEED_DISCOVERY__MAX_RESOLUTION_DAYS": "0",
+        "VENUEFEED_VENUES__POLYMARKET__URLS": json.dumps(pm.urls()),
+        "VENUEFEED_VENUES__POLYMARKET__RATE_LIMIT": '{"requests_per_second": 500, "burst": 500}',
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "venuefeed.cli", "run", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        tokens = set(pm.tokens())
+        # Every token's first snapshot stored: the service is subscribed to all of them.
+        await wait_for(lambda: set(stored_books(db, "polymarket")) == tokens, within=30)
+        pm.resume()
+        await wait_for(lambda: sum(stored_ids(db, "polymarket").values()) > 100, within=30)
+        sigterm_ns = time.time_ns()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await pm.stop()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    stored = stored_ids(db, "polymarket")
+    assert max(stored.values()) == 1
+    # Everything the venue sent well before the signal had been accepted: it must be stored.
+    accepted = {
+        polymarket_id(t) for t in pm.truth.trades if t["sent_ns"] < sigterm_ns - 300_000_000
+    }
+    assert len(accepted) > 50
+    assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted trades lost"
