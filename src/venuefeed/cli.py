@@ -206,8 +206,14 @@ def sim(
     truth: Annotated[
         Path | None, typer.Option(help="Append the ground-truth log (JSON lines) to this file.")
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Simulator setting, e.g. --set markets=2500 (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a venue's local simulator on 127.0.0.1 until Ctrl+C."""
+    import yaml
+
     from venuefeed.sim.base import Faults, GroundTruth
     from venuefeed.venues.base import known_venues, simulator_class
 
@@ -221,12 +227,22 @@ def sim(
         err_console.print(f"[red]--faults:[/red] {exc}")
         raise typer.Exit(2) from None
     cls = simulator_class(venue)
+    extra: dict[str, Any] = {}
+    for item in option or ():
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {item!r}: expected key=value")
+        extra[key] = yaml.safe_load(raw)
 
     async def serve() -> None:
-        simulator = cls(  # type: ignore[call-arg]
-            seed=seed, faults=fault_switches, events_per_second=events_per_second,
-            ground_truth=GroundTruth(path=truth),
-        )  # fmt: skip
+        try:
+            simulator = cls(  # type: ignore[call-arg]
+                seed=seed, faults=fault_switches, events_per_second=events_per_second,
+                ground_truth=GroundTruth(path=truth), **extra,
+            )  # fmt: skip
+        except TypeError as exc:
+            err_console.print(f"[red]--set:[/red] {exc}")
+            raise typer.Exit(2) from None
         await simulator.start(port=port)
         console.print(f"{venue} simulator on {simulator.base_url}")
         for name, url in simulator.urls().items():

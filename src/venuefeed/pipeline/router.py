@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -107,6 +108,7 @@ class Pipeline:
         self.book_states: dict[tuple[str, str], str] = {}
         self.last_event_ns: dict[str, int] = {}
         self.outcomes: Counter[str] = Counter()
+        self._event_counters: dict[tuple[str, str, str], Any] = {}
         self._on_gap = on_gap
         self._echo = echo
 
@@ -161,7 +163,11 @@ class Pipeline:
     def _count(self, event: Event, result: ProcessResult) -> ProcessResult:
         outcome = result.reason or ("stored" if result.stored else "accepted")
         self.outcomes[outcome] += 1
-        PIPELINE_EVENTS.labels(event.venue, type(event).__name__, outcome).inc()
+        key = (event.venue, type(event).__name__, outcome)
+        counter = self._event_counters.get(key)
+        if counter is None:  # labels() costs a lock and a dict build: once per key
+            counter = self._event_counters[key] = PIPELINE_EVENTS.labels(*key)
+        counter.inc()
         self.stats.add("events")
         return result
 

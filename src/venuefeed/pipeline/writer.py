@@ -51,11 +51,17 @@ class SinkWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._on_stored = on_stored
+        self._on_stored: list[Callable[[Sequence[Record]], None]] = []
+        if on_stored is not None:
+            self._on_stored.append(on_stored)
         self.stored = 0
         self.rejected = 0
         self.backpressure_waits = 0
         self.last_error: str | None = None
+
+    def on_stored(self, listener: Callable[[Sequence[Record]], None]) -> None:
+        """Call ``listener(batch)`` after each durable write (status, latency probes)."""
+        self._on_stored.append(listener)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="venuefeed-sink-writer")
@@ -140,5 +146,5 @@ class SinkWriter:
         for record in batch:
             if type(record) is Trade:
                 TRADE_LATENCY.observe((now - record.ts_recv) / 1e9)
-        if self._on_stored is not None:
-            self._on_stored(batch)
+        for listener in self._on_stored:
+            listener(batch)

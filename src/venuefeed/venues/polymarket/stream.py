@@ -41,8 +41,8 @@ from typing import Final
 
 import msgspec
 
-from venuefeed import exact, metrics
-from venuefeed.book import Books, Inconsistency, OrderBook, SyncState
+from venuefeed import metrics
+from venuefeed.book import Books, Inconsistency, OrderBook, SyncState, price_key
 from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event, Market
 from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsSession
@@ -577,16 +577,19 @@ class PolymarketStream(VenueStream):
 def _top_problem(
     book: OrderBook, best_bid: str | None, best_ask: str | None
 ) -> Inconsistency | None:
-    """Our top of book against the venue's (``"0"``/empty means an empty side)."""
-    ours_bid = book.best_bid()
-    ours_ask = book.best_ask()
+    """Our top of book against the venue's (``"0"``/empty means an empty side).
+
+    Compared as float keys (exact for these prices): no canonical text is built
+    on this per-change path.
+    """
+    ours_bid, ours_ask = book.best_prices()
     if best_bid is not None:
-        want = exact.canon(best_bid) if best_bid not in ("", "0") else None
-        if want != (ours_bid.price if ours_bid is not None else None):
+        want = price_key(best_bid) if best_bid not in ("", "0") else None
+        if want != ours_bid:
             return Inconsistency.TOP_MISMATCH
     if best_ask is not None:
-        want = exact.canon(best_ask) if best_ask not in ("", "0", "1") else None
-        if want != (ours_ask.price if ours_ask is not None else None):
+        want = price_key(best_ask) if best_ask not in ("", "0", "1") else None
+        if want != ours_ask:
             return Inconsistency.TOP_MISMATCH
     return None
 
