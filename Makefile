@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-e2e clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -25,6 +25,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# Hot-path micro-benchmarks (µs per frame against the "typed decode + plain dict
+# book" baseline), sink throughput, then the end-to-end run. Figures only.
+bench: $(STAMP)
+	$(PY) bench/bench_binance_depth.py
+	$(PY) bench/bench_polymarket_parse.py
+	$(PY) bench/bench_kalshi_parse.py
+	$(PY) bench/bench_polygon_parse.py
+	$(PY) bench/bench_sinks.py
+	$(PY) bench/bench_e2e.py
+
+bench-e2e: $(STAMP)
+	$(PY) bench/bench_e2e.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench

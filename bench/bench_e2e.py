@@ -112,14 +112,14 @@ async def run_phase(rate: float, seconds: float, markets: int, warmup: float) ->
     return {
         "target_rate": rate or "max",
         "subscribed_tokens": len(runner.instruments),
-        "messages_per_s": round((events1 - events0) / wall),
+        "events_per_s": round((events1 - events0) / wall),
         "trades_sent": sent,
         "trades_committed": len(latencies),
         "latency_ms": {
             "p50": round(pct(0.5), 3),
             "p99": round(pct(0.99), 3),
             "max": round(latencies[-1] / 1e6, 3) if latencies else 0,
-        },  # fmt: skip
+        },
         "cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
         "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -127,7 +127,9 @@ async def run_phase(rate: float, seconds: float, markets: int, warmup: float) ->
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=5000, help="fixed-rate phase, msgs/s")
+    parser.add_argument(
+        "--rate", type=float, default=5000, help="fixed-rate phase: simulator steps/s"
+    )
     parser.add_argument("--seconds", type=float, default=60, help="fixed-rate phase length")
     parser.add_argument("--max-seconds", type=float, default=20, help="max-rate phase length")
     parser.add_argument("--markets", type=int, default=2500, help="markets (2 tokens each)")
