@@ -243,3 +243,45 @@ async def test_sigterm_mid_run_loses_no_accepted_trade(tmp_path: Path) -> None:
     }
     assert len(accepted) > 50
     assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted trades lost"
+
+
+async def test_quiet_market_is_not_stale_but_a_silent_change_is_resynced(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=12, markets=2, events_per_second=40)
+    await pm.start()
+    service = Service(settings_for({"polymarket": pm}, tmp_path / "l.db",
+                                   {"discovery.max_resolution_days": 0,
+                                    "quality.stale_feed_seconds": 1.0}))  # fmt: skip
+    try:
+        await service.start()
+        runner = service.runners["polymarket"]
+        await wait_for(lambda: runner.events > 20)
+        pm.pause()  # the market goes quiet
+        await asyncio.sleep(3.0)  # several liveness rounds past the 1 s limit
+        assert "stale" not in runner.view()["book_states"]  # quiet, and REST agrees
+        token = sorted(runner.instruments)[0]
+        book = runner.book(token)
+        assert book is not None
+        best = book.best_bid()
+        assert best is not None
+        tick = round(float(best.price) * 100)
+        await pm.set_level(token, True, tick, 777_00, send=False)  # a change we never hear of
+        expected = pm.final_books(depth=10)[token]
+
+        def healed() -> bool:
+            fresh = runner.book(token)
+            return (
+                fresh is not None
+                and (
+                    [(lv.price, lv.size) for lv in fresh.bids(10)],
+                    [(lv.price, lv.size) for lv in fresh.asks(10)],
+                )
+                == expected
+            )
+
+        await wait_for(healed, within=15)
+        states = [(e["instrument"], e["state"]) for e in service.hub.recent(500)
+                  if e["type"] == "book_state"]  # fmt: skip
+        assert (token, "stale") in states  # the liveness check, not a venue frame, caught it
+    finally:
+        await service.stop()
+        await pm.stop()

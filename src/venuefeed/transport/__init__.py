@@ -23,6 +23,7 @@ from venuefeed.transport.websocket import (
     WsNotConnectedError,
     WsPolicy,
     WsProtocol,
+    WsProtocolBase,
     WsSession,
     WsState,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "WsNotConnectedError",
     "WsPolicy",
     "WsProtocol",
+    "WsProtocolBase",
     "WsSession",
     "WsState",
     "paginate_cursor",

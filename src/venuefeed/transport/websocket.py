@@ -108,6 +108,28 @@ class WsProtocol(Protocol):
         ...
 
 
+class WsProtocolBase:
+    """Defaults for the parts of :class:`WsProtocol` most venues do not need.
+
+    No subscription cap, protocol-level pings, no handshake headers, nothing
+    before the subscribe, no text heartbeat replies. A venue overrides what it
+    says differently and always defines ``url``, ``subscribe`` and ``unsubscribe``.
+    """
+
+    max_subscriptions: int | None = None
+    app_ping: str | None = None
+    app_ping_interval: float = 0.0
+
+    def handshake_headers(self) -> Mapping[str, str]:
+        return {}
+
+    def on_open(self) -> Sequence[str | bytes]:
+        return ()
+
+    def is_heartbeat_reply(self, data: bytes | str) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
 class WsPolicy:
     idle_timeout: float = 30.0

@@ -47,7 +47,7 @@ def L(price: str, size: str) -> BookLevel:
 
 
 def frame(name: str) -> tuple[list[object], dict[str, int]]:
-    decoder = parse.FrameDecoder(parse.Rejects())
+    decoder = parse.FrameDecoder(parse.Rejects(parse.VENUE))
     return list(parse.parse_frame(capture(name), R, decoder)), decoder.rejects.counts
 
 
@@ -240,7 +240,7 @@ def test_array_frame_keeps_good_elements_next_to_bad_ones() -> None:
     book = capture("nautilus_crate_ws_market_book_msg.json")
     bad = b'{"event_type":"surprise","x":1}'
     broken = b'{"event_type":"book","asset_id":"1"}'
-    decoder = parse.FrameDecoder(parse.Rejects())
+    decoder = parse.FrameDecoder(parse.Rejects(parse.VENUE))
     events = parse.parse_frame(
         b"[" + book + b"," + bad + b"," + broken + b"," + book + b"]", R, decoder
     )

@@ -27,29 +27,29 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Final
 
 import msgspec
 
-from venuefeed import metrics
 from venuefeed.book import OrderBook
 from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, DataGap, Event
-from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsSession
+from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import Channel, VenueStream
 from venuefeed.venues.binance.depth_sync import DepthSync
 from venuefeed.venues.binance.options import Options
 from venuefeed.venues.binance.parse import VENUE, FrameError, Parser
 from venuefeed.venues.binance.protocol import ControlReply
 from venuefeed.venues.binance.rest import BinanceRest
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["BinanceProtocol", "BinanceStream"]
 
 MAX_STREAMS_PER_CONNECTION: Final = 1024
 
 
-class BinanceProtocol:
+class BinanceProtocol(WsProtocolBase):
     """The combined-stream socket's wire protocol (a :class:`~venuefeed.transport.WsProtocol`)."""
 
     max_subscriptions: int | None = MAX_STREAMS_PER_CONNECTION
@@ -63,20 +63,11 @@ class BinanceProtocol:
     def url(self) -> str:
         return self._url
 
-    def handshake_headers(self) -> Mapping[str, str]:
-        return {}
-
-    def on_open(self) -> Sequence[str | bytes]:
-        return ()
-
     def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
         return [self._control("SUBSCRIBE", subs)] if subs else []
 
     def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
         return [self._control("UNSUBSCRIBE", subs)] if subs else []
-
-    def is_heartbeat_reply(self, data: bytes | str) -> bool:
-        return False
 
     def _control(self, method: str, subs: Sequence[str]) -> str:
         message = {"method": method, "params": list(subs), "id": next(self._ids)}
@@ -108,7 +99,7 @@ class BinanceStream(VenueStream):
         self._room.set()
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
-        self._seen_rejects: set[str] = set()
+        self._rejects = Rejects(VENUE)
         self._log = get_logger("venuefeed.venues.binance.stream")
 
     @property
@@ -244,10 +235,7 @@ class BinanceStream(VenueStream):
                 sync.on_reconnect()
 
     def _reject(self, reason: str, detail: str) -> None:
-        metrics.REJECTED_FRAMES.labels(VENUE, reason).inc()
-        if reason not in self._seen_rejects:
-            self._seen_rejects.add(reason)
-            self._log.warning("binance frame rejected", reason=reason, detail=detail[:300])
+        self._rejects.reject(reason, detail)
 
     # -- snapshots ---------------------------------------------------------------------------
 

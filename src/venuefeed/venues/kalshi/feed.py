@@ -29,6 +29,7 @@ from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, BookLevel, BookState, DataGap, Event
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi import protocol as p
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["CHANNELS", "Command", "KalshiFeed"]
 
@@ -66,6 +67,7 @@ class KalshiFeed:
         self._pending: dict[int, tuple[list[str], int]] = {}
         self._next_id = 1
         self._logged: set[str] = set()
+        self._rejects = Rejects(parse.VENUE)
         self._m_gap = metrics.BOOK_INCONSISTENCIES.labels(venue=parse.VENUE, reason="sequence_gap")
         self._m_resync = metrics.BOOK_RESYNCS.labels(venue=parse.VENUE)
 
@@ -353,7 +355,4 @@ class KalshiFeed:
         )
 
     def _reject(self, reason: str, detail: str) -> None:
-        metrics.REJECTED_FRAMES.labels(venue=parse.VENUE, reason=reason).inc()
-        if reason not in self._logged:
-            self._logged.add(reason)
-            _log.warning("kalshi frame rejected", reason=reason, detail=detail)
+        self._rejects.reject(reason, detail)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -34,6 +33,7 @@ from venuefeed.models import (
     TopOfBook,
     Trade,
 )
+from venuefeed.times import iso_to_ns
 from venuefeed.venues.kalshi import protocol as p
 
 __all__ = [
@@ -59,8 +59,6 @@ __all__ = [
 
 VENUE = "kalshi"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 _STATUS = {
     # Values Kalshi returns on market objects.
@@ -132,19 +130,6 @@ def _from_cents(cents: int) -> str:
         if -1000 <= cents <= 1000:
             _cents[cents] = value
     return value
-
-
-def iso_to_ns(text: str | None) -> int | None:
-    """An ISO-8601/RFC3339 time (``"2026-08-19T15:37:39Z"``) as integer ns, exact to the µs."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return ((moment - _EPOCH) // _US) * 1000
 
 
 # -- markets -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from venuefeed.book import OrderBook
 from venuefeed.models import Event
-from venuefeed.transport import Frame, WsNotConnectedError, WsPolicy, WsSession
+from venuefeed.transport import Frame, WsNotConnectedError, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import VenueStream
 from venuefeed.venues.kalshi.auth import Signer
 from venuefeed.venues.kalshi.feed import KalshiFeed
@@ -25,7 +25,7 @@ from venuefeed.venues.kalshi.feed import KalshiFeed
 __all__ = ["KalshiStream", "KalshiWsProtocol"]
 
 
-class KalshiWsProtocol:
+class KalshiWsProtocol(WsProtocolBase):
     """The Kalshi side of :class:`~venuefeed.transport.WsProtocol`."""
 
     max_subscriptions: int | None = 1000
@@ -46,17 +46,11 @@ class KalshiWsProtocol:
         # Signed on every (re)connect: the signature embeds a fresh timestamp.
         return self._signer.headers("GET", self._path)
 
-    def on_open(self) -> Sequence[str | bytes]:
-        return ()
-
     def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
         return self._feed.subscribe_frames(subs)
 
     def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
         return self._feed.unsubscribe_frames(subs)
-
-    def is_heartbeat_reply(self, data: bytes | str) -> bool:
-        return False
 
 
 class KalshiStream(VenueStream):

@@ -40,10 +40,10 @@ from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
-from venuefeed import metrics
 from venuefeed.exact import from_decimal
 from venuefeed.log import get_logger
 from venuefeed.models import Candle, Event, TopOfBook, Trade
+from venuefeed.venues.rejects import Rejects
 
 from .protocol import (
     AggsResponse,
@@ -71,7 +71,6 @@ __all__ = [
 VENUE: Final = "polygon"
 _MS: Final = 1_000_000
 _log = get_logger(__name__)
-_logged_reasons: set[str] = set()
 
 _frame_decoder = msgspec.json.Decoder(list[WsEvent])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -93,12 +92,12 @@ class PageError(ValueError):
     """A REST page did not match the documented shape; the request should not be trusted."""
 
 
+_rejects = Rejects(VENUE)
+
+
 def _reject(reason: str, detail: str = "") -> None:
     """Count a skipped frame or event; log the first occurrence of each reason."""
-    metrics.REJECTED_FRAMES.labels(VENUE, reason).inc()
-    if reason not in _logged_reasons:
-        _logged_reasons.add(reason)
-        _log.warning("polygon frame rejected", reason=reason, detail=detail[:200])
+    _rejects.reject(reason, detail)
 
 
 # -- WebSocket ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ missed messages, and the gap can be healed from ``/v3/trades``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -36,7 +36,7 @@ import msgspec
 from venuefeed import metrics
 from venuefeed.log import get_logger
 from venuefeed.models import DataGap, Event
-from venuefeed.transport import Reconnected, WsPolicy, WsSession
+from venuefeed.transport import Reconnected, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import VenueStream
 
 from .parse import VENUE, parse_ws_frame
@@ -61,12 +61,8 @@ _encoder = msgspec.json.Encoder()
 _log = get_logger(__name__)
 
 
-class PolygonProtocol:
+class PolygonProtocol(WsProtocolBase):
     """The :class:`~venuefeed.transport.WsProtocol` of the stocks cluster."""
-
-    max_subscriptions: int | None = None
-    app_ping: str | None = None
-    app_ping_interval: float = 0.0
 
     def __init__(self, url: str, api_key: str) -> None:
         self._url = url
@@ -74,9 +70,6 @@ class PolygonProtocol:
 
     def url(self) -> str:
         return self._url
-
-    def handshake_headers(self) -> Mapping[str, str]:
-        return {}
 
     def on_open(self) -> Sequence[str | bytes]:
         return [_encoder.encode(ClientAction("auth", self._api_key)).decode()]
@@ -86,9 +79,6 @@ class PolygonProtocol:
 
     def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
         return self._action("unsubscribe", subs)
-
-    def is_heartbeat_reply(self, data: bytes | str) -> bool:
-        return False
 
     @staticmethod
     def _action(action: str, subs: Sequence[str]) -> list[str | bytes]:

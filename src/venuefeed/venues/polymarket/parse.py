@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
 
-from venuefeed import exact, metrics
-from venuefeed.log import get_logger
+from venuefeed import exact
 from venuefeed.models import (
     BookDelta,
     BookLevel,
@@ -45,6 +43,7 @@ from venuefeed.models import (
     TopOfBook,
     Trade,
 )
+from venuefeed.times import iso_to_ns
 from venuefeed.venues.polymarket.protocol import (
     BestBidAskMsg,
     BookMsg,
@@ -62,6 +61,7 @@ from venuefeed.venues.polymarket.protocol import (
     WireLevel,
     WsMessage,
 )
+from venuefeed.venues.rejects import Rejects
 
 __all__ = [
     "VENUE",
@@ -86,7 +86,6 @@ __all__ = [
 
 VENUE: Final = "polymarket"
 _MS: Final = 1_000_000
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _KNOWN_TYPES: Final = frozenset(
     {
         "book",
@@ -99,39 +98,6 @@ _KNOWN_TYPES: Final = frozenset(
     }
 )
 _SIDES: Final[dict[str, Side]] = {"BUY": "buy", "SELL": "sell", "buy": "buy", "sell": "sell"}
-_MAX_LOGGED_TYPES: Final = 64
-
-_log = get_logger(__name__)
-
-
-class Rejects:
-    """Counts bad input per reason (``metrics.REJECTED_FRAMES``) and logs each reason once.
-
-    Logging once keeps a venue that suddenly sends a new event type at
-    thousands of frames per second from flooding the log; the counter still
-    shows the rate.
-    """
-
-    __slots__ = ("_logged", "counts", "venue")
-
-    def __init__(self, venue: str = VENUE) -> None:
-        self.venue = venue
-        self.counts: dict[str, int] = {}
-        self._logged: set[str] = set()
-
-    def reject(self, reason: str, detail: str = "", sample: bytes | str = b"") -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        metrics.REJECTED_FRAMES.labels(self.venue, reason).inc()
-        key = f"{reason}:{detail}"
-        if key not in self._logged and len(self._logged) < _MAX_LOGGED_TYPES:
-            self._logged.add(key)
-            _log.warning(
-                "frame rejected",
-                venue=self.venue,
-                reason=reason,
-                detail=detail,
-                sample=bytes(sample[:200]) if isinstance(sample, bytes) else sample[:200],
-            )
 
 
 class FrameDecoder:
@@ -140,7 +106,7 @@ class FrameDecoder:
     __slots__ = ("_any", "_fast", "_one", "_type_only", "rejects")
 
     def __init__(self, rejects: Rejects | None = None) -> None:
-        self.rejects = rejects or Rejects()
+        self.rejects = rejects or Rejects(VENUE)
         self._fast = msgspec.json.Decoder(list[WsMessage] | WsMessage)
         self._one = msgspec.json.Decoder(WsMessage)
         self._any = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
@@ -199,19 +165,6 @@ def _as_bytes(data: bytes | str) -> bytes:
 def ms_to_ns(text: str) -> int:
     """A venue millisecond timestamp (string) in ns."""
     return int(text) * _MS
-
-
-def iso_to_ns(text: str | None) -> int | None:
-    """ISO-8601 (``2026-03-12T09:25:00Z``) to ns; None for missing or unreadable text."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _canon(text: str) -> str:

@@ -45,7 +45,7 @@ from venuefeed import metrics
 from venuefeed.book import Books, Inconsistency, OrderBook, SyncState, price_key
 from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event, Market
-from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsSession
+from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import ALL_CHANNELS, Channel, VenueStream
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.protocol import (
@@ -67,7 +67,7 @@ _log = get_logger(__name__)
 _encode = msgspec.json.encode
 
 
-class MarketChannel:
+class MarketChannel(WsProtocolBase):
     """The market channel's wire protocol, for :class:`~venuefeed.transport.WsSession`."""
 
     app_ping: str | None = "PING"
@@ -79,13 +79,6 @@ class MarketChannel:
 
     def url(self) -> str:
         return self._url
-
-    def handshake_headers(self) -> Mapping[str, str]:
-        return {}
-
-    def on_open(self) -> Sequence[str | bytes]:
-        # Nothing before the subscribe: not even the heartbeat (see module doc).
-        return ()
 
     def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
         body: dict[str, object] = {"assets_ids": list(subs)}
