@@ -36,6 +36,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "VenueSettings",
+    "WebSocketSettings",
     "load_config",
 ]
 
@@ -68,6 +69,18 @@ class RetrySettings(_Section):
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
 
+class WebSocketSettings(_Section):
+    """Reconnect and heartbeat of one venue's streams (the transport applies them)."""
+
+    idle_timeout_seconds: float = Field(default=30, gt=0)
+    backoff_base_seconds: float = Field(default=1, gt=0)
+    backoff_cap_seconds: float = Field(default=60, gt=0)
+    stable_after_seconds: float = Field(default=30, gt=0)
+    ping_interval_seconds: float | None = Field(
+        default=20, gt=0, description="WebSocket protocol pings; venues with text pings ignore it."
+    )
+
+
 class VenueSettings(_Section):
     """One venue. Hosts default to the venue's real production endpoints."""
 
@@ -79,6 +92,7 @@ class VenueSettings(_Section):
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     instruments: list[str] = Field(
         default_factory=list, description="Instruments to track where discovery does not apply."
     )

@@ -64,5 +64,5 @@ def polygon_overrides(urls: dict[str, str], api_key: str) -> dict[str, Any]:
         "venues.polygon.credentials": {"api_key": api_key},
         "venues.polygon.instruments": ["AAPL", "MSFT"],
         "venues.polygon.rate_limit": {"requests_per_second": 200, "burst": 200},
-        "venues.polygon.options": {"ws_backoff_base_seconds": 0.1, "ws_backoff_cap_seconds": 0.5},
+        "venues.polygon.websocket": {"backoff_base_seconds": 0.1, "backoff_cap_seconds": 0.5},
     }

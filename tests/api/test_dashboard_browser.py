@@ -92,8 +92,8 @@ async def test_dashboard_live_counters_and_disconnects(browser: Browser, tmp_pat
             "VENUEFEED_VENUES__POLYGON__CREDENTIALS__API_KEY": "test-key",
             "VENUEFEED_VENUES__POLYGON__INSTRUMENTS": '["AAPL", "MSFT"]',
             "VENUEFEED_VENUES__POLYGON__RATE_LIMIT": '{"requests_per_second": 100, "burst": 100}',
-            "VENUEFEED_VENUES__POLYGON__OPTIONS":
-                '{"ws_backoff_base_seconds": 0.2, "ws_backoff_cap_seconds": 1}',
+            "VENUEFEED_VENUES__POLYGON__WEBSOCKET":
+                '{"backoff_base_seconds": 0.2, "backoff_cap_seconds": 1}',
         })  # fmt: skip
         url = (await service.wait_for(r"dashboard on (http://\S+/)")).group(1)
 

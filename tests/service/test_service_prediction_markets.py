@@ -25,8 +25,8 @@ from .helpers import settings_for, wait_for
 FAST_POLYMARKET = {
     "venues.polymarket.options": {
         "audit_interval_seconds": 0.2, "audit_batch": 50, "resync_retry_interval_seconds": 0.2,
-        "ws_backoff_base_seconds": 0.05, "ws_backoff_cap_seconds": 0.5,
     },
+    "venues.polymarket.websocket": {"backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.5},
 }  # fmt: skip
 
 

@@ -27,7 +27,7 @@ import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
@@ -36,6 +36,9 @@ from aiohttp.http_websocket import WebSocketError
 from venuefeed import metrics
 from venuefeed.log import get_logger
 from venuefeed.transport.backoff import Backoff
+
+if TYPE_CHECKING:
+    from venuefeed.config import IngestionSettings, VenueSettings
 
 __all__ = [
     "Frame",
@@ -149,6 +152,25 @@ class WsPolicy:
     max_frame_bytes: int = 16 * 2**20
     close_timeout: float = 1.0
     """How long to wait for the peer's close reply when we close (a dead peer never sends it)."""
+
+    @classmethod
+    def from_settings(
+        cls, venue: VenueSettings, ingestion: IngestionSettings, **overrides: Any
+    ) -> WsPolicy:
+        """The policy a venue's config asks for; ``overrides`` are what the venue's
+        protocol dictates (e.g. no protocol pings where it has text pings)."""
+        ws = venue.websocket
+        values: dict[str, Any] = {
+            "idle_timeout": ws.idle_timeout_seconds,
+            "backoff_base": ws.backoff_base_seconds,
+            "backoff_cap": ws.backoff_cap_seconds,
+            "stable_after": ws.stable_after_seconds,
+            "protocol_ping_interval": ws.ping_interval_seconds,
+            "queue_size": ingestion.queue_size,
+            "queue_policy": ingestion.queue_full_policy,
+        }
+        values.update(overrides)
+        return cls(**values)
 
 
 class WsNotConnectedError(ConnectionError):

@@ -20,7 +20,11 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def _adapter_for(
-    sim: Simulator, key: str | None = None, attempts: int = 2, **options: Any
+    sim: Simulator,
+    key: str | None = None,
+    attempts: int = 2,
+    backoff_base: float = 0.05,
+    **options: Any,
 ) -> Adapter:
     settings = VenueSettings(
         enabled=True,
@@ -28,7 +32,8 @@ def _adapter_for(
         credentials={"api_key": key} if key else sim.client_credentials(),
         rate_limit={"requests_per_second": 1000, "burst": 1000},
         retry={"attempts": attempts, "backoff_base_seconds": 0.001, "backoff_max_seconds": 0.005},
-        options={"ws_backoff_base_seconds": 0.05, "ws_backoff_cap_seconds": 0.5, **options},
+        websocket={"backoff_base_seconds": backoff_base, "backoff_cap_seconds": 0.5},
+        options=options,
     )
     return Adapter(settings, Settings())
 
@@ -37,8 +42,10 @@ def _adapter_for(
 async def make_adapter(sim: Simulator) -> AsyncIterator[Callable[..., Adapter]]:
     made: list[Adapter] = []
 
-    def make(key: str | None = None, attempts: int = 2, **options: Any) -> Adapter:
-        adapter = _adapter_for(sim, key, attempts, **options)
+    def make(
+        key: str | None = None, attempts: int = 2, backoff_base: float = 0.05, **options: Any
+    ) -> Adapter:
+        adapter = _adapter_for(sim, key, attempts, backoff_base, **options)
         made.append(adapter)
         return adapter
 

@@ -111,7 +111,7 @@ async def test_forced_disconnect_reports_a_gap_and_resumes(
 async def test_wrong_key_is_an_error_state_with_paced_retries(
     sim: Simulator, make_adapter: MakeAdapter
 ) -> None:
-    adapter = make_adapter(key="wrong-key", ws_backoff_base_seconds=0.2)
+    adapter = make_adapter(key="wrong-key", backoff_base=0.2)
     before = (
         REGISTRY.get_sample_value(
             "market_data_ingestion_errors_total", {"venue": "polygon", "kind": "ws_auth_failed"}

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from venuefeed.config import RateLimitSettings, RetrySettings, Settings, VenueSettings
+from venuefeed.config import (
+    RateLimitSettings,
+    RetrySettings,
+    Settings,
+    VenueSettings,
+    WebSocketSettings,
+)
 from venuefeed.venues.polymarket import Adapter, Simulator
 
 CAPTURES = next(
@@ -25,9 +31,6 @@ def make_adapter(sim: Simulator, **options: Any) -> Adapter:
         "audit_interval_seconds": 0.2,
         "discovery_debounce_seconds": 0.05,
         "resync_retry_interval_seconds": 0.05,
-        "ws_backoff_base_seconds": 0.02,
-        "ws_backoff_cap_seconds": 0.1,
-        "ws_idle_timeout_seconds": 2.0,
     }
     opts.update(options)
     venue = VenueSettings(
@@ -35,6 +38,9 @@ def make_adapter(sim: Simulator, **options: Any) -> Adapter:
         urls=sim.urls(),
         rate_limit=RateLimitSettings(requests_per_second=1000, burst=100),
         retry=RetrySettings(attempts=6, backoff_base_seconds=0.01, backoff_max_seconds=0.05),
+        websocket=WebSocketSettings(
+            backoff_base_seconds=0.02, backoff_cap_seconds=0.1, idle_timeout_seconds=2.0
+        ),
         options=opts,
     )
     return Adapter(venue, Settings(venues={"polymarket": venue}))

@@ -58,9 +58,7 @@ class Adapter(VenueAdapter):
             weight_per_minute=self.options.weight_per_minute,
             weight_window_seconds=self.options.weight_window_seconds,
         )
-        self.ws_policy = WsPolicy(
-            queue_size=config.ingestion.queue_size, queue_policy=config.ingestion.queue_full_policy
-        )
+        self.ws_policy = WsPolicy.from_settings(settings, config.ingestion)
         """Reconnect/heartbeat policy of the streams this adapter opens."""
 
     async def close(self) -> None:

@@ -163,6 +163,5 @@ class Adapter(VenueAdapter):
     # -- streaming -----------------------------------------------------------
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        ingestion = self.config.ingestion
-        policy = WsPolicy(queue_size=ingestion.queue_size, queue_policy=ingestion.queue_full_policy)
+        policy = WsPolicy.from_settings(self.settings, self.config.ingestion)
         return KalshiStream(self.url("ws"), self.require_signer(), channels, policy)

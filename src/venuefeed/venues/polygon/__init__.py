@@ -110,14 +110,7 @@ class Adapter(VenueAdapter):
             policy,
             page_limit=int(settings.options.get("page_limit", MAX_LIMIT)),
         )
-        defaults = WsPolicy()
-        options = settings.options
-        self._ws_policy = replace(
-            defaults,
-            idle_timeout=float(options.get("ws_idle_timeout_seconds", defaults.idle_timeout)),
-            backoff_base=float(options.get("ws_backoff_base_seconds", defaults.backoff_base)),
-            backoff_cap=float(options.get("ws_backoff_cap_seconds", defaults.backoff_cap)),
-        )
+        self._ws_policy = WsPolicy.from_settings(settings, config.ingestion)
 
     async def close(self) -> None:
         await self.rest.close()

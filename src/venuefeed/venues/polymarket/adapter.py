@@ -194,15 +194,9 @@ class PolymarketAdapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> PolymarketStream:
-        options = self.settings.options
-        base = WsPolicy()
-        policy = WsPolicy(
-            idle_timeout=float(options.get("ws_idle_timeout_seconds", base.idle_timeout)),
-            backoff_base=float(options.get("ws_backoff_base_seconds", base.backoff_base)),
-            backoff_cap=float(options.get("ws_backoff_cap_seconds", base.backoff_cap)),
-            protocol_ping_interval=None,
-            queue_size=self.config.ingestion.queue_size,
-            queue_policy=self.config.ingestion.queue_full_policy,
+        # The venue's liveness check is its text PING/PONG, not protocol pings.
+        policy = WsPolicy.from_settings(
+            self.settings, self.config.ingestion, protocol_ping_interval=None
         )
         stream = PolymarketStream(
             self.rest,
