@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -97,7 +96,7 @@ class Pipeline:
             quality.size_backfill_tolerance,
             quality.size_backfill_max_age_seconds,
         )
-        self.g5 = DivergenceCheck(self._mid, quality.price_deviation_max)
+        self.g5 = DivergenceCheck(self._book, quality.price_deviation_max)
         self.whales = whales or WhaleWatch(settings.whales.notional_threshold)
         self._seen = RecentKeys()
         self._depth = settings.ingestion.book_depth
@@ -115,9 +114,8 @@ class Pipeline:
     def set_book_lookup(self, book_of: BookLookup) -> None:
         self._book_of = book_of
 
-    def _mid(self, venue: str, instrument: str) -> Decimal | None:
-        book = self._book_of(venue, instrument)
-        return book.mid() if book is not None else None
+    def _book(self, venue: str, instrument: str) -> OrderBook | None:
+        return self._book_of(venue, instrument)
 
     async def _store(self, record: Event | Market) -> None:
         if not self.writer.offer(record):

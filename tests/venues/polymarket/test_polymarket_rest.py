@@ -6,9 +6,10 @@ import time
 from decimal import Decimal
 
 from venuefeed.models import BookLevel, BookSnapshot
+from venuefeed.pipeline import quality
 from venuefeed.sim.base import Faults
 from venuefeed.venues.base import MarketQuery
-from venuefeed.venues.polymarket import Simulator, quality
+from venuefeed.venues.polymarket import Simulator
 
 from .helpers import make_adapter
 
@@ -155,10 +156,10 @@ def test_quality_g1_g3_g5_pure() -> None:
     )
     book = BookSnapshot(venue="polymarket", instrument="t", ts_venue=0, ts_recv=0,
                         bids=[BookLevel("0.4", "1")], asks=[BookLevel("0.5", "1")])  # fmt: skip
-    assert quality.verify_price("0.46", book, Decimal("0.1")) == (True, "0.45", "")
-    assert quality.verify_price("0.7", book, Decimal("0.1")) == (
+    assert quality.verify_against_snapshot("0.46", book, Decimal("0.1")) == (True, "0.45", "")
+    assert quality.verify_against_snapshot("0.7", book, Decimal("0.1")) == (
         False,
         "0.45",
         "deviation 0.25 > 0.1",
     )
-    assert quality.verify_price("0.7", None, Decimal("0.1")) == (False, None, "no_book")
+    assert quality.verify_against_snapshot("0.7", None, Decimal("0.1")) == (False, None, "no_book")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from venuefeed.models import BookSnapshot, Candle, Market, Trade
+from venuefeed.pipeline import quality
 from venuefeed.transport import HttpError, HttpPolicy, WsPolicy
 from venuefeed.venues.base import (
     ALL_CHANNELS,
@@ -24,7 +25,6 @@ from venuefeed.venues.base import (
     MarketQuery,
     VenueAdapter,
 )
-from venuefeed.venues.polymarket import quality
 from venuefeed.venues.polymarket.rest import PolymarketRest
 from venuefeed.venues.polymarket.stream import PolymarketStream, StreamOptions
 from venuefeed.venues.polymarket.wallets import WalletWatcher
@@ -146,7 +146,7 @@ class PolymarketAdapter(VenueAdapter):
             book: BookSnapshot | None = await self.fetch_book(instrument, 1)
         except HttpError as exc:
             return False, None, f"book unavailable: {exc}"
-        return quality.verify_price(price, book, self.config.quality.price_deviation_max)
+        return quality.verify_against_snapshot(price, book, self.config.quality.price_deviation_max)
 
     def wallet_watcher(self, wallets: Iterable[str] | None = None) -> WalletWatcher:
         """A whale watcher for ``wallets`` (default: option ``whale_wallets``)."""
