@@ -149,7 +149,6 @@ class StorageSettings(_Section):
     spool_dir: Path = Path("venuefeed_data/spool")
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     batch_size: int = Field(default=500, ge=1)
-    flush_interval_ms: float = Field(default=5, ge=0)
     raw_messages: bool = False
     postgres_schema: str = Field(default="venuefeed", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     postgres_pool_size: int = Field(default=4, ge=1)

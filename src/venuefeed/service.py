@@ -25,12 +25,13 @@ from venuefeed import __version__
 from venuefeed.book import OrderBook, SyncState
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
+from venuefeed.metrics import INGESTION_ERRORS
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
 from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.whales import WhaleWatch, whale_store
 from venuefeed.pipeline.writer import SinkWriter
-from venuefeed.sinks.base import Sink, Watermark
+from venuefeed.sinks.base import RawMessage, Sink, Watermark
 from venuefeed.stats import ErrorLog, RollingCounters
 from venuefeed.supervisor import Supervisor
 from venuefeed.venues.base import (
@@ -140,6 +141,8 @@ class VenueRunner:
         process = self.pipeline.process
         last_seen = self.last_seen
         stream.on_market = self._market_learned
+        if self.settings.storage.raw_messages:
+            stream.tap_raw(self._capture_raw)
         async with stream:
             self.stream = stream
             try:
@@ -151,6 +154,15 @@ class VenueRunner:
                     await process(event)
             finally:
                 self.stream = None
+
+    def _capture_raw(self, data: bytes | str, ts_recv: int) -> None:
+        """Queue a raw frame for ``raw_messages``; dropped (and counted) when the writer is full.
+
+        Raw capture is a debugging aid: it must never slow down or block the data.
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        if not self.pipeline.writer.offer(RawMessage(self.name, "ws", ts_recv, payload)):
+            INGESTION_ERRORS.labels(self.name, "raw_capture_dropped").inc()
 
     def _market_learned(self, market: Market) -> None:
         """A market the stream discovered by itself: keep and store it."""
@@ -253,7 +265,11 @@ class VenueRunner:
                 if now - self.last_seen.get(instrument, now) < limit * NS:
                     continue
                 local = stream.book(instrument)
-                remote = await self.adapter.fetch_book(instrument, 1)
+                try:
+                    remote = await self.adapter.fetch_book(instrument, 1)
+                except Exception as exc:  # one instrument's REST failure is not the loop's
+                    self.supervisor.errors.add(self.name, "liveness_check", f"{instrument}: {exc}")
+                    continue
                 if local is not None and _same_top(local, remote):
                     self.last_seen[instrument] = now  # quiet, and our book is right
                     continue
@@ -284,6 +300,9 @@ class VenueRunner:
             "reconnects": getattr(stream, "reconnects", 0) if stream is not None else 0,
             "subscribed": len(self.instruments),
             "markets": len(self.markets),
+            "last_discovery_age_s": round(time.time() - self.last_discovery, 1)
+            if self.last_discovery is not None
+            else None,
             "book_states": dict(states),
             "components": components,
             "capabilities": sorted(self.capabilities),

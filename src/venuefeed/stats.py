@@ -20,7 +20,6 @@ class RollingCounters:
         self.window = window_seconds
         self._clock = clock
         self._buckets: deque[tuple[int, Counter[str]]] = deque()
-        self._sums: dict[str, float] = {}
 
     def add(self, name: str, amount: int = 1) -> None:
         now = int(self._clock())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -44,3 +45,31 @@ async def test_stream_disconnect_heal_and_clean_stop(tmp_path: Path) -> None:
     assert service.pipeline.outcomes["duplicate"] > 0  # duplicated frames were absorbed
     gaps = open_reader(db).execute("SELECT instrument, healed, end_ns > start_ns FROM data_gaps")
     assert sorted(tuple(g) for g in gaps) == [("AAPL", 1, 1), ("MSFT", 1, 1)]
+
+
+async def test_raw_frames_kept_only_when_asked(tmp_path: Path) -> None:
+    sim = Simulator(seed=5, tickers=("AAPL",), events_per_second=60)
+    await sim.start()
+    counts = {}
+    try:
+        for raw in (False, True):
+            db = tmp_path / f"raw-{raw}.db"
+            extra = {"venues.polygon.instruments": ["AAPL"], "storage.raw_messages": raw}
+            service = Service(settings_for({"polygon": sim}, db, extra))
+            await service.start()
+            try:
+                runner = service.runners["polygon"]
+                await wait_for(lambda: runner.events > 20)  # noqa: B023 - awaited here
+            finally:
+                await service.stop()
+            reader = open_reader(db)
+            counts[raw] = reader.execute("SELECT count(*) FROM raw_messages").fetchone()[0]
+            if raw:
+                venue, channel, payload = reader.execute(
+                    "SELECT venue, channel, payload FROM raw_messages ORDER BY id LIMIT 1"
+                ).fetchone()
+                assert (venue, channel) == ("polygon", "ws")
+                assert json.loads(payload)[0]["ev"] == "status"  # the venue's frame, verbatim
+    finally:
+        await sim.stop()
+    assert counts[False] == 0 and counts[True] > 5  # Polygon packs several events a frame

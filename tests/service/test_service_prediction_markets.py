@@ -285,3 +285,26 @@ async def test_quiet_market_is_not_stale_but_a_silent_change_is_resynced(tmp_pat
     finally:
         await service.stop()
         await pm.stop()
+
+
+async def test_liveness_check_survives_rest_failures(tmp_path: Path) -> None:
+    pm = PolymarketSim(seed=13, markets=2, events_per_second=40)
+    await pm.start()
+    service = Service(settings_for({"polymarket": pm}, tmp_path / "f.db",
+                                   {"discovery.max_resolution_days": 0,
+                                    "quality.stale_feed_seconds": 1.0}))  # fmt: skip
+    try:
+        await service.start()
+        runner = service.runners["polymarket"]
+        await wait_for(lambda: runner.events > 20)
+        pm.pause()
+        pm.faults.http_5xx_rate = 1.0  # every REST book request now fails
+        await wait_for(
+            lambda: any(e["kind"] == "liveness_check" for e in service.errors.recent()),
+            within=15,
+        )
+        liveness = service.supervisor.components["polymarket:liveness"]
+        assert liveness.state == "running" and liveness.restarts == 0
+    finally:
+        await service.stop()
+        await pm.stop()

@@ -40,3 +40,25 @@ def test_every_record_has_a_key_and_a_topic_but_watermarks() -> None:
     assert partition_key(market()) == "m1" and partition_key(trade(1)) == "tok"
     assert msgspec.json.decode(bus.encode(market()))["type"] == "market"
     assert bus.type_tag(trade(1)) == "trade"
+
+
+def test_snapshot_identity_includes_its_levels() -> None:
+    from venuefeed.models import BookLevel, BookSnapshot
+    from venuefeed.sinks.keys import message_id
+
+    def snap(size: str) -> BookSnapshot:
+        return BookSnapshot(venue="polymarket", instrument="t", ts_venue=5, ts_recv=6,
+                            bids=[BookLevel("0.5", size)], asks=[])  # fmt: skip
+
+    # No venue sequence: two states in one millisecond must not collapse into one...
+    assert message_id(snap("10")) != message_id(snap("11"))
+    # ...while the same state seen twice is one record.
+    assert message_id(snap("10")) == message_id(snap("10"))
+
+
+def test_raw_frames_survive_the_spool_journal() -> None:
+    from venuefeed.sinks.base import RawMessage
+    from venuefeed.sinks.journal import decode_batch, encode_batch
+
+    raw = RawMessage("kalshi", "ws", 7, b'{"type":"trade"}')
+    assert decode_batch(encode_batch([raw])) == [raw]

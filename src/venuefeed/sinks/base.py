@@ -18,7 +18,7 @@ import msgspec
 
 from venuefeed.models import Event, Market
 
-__all__ = ["Record", "Sink", "SinkUnavailable", "Watermark"]
+__all__ = ["RawMessage", "Record", "Sink", "SinkUnavailable", "Watermark"]
 
 
 class Watermark(msgspec.Struct, frozen=True):
@@ -33,8 +33,21 @@ class Watermark(msgspec.Struct, frozen=True):
     value: str
 
 
-Record = Event | Market | Watermark
-"""Anything a sink receives: canonical events, market metadata, watermarks."""
+class RawMessage(msgspec.Struct, frozen=True):
+    """A venue frame exactly as received (``storage.raw_messages``: off by default).
+
+    For debugging a parser against what the venue really sent. SQL stores keep
+    it in ``raw_messages``; buses and Parquet do not carry it.
+    """
+
+    venue: str
+    channel: str
+    ts_recv: int
+    payload: bytes
+
+
+Record = Event | Market | Watermark | RawMessage
+"""Anything a sink receives: canonical events, market metadata, watermarks, raw frames."""
 
 
 class SinkUnavailable(Exception):

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from venuefeed.models import Event, Market
-from venuefeed.sinks.base import Record, Watermark
+from venuefeed.sinks.base import RawMessage, Record, Watermark
 
 __all__ = ["Journal", "decode_batch", "encode_batch", "frame", "fsync_dir", "read_frames"]
 
@@ -37,7 +37,11 @@ class _WatermarkRecord(msgspec.Struct, tag="watermark", tag_field="type", frozen
     watermark: Watermark
 
 
-_Wire = Event | _MarketRecord | _WatermarkRecord
+class _RawRecord(msgspec.Struct, tag="raw", tag_field="type", frozen=True):
+    raw: RawMessage
+
+
+_Wire = Event | _MarketRecord | _WatermarkRecord | _RawRecord
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[_Wire])
 
@@ -49,6 +53,8 @@ def encode_batch(batch: Sequence[Record]) -> bytes:
             wire.append(_MarketRecord(record))
         elif isinstance(record, Watermark):
             wire.append(_WatermarkRecord(record))
+        elif isinstance(record, RawMessage):
+            wire.append(_RawRecord(record))
         else:
             wire.append(record)
     return _encoder.encode(wire)
@@ -61,6 +67,8 @@ def decode_batch(payload: bytes) -> list[Record]:
             out.append(item.market)
         elif isinstance(item, _WatermarkRecord):
             out.append(item.watermark)
+        elif isinstance(item, _RawRecord):
+            out.append(item.raw)
         else:
             out.append(item)
     return out

@@ -35,7 +35,8 @@ from venuefeed.models import (
     Trade,
     WhaleTrade,
 )
-from venuefeed.sinks.base import Record, Watermark
+from venuefeed.sinks import rows
+from venuefeed.sinks.base import RawMessage, Record, Watermark
 
 __all__ = ["message_id", "natural_key", "partition_key"]
 
@@ -54,7 +55,10 @@ def natural_key(record: Record) -> tuple[Any, ...]:
     if isinstance(r, PriceUpdate):
         return ("price_update", r.venue, r.instrument, r.ts_venue, r.source, r.price)
     if isinstance(r, BookSnapshot):
-        return ("book_snapshot", r.venue, r.instrument, r.ts_venue, r.sequence)
+        # Without a venue sequence, two book states can share a millisecond: the
+        # digest of the levels tells them apart (as in the SQL stores' key).
+        digest = rows.snapshot_digest(r)
+        return ("book_snapshot", r.venue, r.instrument, r.ts_venue, r.sequence, digest)
     if isinstance(r, WhaleTrade):
         return ("whale_trade", r.venue, r.trade_id, r.trader_address)
     if isinstance(r, Candle):
@@ -73,6 +77,8 @@ def natural_key(record: Record) -> tuple[Any, ...]:
         return ("market", r.venue, r.market_id, hashlib.sha256(_encode(r)).hexdigest())
     if isinstance(r, Watermark):
         return ("watermark", r.key, r.value)
+    if isinstance(r, RawMessage):
+        return ("raw", r.venue, r.channel, r.ts_recv)
     raise TypeError(f"no natural key for {type(r).__name__}")
 
 
@@ -87,4 +93,6 @@ def partition_key(record: Record) -> str:
         return record.market_id
     if isinstance(record, Watermark):
         return record.key
+    if isinstance(record, RawMessage):
+        return record.venue
     return record.instrument

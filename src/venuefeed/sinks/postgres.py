@@ -38,7 +38,7 @@ from venuefeed import metrics, schema
 from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, BookState, Market
 from venuefeed.sinks import rows
-from venuefeed.sinks.base import Record, Sink, SinkUnavailable, Watermark
+from venuefeed.sinks.base import RawMessage, Record, Sink, SinkUnavailable, Watermark
 
 __all__ = [
     "BULK_TABLES",
@@ -303,6 +303,8 @@ class PostgresStore(Sink):
                 count += 1
             elif isinstance(record, Watermark):
                 watermarks.append((record.key, record.value, time.time_ns()))
+            elif isinstance(record, RawMessage):
+                by_table["raw_messages"].append(rows.raw_row(record))
             elif isinstance(record, BookState):
                 continue  # transient sync state: status and the bus carry it, tables do not
             else:

@@ -30,12 +30,14 @@ from venuefeed.models import (
     Trade,
     WhaleTrade,
 )
+from venuefeed.sinks.base import RawMessage
 
 __all__ = [
     "ROW_BUILDERS",
     "level_rows",
     "market_row",
     "market_version_hash",
+    "raw_row",
     "snapshot_digest",
     "snapshot_row",
 ]
@@ -115,6 +117,10 @@ UPSERT_COLUMNS: dict[str, tuple[str, ...]] = {
     # A gap is stored when opened and again when closed or healed.
     "data_gaps": ("end_ns", "detail", "healed", "healed_at"),
 }
+
+
+def raw_row(m: RawMessage) -> Row:
+    return (m.venue, m.channel, m.ts_recv, m.payload)
 
 
 def snapshot_digest(s: BookSnapshot) -> str:

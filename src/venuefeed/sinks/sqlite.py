@@ -36,7 +36,7 @@ from venuefeed import schema
 from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, BookState, Market
 from venuefeed.sinks import rows
-from venuefeed.sinks.base import Record, Sink, Watermark
+from venuefeed.sinks.base import RawMessage, Record, Sink, Watermark
 
 __all__ = ["SchemaStatus", "SqliteStore", "migrate", "open_reader", "schema_status"]
 
@@ -306,6 +306,8 @@ class SqliteStore(Sink):
             elif isinstance(record, Watermark):
                 conn.execute(_UPSERT_WATERMARK, (record.key, record.value, time.time_ns()))
                 count += 1
+            elif isinstance(record, RawMessage):
+                by_table["raw_messages"].append(rows.raw_row(record))
             elif isinstance(record, BookState):
                 continue  # transient sync state: status and the bus carry it, tables do not
             else:

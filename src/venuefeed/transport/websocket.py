@@ -220,6 +220,8 @@ class WsSession:
         self.frames = 0
         self.rejected = 0
         self._on_state = on_state
+        self.raw_tap: Callable[[bytes | str, int], None] | None = None
+        """Called with every data frame and its receive time (raw capture); off when None."""
         self._state = WsState.DISCONNECTED
         self._shards: list[_Shard] = []
         self._where: dict[str, _Shard] = {}
@@ -528,6 +530,8 @@ class WsSession:
                 data = msg.data
                 if is_heartbeat(data):
                     continue
+                if self.raw_tap is not None:
+                    self.raw_tap(data, last_seen)
                 self.frames += 1
                 await self._put(Frame(data, last_seen, index))
             elif kind is WSMsgType.PING:

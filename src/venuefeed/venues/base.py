@@ -123,6 +123,10 @@ class VenueStream(abc.ABC):
         """
         return None
 
+    def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
+        """Have every raw frame (and its receive time) passed to ``tap``: raw capture."""
+        raise Unsupported(f"{type(self).__name__} cannot capture raw frames")
+
     async def resync(self, instrument: str) -> None:
         """Rebuild one instrument's book from a fresh snapshot (liveness checks call it).
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -128,6 +128,9 @@ class BinanceStream(VenueStream):
 
     def _streams(self, symbols: Iterable[str]) -> list[str]:
         return [f"{s.lower()}@{suffix}" for s in symbols for suffix in self._suffixes]
+
+    def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
+        self._session.raw_tap = tap
 
     def book(self, instrument: str) -> OrderBook | None:
         sync = self._syncs.get(instrument.upper())

@@ -12,7 +12,7 @@ snapshot requests it asks for.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from venuefeed.book import OrderBook
@@ -92,6 +92,9 @@ class KalshiStream(VenueStream):
                 events = feed.on_reconnected(item.conn, item.ts_recv, item.down_since)
             for event in events:
                 yield event
+
+    def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
+        self.session.raw_tap = tap
 
     def book(self, instrument: str) -> OrderBook | None:
         return self.feed.books.find(instrument)

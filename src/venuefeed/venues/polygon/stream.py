@@ -28,7 +28,7 @@ missed messages, and the gap can be healed from ``/v3/trades``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -122,6 +122,9 @@ class PolygonStream(VenueStream):
         for ticker in tickers:
             del self._instruments[ticker]
         await self._session.unsubscribe(self._channels(tickers))
+
+    def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
+        self._session.raw_tap = tap
 
     async def close(self) -> None:
         await self._session.stop()

@@ -258,6 +258,9 @@ class PolymarketStream(VenueStream):
             for event in batch:
                 yield event
 
+    def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
+        self.session.raw_tap = tap
+
     def book(self, instrument: str) -> OrderBook | None:
         return self.books.find(instrument)
 
