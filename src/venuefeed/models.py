@@ -192,11 +192,16 @@ class BookState(_Event, tag="book_state", frozen=True, gc=False):
 
 
 class DataGap(_Event, tag="data_gap", frozen=True, gc=False):
-    """A stretch of time during which data for an instrument may be missing.
+    """A stretch of time during which data may be missing: one entry in the gap ledger.
 
-    ``cause`` is ``sequence_gap``, ``checksum_mismatch``, ``disconnect`` or
-    ``missed_poll``; ``start``/``end`` are ns (``end`` 0 while still open).
-    ``healed`` is set when a backfill recovered the missing data.
+    ``cause`` is ``sequence_gap``, ``checksum_mismatch``, ``disconnect``,
+    ``restart`` or ``missed_poll``; ``start``/``end`` are ns (``end`` 0 while
+    still open). One incident is one gap: ``instrument`` names its scope (an
+    instrument, or a subscription/connection such as ``"sid:3"``) and
+    ``instruments`` lists every instrument it affected when that is more than
+    the scope itself. ``healed`` is set only once the missing data was really
+    fetched and stored (or the book resynced); a gap the venue cannot heal
+    (history limits) stays open and says why in ``detail``.
     """
 
     cause: str
@@ -204,6 +209,7 @@ class DataGap(_Event, tag="data_gap", frozen=True, gc=False):
     end: int = 0
     detail: str = ""
     healed: bool = False
+    instruments: tuple[str, ...] = ()
 
 
 class WhaleTrade(_Event, tag="whale_trade", frozen=True, gc=False):

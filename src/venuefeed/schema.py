@@ -29,6 +29,7 @@ __all__ = [
     "Dialect",
     "Migration",
     "Table",
+    "add_column_sql",
     "create_sql",
     "insert_sql",
 ]
@@ -56,6 +57,10 @@ class Column:
     nullable: bool = True
     default: str | None = None
     """SQL literal, identical in both dialects (``'-1'``, ``0``, ``''``)."""
+    since: int = 1
+    """The migration that added this column: a table created by migration N gets the
+    columns with ``since <= N``; a later column comes in with ``ALTER TABLE`` from its
+    own migration, so a released migration never changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +85,30 @@ class Migration:
     version: int
     description: str
     tables: tuple[Table, ...] = ()
+    columns: tuple[tuple[Table, str], ...] = ()
+    """Columns added to existing tables, as ``(table, column name)``."""
     statements: dict[Dialect, tuple[str, ...]] = field(default_factory=dict)
 
+    def sql(self, dialect: Dialect, schema: str | None = None) -> list[str]:
+        """Every statement of this migration, in order, for one dialect."""
+        out: list[str] = []
+        for table in self.tables:
+            out.extend(create_sql(table, dialect, schema, version=self.version))
+        for table, column in self.columns:
+            out.append(add_column_sql(table, column, dialect, schema))
+        out.extend(self.statements.get(dialect, ()))
+        return out
 
-def C(name: str, type_: ColumnType, nullable: bool = True, default: str | None = None) -> Column:
-    return Column(name, type_, nullable, default)
+
+def C(
+    name: str,
+    type_: ColumnType,
+    nullable: bool = True,
+    default: str | None = None,
+    *,
+    since: int = 1,
+) -> Column:
+    return Column(name, type_, nullable, default, since)
 
 
 def _event_columns() -> tuple[Column, ...]:
@@ -359,6 +383,7 @@ DATA_GAPS = Table(
         C("detail", "text", False, "''"),
         C("healed", "bool", False, "0"),
         C("healed_at", "bigint"),
+        C("instruments", "json", False, "'[]'", since=2),
     ),
     key=("venue", "instrument", "cause", "start_ns"),
     indexes=(("venue", "healed"),),
@@ -385,7 +410,10 @@ TABLES: tuple[Table, ...] = (
 )
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", tables=TABLES),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", tables=TABLES),
+    Migration(2, "gaps list the instruments they affected", columns=((DATA_GAPS, "instruments"),)),
+)
 """Forward-only. Never edit a released migration; append a new one."""
 
 
@@ -405,10 +433,17 @@ def _column_sql(column: Column, table: Table, dialect: Dialect) -> str:
     return sql
 
 
-def create_sql(table: Table, dialect: Dialect, schema: str | None = None) -> list[str]:
-    """``CREATE TABLE`` (and index) statements for one table."""
+def create_sql(
+    table: Table, dialect: Dialect, schema: str | None = None, *, version: int | None = None
+) -> list[str]:
+    """``CREATE TABLE`` (and index) statements for one table.
+
+    With ``version``, only the columns that existed at that migration: what a
+    store migrated step by step has, so both paths give the same table.
+    """
     name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
-    parts = [_column_sql(c, table, dialect) for c in table.columns]
+    columns = [c for c in table.columns if version is None or c.since <= version]
+    parts = [_column_sql(c, table, dialect) for c in columns]
     keys = ", ".join(f'"{k}"' for k in table.key)
     parts.append(f"UNIQUE ({keys})" if table.serial else f"PRIMARY KEY ({keys})")
     statements = [f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(parts) + "\n)"]
@@ -417,6 +452,13 @@ def create_sql(table: Table, dialect: Dialect, schema: str | None = None) -> lis
         cols_sql = ", ".join(f'"{c}"' for c in cols)
         statements.append(f'CREATE INDEX IF NOT EXISTS "{index}" ON {name} ({cols_sql})')
     return statements
+
+
+def add_column_sql(table: Table, column: str, dialect: Dialect, schema: str | None = None) -> str:
+    """``ALTER TABLE ... ADD COLUMN`` for a column added by a later migration."""
+    name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    found = next(c for c in table.columns if c.name == column)
+    return f"ALTER TABLE {name} ADD COLUMN {_column_sql(found, table, dialect)}"
 
 
 def insert_sql(

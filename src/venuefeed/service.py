@@ -561,13 +561,31 @@ class Service:
             out.append(entry)
         return out
 
+    def problems(self) -> list[str]:
+        """Why the service is not healthy right now, one line each; empty when it is.
+
+        ``/api/status`` answers 503 with these when the list is not empty, so a
+        container healthcheck sees a failed venue or a failing sink.
+        """
+        out: list[str] = []
+        if self._started and not self.sink_ok:
+            out.append("storage: not connected")
+        out.extend(self.writer.problems())
+        for name, error in self.venue_errors.items():
+            out.append(f"{name}: misconfigured: {error}")
+        for name, component in self.supervisor.components.items():
+            if component.state == "failed":
+                out.append(f"{name}: failed ({component.restarts} restarts): "
+                           f"{component.last_error}")  # fmt: skip
+        return out
+
     def status(self) -> dict[str, Any]:
         venues = self.venues_view()
         errors = self.errors.recent(3600)
-        connected = [v for v in venues if v.get("state") == "connected"]
-        enabled = [v for v in venues if v["enabled"]]
+        problems = self.problems()
         return {
-            "healthy": self.sink_ok and (not enabled or bool(connected) or not self.continuous),
+            "healthy": not problems,
+            "problems": problems,
             "version": __version__,
             "uptime_s": round(time.time() - self.started_at, 1),
             "continuous": self.continuous,

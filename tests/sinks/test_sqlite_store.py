@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from venuefeed import schema
 from venuefeed.models import (
     BookLevel,
     BookSnapshot,
@@ -41,15 +43,44 @@ def count(path: Path, table: str) -> int:
     return int(open_reader(path).execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
+ALL_VERSIONS = [m.version for m in schema.MIGRATIONS]
+
+
 def test_migrate_twice_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "v.db"
-    assert migrate(path) == [1]
+    assert migrate(path) == ALL_VERSIONS
     before = open_reader(path).execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
     assert migrate(path) == []
     after = open_reader(path).execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
     assert [tuple(r) for r in before] == [tuple(r) for r in after]
     status = schema_status(path)
-    assert status.current == status.latest == 1 and status.pending == ()
+    assert status.current == status.latest == ALL_VERSIONS[-1] and status.pending == ()
+
+
+def test_a_database_migrated_step_by_step_equals_a_fresh_one(tmp_path: Path) -> None:
+    """A store created by an older venuefeed (migration 1 only) catches up to the same tables."""
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    for statement in schema.MIGRATIONS[0].sql("sqlite"):
+        conn.execute(statement)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+        "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', 0)")
+    conn.commit()
+    conn.close()
+    assert migrate(old) == ALL_VERSIONS[1:]
+    fresh = tmp_path / "fresh.db"
+    migrate(fresh)
+
+    def columns(path: Path) -> dict[str, list[str]]:
+        reader = open_reader(path)
+        names = [r[0] for r in reader.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: sorted(r[1] for r in reader.execute(f'PRAGMA table_info("{n}")')) for n in names}
+
+    assert columns(old) == columns(fresh)
+    assert "instruments" in columns(old)["data_gaps"]
 
 
 def test_cli_db_migrate_on_empty_path(tmp_path: Path) -> None:
@@ -57,7 +88,7 @@ def test_cli_db_migrate_on_empty_path(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "venuefeed.cli", "--db", str(path), "db", "migrate"]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "applied migration(s) 1" in first.stdout
+    assert f"applied migration(s) {', '.join(map(str, ALL_VERSIONS))}" in first.stdout
     assert "up to date" in second.stdout
     assert count(path, "trades") == 0
 

@@ -58,6 +58,14 @@ class SinkWriter:
         self.rejected = 0
         self.backpressure_waits = 0
         self.last_error: str | None = None
+        self._failing_since: float | None = None
+
+    def problems(self) -> list[str]:
+        """Storage trouble right now (the sink unreachable and the batch held), one line each."""
+        if self._failing_since is None:
+            return []
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._failing_since))
+        return [f"storage: {self.last_error} (since {since}; {self.pending} records held)"]
 
     def on_stored(self, listener: Callable[[Sequence[Record]], None]) -> None:
         """Call ``listener(batch)`` after each durable write (status, latency probes)."""
@@ -119,9 +127,12 @@ class SinkWriter:
                     await self._write(batch)
                 except SinkUnavailable as exc:
                     self.last_error = f"sink unavailable: {exc}"
+                    if self._failing_since is None:
+                        self._failing_since = time.time()
                     INGESTION_ERRORS.labels("*", "sink_unavailable").inc()
                     await asyncio.sleep(backoff.next_delay())
                     continue
+                self._failing_since = None
                 backoff.reset()
                 break
 

@@ -153,10 +153,7 @@ async def migrate(conn: asyncpg.Connection, pg_schema: str) -> list[int]:
             if migration.version in done:
                 continue
             async with conn.transaction():
-                for table in migration.tables:
-                    for statement in schema.create_sql(table, "postgres", schema=pg_schema):
-                        await conn.execute(statement)
-                for statement in migration.statements.get("postgres", ()):
+                for statement in migration.sql("postgres", schema=pg_schema):
                     await conn.execute(statement.replace("{schema}", _quote(pg_schema)))
                 await conn.execute(
                     f"INSERT INTO {_quote(pg_schema)}.schema_migrations VALUES ($1, $2, $3)",

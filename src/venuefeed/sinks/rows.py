@@ -89,7 +89,9 @@ def _status(s: MarketStatusChange) -> Iterator[Row]:
 
 def _gap(g: DataGap) -> Iterator[Row]:
     healed_at = g.ts_recv if g.healed else None
-    yield (g.venue, g.instrument, g.cause, g.start, g.end, g.detail, g.healed, healed_at)
+    instruments = msgspec.json.encode(g.instruments).decode()
+    yield (g.venue, g.instrument, g.cause, g.start, g.end, g.detail, g.healed, healed_at,
+           instruments)  # fmt: skip
 
 
 def _whale(w: WhaleTrade) -> Iterator[Row]:
@@ -115,7 +117,7 @@ UPSERT_COLUMNS: dict[str, tuple[str, ...]] = {
     # A candle is re-sent while its bar is open; the last word wins.
     "candles": ("close_time", "high", "low", "close", "volume", "trades", "closed", "ts_recv"),
     # A gap is stored when opened and again when closed or healed.
-    "data_gaps": ("end_ns", "detail", "healed", "healed_at"),
+    "data_gaps": ("end_ns", "detail", "healed", "healed_at", "instruments"),
 }
 
 

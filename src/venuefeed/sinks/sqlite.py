@@ -110,10 +110,7 @@ def migrate(path: str | Path) -> list[int]:
                 continue
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for table in migration.tables:
-                    for statement in schema.create_sql(table, "sqlite"):
-                        conn.execute(statement)
-                for statement in migration.statements.get("sqlite", ()):
+                for statement in migration.sql("sqlite"):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
