@@ -66,8 +66,9 @@ class TapeFeed(VenueFeed):
 
     def on_fetched(self, what: str, results: Sequence[Any], ts_recv: int) -> Output:
         snaps: list[Event] = [
-            BookSnapshot(venue=self.venue, instrument=r, ts_venue=ts_recv, ts_recv=ts_recv,
-                         bids=[], asks=[])
+            BookSnapshot(
+                venue=self.venue, instrument=r, ts_venue=ts_recv, ts_recv=ts_recv, bids=[], asks=[]
+            )
             for r in results
         ]
         return Output(snaps, [])
