@@ -30,12 +30,12 @@ class VenueOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return {}
 
 
-O = TypeVar("O", bound=VenueOptions)
+OptionsT = TypeVar("OptionsT", bound=VenueOptions)
 
 _PATH = re.compile(r" - at `\$\.([A-Za-z0-9_]+)`")
 
 
-def load_options(cls: type[O], venue: str, raw: Mapping[str, Any]) -> O:
+def load_options(cls: type[OptionsT], venue: str, raw: Mapping[str, Any]) -> OptionsT:
     """``raw`` (the config's mapping) as ``cls``, or :class:`OptionsError` naming the key."""
     prefix = f"venues.{venue}.options"
     known = cls.__struct_fields__
