@@ -114,7 +114,7 @@ async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path
         await ks.stop()
 
     kinds = {e["kind"] for e in pm.truth.events}
-    assert {"ws_cut", "duplicate_frame", "skipped_change"} <= kinds
+    assert {"ws_cut", "duplicate_frame", "sequence_skip"} <= kinds
     pm_stored = stored_ids(db, "polymarket")
     assert max(pm_stored.values()) == 1
     assert set(pm_stored) == polymarket_ids(pm)  # every trade, once; none invented
