@@ -56,9 +56,7 @@ class SimSocket(Generic[S]):
     silent: bool = False
     closing: bool = False
     held: str | None = None
-    outbox: asyncio.Queue[str | None] = field(
-        default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES)
-    )
+    outbox: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES))
 
     @property
     def closed(self) -> bool:

@@ -546,9 +546,7 @@ class Simulator(SimulatorBase):
                 self.truth.record("ws_rejected", reason=why)
                 return _error(401, "authentication_error", why)
         client = _Client(authenticated=signed or self.public_key is not None)
-        return await self.sockets.serve(
-            request, client, self._on_text, on_binary=self._on_binary
-        )
+        return await self.sockets.serve(request, client, self._on_text, on_binary=self._on_binary)
 
     async def _on_text(self, sock: _Socket, text: str) -> None:
         self._command(sock, text)

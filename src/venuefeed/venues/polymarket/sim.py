@@ -874,9 +874,7 @@ class Simulator(SimulatorBase):
             "timestamp": str(self._tick_ms()),
             "tags": [market.category.lower()],
         }
-        self._broadcast(
-            [market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True
-        )
+        self._broadcast([market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True)
 
     async def inject_print(
         self, token: str, price: str, size: str | None, *, age_seconds: float = 0.0
