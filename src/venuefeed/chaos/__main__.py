@@ -35,6 +35,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="simulate only this venue (repeatable; default: all four)",
     )
     parser.add_argument("--quick", action="store_true", help="seconds-long phases (make test)")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the scenarios at the same time (each has its own processes)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--keep", type=Path, help="keep logs, configs and truth files here")
     parser.add_argument("--postgres", default=Environment.postgres_dsn, help="PostgreSQL DSN")
@@ -44,9 +49,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(
     scenarios: tuple[str, ...], venues: tuple[str, ...], quick: bool, folder: Path,
-    env: Environment,
+    env: Environment, parallel: bool = False,
 ) -> list[ScenarioResult]:  # fmt: skip
     durations = Durations.quick() if quick else Durations.full()
+    if parallel:
+        return list(await asyncio.gather(
+            *(run_scenario(name, folder, venues, durations, env) for name in scenarios)
+        ))  # fmt: skip
     results = []
     for name in scenarios:
         print(f"chaos: {name} ...", file=sys.stderr, flush=True)
@@ -61,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     env = Environment(postgres_dsn=args.postgres, nats_url=args.nats)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(run(scenarios, venues, args.quick, args.keep, env))
+        folder = args.keep
+        results = asyncio.run(run(scenarios, venues, args.quick, folder, env, args.parallel))
     else:
         with tempfile.TemporaryDirectory(prefix="venuefeed-chaos-") as tmp:
-            results = asyncio.run(run(scenarios, venues, args.quick, Path(tmp), env))
+            folder = Path(tmp)
+            results = asyncio.run(run(scenarios, venues, args.quick, folder, env, args.parallel))
     if args.json:
         print(json.dumps(as_json(results), indent=2))
     else:
