@@ -118,7 +118,9 @@ async def test_trades_while_nobody_is_connected_and_rest_serves_them(sim: Simula
 
 async def test_disconnect_switch_cuts_every_socket_at_once(sim: SimulatorBase) -> None:
     async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(ws_url(sim)) for _ in range(2)]
+        sockets = [await session.ws_connect(ws_url(sim))]
+        await asyncio.sleep(0.25)  # opened apart: a per-socket timer would cut them apart
+        sockets.append(await session.ws_connect(ws_url(sim)))
         await until(lambda: len(sim.sockets) == 2)
         sim.faults.update({"disconnect_every_seconds": 0.3})
         await until(lambda: sim.truth.count("ws_cut") >= 2, within=3)
