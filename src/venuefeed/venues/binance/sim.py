@@ -294,7 +294,6 @@ class Simulator(SimulatorBase):
         self.weight_limit = weight_limit
         self.weight_window_seconds = weight_window_seconds
         self.ban_seconds = ban_seconds
-        self.ping_interval = ping_interval
         self.kline_push_seconds = kline_push_seconds
         self.books = {s: _Book(s, Random(_mix(seed, *s.encode()))) for s in self.symbols}
         self.history = {s: _History(seed, s) for s in self.symbols}

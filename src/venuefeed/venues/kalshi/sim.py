@@ -124,7 +124,6 @@ class Simulator(SimulatorBase):
         self.universe = Universe(seed, markets, anchor_ts)
         self.public_key = load_public_key(public_key_pem) if public_key_pem else None
         self.events_per_second = events_per_second
-        self.ping_interval = ping_interval
         self.books: dict[str, SimBook] = {}
         self.live_trades: dict[str, list[dict[str, Any]]] = {}
         self.sockets: Sockets[_Client] = Sockets(
