@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from venuefeed.config import load_config
+from venuefeed.config import VenueSettings, load_config
 from venuefeed.models import DataGap, Trade
 from venuefeed.pipeline.whales import whale_store
+from venuefeed.report import quality_report
 from venuefeed.service import Service
 from venuefeed.sinks.sqlite import SqliteStore
+from venuefeed.venues.kalshi import Adapter as Kalshi
 
 
 def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,8 +90,28 @@ async def test_quality_report(tmp_path: Path) -> None:
                 start=now - 60_000_000_000, end=now - 30_000_000_000),
     ])  # fmt: skip
     await store.close()
-    out = cli(db, "quality", "--window", "24").stdout
-    line = next(row for row in out.splitlines() if "kalshi" in row)
-    cells = [c.strip() for c in line.strip("│┃ ").split("│")]
-    # 390 s of gaps over 24 h for one instrument -> 99.549 % coverage; 1 open, 1 healed
-    assert cells[:6] == ["kalshi", "1", "1", "99.55", "1", "1"]
+    out = cli(db, "quality", "--window", "24", "--json").stdout
+    rows = {row["venue"]: row for row in map(json.loads, out.splitlines())}
+    # Only the open gap (30 s) leaves data missing: the healed window was recovered.
+    # 30 s over 24 h for one instrument -> 99.965 % coverage; 1 open, 1 healed.
+    kalshi = rows["kalshi"]
+    assert (kalshi["instruments"], kalshi["trades"], kalshi["gaps_open"]) == (1, 1, 1)
+    assert (kalshi["gaps_healed"], kalshi["coverage_pct"]) == (1, 99.965)
+    # An enabled venue without data is listed with nothing claimed, and why.
+    assert rows["polymarket"]["coverage_pct"] is None
+    assert "no data" in rows["polymarket"]["note"]
+
+
+async def test_quality_report_says_why_a_venue_has_no_data(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    store = SqliteStore(db)
+    await store.start()
+    await store.close()
+    report = {
+        q.venue: q
+        for q in quality_report(
+            db, expected={"kalshi": Kalshi.why_no_data(VenueSettings(enabled=True))}
+        )
+    }
+    assert report["kalshi"].coverage_pct is None
+    assert report["kalshi"].note.startswith("no credentials")

@@ -510,6 +510,7 @@ def backfill(
 @app.command()
 def quality(
     window: Annotated[float, typer.Option(help="Window in hours.")] = 24.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per venue.")] = False,
 ) -> None:
     """Per-venue data-quality report: coverage, gaps open/healed, stale books."""
     from venuefeed.report import quality_report
@@ -518,14 +519,28 @@ def quality(
     if not Path(cfg.storage.sqlite_path).exists():
         err_console.print(f"{cfg.storage.sqlite_path}: no database yet")
         raise typer.Exit(1)
+    from venuefeed.venues.base import adapter_class, known_venues
+
+    expected = {
+        name: adapter_class(name).why_no_data(venue)
+        for name, venue in cfg.venues.items()
+        if venue.enabled and name in known_venues()
+    }
     rows = quality_report(cfg.storage.sqlite_path, window_s=window * 3600,
-                          stale_s=cfg.quality.stale_feed_seconds)  # fmt: skip
+                          stale_s=cfg.quality.stale_feed_seconds, expected=expected)  # fmt: skip
+    if as_json:
+        import dataclasses
+
+        for r in rows:
+            print(json.dumps(dataclasses.asdict(r)))
+        return
     table = Table("venue", "instruments", "trades", "coverage %", "gaps open", "gaps healed",
-                  "gap time (s)", "stale books")  # fmt: skip
+                  "gap time (s)", "stale books", "note")  # fmt: skip
     for r in rows:
-        table.add_row(r.venue, str(r.instruments), str(r.trades), f"{r.coverage_pct:.2f}",
+        coverage = f"{r.coverage_pct:.2f}" if r.coverage_pct is not None else "-"
+        table.add_row(r.venue, str(r.instruments), str(r.trades), coverage,
                       str(r.gaps_open), str(r.gaps_healed), f"{r.gap_seconds:.1f}",
-                      str(r.stale_books))  # fmt: skip
+                      str(r.stale_books), r.note)  # fmt: skip
     console.print(table)
 
 

@@ -123,6 +123,27 @@ class IngestionSettings(_Section):
     store_book_deltas: bool = False
     queue_size: int = Field(default=10_000, ge=1)
     queue_full_policy: Literal["block", "drop_oldest"] = "block"
+    backfill_lookback_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="First start (no completeness watermark yet): back-fill trades this far back.",
+    )
+    gap_margin_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="Widen every healed window by this on both sides (frames held back before "
+        "a cut, venue clock skew); duplicates are absorbed by the stores' keys.",
+    )
+    heal_delay_seconds: float = Field(
+        default=2,
+        ge=0,
+        description="Wait this long after a gap closes before fetching its trades: venues "
+        "index trade history with a delay.",
+    )
+    heal_retry_max_seconds: float = Field(default=60, gt=0)
+    completeness_interval_seconds: float = Field(
+        default=1, gt=0, description="How often the durable completeness watermark advances."
+    )
 
 
 class QualitySettings(_Section):

@@ -8,6 +8,13 @@ misconfigured or rate-limited shows up in status while the others go on.
 Shutdown order matters for "nothing accepted is lost": stop intake (cancel
 the venue jobs), store the last state of every changed book, drain the
 writer until every queued record is durable, then close sinks and clients.
+
+Trade completeness does not depend on which loops a venue runs: every
+venue with a stream and a trade history keeps a durable completeness
+watermark (``complete:<venue>``: trades are all stored up to that time); at
+start, and whenever its stream is (re)started, a ``restart`` gap from that
+watermark is opened and the venue's :class:`GapHealer` back-fills it from
+REST once the stream is live -- as it does for every disconnect window.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ from venuefeed.config import Settings
 from venuefeed.log import get_logger
 from venuefeed.metrics import INGESTION_ERRORS
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
+from venuefeed.pipeline.healer import ALL_INSTRUMENTS, TRADE_CAUSES, GapHealer
 from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.whales import WhaleWatch, whale_store
 from venuefeed.pipeline.writer import SinkWriter
-from venuefeed.sinks.base import RawMessage, Sink, Watermark
+from venuefeed.sinks.base import RawMessage, Sink, SinkUnavailable, Watermark
 from venuefeed.stats import ErrorLog, RollingCounters
 from venuefeed.supervisor import Supervisor
+from venuefeed.transport.backoff import Backoff
 from venuefeed.venues.base import (
     CheckResult,
     MarketQuery,
@@ -83,6 +92,24 @@ class VenueRunner:
         self.last_discovery: float | None = None
         self.events = 0
         self._background: set[asyncio.Task[Any]] = set()
+        self.healer = GapHealer(
+            adapter, pipeline, settings.ingestion, supervisor.errors,
+            instruments=lambda: self.instruments, live=self._stream_live,
+        )  # fmt: skip
+        self.resume_from: int | None = None
+        """Trades are known complete up to here when the next stream starts (set from the
+        durable watermark at service start, then from the stream that ended)."""
+        self._watermark = 0
+        self.stream_down_since: int | None = None
+        self._loaded = False
+        self._restart_pending = False
+        self._busy = False
+        self._done_recv = 0
+        """Receive time of the last stream event fully handed to the pipeline."""
+
+    @property
+    def keeps_trades_complete(self) -> bool:
+        return {"stream", "trades"} <= self.capabilities
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -140,20 +167,150 @@ class VenueRunner:
         stream = self.adapter.open_stream()
         process = self.pipeline.process
         last_seen = self.last_seen
+        note_gap = self.healer.note
         stream.on_market = self._market_learned
+        stream.on_gap = note_gap
         if self.settings.storage.raw_messages:
             stream.tap_raw(self._capture_raw)
+        if self.keeps_trades_complete:
+            if self._loaded:
+                await self._open_restart_gap()
+            else:  # the completeness job opens it once it knows where the store stands
+                self._restart_pending = True
         async with stream:
             self.stream = stream
             try:
                 if self.instruments:
                     await stream.subscribe(sorted(self.instruments))
                 async for event in stream:
+                    self._busy = True
                     last_seen[event.instrument] = event.ts_recv
                     self.events += 1
+                    if type(event) is DataGap:
+                        note_gap(event)
                     await process(event)
+                    self._done_recv = event.ts_recv
+                    self._busy = False
             finally:
+                # Whatever ended this stream, the next one back-fills from here.
+                self.resume_from = self.complete_until(time.time_ns())
                 self.stream = None
+                self._busy = False
+
+    async def _open_restart_gap(self) -> None:
+        """The window since trades were last known complete: healed once the stream is live."""
+        now = time.time_ns()
+        start = self.resume_from
+        detail = "stream started"
+        if start is None:
+            lookback = self.settings.ingestion.backfill_lookback_seconds
+            start = now - int(lookback * NS)
+            detail = f"first start: no completeness watermark, back-filling {lookback:g} s"
+        gap = DataGap(venue=self.name, instrument=ALL_INSTRUMENTS, ts_venue=0, ts_recv=now,
+                      cause="restart", start=start, detail=detail)  # fmt: skip
+        self.healer.note(gap)
+        await self.pipeline.process(gap)
+
+    def _track_stream(self, now: int) -> None:
+        if self._stream_live():
+            self.stream_down_since = None
+        elif self.stream_down_since is None:
+            self.stream_down_since = now
+
+    def problems(self, now: int) -> list[str]:
+        """This venue's reasons to call the service unhealthy (see :meth:`Service.problems`)."""
+        out: list[str] = []
+        limit = self.settings.quality.stale_feed_seconds
+        down = self.stream_down_since
+        if down is not None and now - down > limit * NS:
+            state = self.stream.state if self.stream is not None else "not running"
+            out.append(f"{self.name}: stream {state} for {(now - down) / NS:.0f} s "
+                       f"(limit {limit:g} s)")  # fmt: skip
+        gaps = self.healer.view()
+        if gaps["failing"]:
+            out.append(f"{self.name}: {gaps['failing']} gap(s) failing to heal: "
+                       f"{gaps['last_error']}")  # fmt: skip
+        return out
+
+    def _stream_live(self) -> bool:
+        stream = self.stream
+        return stream is not None and stream.state == "connected"
+
+    def complete_until(self, now: int) -> int | None:
+        """Up to when every trade of this venue is stored or on its way to the store.
+
+        The minimum of: what the stream's connections vouch for (a shard down, a
+        reconnect window not yet handed over), the oldest trade gap still open,
+        and -- while events wait in the stream's queues or in the pipeline --
+        the receive time of the last event fully handed to the pipeline. None
+        while no stream runs (nothing can be vouched for).
+        """
+        stream = self.stream
+        if stream is None:
+            return None
+        until = stream.complete_until(now)
+        if self._busy or stream.backlog():
+            until = min(until, self._done_recv)
+        oldest = self.healer.oldest_open()
+        if oldest is not None:
+            until = min(until, oldest)
+        return until
+
+    async def completeness_loop(self) -> None:
+        """Load where the store stands, then keep its completeness watermark advancing.
+
+        Until the store answers (it may be down at start: ingestion goes on into
+        the spool meanwhile) no watermark is written and the first restart gap
+        waits, so nothing is ever vouched for that was not checked.
+        """
+        interval = self.settings.ingestion.completeness_interval_seconds
+        key = f"complete:{self.name}"
+        backoff = Backoff(0.5, self.settings.ingestion.heal_retry_max_seconds)
+        while not self._loaded:
+            try:
+                await self.load_completeness()
+            except (SinkUnavailable, OSError) as exc:
+                self.supervisor.errors.add(self.name, "completeness_load", str(exc))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self._loaded = True
+            if self._restart_pending:
+                self._restart_pending = False
+                await self._open_restart_gap()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time_ns()
+            self._track_stream(now)
+            until = self.complete_until(now)
+            if until is None or until <= self._watermark:
+                continue
+            self._watermark = until
+            await self.pipeline.writer.put(Watermark(key, str(until)))
+
+    async def load_completeness(self) -> None:
+        """Read the durable watermark and the gaps a previous run left open.
+
+        Open trade gaps are healed again (their windows are fetched anew: the
+        stores absorb duplicates); open book gaps are closed, because every
+        book starts from a fresh snapshot now.
+        """
+        sink = self.pipeline.writer.sink
+        stored = await sink.read_watermarks(f"complete:{self.name}")
+        value = stored.get(f"complete:{self.name}")
+        if value is not None:
+            self.resume_from = self._watermark = int(value)
+        now = time.time_ns()
+        for gap in await sink.read_open_gaps(self.name):
+            if gap.cause in TRADE_CAUSES:
+                if not gap.end:
+                    gap = msgspec.structs.replace(gap, end=now)
+                self.healer.note(gap)
+            else:
+                closed = msgspec.structs.replace(
+                    gap, end=gap.end or now, healed=True, ts_recv=now,
+                    detail=f"{gap.detail}; books re-snapshotted at restart",
+                )  # fmt: skip
+                await self.pipeline.process(closed)
 
     def _capture_raw(self, data: bytes | str, ts_recv: int) -> None:
         """Queue a raw frame for ``raw_messages``; dropped (and counted) when the writer is full.
@@ -201,8 +358,8 @@ class VenueRunner:
 
     # -- polling -----------------------------------------------------------
 
-    async def snapshot_pass(self) -> dict[str, int]:
-        """Top-N books and recent trades of every tracked instrument, once."""
+    async def snapshot_pass(self, *, trades: bool = True) -> dict[str, int]:
+        """Top-N books (and, with ``trades``, recent trades) of every tracked instrument, once."""
         depth = self.settings.ingestion.book_depth
         limit = asyncio.Semaphore(self.settings.ingestion.max_concurrency)
         counts: Counter[str] = Counter()
@@ -218,7 +375,7 @@ class VenueRunner:
                     else:
                         await self.pipeline.process(book, live=False)
                         counts["books"] += 1
-                if "trades" in self.capabilities:
+                if trades and "trades" in self.capabilities:
                     async for trade in self.adapter.fetch_trades(instrument, since, time.time_ns()):
                         await self.pipeline.process(trade, live=False)
                         counts["trades"] += 1
@@ -232,25 +389,13 @@ class VenueRunner:
         return dict(counts)
 
     async def snapshot_loop(self, interval: float) -> None:
+        # Where the stream and the gap healer keep trades complete, polling them is waste.
+        trades = not self.keeps_trades_complete
         while True:
-            await self.snapshot_pass()
+            await self.snapshot_pass(trades=trades)
             await asyncio.sleep(interval)
 
     # -- gaps and liveness ---------------------------------------------------
-
-    async def heal(self, gap: DataGap) -> None:
-        """Back-fill the trades of a disconnect window from REST, then mark the gap healed."""
-        if gap.cause != "disconnect" or "trades" not in self.capabilities:
-            return
-        end = gap.end or time.time_ns()
-        instruments = (
-            [gap.instrument] if gap.instrument in self.instruments else sorted(self.instruments)
-        )
-        for instrument in instruments:
-            async for trade in self.adapter.fetch_trades(instrument, gap.start, end):
-                await self.pipeline.process(trade, live=False)
-        healed = msgspec.structs.replace(gap, end=end, healed=True, ts_recv=time.time_ns())
-        await self.pipeline.process(healed)
 
     async def liveness_loop(self) -> None:
         """A quiet market is not a dead feed: ask REST before declaring a book stale."""
@@ -297,7 +442,8 @@ class VenueRunner:
             "state": stream.state if stream is not None else _idle_state(components),
             "last_event_age_s": round((now - last) / NS, 3) if last else None,
             "events": self.events,
-            "reconnects": getattr(stream, "reconnects", 0) if stream is not None else 0,
+            "reconnects": stream.reconnects if stream is not None else 0,
+            "gaps": self.healer.view(),
             "subscribed": len(self.instruments),
             "markets": len(self.markets),
             "last_discovery_age_s": round(time.time() - self.last_discovery, 1)
@@ -350,14 +496,13 @@ class Service:
         self.pipeline = Pipeline(
             settings, self.writer, hub=self.hub, stats=self.stats,
             whales=WhaleWatch(settings.whales.notional_threshold),
-            on_gap=self._on_gap, echo=echo,
+            echo=echo,
         )  # fmt: skip
         self.pipeline.set_book_lookup(self._book_of)
         self.runners: dict[str, VenueRunner] = {}
         self.venue_errors: dict[str, str] = {}
         self.started_at = time.time()
         self.continuous = False
-        self._gaps: asyncio.Queue[DataGap] = asyncio.Queue(maxsize=1000)
         self.latencies: deque[int] = deque(maxlen=5000)
         self._started = False
         self.sink_ok = False
@@ -383,7 +528,6 @@ class Service:
         sup = self.supervisor
         sup.start("service:book-flush", self._flush_books_loop)
         sup.start("service:whales", self._whales_loop)
-        sup.start("service:gap-healer", self._heal_loop)
         self._started = True
         if continuous:
             await self.start_continuous()
@@ -454,6 +598,9 @@ class Service:
             if "stream" in caps:
                 self.supervisor.start(f"{name}:stream", runner.stream_loop)
                 self.supervisor.start(f"{name}:liveness", runner.liveness_loop)
+            if runner.keeps_trades_complete:
+                self.supervisor.start(f"{name}:completeness", runner.completeness_loop)
+                self.supervisor.start(f"{name}:healer", runner.healer.run)
             if "wallets" in caps:
                 self.supervisor.start(f"{name}:wallets", runner.wallets_loop)
             else:
@@ -508,22 +655,6 @@ class Service:
 
         return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1] / 1e6, 3)}
 
-    def _on_gap(self, gap: DataGap) -> None:
-        try:
-            self._gaps.put_nowait(gap)
-        except asyncio.QueueFull:
-            self.errors.add(gap.venue, "gap_queue_full", "gap not healed: healer is behind")
-
-    async def _heal_loop(self) -> None:
-        while True:
-            gap = await self._gaps.get()
-            runner = self.runners.get(gap.venue)
-            if runner is not None:
-                try:
-                    await runner.heal(gap)
-                except Exception as exc:
-                    self.errors.add(gap.venue, "heal_failed", f"{type(exc).__name__}: {exc}")
-
     async def _flush_books_loop(self) -> None:
         interval = max(0.05, self.settings.ingestion.book_persist_interval_seconds)
         while True:
@@ -573,6 +704,9 @@ class Service:
         out.extend(self.writer.problems())
         for name, error in self.venue_errors.items():
             out.append(f"{name}: misconfigured: {error}")
+        now = time.time_ns()
+        for runner in self.runners.values():
+            out.extend(runner.problems(now))
         for name, component in self.supervisor.components.items():
             if component.state == "failed":
                 out.append(f"{name}: failed ({component.restarts} restarts): "

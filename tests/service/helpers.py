@@ -20,6 +20,8 @@ def settings_for(
     overrides: dict[str, Any] = {
         "storage.sqlite_path": db,
         "ingestion.book_persist_interval_seconds": 0.2,
+        "ingestion.heal_delay_seconds": 0.1,
+        "ingestion.completeness_interval_seconds": 0.2,
         "discovery.interval_seconds": 3600,
     }
     for name in ("polymarket", "kalshi", "binance", "polygon"):

@@ -80,10 +80,9 @@ async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path
     ks.faults = Faults(duplicate_rate=0.05, skip_update_rate=0.03)
     await pm.start()
     await ks.start()
-    # Quiet until the service listens: what a venue sent before we subscribed is
-    # history (the backfill job's business), not a live trade we could have lost.
-    pm.pause()
-    ks.pause()
+    # The venues trade from the start, before the service listens: the start-up
+    # back-fill (no watermark yet: the look-back window) must bring those trades too.
+    await asyncio.sleep(0.5)
     db = tmp_path / "e2e.db"
     extra = {**FAST_POLYMARKET, "discovery.max_resolution_days": 0, "discovery.max_markets": 12}
     service = Service(settings_for({"polymarket": pm, "kalshi": ks}, db, extra))
@@ -99,14 +98,14 @@ async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path
             )
 
         await wait_for(lambda: synced(pm_runner) and synced(ks_runner), within=20)
-        pm.resume()
-        ks.resume()
         await wait_for(lambda: pm_runner.events > 200 and ks_runner.events > 100, within=20)
         await asyncio.sleep(2.5)  # disconnects, gaps and resyncs happen meanwhile
         pm.pause()
         ks.pause()
         await asyncio.sleep(2.0)  # resyncs, audits and gap heals settle on the final state
-        await wait_for(lambda: service._gaps.empty(), within=10)
+        await wait_for(
+            lambda: not any(r.healer.view()["open"] for r in service.runners.values()), within=15
+        )
         await asyncio.sleep(0.5)
     finally:
         await service.stop()
@@ -244,6 +243,87 @@ async def test_sigterm_mid_run_loses_no_accepted_trade(tmp_path: Path) -> None:
     }
     assert len(accepted) > 50
     assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted trades lost"
+
+
+async def test_sigkill_and_restart_back_fill_what_the_venue_traded_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Killed without warning, down while the venue trades, restarted: every trade, once.
+
+    The second start reads the durable completeness watermark and heals the
+    window since then from the venue's trade history -- including the trades
+    the dead process had received but not yet stored.
+    """
+    pm = PolymarketSim(seed=21, markets=3, events_per_second=250)
+    await pm.start()
+    db = tmp_path / "kill.db"
+    env = {
+        **os.environ,
+        "VENUEFEED_STORAGE__SQLITE_PATH": str(db),
+        "VENUEFEED_API__ENABLED": "false",
+        "VENUEFEED_VENUES__KALSHI__ENABLED": "false",
+        "VENUEFEED_DISCOVERY__MAX_RESOLUTION_DAYS": "0",
+        "VENUEFEED_INGESTION__HEAL_DELAY_SECONDS": "0.2",
+        "VENUEFEED_INGESTION__COMPLETENESS_INTERVAL_SECONDS": "0.2",
+        "VENUEFEED_VENUES__POLYMARKET__URLS": json.dumps(pm.urls()),
+        "VENUEFEED_VENUES__POLYMARKET__RATE_LIMIT": '{"requests_per_second": 500, "burst": 500}',
+    }
+
+    log = (tmp_path / "run.log").open("ab")  # a pipe nobody drains would block the process
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "venuefeed.cli", "run", env=env, stdout=log, stderr=log
+        )
+
+    def healed_restarts() -> int:
+        if not db.exists():
+            return 0
+        try:
+            row = (
+                open_reader(db)
+                .execute("SELECT count(*) FROM data_gaps WHERE cause = 'restart' AND healed")
+                .fetchone()
+            )
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0])
+
+    def watermark() -> int:
+        row = (
+            open_reader(db)
+            .execute("SELECT value FROM watermarks WHERE key = 'complete:polymarket'")
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    proc = await start()
+    try:
+        await wait_for(lambda: healed_restarts() == 1, within=30)
+        await wait_for(lambda: sum(stored_ids(db, "polymarket").values()) > 40, within=30)
+        await wait_for(lambda: watermark() > time.time_ns() - 1_000_000_000)
+        proc.kill()
+        await proc.wait()
+        down_from = len(pm.truth.trades)
+        await asyncio.sleep(2.0)  # the venue keeps trading while we are down
+        traded_while_down = len(pm.truth.trades) - down_from
+        proc = await start()
+        await wait_for(lambda: healed_restarts() == 2, within=30)
+        pm.pause()
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        log.close()
+        await pm.stop()
+    assert traded_while_down > 20
+    stored = stored_ids(db, "polymarket")
+    assert max(stored.values()) == 1
+    missing = polymarket_ids(pm) - set(stored)
+    assert not missing, f"{len(missing)} of {len(pm.truth.trades)} trades missing"
 
 
 async def test_quiet_market_is_not_stale_but_a_silent_change_is_resynced(tmp_path: Path) -> None:

@@ -80,7 +80,6 @@ class Pipeline:
         hub: LiveHub | None = None,
         stats: RollingCounters | None = None,
         whales: WhaleWatch | None = None,
-        on_gap: Callable[[DataGap], None] | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         quality = settings.quality
@@ -108,7 +107,6 @@ class Pipeline:
         self.last_event_ns: dict[str, int] = {}
         self.outcomes: Counter[str] = Counter()
         self._event_counters: dict[tuple[str, str, str], Any] = {}
-        self._on_gap = on_gap
         self._echo = echo
 
     def set_book_lookup(self, book_of: BookLookup) -> None:
@@ -148,8 +146,6 @@ class Pipeline:
             DATA_GAPS.labels(venue, gap.cause).inc()
             self.stats.add("gaps")
             await self._store(gap)
-            if self._on_gap is not None and not gap.healed:
-                self._on_gap(gap)
             result = _STORED_LIVE
         else:  # quotes, candles, status changes: the stores' keys make them idempotent
             await self._store(event)

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import msgspec
 
-from venuefeed.models import Event, Market
+from venuefeed.models import DataGap, Event, Market
 
 __all__ = ["RawMessage", "Record", "Sink", "SinkUnavailable", "Watermark"]
 
@@ -75,6 +75,15 @@ class Sink(abc.ABC):
         Sinks without transactions (buses, files) hold none and return ``{}``.
         """
         return {}
+
+    async def read_open_gaps(self, venue: str) -> list[DataGap]:
+        """Gaps of ``venue`` stored as open (not healed, not given up), oldest first.
+
+        After a restart the service heals them like fresh ones, so the ledger
+        never keeps an entry open that was in fact recovered. Sinks that cannot
+        be queried hold none.
+        """
+        return []
 
     async def __aenter__(self) -> Sink:
         await self.start()

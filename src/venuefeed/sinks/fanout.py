@@ -32,6 +32,7 @@ from typing import Any, Literal
 from venuefeed import metrics
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
+from venuefeed.models import DataGap
 from venuefeed.sinks.base import Record, Sink
 from venuefeed.sinks.spool import SpoolingSink
 
@@ -159,6 +160,21 @@ class FanOut(Sink):
                     await lane.task
                 lane.task = None
             await lane.sink.close()
+
+    async def read_watermarks(self, prefix: str) -> dict[str, str]:
+        """From the first store that keeps watermarks (SQLite, PostgreSQL), primaries first."""
+        for sink in self._readable():
+            return await sink.read_watermarks(prefix)
+        return {}
+
+    async def read_open_gaps(self, venue: str) -> list[DataGap]:
+        for sink in self._readable():
+            return await sink.read_open_gaps(venue)
+        return []
+
+    def _readable(self) -> list[Sink]:
+        sinks = [lane.sink for lane in self.lanes]
+        return [s for s in sinks if s.name in PRIMARY_SINKS]
 
     def status(self) -> dict[str, Any]:
         """Per sink: buffered batches, records written, errors, and its spool if any."""

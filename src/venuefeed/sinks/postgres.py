@@ -36,7 +36,7 @@ import asyncpg
 
 from venuefeed import metrics, schema
 from venuefeed.log import get_logger
-from venuefeed.models import BookSnapshot, BookState, Market
+from venuefeed.models import BookSnapshot, BookState, DataGap, Market
 from venuefeed.sinks import rows
 from venuefeed.sinks.base import RawMessage, Record, Sink, SinkUnavailable, Watermark
 
@@ -280,6 +280,31 @@ class PostgresStore(Sink):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        if self._pool is None:
+            raise SinkUnavailable("postgres: not started")
+        try:
+            async with self._pool.acquire() as conn:
+                return list(await conn.fetch(sql, *args))
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            raise SinkUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+
+    async def read_watermarks(self, prefix: str) -> dict[str, str]:
+        records = await self._fetch(
+            f"SELECT key, value FROM {_quote(self.pg_schema)}.watermarks "
+            "WHERE substr(key, 1, $1) = $2",
+            len(prefix),
+            prefix,
+        )
+        return {str(r["key"]): str(r["value"]) for r in records}
+
+    async def read_open_gaps(self, venue: str) -> list[DataGap]:
+        sql = rows.OPEN_GAPS_SQL.replace("data_gaps", f"{_quote(self.pg_schema)}.data_gaps")
+        records = await self._fetch(sql, venue)
+        return [rows.gap_from_row(venue, tuple(r)) for r in records]
 
     # -- one transaction ---------------------------------------------------
 

@@ -94,6 +94,30 @@ def _gap(g: DataGap) -> Iterator[Row]:
            instruments)  # fmt: skip
 
 
+OPEN_GAPS_SQL = (
+    "SELECT instrument, cause, start_ns, end_ns, detail, instruments FROM data_gaps "
+    "WHERE venue = $1 AND NOT healed AND detail NOT LIKE 'not healable%' ORDER BY start_ns"
+)
+"""Open gaps of one venue (``$1``; SQLite callers use ``?``), as :func:`gap_from_row` reads them."""
+
+
+def gap_from_row(venue: str, row: Row) -> DataGap:
+    """A stored open gap back as an event (the ledger key fields are what matter)."""
+    instrument, cause, start, end, detail, instruments = row
+    listed = instruments if isinstance(instruments, str) else msgspec.json.encode(instruments)
+    return DataGap(
+        venue=venue,
+        instrument=str(instrument),
+        ts_venue=0,
+        ts_recv=int(start),
+        cause=str(cause),
+        start=int(start),
+        end=int(end or 0),
+        detail=str(detail or ""),
+        instruments=tuple(msgspec.json.decode(listed or "[]", type=list[str])),
+    )
+
+
 def _whale(w: WhaleTrade) -> Iterator[Row]:
     yield (
         w.venue, w.trade_id, w.trader_address, w.market_id, w.instrument, w.side, w.size,

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from venuefeed import metrics
 from venuefeed.log import get_logger
+from venuefeed.models import DataGap
 from venuefeed.sinks.base import Record, Sink, SinkUnavailable
 from venuefeed.sinks.journal import Journal, decode_batch, encode_batch, read_frames
 
@@ -147,6 +148,20 @@ class SpoolingSink(Sink):
         if self._inner_started:
             await self.inner.close()
             self._inner_started = False
+
+    async def read_watermarks(self, prefix: str) -> dict[str, str]:
+        """The sink's watermarks, once the spool has drained into it (older ones otherwise).
+
+        Raises :class:`SinkUnavailable` while the sink cannot be asked.
+        """
+        if not self._inner_started:
+            raise SinkUnavailable(f"{self.name}: not reachable")
+        return await self.inner.read_watermarks(prefix)
+
+    async def read_open_gaps(self, venue: str) -> list[DataGap]:
+        if not self._inner_started:
+            raise SinkUnavailable(f"{self.name}: not reachable")
+        return await self.inner.read_open_gaps(venue)
 
     def status(self) -> dict[str, Any]:
         """What an operator needs to see: is the sink reachable, how full is the spool."""

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from venuefeed import schema
 from venuefeed.log import get_logger
-from venuefeed.models import BookSnapshot, BookState, Market
+from venuefeed.models import BookSnapshot, BookState, DataGap, Market
 from venuefeed.sinks import rows
 from venuefeed.sinks.base import RawMessage, Record, Sink, Watermark
 
@@ -196,6 +196,17 @@ class SqliteStore(Sink):
                     (len(prefix), prefix),
                 )
                 return {str(k): str(v) for k, v in cur.fetchall()}
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
+    async def read_open_gaps(self, venue: str) -> list[DataGap]:
+        def read() -> list[DataGap]:
+            conn = open_reader(self.path)
+            try:
+                cur = conn.execute(rows.OPEN_GAPS_SQL.replace("$1", "?"), (venue,))
+                return [rows.gap_from_row(venue, tuple(r)) for r in cur.fetchall()]
             finally:
                 conn.close()
 

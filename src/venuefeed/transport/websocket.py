@@ -17,7 +17,14 @@ the connection alive around it (ARCHITECTURE rule 2):
   policy decides (block the sockets, or drop the oldest and count it).
 * After a shard reconnects and resubscribes, a :class:`Reconnected` marker goes
   through the same queue, so the consumer resyncs its books and records the
-  window in which data may be missing.
+  window in which data may be missing. That window starts at the last *data*
+  frame of the old connection, however the connection ended: a peer that went
+  silent and then closed lost everything since its last frame, not just what
+  followed the close.
+* :meth:`WsSession.complete_until` says up to when the data is known to be
+  complete -- the start of the oldest window that is still open (a shard down,
+  or its marker not yet taken by the consumer). The service stores it as a
+  durable watermark, so a restart back-fills exactly from there.
 """
 
 from __future__ import annotations
@@ -195,6 +202,13 @@ class _Shard:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     last_rx: int = 0
     """When anything last arrived (data, ping or pong), ns: the idle watchdog reads it."""
+    last_data: int = 0
+    """When the last data frame arrived (or the connection opened), ns."""
+    down_since: int | None = None
+    """Set while the shard is down: data may be missing since this time."""
+    lost_since: int | None = None
+    """Receive time of the oldest frame dropped at a full queue (``drop_oldest``): the
+    connection is replaced, so the loss becomes an ordinary reconnect window."""
     idle_expired: bool = False
 
 
@@ -226,6 +240,9 @@ class WsSession:
         self._shards: list[_Shard] = []
         self._where: dict[str, _Shard] = {}
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=policy.queue_size)
+        self._closing: set[asyncio.Task[Any]] = set()
+        self._queued_windows: dict[int, int] = {}
+        """``id(marker) -> down_since`` of Reconnected markers not yet taken by the consumer."""
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._stopped = False
@@ -254,6 +271,28 @@ class WsSession:
     def shard_subscriptions(self, conn: int) -> list[str]:
         """The subscriptions assigned to shard ``conn``, in subscription order."""
         return list(self._shards[conn].subs)
+
+    @property
+    def backlog(self) -> int:
+        """Items received and not yet taken by the consumer."""
+        return self._queue.qsize()
+
+    def complete_until(self, now: int) -> int:
+        """The time up to which every frame of every subscription has reached the consumer.
+
+        ``now`` while all is well; otherwise the start of the oldest window in
+        which data may be missing and which the consumer has not been told of
+        yet (a shard still down, or its :class:`Reconnected` marker still
+        queued). Once the consumer takes the marker, keeping that window is its
+        job (it records a gap).
+        """
+        oldest = now
+        for shard in self._shards:
+            if shard.down_since is not None and shard.subs:
+                oldest = min(oldest, shard.down_since)
+        for since in self._queued_windows.values():
+            oldest = min(oldest, since)
+        return oldest
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -305,6 +344,8 @@ class WsSession:
             item = await queue.get()
             if item is None:
                 return
+            if type(item) is Reconnected:
+                self._queued_windows.pop(id(item), None)
             yield item
 
     # -- subscriptions -------------------------------------------------------
@@ -394,8 +435,10 @@ class WsSession:
         backoff = Backoff(policy.backoff_base, policy.backoff_cap, jitter=policy.jitter)
         down_since: int | None = None
         while True:
+            shard.down_since = down_since
             if not shard.subs:
                 down_since = None
+                shard.down_since = None
                 backoff.reset()
                 await self._set_shard_state(shard, WsState.DISCONNECTED)
                 shard.wake.clear()
@@ -420,16 +463,19 @@ class WsSession:
                 continue
             connected_at = time.monotonic()
             try:
-                last_seen = await self._serve(shard, ws, down_since)
+                await self._serve(shard, ws, down_since)
             except Exception:
                 # A bug in the venue's frame builders must not leave a shard silently dead.
                 self._log.exception("websocket shard failed; reconnecting", conn=shard.index)
-                last_seen = time.time_ns()
             if not shard.subs:
                 continue  # closed on purpose: unsubscribed from everything
             if time.monotonic() - connected_at >= policy.stable_after:
                 backoff.reset()
-            down_since = last_seen
+            # Data may be missing since the last data frame, whatever ended the connection.
+            down_since = shard.last_data
+            if shard.lost_since is not None:
+                down_since, shard.lost_since = min(down_since, shard.lost_since), None
+            shard.down_since = down_since
             await self._set_shard_state(shard, WsState.RECONNECTING)
             await asyncio.sleep(backoff.next_delay())
 
@@ -450,29 +496,28 @@ class WsSession:
 
     async def _serve(
         self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse, down_since: int | None
-    ) -> int:
-        """Subscribe, then read until the connection ends.
-
-        Returns when data may have stopped: the last message time after an
-        idle timeout, else the moment the drop was seen.
-        """
+    ) -> None:
+        """Subscribe, then read until the connection ends (``shard.last_data`` says since
+        when data may be missing)."""
         self._m_streams.inc()
         pinger: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
-        last_seen = time.time_ns()
-        shard.last_rx = last_seen
+        opened = time.time_ns()
+        shard.last_rx = opened
         shard.idle_expired = False
         try:
             async with shard.lock:
                 subs = list(shard.subs)
                 if not subs:
-                    return last_seen
+                    return
                 for frame in self.protocol.on_open():
                     await _send_frame(ws, frame)
                 for frame in self.protocol.subscribe(subs, True):
                     await _send_frame(ws, frame)
                 shard.sent = set(subs)
                 shard.ws = ws
+            # From here on frames flow: the live data is complete again from ``opened``.
+            shard.last_data = opened
             await self._set_shard_state(shard, WsState.CONNECTED)
             if down_since is not None:
                 self.reconnects += 1
@@ -484,7 +529,10 @@ class WsSession:
                     down_ms=round((now - down_since) / 1e6, 1),
                     subscriptions=len(subs),
                 )
-                await self._put(Reconnected(shard.index, now, down_since))
+                marker = Reconnected(shard.index, now, down_since)
+                self._queued_windows[id(marker)] = down_since
+                shard.down_since = None
+                await self._put(marker)
             else:
                 self._log.info("websocket connected", conn=shard.index, subscriptions=len(subs))
             watchdog = asyncio.create_task(
@@ -496,10 +544,9 @@ class WsSession:
                     self._app_ping(ws, self.protocol.app_ping),
                     name=f"ws-{self.venue}-{shard.index}-ping",
                 )
-            return await self._read(shard, ws)
+            await self._read(shard, ws)
         except (ConnectionError, aiohttp.ClientError) as exc:
             self._log.warning("websocket send failed", conn=shard.index, error=str(exc))
-            return time.time_ns()
         finally:
             shard.ws = None
             shard.sent = set()
@@ -510,8 +557,8 @@ class WsSession:
             await ws.close()
             self._m_streams.dec()
 
-    async def _read(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse) -> int:
-        """The hot loop: stamp, count, queue. Returns the drop time (see :meth:`_serve`).
+    async def _read(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The hot loop: stamp, count, queue; returns when the connection is gone.
 
         No per-frame timer: a watchdog task (:meth:`_watch_idle`) enforces the
         idle timeout. Wrapping each ``receive()`` in a timeout cost about a
@@ -520,20 +567,20 @@ class WsSession:
         index = shard.index
         is_heartbeat = self.protocol.is_heartbeat_reply
         m_text, m_binary = self._m_text, self._m_binary
-        last_seen = time.time_ns()
         while True:
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                last_seen = shard.last_rx = time.time_ns()
+                now = shard.last_rx = time.time_ns()
                 (m_text if kind is WSMsgType.TEXT else m_binary).inc()
                 data = msg.data
                 if is_heartbeat(data):
                     continue
+                shard.last_data = now
                 if self.raw_tap is not None:
-                    self.raw_tap(data, last_seen)
+                    self.raw_tap(data, now)
                 self.frames += 1
-                await self._put(Frame(data, last_seen, index))
+                await self._put(Frame(data, now, index))
             elif kind is WSMsgType.PING:
                 shard.last_rx = time.time_ns()  # alive, but no data: not a data timestamp
                 await ws.pong(msg.data)  # same payload back (Binance, Kalshi "heartbeat")
@@ -541,13 +588,11 @@ class WsSession:
                 shard.last_rx = time.time_ns()
             elif kind is WSMsgType.ERROR:
                 self._reject(index, msg.data)
-                return time.time_ns()
+                return
             elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                if shard.idle_expired:
-                    return last_seen  # data may be missing since the last frame
-                if shard.subs:
+                if shard.subs and not shard.idle_expired:
                     self._log.warning("websocket closed by peer", conn=index, code=ws.close_code)
-                return time.time_ns()
+                return
 
     async def _watch_idle(self, shard: _Shard, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Replace a connection on which nothing at all arrived for ``idle_timeout``.
@@ -592,13 +637,35 @@ class WsSession:
         if self.policy.queue_policy == "block":
             await queue.put(item)
             return
-        if queue.full():
-            queue.get_nowait()
-            self.dropped += 1
-            self._m_dropped.inc()
-            if _is_power_of_ten(self.dropped):
-                self._log.warning("websocket queue full; dropping oldest", dropped=self.dropped)
+        for _ in range(queue.qsize()):
+            if not queue.full():
+                break
+            oldest = queue.get_nowait()
+            if type(oldest) is not Frame:
+                queue.put_nowait(oldest)  # a loss window is never dropped: a frame goes instead
+                continue
+            self._lose(oldest)
         queue.put_nowait(item)
+
+    def _lose(self, frame: Frame) -> None:
+        """``drop_oldest``: count the dropped frame and replace its connection.
+
+        Dropping is the operator's choice of latency over completeness, but it
+        is not silent: the shard reconnects, which resyncs its books and hands
+        the window since the dropped frame to the consumer as a gap to heal.
+        """
+        self.dropped += 1
+        self._m_dropped.inc()
+        if _is_power_of_ten(self.dropped):
+            self._log.warning("websocket queue full; dropping oldest", dropped=self.dropped)
+        shard = self._shards[frame.conn]
+        if shard.lost_since is None or frame.ts_recv < shard.lost_since:
+            shard.lost_since = frame.ts_recv
+        ws = shard.ws
+        if ws is not None and not ws.closed:
+            task = asyncio.get_running_loop().create_task(ws.close(code=WSCloseCode.GOING_AWAY))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # -- state ---------------------------------------------------------------
 

@@ -14,29 +14,33 @@ candles below a minute -- so each adapter declares what it supports in
 from __future__ import annotations
 
 import abc
+import asyncio
 import importlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from venuefeed.book import OrderBook
-from venuefeed.models import BookSnapshot, Candle, Event, Market, Trade
+from venuefeed.models import BookSnapshot, Candle, DataGap, Event, Market, Trade
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
     from venuefeed.sim.base import SimulatorBase
+    from venuefeed.transport import WsSession
 
 __all__ = [
     "VENUES",
     "Capability",
     "Channel",
     "CheckResult",
+    "HistoryLimit",
     "MarketQuery",
     "Unsupported",
     "VenueAdapter",
     "VenueStream",
     "WalletSource",
     "adapter_class",
+    "disconnect_gap",
     "known_venues",
     "simulator_class",
 ]
@@ -56,6 +60,15 @@ VENUES: dict[str, str] = {
 
 class Unsupported(Exception):
     """The venue does not offer this (e.g. market discovery on Binance)."""
+
+
+class HistoryLimit(Exception):
+    """The venue's history does not reach back to the start of the asked window.
+
+    Raised by trade-history fetches after yielding what the venue still has, so
+    a gap whose trades are partly gone stays open with this reason instead of
+    being called healed.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,11 @@ class VenueStream(abc.ABC):
     """
 
     on_market: Callable[[Market], None] | None = None
+    on_gap: Callable[[DataGap], None] | None = None
+    """Told of every gap the moment the stream opens it, before the gap event is queued:
+    the service's completeness watermark must never pass a window it has not heard of."""
+    session: WsSession | None = None
+    """The transport session, for the counters and completeness below."""
 
     @abc.abstractmethod
     async def subscribe(self, instruments: Iterable[str]) -> None: ...
@@ -115,6 +133,28 @@ class VenueStream(abc.ABC):
     @abc.abstractmethod
     def state(self) -> str:
         """The transport state (``connected``, ``reconnecting`` ...) for status views."""
+
+    @property
+    def reconnects(self) -> int:
+        session = self.session
+        return session.reconnects if session is not None else 0
+
+    def complete_until(self, now: int) -> int:
+        """Up to when this stream's data is complete (see :meth:`WsSession.complete_until`)."""
+        session = self.session
+        return session.complete_until(now) if session is not None else now
+
+    def backlog(self) -> int:
+        """Frames or events received and not yet yielded (streams with a queue of their
+        own add it): while non-zero, the consumer has not seen all that arrived."""
+        session = self.session
+        return session.backlog if session is not None else 0
+
+    def open_gap(self, gap: DataGap) -> DataGap:
+        """Tell :attr:`on_gap` of a gap at once; returns it for the event queue."""
+        if self.on_gap is not None:
+            self.on_gap(gap)
+        return gap
 
     def book(self, instrument: str) -> OrderBook | None:
         """The stream's local book of ``instrument`` (the pipeline reads mids and top-N).
@@ -155,6 +195,28 @@ class WalletSource(Protocol):
     async def poll(self, marks: Mapping[str, Any]) -> tuple[list[Trade], dict[str, Any]]: ...
 
 
+def disconnect_gap(
+    venue: str,
+    conn: int,
+    instruments: Sequence[str],
+    down_since: int,
+    ts_recv: int,
+    detail: str = "",
+) -> DataGap:
+    """One gap for one replaced connection, listing the instruments it carried."""
+    return DataGap(
+        venue=venue,
+        instrument=f"conn:{conn}",
+        ts_venue=0,
+        ts_recv=ts_recv,
+        cause="disconnect",
+        start=down_since,
+        end=ts_recv,
+        detail=detail or f"connection {conn} replaced",
+        instruments=tuple(sorted(instruments)),
+    )
+
+
 class VenueAdapter(abc.ABC):
     """One venue's client: REST look-ups and live streams as canonical events."""
 
@@ -162,6 +224,8 @@ class VenueAdapter(abc.ABC):
     default_urls: ClassVar[Mapping[str, str]]
     """The venue's real production endpoints by name; config ``urls`` override them."""
     capabilities: ClassVar[frozenset[Capability]]
+    trade_history_seconds: ClassVar[float | None] = None
+    """How far back the venue's public trade history reaches (None: as far as asked)."""
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         unknown = set(settings.urls) - set(self.default_urls)
@@ -172,6 +236,16 @@ class VenueAdapter(abc.ABC):
             )
         self.settings = settings
         self.config = config
+
+    @classmethod
+    def why_no_data(cls, settings: VenueSettings) -> str:
+        """Why this venue, as configured, cannot have data (``""`` when it can).
+
+        Reports name it instead of showing an empty venue as fully covered.
+        """
+        if "markets" not in cls.capabilities and not settings.instruments:
+            return f"no subscription: venues.{cls.name}.instruments is empty"
+        return ""
 
     def url(self, name: str) -> str:
         """The configured (or default) base URL of one of the venue's endpoints."""
@@ -200,6 +274,76 @@ class VenueAdapter(abc.ABC):
 
     def fetch_trades(self, instrument: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
         raise Unsupported(f"{self.name} has no trade history endpoint")
+
+    async def trade_history_groups(self, instruments: Iterable[str]) -> list[list[str]]:
+        """Instruments grouped by the history request that serves them (default: one each).
+
+        Polymarket serves both outcome tokens of a market in one request, so it
+        groups them; fetching a gap's window then costs one request per group.
+        """
+        return [[instrument] for instrument in dict.fromkeys(instruments)]
+
+    async def fetch_trade_group(
+        self, group: Sequence[str], start_ns: int, end_ns: int
+    ) -> AsyncIterator[Trade]:
+        """The trades of one group in the window (default: each instrument's history)."""
+        for instrument in group:
+            async for trade in self.fetch_trades(instrument, start_ns, end_ns):
+                yield trade
+
+    async def fetch_trade_window(
+        self, instruments: Iterable[str], start_ns: int, end_ns: int, *, concurrency: int = 8
+    ) -> AsyncIterator[Trade]:
+        """Every trade of ``instruments`` in ``[start_ns, end_ns]``, a few groups at a time.
+
+        Any failure ends the whole fetch (the caller retries the window; stores
+        are idempotent). Groups whose history is cut short by the venue still
+        yield what exists, and :class:`HistoryLimit` is raised at the end.
+        """
+        groups = await self.trade_history_groups(instruments)
+        queue: asyncio.Queue[list[Trade] | None] = asyncio.Queue(max(1, concurrency))
+        pending = asyncio.Queue[list[str]]()
+        for group in groups:
+            pending.put_nowait(group)
+        limits: list[str] = []
+
+        async def worker() -> None:
+            while not pending.empty():
+                group = pending.get_nowait()
+                batch: list[Trade] = []
+                try:
+                    async for trade in self.fetch_trade_group(group, start_ns, end_ns):
+                        batch.append(trade)
+                        if len(batch) >= 500:
+                            await queue.put(batch)
+                            batch = []
+                except HistoryLimit as exc:
+                    limits.append(str(exc))
+                if batch:
+                    await queue.put(batch)
+
+        async def run_workers() -> None:
+            try:
+                async with asyncio.TaskGroup() as group:  # one failure cancels the others
+                    for _ in range(max(1, concurrency)):
+                        group.create_task(worker())
+            except BaseExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+            finally:
+                await queue.put(None)
+
+        runner = asyncio.ensure_future(run_workers())
+        try:
+            while (batch := await queue.get()) is not None:
+                for trade in batch:
+                    yield trade
+            await runner  # re-raises a worker's failure
+        finally:
+            if not runner.done():
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+        if limits:
+            raise HistoryLimit("; ".join(sorted(set(limits))[:5]))
 
     def fetch_candles(
         self, instrument: str, interval: str, start_ns: int, end_ns: int

@@ -85,7 +85,8 @@ def test_gap_discards_and_resyncs_with_a_data_gap() -> None:
     sync.snapshot_started()
     sync.on_snapshot(snapshot(1))
     sync.on_delta(delta(2, 3))
-    [state] = sync.on_delta(delta(5, 6))  # 4 is missing
+    opened, state = sync.on_delta(delta(5, 6))  # 4 is missing
+    assert isinstance(opened, DataGap) and not opened.healed and opened.end == 0
     assert isinstance(state, BookState)
     assert (state.state, state.reason) == ("resyncing", "sequence_gap")
     assert sync.phase is Phase.BUFFERING and sync.wants_snapshot
@@ -94,8 +95,10 @@ def test_gap_discards_and_resyncs_with_a_data_gap() -> None:
     events = sync.on_snapshot(snapshot(6))
     assert sync.book.sequence == 7
     gap = events[-1]
-    assert isinstance(gap, DataGap)
+    # The same ledger entry, now healed: one incident, opened then closed.
+    assert isinstance(gap, DataGap) and gap.healed
     assert (gap.cause, gap.start, gap.end) == ("sequence_gap", 3, 1006)
+    assert (gap.instrument, gap.start) == (opened.instrument, opened.start)
 
 
 def test_reconnect_keeps_the_book_when_the_stream_still_follows() -> None:
@@ -116,7 +119,8 @@ def test_reconnect_with_lost_updates_resyncs_but_keeps_old_levels_until_snapshot
     sync.snapshot_started()
     sync.on_snapshot(snapshot(1))
     sync.on_reconnect()
-    [state] = sync.on_delta(delta(9, 9))
+    opened, state = sync.on_delta(delta(9, 9))
+    assert isinstance(opened, DataGap) and opened.cause == "sequence_gap"
     assert isinstance(state, BookState) and state.state == "resyncing"
     assert sync.book.bids() == [BookLevel("100", "1"), BookLevel("99", "2")]
     sync.snapshot_started()
@@ -139,6 +143,7 @@ def test_crossed_book_resyncs() -> None:
     sync.on_delta(delta(1, 1))
     sync.snapshot_started()
     sync.on_snapshot(snapshot(1))
-    [state] = sync.on_delta(delta(2, 2, bids=[("102", "1")]))
+    opened, state = sync.on_delta(delta(2, 2, bids=[("102", "1")]))
+    assert isinstance(opened, DataGap) and opened.cause == "crossed_book"
     assert isinstance(state, BookState) and state.reason == "crossed_book"
     assert sync.wants_snapshot

@@ -96,13 +96,23 @@ async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]
         await sim.stop()
     # Every skipped seq fell in a detected gap of its sid (a resync started at or before it).
     detected: dict[int, list[int]] = {}
+    opened: dict[tuple[str, int], DataGap] = {}
+    healed: dict[tuple[str, int], DataGap] = {}
     for ev in events:
         if isinstance(ev, DataGap) and ev.cause == "sequence_gap":
             m = re.match(r"sid (\d+): expected seq (\d+)", ev.detail)
-            assert m is not None and ev.end >= ev.start
-            detected.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+            assert m is not None
+            (healed if ev.healed else opened)[(ev.instrument, ev.start)] = ev
+            if not ev.healed:
+                detected.setdefault(int(m.group(1)), []).append(int(m.group(2)))
     for skip in skips():
         assert any(expected <= skip["seq"] for expected in detected.get(skip["sid"], ())), skip
+    # One ledger entry per incident, listing the sid's markets, healed once they resynced.
+    assert opened and set(healed) == set(opened)
+    for key, gap in opened.items():
+        assert gap.instrument.endswith(f"sid:{gap.detail.split()[1].rstrip(':')}")
+        assert set(gap.instruments) <= set(tickers) and gap.instruments
+        assert healed[key].end >= gap.start
     assert stream.snapshot_requests >= 3
     assert metrics.BOOK_RESYNCS.labels(venue="kalshi")._value.get() - resyncs_before >= 3
     # Trades carry no seq: every one the venue printed for these markets arrived (a duplicated
@@ -139,7 +149,8 @@ async def test_reconnect_resets_sids_and_resnapshots(keypair: tuple[bytes, bytes
         await asyncio.wait_for(task, 5)
         await sim.stop()
     gaps = [e for e in events if isinstance(e, DataGap) and e.cause == "disconnect"]
-    assert {g.instrument for g in gaps} == set(tickers)
+    assert {g.instrument for g in gaps} == {"conn:0"}
+    assert all(set(g.instruments) == set(tickers) for g in gaps)
 
 
 async def test_unsigned_handshake_is_refused(keypair: tuple[bytes, bytes]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from venuefeed.config import IngestionSettings
 from venuefeed.models import DataGap, Trade
 from venuefeed.sim.base import Faults
 from venuefeed.venues.polymarket import Simulator, parse
@@ -47,11 +48,16 @@ async def test_every_trade_once_and_books_equal_after_faults() -> None:
             sim.pause()
             await asyncio.sleep(1.2)  # resyncs and audits settle on the final state
             stored: dict[str, Trade] = {t.trade_id: t for t in live}
+            # What the service's gap healer does: the window of each replaced connection,
+            # widened by the margin (a frame held back before the cut is older than its
+            # connection's last frame), from the venue's trade history.
+            margin = int(IngestionSettings().gap_margin_seconds * 1e9)
             for gap in gaps:
-                market = sim.market_of[gap.instrument].condition_id
-                for trade in await adapter.fetch_market_trades(market, gap.start, gap.end):
-                    if trade.instrument == gap.instrument:
-                        stored.setdefault(trade.trade_id, trade)
+                window = adapter.fetch_trade_window(
+                    gap.instruments, gap.start - margin, gap.end + margin
+                )
+                async for trade in window:
+                    stored.setdefault(trade.trade_id, trade)
             books = {t: stream.books.get(t) for t in tokens}
             await stream.close()
             await consumer

@@ -30,6 +30,8 @@ import enum
 from collections import deque
 from typing import Final
 
+import msgspec
+
 from venuefeed import metrics
 from venuefeed.book import Inconsistency, OrderBook, SyncState
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event
@@ -53,8 +55,7 @@ class DepthSync:
 
     __slots__ = (
         "_buffer",
-        "_gap_cause",
-        "_gap_since",
+        "_gap",
         "book",
         "buffer_dropped",
         "phase",
@@ -73,8 +74,8 @@ class DepthSync:
         self.wants_snapshot = False
         """True when the stream should start a snapshot fetch now."""
         self.snapshot_in_flight = False
-        self._gap_since: int | None = None
-        self._gap_cause = ""
+        self._gap: DataGap | None = None
+        """The open gap of the current resync: stored when it starts, healed when it ends."""
 
     # -- stream events ----------------------------------------------------------------
 
@@ -102,14 +103,29 @@ class DepthSync:
     def restart(self, ts_recv: int) -> list[Event]:
         """Resynchronise on request (a liveness check): snapshot again, keep levels meanwhile."""
         metrics.BOOK_RESYNCS.labels(VENUE).inc()
-        if self.phase is not Phase.BUFFERING:
-            self._gap_since = self.book.ts_recv
-            self._gap_cause = "resync_requested"
+        opened = (
+            self._open_gap("resync_requested", ts_recv) if self.phase is not Phase.BUFFERING else []
+        )
         self.phase = Phase.BUFFERING
         self._buffer.clear()
         self.book.invalidate(Inconsistency.NO_SNAPSHOT)
         self.wants_snapshot = not self.snapshot_in_flight
-        return [self._state(SyncState.RESYNCING, "resync_requested", ts_recv)]
+        return [*opened, self._state(SyncState.RESYNCING, "resync_requested", ts_recv)]
+
+    def _open_gap(self, cause: str, ts_recv: int) -> list[Event]:
+        """Open the ledger entry of this resync (once, however many problems follow)."""
+        if self._gap is not None:
+            return []
+        self._gap = DataGap(
+            venue=VENUE,
+            instrument=self.symbol,
+            ts_venue=0,
+            ts_recv=ts_recv,
+            cause=cause,
+            start=self.book.ts_recv or ts_recv,
+            detail=f"book resync: {cause}",
+        )
+        return [self._gap]
 
     def _resume(self, delta: BookDelta) -> list[Event]:
         book = self.book
@@ -129,15 +145,14 @@ class DepthSync:
         if problem is not Inconsistency.GAP:
             # A crossed book after applying a delta: this event is already in the book.
             self.book.invalidate(problem)
-        self._gap_since = self.book.ts_recv
-        self._gap_cause = problem.value
+        opened = self._open_gap(problem.value, delta.ts_recv)
         self.phase = Phase.BUFFERING
         self._buffer.clear()
         if problem is Inconsistency.GAP:
             self._buffer_delta(delta)
         else:
             self.wants_snapshot = not self.snapshot_in_flight
-        return [self._state(SyncState.RESYNCING, problem.value, delta.ts_recv)]
+        return [*opened, self._state(SyncState.RESYNCING, problem.value, delta.ts_recv)]
 
     def _buffer_delta(self, delta: BookDelta) -> None:
         buffer = self._buffer
@@ -187,20 +202,17 @@ class DepthSync:
         self.phase = Phase.LIVE
         events: list[Event] = [book.snapshot()]
         events.append(self._state(SyncState.LIVE, "snapshot", snap.ts_recv))
-        if self._gap_since is not None:
+        if self._gap is not None:
             events.append(
-                DataGap(
-                    venue=VENUE,
-                    instrument=self.symbol,
-                    ts_venue=book.ts_venue,
+                msgspec.structs.replace(
+                    self._gap,
                     ts_recv=snap.ts_recv,
-                    cause=self._gap_cause,
-                    start=self._gap_since,
                     end=snap.ts_recv,
-                    detail=f"book resynchronised at update id {book.sequence}",
+                    healed=True,
+                    detail=f"{self._gap.detail}; resynchronised at update id {book.sequence}",
                 )
             )
-            self._gap_since = None
+            self._gap = None
         return events
 
     def _state(self, state: SyncState, reason: str, ts_recv: int) -> BookState:

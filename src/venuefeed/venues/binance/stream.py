@@ -34,9 +34,9 @@ import msgspec
 
 from venuefeed.book import OrderBook
 from venuefeed.log import get_logger
-from venuefeed.models import BookDelta, DataGap, Event
+from venuefeed.models import BookDelta, Event
 from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProtocolBase, WsSession
-from venuefeed.venues.base import Channel, VenueStream
+from venuefeed.venues.base import Channel, VenueStream, disconnect_gap
 from venuefeed.venues.binance.depth_sync import DepthSync
 from venuefeed.venues.binance.options import Options
 from venuefeed.venues.binance.parse import VENUE, FrameError, Parser
@@ -89,7 +89,7 @@ class BinanceStream(VenueStream):
         self._options = options
         self._books_on = "books" in channels
         self._suffixes = _suffixes(channels, options)
-        self._session = WsSession(VENUE, BinanceProtocol(ws_base_url), policy)
+        self.session: WsSession = WsSession(VENUE, BinanceProtocol(ws_base_url), policy)
         self._parser = Parser()
         self._syncs: dict[str, DepthSync] = {}
         self._symbols: dict[str, None] = {}
@@ -104,7 +104,7 @@ class BinanceStream(VenueStream):
 
     @property
     def state(self) -> str:
-        return self._session.state.value
+        return self.session.state.value
 
     # -- subscriptions ------------------------------------------------------------------
 
@@ -114,9 +114,9 @@ class BinanceStream(VenueStream):
             self._symbols[symbol] = None
             if self._books_on:
                 self._syncs[symbol] = DepthSync(symbol)
-        await self._session.subscribe(self._streams(symbols))
+        await self.session.subscribe(self._streams(symbols))
         if self._pump is None and not self._closed:
-            await self._session.start()
+            await self.session.start()
             self._pump = asyncio.create_task(self._run(), name="binance-stream")
 
     async def unsubscribe(self, instruments: Iterable[str]) -> None:
@@ -124,13 +124,16 @@ class BinanceStream(VenueStream):
         for symbol in symbols:
             del self._symbols[symbol]
             self._syncs.pop(symbol, None)
-        await self._session.unsubscribe(self._streams(symbols))
+        await self.session.unsubscribe(self._streams(symbols))
 
     def _streams(self, symbols: Iterable[str]) -> list[str]:
         return [f"{s.lower()}@{suffix}" for s in symbols for suffix in self._suffixes]
 
+    def backlog(self) -> int:
+        return super().backlog() + self._out.qsize()
+
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
-        self._session.raw_tap = tap
+        self.session.raw_tap = tap
 
     def book(self, instrument: str) -> OrderBook | None:
         sync = self._syncs.get(instrument.upper())
@@ -170,7 +173,7 @@ class BinanceStream(VenueStream):
         for task in list(self._fetches):
             task.cancel()
         await asyncio.gather(*self._fetches, return_exceptions=True)
-        await self._session.stop()
+        await self.session.stop()
         if self._pump is not None:
             self._room.set()
             await self._pump
@@ -181,7 +184,7 @@ class BinanceStream(VenueStream):
 
     async def _run(self) -> None:
         try:
-            async for item in self._session:
+            async for item in self.session:
                 if isinstance(item, Frame):
                     self._on_frame(item)
                 else:
@@ -216,23 +219,15 @@ class BinanceStream(VenueStream):
                 put(event)
 
     def _on_reconnected(self, item: Reconnected) -> None:
-        symbols = dict.fromkeys(
-            stream.partition("@")[0].upper()
-            for stream in self._session.shard_subscriptions(item.conn)
-        )
-        for symbol in symbols:
-            self._out.put_nowait(
-                DataGap(
-                    venue=VENUE,
-                    instrument=symbol,
-                    ts_venue=0,
-                    ts_recv=item.ts_recv,
-                    cause="disconnect",
-                    start=item.down_since,
-                    end=item.ts_recv,
-                    detail=f"connection {item.conn} replaced",
-                )
+        symbols = list(
+            dict.fromkeys(
+                stream.partition("@")[0].upper()
+                for stream in self.session.shard_subscriptions(item.conn)
             )
+        )
+        gap = disconnect_gap(VENUE, item.conn, symbols, item.down_since, item.ts_recv)
+        self._out.put_nowait(self.open_gap(gap))
+        for symbol in symbols:
             sync = self._syncs.get(symbol)
             if sync is not None:
                 sync.on_reconnect()

@@ -67,6 +67,12 @@ class Adapter(VenueAdapter):
     async def close(self) -> None:
         await self.rest.close()
 
+    @classmethod
+    def why_no_data(cls, settings: VenueSettings) -> str:
+        if "api_key_id" not in settings.credentials:
+            return "no credentials: the live stream needs venues.kalshi.credentials.api_key_id"
+        return super().why_no_data(settings)
+
     def require_signer(self) -> Signer:
         """The signer, or a clear error naming what to configure."""
         if self.signer is None:

@@ -14,6 +14,13 @@ feeding bytes. What Kalshi needs beyond other venues:
   was contiguous, so no update of *this* market was missed in between.
 * Sids are per connection and reassigned after a reconnect, so sid maps are
   keyed by connection and dropped on the transport's ``Reconnected`` marker.
+* The gap ledger hears of each incident once: a sequence gap (or a broken
+  book) on one sid is one :class:`DataGap` listing every market of the sid,
+  opened when it is found and healed when each of those markets has a fresh
+  snapshot -- whether that snapshot comes from the ``get_snapshot`` request
+  or from the resubscription after a reconnect. A skip in a ``trade`` sid's
+  sequence means missed trades: a ``missed_trades`` gap for the REST
+  back-fill to heal.
 """
 
 from __future__ import annotations
@@ -51,8 +58,16 @@ class _Sid:
     last_seq: int | None = None
     awaiting: set[str] = field(default_factory=set)
     """Tickers still waiting for a snapshot; their deltas are dropped."""
-    gap_since: int = 0
-    gap_detail: str = ""
+    incident: _Incident | None = None
+    """The open gap of this sid, if any: one per incident, however many skips follow."""
+    last_trade_ns: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Incident:
+    gap: DataGap
+    awaiting: set[str]
+    """Markets still without a fresh snapshot; healed when empty."""
 
 
 class KalshiFeed:
@@ -64,6 +79,7 @@ class KalshiFeed:
         self.gaps = 0
         self.resyncs = 0
         self._sids: dict[int, dict[int, _Sid]] = {}
+        self._incidents: list[_Incident] = []
         self._pending: dict[int, tuple[list[str], int]] = {}
         self._next_id = 1
         self._logged: set[str] = set()
@@ -124,6 +140,8 @@ class KalshiFeed:
                 frames.append(msgspec.json.encode(cmd).decode())
         for ticker in gone:
             self.books.drop(ticker)
+        for incident in self._incidents:
+            incident.awaiting -= gone  # closed at the next snapshot if nothing is left
         return frames
 
     def _snapshot_request(self, sid: int) -> str:
@@ -136,8 +154,12 @@ class KalshiFeed:
 
     # -- input -----------------------------------------------------------------
 
-    def on_reconnected(self, conn: int, ts_recv: int, down_since: int) -> list[Event]:
-        """The connection was replaced: its sids are void and its books must resnapshot."""
+    def on_reconnected(self, conn: int, ts_recv: int) -> list[Event]:
+        """The connection was replaced: its sids are void and its books must resnapshot.
+
+        The window itself is the stream's disconnect gap; open incidents of the
+        old sids stay open until their markets' new snapshots arrive.
+        """
         events: list[Event] = []
         for state in self._sids.pop(conn, {}).values():
             if state.channel != "orderbook_delta":
@@ -146,17 +168,6 @@ class KalshiFeed:
                 book = self.books.get(ticker)
                 book.state = SyncState.RESYNCING
                 events.append(self._state_event(ticker, ts_recv, "resyncing", "reconnect"))
-                events.append(
-                    DataGap(
-                        venue=parse.VENUE,
-                        instrument=ticker,
-                        ts_venue=0,
-                        ts_recv=ts_recv,
-                        cause="disconnect",
-                        start=down_since,
-                        end=ts_recv,
-                    )
-                )
         return events
 
     def on_frame(
@@ -174,7 +185,7 @@ class KalshiFeed:
             if isinstance(trade, parse.Rejected):
                 self._reject(trade.reason, trade.detail)
                 return [], []
-            return [trade], []
+            return [*self._trade_sequence(msg, ts_recv, conn), trade], []
         if isinstance(msg, p.WsTicker):
             return list(parse.ticker_events(msg, ts_recv)), []
         if isinstance(msg, p.WsOrderbookSnapshot):
@@ -240,30 +251,59 @@ class KalshiFeed:
         snap = parse.snapshot_event(msg, ts_recv)
         ticker = snap.instrument
         book = self.books.get(ticker)
-        resynced = ticker in state.awaiting and state.gap_since > 0
         state.awaiting.discard(ticker)
         problem = book.load_snapshot(snap)
-        events: list[Event] = [snap]
         if problem is not None:
-            more, commands = self._gap(state, msg.sid, conn, ts_recv, problem, "crossed snapshot")
-            return events + more, commands
-        events.append(self._state_event(ticker, ts_recv, "live", "snapshot"))
-        if resynced:
-            events.append(
-                DataGap(
-                    venue=parse.VENUE,
-                    instrument=ticker,
-                    ts_venue=0,
-                    ts_recv=ts_recv,
-                    cause="sequence_gap",
-                    start=state.gap_since,
-                    end=ts_recv,
-                    detail=state.gap_detail,
-                )
-            )
+            return self._gap(state, msg.sid, conn, ts_recv, problem, f"{ticker}: crossed snapshot")
+        events: list[Event] = [snap, self._state_event(ticker, ts_recv, "live", "snapshot")]
         if not state.awaiting:
-            state.gap_since = 0
+            state.incident = None
+        events.extend(self._healed_by(ticker, ts_recv))
         return events, []
+
+    def _healed_by(self, ticker: str, ts_recv: int) -> list[Event]:
+        """A fresh snapshot of ``ticker``: close every incident it was the last one missing."""
+        healed: list[Event] = []
+        for incident in list(self._incidents):
+            incident.awaiting.discard(ticker)
+            if not incident.awaiting:
+                self._incidents.remove(incident)
+                gap = incident.gap
+                healed.append(
+                    msgspec.structs.replace(gap, end=ts_recv, ts_recv=ts_recv, healed=True)
+                )
+        return healed
+
+    def _trade_sequence(self, msg: p.WsTrade, ts_recv: int, conn: int) -> list[Event]:
+        """A jump in a trade sid's ``seq`` means trades we never got: a gap for the back-fill."""
+        if msg.sid is None or msg.seq is None:
+            return []
+        state = self._sids.get(conn, {}).get(msg.sid)
+        if state is None:
+            return []
+        last, since = state.last_seq, state.last_trade_ns
+        state.last_trade_ns = ts_recv
+        if last is not None and msg.seq <= last:
+            return []  # a replay or a late frame: the pipeline's dedup decides
+        state.last_seq = msg.seq
+        if last is None or msg.seq == last + 1:
+            return []
+        self.gaps += 1
+        self._m_gap.inc()
+        tickers = state.tickers | {msg.msg.market_ticker}
+        return [
+            DataGap(
+                venue=parse.VENUE,
+                instrument=f"conn:{conn}/sid:{msg.sid}",
+                ts_venue=0,
+                ts_recv=ts_recv,
+                cause="missed_trades",
+                start=since,
+                end=ts_recv,
+                detail=f"trade sid {msg.sid}: expected seq {last + 1}, got {msg.seq}",
+                instruments=tuple(sorted(tickers)),
+            )
+        ]
 
     def _delta(
         self, msg: p.WsOrderbookDelta, ts_recv: int, conn: int
@@ -334,10 +374,21 @@ class KalshiFeed:
         self._m_resync.inc()
         state.last_seq = None
         state.awaiting = set(state.tickers)
-        if not state.gap_since:
-            state.gap_since = ts_recv
-            state.gap_detail = detail
         events: list[Event] = []
+        if state.incident is None and state.tickers:
+            gap = DataGap(
+                venue=parse.VENUE,
+                instrument=f"conn:{conn}/sid:{sid}",
+                ts_venue=0,
+                ts_recv=ts_recv,
+                cause="sequence_gap" if reason is Inconsistency.GAP else "book_inconsistency",
+                start=ts_recv,
+                detail=detail,
+                instruments=tuple(sorted(state.tickers)),
+            )
+            state.incident = _Incident(gap, set(state.tickers))
+            self._incidents.append(state.incident)
+            events.append(gap)
         for ticker in sorted(state.tickers):
             self.books.get(ticker).invalidate(reason)
             events.append(self._state_event(ticker, ts_recv, "resyncing", reason.value))

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from venuefeed.book import OrderBook
-from venuefeed.models import Event
+from venuefeed.models import DataGap, Event
 from venuefeed.transport import Frame, WsNotConnectedError, WsPolicy, WsProtocolBase, WsSession
-from venuefeed.venues.base import VenueStream
+from venuefeed.venues.base import VenueStream, disconnect_gap
 from venuefeed.venues.kalshi.auth import Signer
 from venuefeed.venues.kalshi.feed import KalshiFeed
 
@@ -65,7 +65,7 @@ class KalshiStream(VenueStream):
     ) -> None:
         self.feed = KalshiFeed(channels)
         self.protocol = KalshiWsProtocol(ws_url, signer, self.feed)
-        self.session = WsSession("kalshi", self.protocol, policy or WsPolicy())
+        self.session: WsSession = WsSession("kalshi", self.protocol, policy or WsPolicy())
         self.snapshot_requests = 0
 
     async def subscribe(self, instruments: Iterable[str]) -> None:
@@ -89,8 +89,12 @@ class KalshiStream(VenueStream):
                     with contextlib.suppress(WsNotConnectedError, ConnectionError):
                         await self.session.send(frame, conn)
             else:
-                events = feed.on_reconnected(item.conn, item.ts_recv, item.down_since)
+                tickers = self.session.shard_subscriptions(item.conn)
+                gap = disconnect_gap("kalshi", item.conn, tickers, item.down_since, item.ts_recv)
+                events = [self.open_gap(gap), *feed.on_reconnected(item.conn, item.ts_recv)]
             for event in events:
+                if type(event) is DataGap and not event.healed:
+                    self.open_gap(event)
                 yield event
 
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:

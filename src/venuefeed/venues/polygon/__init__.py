@@ -69,6 +69,13 @@ _OPTIONS: Final = frozenset(
 )
 
 
+def _api_key(settings: VenueSettings) -> str | None:
+    secret = settings.credentials.get("api_key")
+    if secret is not None:
+        return secret.get_secret_value()
+    return next((os.environ[name] for name in _KEY_ENV if os.environ.get(name)), None)
+
+
 class MissingApiKeyError(ValueError):
     """No Polygon/Massive API key is configured."""
 
@@ -83,6 +90,12 @@ class Adapter(VenueAdapter):
     }
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"trades", "candles", "stream"})
 
+    @classmethod
+    def why_no_data(cls, settings: VenueSettings) -> str:
+        if not _api_key(settings):
+            return "no credentials: set venues.polygon.credentials.api_key or MASSIVE_API_KEY"
+        return super().why_no_data(settings)
+
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
         unknown = set(settings.options) - _OPTIONS
@@ -91,9 +104,7 @@ class Adapter(VenueAdapter):
                 f"venues.polygon.options: unknown option(s) {sorted(unknown)}; "
                 f"known: {sorted(_OPTIONS)}"
             )
-        key = self.credential("api_key") or next(
-            (os.environ[name] for name in _KEY_ENV if os.environ.get(name)), None
-        )
+        key = _api_key(settings)
         if not key:
             raise MissingApiKeyError(
                 "polygon: no API key; set venues.polygon.credentials.api_key "

@@ -35,9 +35,9 @@ import msgspec
 
 from venuefeed import metrics
 from venuefeed.log import get_logger
-from venuefeed.models import DataGap, Event
+from venuefeed.models import Event
 from venuefeed.transport import Reconnected, WsPolicy, WsProtocolBase, WsSession
-from venuefeed.venues.base import VenueStream
+from venuefeed.venues.base import VenueStream, disconnect_gap
 
 from .parse import VENUE, parse_ws_frame
 from .protocol import ClientAction, WsStatus
@@ -98,7 +98,9 @@ class PolygonStream(VenueStream):
         policy: WsPolicy | None = None,
     ) -> None:
         self._prefixes = tuple(prefixes)
-        self._session = WsSession(VENUE, PolygonProtocol(url, api_key), policy or WsPolicy())
+        self.session: WsSession = WsSession(
+            VENUE, PolygonProtocol(url, api_key), policy or WsPolicy()
+        )
         self._instruments: dict[str, None] = {}
         self.error: str | None = None
         """The venue's last refusal (``"auth_failed: authentication failed"``), until cleared."""
@@ -106,7 +108,7 @@ class PolygonStream(VenueStream):
 
     @property
     def state(self) -> str:
-        return self._error_status or self._session.state.value
+        return self._error_status or self.session.state.value
 
     def _channels(self, instruments: Iterable[str]) -> list[str]:
         return [f"{prefix}.{ticker}" for ticker in instruments for prefix in self._prefixes]
@@ -114,38 +116,33 @@ class PolygonStream(VenueStream):
     async def subscribe(self, instruments: Iterable[str]) -> None:
         tickers = list(dict.fromkeys(instruments))
         self._instruments.update(dict.fromkeys(tickers))
-        await self._session.subscribe(self._channels(tickers))
-        await self._session.start()
+        await self.session.subscribe(self._channels(tickers))
+        await self.session.start()
 
     async def unsubscribe(self, instruments: Iterable[str]) -> None:
         tickers = [t for t in dict.fromkeys(instruments) if t in self._instruments]
         for ticker in tickers:
             del self._instruments[ticker]
-        await self._session.unsubscribe(self._channels(tickers))
+        await self.session.unsubscribe(self._channels(tickers))
 
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
-        self._session.raw_tap = tap
+        self.session.raw_tap = tap
 
     async def close(self) -> None:
-        await self._session.stop()
+        await self.session.stop()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
-        async for item in self._session:
+        async for item in self.session:
             if isinstance(item, Reconnected):
-                for ticker in self._instruments:
-                    yield DataGap(
-                        venue=VENUE,
-                        instrument=ticker,
-                        ts_venue=0,
-                        ts_recv=item.ts_recv,
-                        cause="disconnect",
-                        start=item.down_since,
-                        end=item.ts_recv,
-                        detail="websocket reconnected; Polygon does not replay missed messages",
+                yield self.open_gap(
+                    disconnect_gap(
+                        VENUE, item.conn, list(self._instruments), item.down_since, item.ts_recv,
+                        "websocket reconnected; Polygon does not replay missed messages",
                     )
+                )  # fmt: skip
                 continue
             events, statuses = parse_ws_frame(item.data, item.ts_recv)
             for status in statuses:
@@ -169,7 +166,7 @@ class PolygonStream(VenueStream):
                 status=kind,
                 message=status.message,
                 hint=_HINTS[kind],
-                transport_state=self._session.state.value,
+                transport_state=self.session.state.value,
             )
         elif kind in _WARN:
             metrics.INGESTION_ERRORS.labels(VENUE, f"ws_{kind}").inc()

@@ -22,6 +22,7 @@ from venuefeed.venues.base import (
     Capability,
     Channel,
     CheckResult,
+    HistoryLimit,
     MarketQuery,
     VenueAdapter,
 )
@@ -107,12 +108,34 @@ class PolymarketAdapter(VenueAdapter):
     async def fetch_trades(
         self, instrument: str, start_ns: int, end_ns: int
     ) -> AsyncIterator[Trade]:
-        """Public trades of one token in the window, oldest first."""
-        market = await self.market_of(instrument)
-        if market is None:
-            return
-        for trade in await self.rest.trades(market.market_id, start_ns, end_ns, instrument):
+        """Public trades of one token in the window, oldest first.
+
+        Raises :class:`HistoryLimit` when the token has no known market (the
+        Data API lists trades by market) or the window lies beyond the Data
+        API's offset cap.
+        """
+        async for trade in self.fetch_trade_group([instrument], start_ns, end_ns):
             yield trade
+
+    async def trade_history_groups(self, instruments: Iterable[str]) -> list[list[str]]:
+        """Tokens grouped by market: one Data-API request serves both outcomes."""
+        groups: dict[str, list[str]] = {}
+        for token in dict.fromkeys(instruments):
+            market = await self.market_of(token)
+            groups.setdefault(market.market_id if market else f"?{token}", []).append(token)
+        return list(groups.values())
+
+    async def fetch_trade_group(
+        self, group: Sequence[str], start_ns: int, end_ns: int
+    ) -> AsyncIterator[Trade]:
+        market = await self.market_of(group[0])
+        if market is None:
+            raise HistoryLimit(f"token {group[0]} has no Gamma market: its trades cannot be listed")
+        wanted = set(group)
+        trades = await self.rest.trades(market.market_id, start_ns, end_ns, complete=True)
+        for trade in trades:
+            if trade.instrument in wanted:
+                yield trade
 
     async def fetch_market_trades(self, market_id: str, start_ns: int, end_ns: int) -> list[Trade]:
         """Public trades of both outcome tokens of one market (condition id)."""

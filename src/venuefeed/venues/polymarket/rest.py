@@ -18,7 +18,7 @@ import msgspec
 from venuefeed import exact
 from venuefeed.models import BookSnapshot, Candle, Market, Trade
 from venuefeed.transport import HttpClient, HttpPolicy, paginate_offset
-from venuefeed.venues.base import MarketQuery
+from venuefeed.venues.base import HistoryLimit, MarketQuery
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.protocol import (
     BookSummary,
@@ -165,11 +165,16 @@ class PolymarketRest:
     # -- trades ------------------------------------------------------------------------
 
     async def _trade_pages(
-        self, path: str, params: dict[str, object], start_ns: int, cap: int
+        self, path: str, params: dict[str, object], start_ns: int, cap: int, complete: bool = False
     ) -> list[Trade]:
-        """Data-API rows newest first, paged until older than ``start_ns`` or exhausted."""
+        """Data-API rows newest first, paged until older than ``start_ns`` or exhausted.
+
+        With ``complete``, stopping at the offset cap before reaching ``start_ns``
+        raises :class:`HistoryLimit` (the older trades of the window are out of reach).
+        """
         out: list[Trade] = []
         done = False
+        next_offset = 0
 
         async def fetch(offset: int, limit: int) -> list[DataTrade]:
             if done:
@@ -186,17 +191,33 @@ class PolymarketRest:
                 if trade is not None:
                     out.append(trade)
             done = min(row.timestamp for row in page.items) * 1_000_000_000 < start_ns
+            next_offset = int(page.next_cursor or 0)
+        # Not past the window start, and the next page was never asked for: the cap stopped us.
+        if complete and not done and next_offset > DATA_MAX_OFFSET:
+            raise HistoryLimit(
+                f"{path} stops at offset {DATA_MAX_OFFSET}: trades before "
+                f"{out[-1].ts_venue if out else start_ns} ns are out of reach"
+            )
         return out
 
     async def trades(
-        self, market_id: str, start_ns: int, end_ns: int, token: str | None = None
+        self,
+        market_id: str,
+        start_ns: int,
+        end_ns: int,
+        token: str | None = None,
+        *,
+        complete: bool = False,
     ) -> list[Trade]:
         """Public trades of one market (condition id) in ``[start_ns, end_ns]``, oldest first.
 
         ``/trades`` has no time filter, so pages are read newest first until
-        they pass ``start_ns``; ``token`` narrows to one outcome.
+        they pass ``start_ns``; ``token`` narrows to one outcome. ``complete``:
+        see :meth:`_trade_pages`.
         """
-        rows = await self._trade_pages("/trades", {"market": market_id}, start_ns, DATA_PAGE)
+        rows = await self._trade_pages(
+            "/trades", {"market": market_id}, start_ns, DATA_PAGE, complete
+        )
         return _window(rows, start_ns, end_ns, token)
 
     async def wallet_trades(self, wallet: str, start_ns: int, end_ns: int) -> list[Trade]:

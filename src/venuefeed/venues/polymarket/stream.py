@@ -46,7 +46,7 @@ from venuefeed.book import Books, Inconsistency, OrderBook, SyncState, price_key
 from venuefeed.log import get_logger
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event, Market
 from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProtocolBase, WsSession
-from venuefeed.venues.base import ALL_CHANNELS, Channel, VenueStream
+from venuefeed.venues.base import ALL_CHANNELS, Channel, VenueStream, disconnect_gap
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.protocol import (
     BestBidAskMsg,
@@ -188,7 +188,7 @@ class PolymarketStream(VenueStream):
         self.channels = channels
         self.on_market = on_market
         self.protocol = MarketChannel(url, options.max_assets_per_connection, options.ping_interval)
-        self.session = WsSession(_VENUE, self.protocol, ws_policy or WsPolicy())
+        self.session: WsSession = WsSession(_VENUE, self.protocol, ws_policy or WsPolicy())
         self.books = Books(_VENUE)
         self.markets: dict[str, Market] = {}
         """Known market metadata by token id."""
@@ -257,6 +257,9 @@ class PolymarketStream(VenueStream):
                 return
             for event in batch:
                 yield event
+
+    def backlog(self) -> int:
+        return super().backlog() + self._queue.qsize()
 
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
         self.session.raw_tap = tap
@@ -410,21 +413,11 @@ class PolymarketStream(VenueStream):
         """Data on that connection may be missing between ``down_since`` and now.
 
         The resubscribe asked for the initial dump, so books heal from fresh
-        snapshots; trades in the window are the backfill's job, told by the gap.
+        snapshots; trades in the window are the gap healer's job.
         """
-        if not self._books_on and not self._trades_on:
-            return []
+        tokens = self.session.shard_subscriptions(item.conn)
         return [
-            DataGap(
-                venue=_VENUE,
-                instrument=token,
-                ts_venue=0,
-                ts_recv=item.ts_recv,
-                cause="disconnect",
-                start=item.down_since,
-                end=item.ts_recv,
-            )
-            for token in self.session.shard_subscriptions(item.conn)
+            self.open_gap(disconnect_gap(_VENUE, item.conn, tokens, item.down_since, item.ts_recv))
         ]
 
     # -- REST-backed jobs ------------------------------------------------------------------
