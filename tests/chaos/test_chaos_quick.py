@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
+from tests.sinks.helpers import NATS_URL, PG_URL
 from venuefeed.chaos.__main__ import run
 from venuefeed.chaos.report import failures, table
 from venuefeed.chaos.scenarios import SCENARIOS, Environment
@@ -19,8 +20,8 @@ from venuefeed.chaos.scenarios import SCENARIOS, Environment
 
 @pytest.mark.timeout(300)
 async def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    results = await run(SCENARIOS, ("polymarket", "kalshi"), True, tmp_path, Environment(),
-                        parallel=True)  # fmt: skip
+    env = Environment(postgres_dsn=PG_URL, nats_url=NATS_URL)
+    results = await run(SCENARIOS, ("polymarket", "kalshi"), True, tmp_path, env, parallel=True)
     print(table(results))
     by_name = {s.name: s for s in results}
     for s in results:

@@ -28,7 +28,7 @@ class Landed:
     trades: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(instrument, trade_id) -> rows (a store with a natural key holds 1; a bus may hold more)."""
     gaps: list[tuple[str, bool]] | None = None
-    """(cause, healed) of each gap recorded in the window; None where the store keeps none."""
+    """(cause, healed) of each gap that began in the window; None where the store keeps none."""
     books: dict[str, Book] | None = None
     """The newest stored top-N book of each instrument; None where the store keeps none."""
 
@@ -44,7 +44,7 @@ def _book(levels: list[tuple[str, Any, Any]]) -> Book:
     )
 
 
-def read_sqlite(path: Path, venue: str, since_ns: int) -> Landed:
+def read_sqlite(path: Path, venue: str, since_ns: int, until_ns: int) -> Landed:
     landed = Landed(gaps=[], books={})
     if not path.exists():
         return landed
@@ -58,8 +58,8 @@ def read_sqlite(path: Path, venue: str, since_ns: int) -> Landed:
         landed.gaps = [
             (cause, bool(healed))
             for cause, healed in db.execute(
-                "SELECT cause, healed FROM data_gaps WHERE venue = ? AND start_ns >= ?",
-                (venue, since_ns),
+                "SELECT cause, healed FROM data_gaps WHERE venue = ? AND start_ns BETWEEN ? AND ?",
+                (venue, since_ns, until_ns),
             )
         ]
         latest = db.execute(
@@ -81,7 +81,7 @@ def read_sqlite(path: Path, venue: str, since_ns: int) -> Landed:
     return landed
 
 
-async def read_postgres(dsn: str, schema: str, venue: str, since_ns: int) -> Landed:
+async def read_postgres(dsn: str, schema: str, venue: str, since_ns: int, until_ns: int) -> Landed:
     import asyncpg
 
     landed = Landed(gaps=[], books={})
@@ -97,9 +97,11 @@ async def read_postgres(dsn: str, schema: str, venue: str, since_ns: int) -> Lan
         landed.gaps = [
             (row["cause"], bool(row["healed"]))
             for row in await conn.fetch(
-                "SELECT cause, healed FROM data_gaps WHERE venue = $1 AND start_ns >= $2",
+                "SELECT cause, healed FROM data_gaps WHERE venue = $1 "
+                "AND start_ns BETWEEN $2 AND $3",
                 venue,
                 since_ns,
+                until_ns,
             )
         ]
         books: dict[str, Book] = {}

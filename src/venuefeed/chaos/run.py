@@ -286,6 +286,7 @@ class Run:
         self.end_ns = time.time_ns()
         await asyncio.sleep(self.d.settle_quiet)
         await self._until_stable(self.d.settle_quiet * 4)
+        await self._until_healed(self.d.settle_quiet * 6)
         if self._status_task is not None:
             self._status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -304,20 +305,44 @@ class Run:
             last = count
             await asyncio.sleep(0.5)
 
+    async def _until_healed(self, within: float) -> None:
+        """Until no trade gap that began before the pause is still open, per the service's
+        status (``venues[].gaps``); a service without that view is not waited for."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            status = await self.service.status()
+            views = [v.get("gaps") for v in (status or {}).get("venues", [])]
+            now = time.time_ns()
+            pending = [
+                g for g in views
+                if isinstance(g, dict) and g.get("open") and g.get("oldest_open_age_s") is not None
+                and now - g["oldest_open_age_s"] * 1e9 <= self.end_ns
+            ]  # fmt: skip
+            if status is not None and not pending:
+                return
+            await asyncio.sleep(0.5)
+
     async def landed(self, store: str | None = None) -> dict[str, Landed]:
         s = self.stores
         store = store or self.primary_store
         if store == "postgres":
             assert s.postgres_direct is not None and s.postgres_schema is not None
-            return {v: await read_postgres(s.postgres_direct, s.postgres_schema, v, self.start_ns)
+            return {v: await read_postgres(s.postgres_direct, s.postgres_schema, v,
+                                           self.start_ns, self.until_ns)
                     for v in self.venues}  # fmt: skip
         if store == "nats":
             assert s.nats_direct is not None and s.nats_stream and s.nats_prefix
             return await read_nats(s.nats_direct, s.nats_stream, s.nats_prefix, list(self.venues))
         path = s.sqlite_path or self.folder / "venuefeed.db"
         return {
-            v: await asyncio.to_thread(read_sqlite, path, v, self.start_ns) for v in self.venues
+            v: await asyncio.to_thread(read_sqlite, path, v, self.start_ns, self.until_ns)
+            for v in self.venues
         }
+
+    @property
+    def until_ns(self) -> int:
+        """Gaps are judged up to the pause (after it, a quiet market may look idle)."""
+        return self.end_ns or time.time_ns()
 
     @property
     def primary_store(self) -> str:

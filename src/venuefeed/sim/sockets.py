@@ -56,7 +56,7 @@ class SimSocket(Generic[S]):
     silent: bool = False
     closing: bool = False
     held: str | None = None
-    outbox: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES))
+    outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES))
 
     @property
     def closed(self) -> bool:
@@ -135,7 +135,7 @@ class Sockets(Generic[S]):
     async def _writer(self, sock: SimSocket[S]) -> None:
         while True:
             frame = await sock.outbox.get()
-            if frame is None or sock.ws.closed:
+            if sock.ws.closed:
                 return
             if sock.silent:
                 continue
