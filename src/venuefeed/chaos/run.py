@@ -281,6 +281,10 @@ class Run:
         await self.set_faults(NO_FAULTS)
         if not self.service.running:
             await self.start_service()
+        # A service restarted into a stall may still be starting: judge it once it runs
+        # (the venues trade on meanwhile, so this hides nothing).
+        if not await self.wait_connected(within=60):
+            self.result.notes.append("service not connected 60 s after the faults ended")
         await asyncio.sleep(self.d.settle_live)
         await asyncio.gather(*(sim.control("pause") for sim in self.sims.values()))
         self.end_ns = time.time_ns()
