@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from venuefeed.models import BookDelta, BookLevel, Trade
@@ -51,6 +51,34 @@ async def measure(name: str, sink: Sink, records: list[Record], batch: int) -> N
         started = time.perf_counter()
         for i in range(0, len(records), batch):
             await sink.write(records[i : i + batch])
+        elapsed = time.perf_counter() - started
+    finally:
+        await sink.close()
+    print(f"{name:<34} {len(records) / elapsed:>12,.0f} records/s  ({elapsed:.2f} s)")
+
+
+class NullSink(Sink):
+    """Stores nothing: what is left is the writer's own cost per record."""
+
+    name = "null"
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        return None
+
+
+async def measure_writer(name: str, sink: Sink, records: list[Record], batch: int) -> None:
+    """The pipeline's path: ``offer`` (``put`` when full) into a SinkWriter, then drain."""
+    from venuefeed.pipeline.writer import SinkWriter
+
+    await sink.start()
+    writer = SinkWriter(sink, max_pending=10_000, batch_size=batch)
+    writer.start()
+    try:
+        started = time.perf_counter()
+        for record in records:
+            if not writer.offer(record):
+                await writer.put(record)
+        await writer.close()
         elapsed = time.perf_counter() - started
     finally:
         await sink.close()
@@ -94,6 +122,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from venuefeed.sinks.parquet import ParquetSink
         from venuefeed.sinks.sqlite import SqliteStore
+
+        await measure_writer("writer -> null sink", NullSink(), trades(4 * n, "w"), batch)
+        await measure_writer(
+            "writer -> sqlite trades", SqliteStore(Path(tmp) / "w.db"), trades(n, "w"), batch
+        )
 
         for kind, make in (("trades", trades), ("book deltas", lambda k: deltas(k))):
             records = make(n, "s") if kind == "trades" else make(n)  # type: ignore[call-arg]
