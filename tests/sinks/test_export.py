@@ -55,7 +55,7 @@ def test_parse_since() -> None:
 async def test_sqlite_to_parquet_matches_the_sink_layout(tmp_path: Path) -> None:
     db = await filled_sqlite(tmp_path)
     result = await export("sqlite", "trades", None, "parquet", tmp_path / "out", sqlite_path=db)
-    assert result.rows == 3 and result.rejected == 0
+    assert result.rows == 3 and result.exact_text == 0
     exported = ds.dataset(tmp_path / "out" / "trades", format="parquet", partitioning="hive")
     rows = sorted(exported.to_table().to_pylist(), key=lambda r: r["trade_id"])
     assert [(r["date"], r["trade_id"], r["price"]) for r in rows] == [

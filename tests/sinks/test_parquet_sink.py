@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pyarrow.parquet as pq
 
 from venuefeed import metrics
 from venuefeed.sinks.base import Watermark
+from venuefeed.sinks.columnar import decimal_problem
 from venuefeed.sinks.journal import Journal, encode_batch
 from venuefeed.sinks.keys import message_id
-from venuefeed.sinks.parquet import ParquetSink, decimal_problem
+from venuefeed.sinks.parquet import ParquetSink
 
 from .helpers import delta, market, mixed_batch, snapshot, trade
 
@@ -53,7 +55,7 @@ async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> Non
         ("pm", "2023-11-14", "t2", Decimal("0.000000001"), Decimal("10.25")),
         ("kalshi", "2023-11-14", "t3", Decimal("0.5"), Decimal("10.25")),
     ]
-    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 9)"
+    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 18)"
     assert trades[0]["_id"] == message_id(trade(1))
     deltas = dataset(tmp_path, "book_deltas").to_table().to_pylist()
     assert sorted((d["side"], str(d["price"].normalize()), str(d["size"].normalize()))
@@ -103,17 +105,27 @@ async def test_rolls_by_time(tmp_path: Path) -> None:
         assert len(parts(tmp_path)) == 1
 
 
-async def test_too_many_fractional_digits_rejected_and_counted(tmp_path: Path) -> None:
-    counter = metrics.SINK_REJECTED_ROWS.labels("parquet", "trades", "decimal_scale")
+async def test_no_row_is_ever_skipped_for_its_precision(tmp_path: Path) -> None:
+    """Binance price x size has 16 fractional digits: stored exactly. Wider still: kept as text."""
+    counter = metrics.SINK_TEXT_DECIMALS.labels("parquet", "trades")
     before = counter._value.get()
+    binance_amount = str(Decimal("64123.45678901") * Decimal("0.12345678"))
+    assert len(binance_amount.split(".")[1]) == 16
+    too_fine, too_big = "0." + "0" * 18 + "1", "1" * 21
     async with ParquetSink(tmp_path) as sink:
-        await sink.write([trade(1, price="0.0000000001"), trade(2)])
-        assert sink.rejected == 1
-    assert counter._value.get() - before == 1
-    ids = dataset(tmp_path, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
-    assert ids == ["t2"]
-    assert decimal_problem("0.0000000001") == "10 fractional digits (at most 9)"
-    assert decimal_problem("1" * 30) is not None and decimal_problem("1" * 29) is None
+        await sink.write([trade(1, price=binance_amount), trade(2, price=too_fine),
+                          trade(3, price=too_big), trade(4)])  # fmt: skip
+    rows = {r["trade_id"]: r for r in dataset(tmp_path, "trades").to_table().to_pylist()}
+    assert sorted(rows) == ["t1", "t2", "t3", "t4"]
+    assert rows["t1"]["price"] == Decimal(binance_amount) and rows["t1"]["_exact"] is None
+    assert rows["t2"]["price"] is None and json.loads(rows["t2"]["_exact"]) == {"price": too_fine}
+    assert rows["t3"]["price"] is None and json.loads(rows["t3"]["_exact"]) == {"price": too_big}
+    assert rows["t4"]["price"] == Decimal("0.5") and rows["t4"]["_exact"] is None
+    assert counter._value.get() - before == 2
+    assert decimal_problem(too_fine) == "19 fractional digits (at most 18)"
+    assert decimal_problem(too_big) == "21 integer digits (at most 20)"
+    assert decimal_problem("1" * 20 + "." + "9" * 18) is None
+    assert decimal_problem("0.10000000000000000000000") is None  # trailing zeros are free
 
 
 async def test_crash_with_open_parts_is_rebuilt_from_the_wal(tmp_path: Path) -> None:

@@ -6,8 +6,14 @@
   own duplicates across internal retries.
 * **Durable before acknowledged.** ``acks=all``, and :meth:`KafkaSink.write`
   returns only once every message of the batch has a successful delivery
-  report. A failed or missing report within ``delivery_timeout`` raises
+  report. One deadline covers the whole write -- queueing every message
+  (librdkafka's local queue may be full) and every report -- at
+  ``delivery_timeout`` plus five seconds; a failed or missing report raises
   :class:`SinkUnavailable`, and the batch is spooled and sent again.
+* **Errors say what they are**: a message the broker refuses for its size or
+  content is :class:`InvalidRecords`; retriable errors and timeouts are
+  :class:`SinkUnavailable`; anything else (authorisation, say) is left
+  unclassified -- the batch is kept and the error shown in status.
 * **At-least-once on the bus.** A batch sent again after a timeout may
   already be partly in Kafka. Every message carries ``venuefeed-msg-id``, the
   record's natural-key id (:func:`venuefeed.sinks.keys.message_id`), so a
@@ -29,7 +35,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from venuefeed import metrics
 from venuefeed.log import get_logger
 from venuefeed.sinks import bus
-from venuefeed.sinks.base import Record, Sink, SinkUnavailable
+from venuefeed.sinks.base import InvalidRecords, Record, Sink, SinkUnavailable
 from venuefeed.sinks.keys import message_id, partition_key
 
 __all__ = ["MSG_ID_HEADER", "KafkaDeliveryError", "KafkaSink"]
@@ -52,6 +58,16 @@ _OUTAGE_CODES = frozenset(
         KafkaError.NOT_LEADER_FOR_PARTITION,
     }
 )
+
+
+_INVALID_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+    }
+)
+"""Refusals caused by the message itself: retrying it can never succeed."""
 
 
 class KafkaDeliveryError(Exception):
@@ -105,6 +121,7 @@ class KafkaSink(Sink):
         fmt: bus.WireFormat = "json",
         topic_prefix: str = "",
         delivery_timeout: float = 30.0,
+        close_timeout: float = 5.0,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
@@ -120,6 +137,7 @@ class KafkaSink(Sink):
         self._fmt: bus.WireFormat = fmt
         self._prefix = topic_prefix
         self._delivery_timeout = delivery_timeout
+        self._close_timeout = close_timeout
         self._producer: Producer | None = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
@@ -155,10 +173,11 @@ class KafkaSink(Sink):
         if not messages:
             return
         ack = _BatchAck(asyncio.get_running_loop(), len(messages))
-        for topic, record in messages:
-            await self._produce(producer, ack, self._prefix + topic, record)
         try:
-            await asyncio.wait_for(asyncio.shield(ack.future), self._delivery_timeout + 5)
+            async with asyncio.timeout(self._delivery_timeout + 5):
+                for topic, record in messages:
+                    await self._produce(producer, ack, self._prefix + topic, record)
+                await asyncio.shield(ack.future)
         except TimeoutError:
             metrics.SINK_UNAVAILABLE.labels(self.name).inc()
             raise SinkUnavailable("kafka: no delivery report in time") from None
@@ -192,16 +211,19 @@ class KafkaSink(Sink):
         if all(e.code() in _OUTAGE_CODES or e.retriable() for e in errors):
             metrics.SINK_UNAVAILABLE.labels(self.name).inc()
             raise SinkUnavailable(f"kafka: {len(errors)} message(s) not delivered: {first}")
+        if all(e.code() in _INVALID_CODES for e in errors):
+            raise InvalidRecords("kafka", f"refused {len(errors)} message(s): {first}")
         raise KafkaDeliveryError(f"kafka refused {len(errors)} message(s): {first}")
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        remaining = await asyncio.to_thread(producer.flush, self._delivery_timeout)
+        # Bounded: anything not delivered was not acknowledged, so its batch is in the spool.
+        remaining = await asyncio.to_thread(producer.flush, self._close_timeout)
         if remaining:
             log.warning("kafka messages not delivered at close", messages=remaining)
         self._stop.set()
         if self._poller is not None:
-            await asyncio.to_thread(self._poller.join)
+            await asyncio.to_thread(self._poller.join, self._close_timeout)
             self._poller = None
