@@ -274,7 +274,9 @@ class PostgresStore(Sink):
                 applied = await migrate(conn, self.pg_schema)
                 pool = await asyncpg.create_pool(
                     self._url,
-                    min_size=1,
+                    # No floor: asyncpg would keep reconnecting in the background (and log
+                    # tracebacks) while the server is down; a write opens what it needs.
+                    min_size=0,
                     max_size=self._pool_size,
                     init=self._init_connection,
                     reset=_keep_session,

@@ -131,7 +131,6 @@ class SpoolingSink(Sink):
     # -- Sink --------------------------------------------------------------
 
     async def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._locked, self._load)
         self._publish_gauges()
         try:
@@ -155,6 +154,7 @@ class SpoolingSink(Sink):
                 batch = delivery.records()
             else:
                 self._recovered()
+                self._spool_usable()  # nothing needs it now; a stale complaint would mislead
                 return
         await self._spool(batch)
 
@@ -262,6 +262,11 @@ class SpoolingSink(Sink):
         self.failing_since = None
         metrics.SINK_FAILING.labels(self.name).set(0)
 
+    def _spool_usable(self) -> None:
+        if self.spool_error_since is not None:
+            log.info("spool writable again", sink=self.name)
+            self.spool_error = self.spool_error_since = None
+
     # -- spooling ----------------------------------------------------------
 
     async def _spool(self, batch: Sequence[Record]) -> None:
@@ -300,9 +305,7 @@ class SpoolingSink(Sink):
                 raise SinkUnavailable(
                     f"{cause}; and its spool cannot take the batch: {exc}"
                 ) from exc
-            if self.spool_error_since is not None:
-                log.info("spool writable again", sink=self.name)
-                self.spool_error = self.spool_error_since = None
+            self._spool_usable()
             self.spooled_total += 1
             self._publish_gauges()
             self._changed.notify_all()
@@ -317,6 +320,7 @@ class SpoolingSink(Sink):
             if self._tail is not None:
                 self._tail.close()
                 self._tail = None
+            self.directory.mkdir(parents=True, exist_ok=True)  # only once something spools
             path = self.directory / f"seg-{self._next_number:012d}.spool"
             self._next_number += 1
             self._tail = Journal(path)
@@ -329,6 +333,8 @@ class SpoolingSink(Sink):
 
     def _load(self) -> None:
         """Find segments a previous process left behind (oldest first)."""
+        if not self.directory.is_dir():
+            return
         for path in sorted(self.directory.glob("seg-*.spool")):
             Journal(path).close()  # truncates a torn tail
             frames: deque[tuple[int, int]] = deque()
