@@ -652,7 +652,7 @@ def export_data(
         )
     if result.exact_text:
         err_console.print(
-            f"{result.exact_text} value(s) too wide for decimal128(38, 18): "
+            f"{result.exact_text} value(s) too wide for their decimal column: "
             "exported exactly as text in column _exact"
         )
 

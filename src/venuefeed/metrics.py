@@ -161,7 +161,7 @@ SINK_DEAD_LETTERS = Counter(
 )
 SINK_TEXT_DECIMALS = Counter(
     "sink_text_decimals_total",
-    "Parquet decimals too wide for decimal128(38, 18), kept exactly as text in _exact.",
+    "Parquet decimals too wide for their decimal column, kept exactly as text in _exact.",
     ["sink", "table"],
 )
 SINK_BUFFERED_BATCHES = Gauge(

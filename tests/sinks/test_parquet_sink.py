@@ -11,8 +11,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from venuefeed import metrics
+from venuefeed.models import BookLevel, BookSnapshot, WhaleTrade
 from venuefeed.sinks.base import Watermark
-from venuefeed.sinks.columnar import decimal_problem
+from venuefeed.sinks.columnar import PRODUCT, decimal_problem
 from venuefeed.sinks.journal import Journal, encode_batch
 from venuefeed.sinks.keys import message_id
 from venuefeed.sinks.parquet import ParquetSink
@@ -55,7 +56,7 @@ async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> Non
         ("pm", "2023-11-14", "t2", Decimal("0.000000001"), Decimal("10.25")),
         ("kalshi", "2023-11-14", "t3", Decimal("0.5"), Decimal("10.25")),
     ]
-    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 18)"
+    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 12)"
     assert trades[0]["_id"] == message_id(trade(1))
     deltas = dataset(tmp_path, "book_deltas").to_table().to_pylist()
     assert sorted((d["side"], str(d["price"].normalize()), str(d["size"].normalize()))
@@ -105,27 +106,51 @@ async def test_rolls_by_time(tmp_path: Path) -> None:
         assert len(parts(tmp_path)) == 1
 
 
+def whale(n: int, price: str, size: str) -> WhaleTrade:
+    amount = str(Decimal(price) * Decimal(size))
+    return WhaleTrade(venue="binance", instrument="BTCUSDT", ts_venue=T0 + n, ts_recv=T0 + n,
+                      trade_id=f"w{n}", trader_address="*", side="buy", price=price, size=size,
+                      amount=amount)  # fmt: skip
+
+
+T0 = 1_700_000_000_000_000_000
+
+
 async def test_no_row_is_ever_skipped_for_its_precision(tmp_path: Path) -> None:
-    """Binance price x size has 16 fractional digits: stored exactly. Wider still: kept as text."""
+    """Binance price x size has 16 fractional digits: exact. Wider still: kept as text."""
     counter = metrics.SINK_TEXT_DECIMALS.labels("parquet", "trades")
     before = counter._value.get()
-    binance_amount = str(Decimal("64123.45678901") * Decimal("0.12345678"))
-    assert len(binance_amount.split(".")[1]) == 16
-    too_fine, too_big = "0." + "0" * 18 + "1", "1" * 21
+    big = whale(1, "64123.45678901", "0.12345678")
+    assert len(big.amount.split(".")[1]) == 16
+    too_fine, too_big = "0." + "0" * 12 + "1", "1" * 27
+    wide_level = BookSnapshot(
+        venue="kalshi",
+        instrument="KX",
+        ts_venue=T0,
+        ts_recv=T0,
+        bids=[BookLevel("0.5", "1"), BookLevel("0.4", too_fine)],
+        asks=[],
+    )
     async with ParquetSink(tmp_path) as sink:
-        await sink.write([trade(1, price=binance_amount), trade(2, price=too_fine),
-                          trade(3, price=too_big), trade(4)])  # fmt: skip
+        await sink.write([big, trade(2, price=too_fine), trade(3, price=too_big), trade(4),
+                          wide_level])  # fmt: skip
+    (stored,) = dataset(tmp_path, "whale_activity").to_table().to_pylist()
+    assert stored["amount"] == Decimal(big.amount) and stored["_exact"] is None
     rows = {r["trade_id"]: r for r in dataset(tmp_path, "trades").to_table().to_pylist()}
-    assert sorted(rows) == ["t1", "t2", "t3", "t4"]
-    assert rows["t1"]["price"] == Decimal(binance_amount) and rows["t1"]["_exact"] is None
+    assert sorted(rows) == ["t2", "t3", "t4"]
     assert rows["t2"]["price"] is None and json.loads(rows["t2"]["_exact"]) == {"price": too_fine}
     assert rows["t3"]["price"] is None and json.loads(rows["t3"]["_exact"]) == {"price": too_big}
     assert rows["t4"]["price"] == Decimal("0.5") and rows["t4"]["_exact"] is None
     assert counter._value.get() - before == 2
-    assert decimal_problem(too_fine) == "19 fractional digits (at most 18)"
-    assert decimal_problem(too_big) == "21 integer digits (at most 20)"
-    assert decimal_problem("1" * 20 + "." + "9" * 18) is None
+    (snap,) = dataset(tmp_path, "book_snapshots").to_table().to_pylist()
+    assert [lv["size"] for lv in snap["bids"]] == [Decimal("1"), None]
+    assert json.loads(snap["_exact"]) == {"bids[1].size": too_fine}
+    assert decimal_problem(too_fine) == "13 fractional digits (at most 12)"
+    assert decimal_problem(too_big) == "27 integer digits (at most 26)"
+    assert decimal_problem(too_fine, PRODUCT) is None
+    assert decimal_problem("1" * 26 + "." + "9" * 12) is None
     assert decimal_problem("0.10000000000000000000000") is None  # trailing zeros are free
+    assert decimal_problem("NaN") == "not a finite number"
 
 
 async def test_crash_with_open_parts_is_rebuilt_from_the_wal(tmp_path: Path) -> None:

@@ -5,17 +5,23 @@ which pyarrow, pandas, polars and DuckDB read as one dataset with ``venue``
 and ``date`` columns. ``date`` is the event's UTC day (the venue's timestamp;
 the receive time when the venue gave none).
 
-**Exact decimals, never a row lost to them.** Prices, sizes and amounts are
-``decimal128(38, 18)``: 20 integer and 18 fractional digits. That holds every
-value the venues send (at most 8 fractional digits today) and every product
-of two of them -- a whale amount is price x size, 16 fractional digits on
-Binance -- exactly, and every reader does arithmetic on it natively (DuckDB
-``DECIMAL(38,18)``, polars ``Decimal``, pandas/pyarrow ``Decimal``). 38 is
-the widest precision all of them read: ``decimal256`` would not survive
-polars or DuckDB. A value wider still is not rounded and its row is not
-dropped: its column is left null and the exact text goes into the row's
-``_exact`` column, a JSON object ``{"column": "text"}`` (levels as
-``"bids[2].price"``) -- counted, and null in every other row.
+**Exact decimals, never a row lost to them.** A number the venue sent (a
+price, a size, a volume) is ``decimal128(38, 12)``: 26 integer and 12
+fractional digits, where the venues use at most 8 today. A number we compute
+as the product of two of them -- a whale trade's ``amount``, price x size,
+16 fractional digits on Binance -- is ``decimal128(38, 18)``. Every reader
+does arithmetic on these natively (DuckDB ``DECIMAL``, polars ``Decimal``,
+pandas/pyarrow ``Decimal``), and the split scale matters there: DuckDB gives
+a product the sum of both scales, so ``price * size`` is ``DECIMAL(38, 24)``
+and holds any notional below 10^14, where two scale-18 columns would
+overflow above 100. (polars gives a product the larger of the two scales and
+rounds to it: widen one side first, ``pl.col("price").cast(pl.Decimal(38,
+18)) * pl.col("size")``.) 38 is the widest precision all of them read
+(``decimal256`` would not survive polars or DuckDB). A value wider still is
+not rounded and its row is not dropped: its column is left null and the
+exact text goes into the row's ``_exact`` column, a JSON object
+``{"column": "text"}`` (levels as ``"bids[2].price"``) -- counted, and null
+in every other row.
 
 The text-to-decimal conversion is Arrow's own (vectorised, and it refuses to
 round); only a batch holding a value that does not fit is looked at value by
@@ -48,6 +54,7 @@ from venuefeed.sinks.journal import fsync_dir
 __all__ = [
     "DECIMAL",
     "LEVELS",
+    "PRODUCT",
     "SNAPSHOTS",
     "TIME_COLUMNS",
     "Layout",
@@ -57,9 +64,12 @@ __all__ = [
     "sql_layout",
 ]
 
-DECIMAL = pa.decimal128(38, 18)
-_SCALE = 18
-_MAX_INTEGER_DIGITS = 38 - _SCALE
+DECIMAL = pa.decimal128(38, 12)
+"""A number as a venue sends it."""
+PRODUCT = pa.decimal128(38, 18)
+"""A number computed as the product of two venue numbers."""
+PRODUCTS = frozenset({("whale_activity", "amount")})
+"""The (table, column) decimals that are products, typed :data:`PRODUCT`."""
 LEVELS = pa.list_(pa.struct([pa.field("price", DECIMAL), pa.field("size", DECIMAL)]))
 """A side of a book snapshot: ``[{price, size}, ...]``, best first."""
 
@@ -68,7 +78,7 @@ _ARROW: dict[schema.ColumnType, pa.DataType] = {
     "bigint": pa.int64(),
     "int": pa.int32(),
     "serial": pa.int64(),
-    "decimal": DECIMAL,
+    "decimal": DECIMAL,  # PRODUCT for the columns in PRODUCTS
     "bool": pa.bool_(),
     "json": pa.string(),
     "blob": pa.binary(),
@@ -95,8 +105,9 @@ Row = tuple[Any, ...]
 _encode_json = msgspec.json.encode
 
 
-def decimal_problem(text: str) -> str | None:
-    """Why ``text`` does not fit ``decimal128(38, 18)`` exactly, or ``None`` if it does."""
+def decimal_problem(text: str, type_: pa.Decimal128Type = DECIMAL) -> str | None:
+    """Why ``text`` does not fit ``type_`` exactly, or ``None`` if it does."""
+    scale, integer_digits = type_.scale, type_.precision - type_.scale
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -109,23 +120,25 @@ def decimal_problem(text: str) -> str | None:
     while count > 1 and exponent < 0 and digits[count - 1] == 0:  # trailing zeros are free
         count -= 1
         exponent += 1
-    if -exponent > _SCALE:
-        return f"{-exponent} fractional digits (at most {_SCALE})"
-    if count + exponent > _MAX_INTEGER_DIGITS and any(digits[:count]):
-        return f"{count + exponent} integer digits (at most {_MAX_INTEGER_DIGITS})"
+    if -exponent > scale:
+        return f"{-exponent} fractional digits (at most {scale})"
+    if count + exponent > integer_digits and any(digits[:count]):
+        return f"{count + exponent} integer digits (at most {integer_digits})"
     return None
 
 
-def decimal_array(values: Sequence[str | None]) -> tuple[pa.Array, list[int]]:
-    """``values`` as exact ``decimal128(38, 18)``; also the positions left null for not fitting."""
+def decimal_array(
+    values: Sequence[str | None], type_: pa.Decimal128Type = DECIMAL
+) -> tuple[pa.Array, list[int]]:
+    """``values`` as exact decimals of ``type_``; also the positions left null for not fitting."""
     try:
-        return pa.array(values, pa.string()).cast(DECIMAL), []
+        return pa.array(values, pa.string()).cast(type_), []
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        wide = [i for i, v in enumerate(values) if v is not None and decimal_problem(v)]
+        wide = [i for i, v in enumerate(values) if v is not None and decimal_problem(v, type_)]
         kept = list(values)
         for i in wide:
             kept[i] = None
-        return pa.array(kept, pa.string()).cast(DECIMAL), wide
+        return pa.array(kept, pa.string()).cast(type_), wide
 
 
 def _levels_array(
@@ -194,8 +207,8 @@ class Layout:
         positions = [i for i in range(len(self.names) + 1) if i != self.venue_index]
         for position, field in zip(positions, self.arrow, strict=False):
             values: list[Any] = [r[position] for r in table_rows]
-            if field.type == DECIMAL:
-                array, wide = decimal_array(values)
+            if pa.types.is_decimal(field.type):
+                array, wide = decimal_array(values, field.type)
                 for i in wide:
                     entry = exact[i] = exact[i] or {}
                     entry[field.name] = values[i]
@@ -214,18 +227,19 @@ class Layout:
 _TRAILER = (pa.field("_id", pa.string()), pa.field("_exact", pa.string()))
 
 
+def _field(table: str, column: schema.Column) -> pa.Field:
+    if column.type != "decimal":
+        return pa.field(column.name, _ARROW[column.type], nullable=column.nullable)
+    type_ = PRODUCT if (table, column.name) in PRODUCTS else DECIMAL
+    return pa.field(column.name, type_)  # nullable whatever SQL says: null means "see _exact"
+
+
 def sql_layout(table: schema.Table, columns: Sequence[str] | None = None) -> Layout:
     """The layout of a SQL table's rows in ``columns`` order (default: insert columns)."""
     names = tuple(columns or table.insert_columns())
     by_name = {c.name: c for c in table.columns}
     kept = [n for n in names if n != "venue"]
-    # A decimal column is nullable whatever the SQL says: null there means "see _exact".
-    fields = [
-        pa.field(
-            n, _ARROW[by_name[n].type], nullable=by_name[n].nullable or by_name[n].type == "decimal"
-        )
-        for n in kept
-    ]
+    fields = [_field(table.name, by_name[n]) for n in kept]
     return Layout(
         table=table.name,
         names=tuple(kept),

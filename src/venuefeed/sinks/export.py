@@ -2,8 +2,8 @@
 
 The Parquet output is laid out and typed exactly like the Parquet sink's
 (:mod:`venuefeed.sinks.columnar`): ``<out>/<table>/venue=<v>/date=<d>/export-*.parquet``,
-decimals as ``decimal128(38, 18)`` with anything wider kept exactly in
-``_exact``, ``_id`` empty (rows from SQL are not records). So a dataset
+decimals as ``decimal128(38, 12)`` (amounts ``(38, 18)``) with anything
+wider kept exactly in ``_exact``, ``_id`` empty (rows from SQL are not records). So a dataset
 written live and one exported later read alike -- book snapshots included,
 with their levels as ``bids``/``asks`` lists. ``book_levels`` exports flat,
 one row per level with its snapshot's identity (venue, instrument, times,
@@ -73,7 +73,7 @@ EXPORTABLE = (
 class ExportResult:
     rows: int = 0
     exact_text: int = 0
-    """Decimal values too wide for ``decimal128(38, 18)``, exported exactly in ``_exact``."""
+    """Decimal values too wide for their Parquet column, exported exactly in ``_exact``."""
     files: list[Path] = field(default_factory=list)
 
 

@@ -3,8 +3,9 @@
 Layout and types are :mod:`venuefeed.sinks.columnar`'s (shared with
 ``venuefeed export``): ``<root>/<table>/venue=<v>/date=<YYYY-MM-DD>/part-*.parquet``,
 columns as in the SQL schema (:mod:`venuefeed.schema`), decimals as
-``decimal128(38, 18)`` with anything wider kept exactly in ``_exact`` -- no
-row is ever skipped for its precision -- plus ``_id``: the record's
+``decimal128(38, 12)`` (amounts, a product of two numbers, ``(38, 18)``)
+with anything wider kept exactly in ``_exact`` -- no row is ever skipped for
+its precision -- plus ``_id``: the record's
 natural-key id (:mod:`venuefeed.sinks.keys`). Book snapshots keep their
 levels as ``bids``/``asks`` lists of ``{price, size}``. Markets, watermarks
 and book-state changes are not written: they belong to the SQL stores.
