@@ -121,12 +121,15 @@ async def main() -> None:
     print(f"{n} records per case, batches of {batch}")
     with tempfile.TemporaryDirectory() as tmp:
         from venuefeed.sinks.parquet import ParquetSink
+        from venuefeed.sinks.spool import SpoolingSink
         from venuefeed.sinks.sqlite import SqliteStore
 
         await measure_writer("writer -> null sink", NullSink(), trades(4 * n, "w"), batch)
         await measure_writer(
             "writer -> sqlite trades", SqliteStore(Path(tmp) / "w.db"), trades(n, "w"), batch
         )
+        spooled = SpoolingSink(SqliteStore(Path(tmp) / "s.db"), Path(tmp) / "spool", 1 << 28)
+        await measure_writer("writer -> spool -> sqlite (service)", spooled, trades(n, "s"), batch)
 
         for kind, make in (("trades", trades), ("book deltas", lambda k: deltas(k))):
             records = make(n, "s") if kind == "trades" else make(n)  # type: ignore[call-arg]

@@ -108,3 +108,34 @@ async def test_a_filling_spool_is_reported_before_it_blocks_intake(tmp_path: Pat
 async def _put(service: Service, numbers: range) -> None:
     for n in numbers:
         await service.writer.put(trade(n))
+
+
+async def test_stop_while_storage_is_stuck_ends_and_says_what_was_lost(tmp_path: Path) -> None:
+    """Storage down, its spool full, the writer's queue full: stop must still end, and log."""
+    from venuefeed.venues.polymarket import Simulator as PolymarketSim
+
+    from ..service.helpers import settings_for
+    from ..sinks.helpers import FlakySink
+
+    venue = PolymarketSim(seed=5, markets=2, events_per_second=200)
+    await venue.start()
+    down = FlakySink()
+    stuck = SpoolingSink(down, tmp_path / "spool", max_bytes=2048)
+    cfg = settings_for({"polymarket": venue}, tmp_path / "v.db", {
+        "discovery.max_resolution_days": 0,
+        "ingestion.queue_size": 50,
+    })  # fmt: skip
+    service = Service(cfg, sink=stuck)
+    service.writer.close_patience_seconds = 1.0
+    try:
+        await service.start()
+        runner = service.runners["polymarket"]
+        await wait_for(lambda: runner.events > 50, within=30)
+        down.down = True
+        await wait_for(lambda: any("spool full" in p for p in service.problems()), within=30)
+        await wait_for(lambda: service.writer.pending == 50, within=30)
+        await asyncio.wait_for(service.stop(), 30)
+    finally:
+        await venue.stop()
+    assert service.writer.abandoned > 0  # counted and logged, not silent
+    assert stuck.status()["spooled_batches"] > 0  # what the spool took stays for the next start

@@ -21,11 +21,13 @@ Failures, as the sink classifies them (:mod:`venuefeed.sinks.base`, rule 6):
 All of this is per batch: the per-record path (:meth:`offer`) is one length
 check and an append.
 
-Shutdown: :meth:`close` stores everything queued. If storage keeps failing,
-it waits as long as the held records keep moving and gives up only after
-``close_patience_seconds`` without progress, logging how many records are
-lost and why -- a process that never exits gets killed anyway, and then
-nobody learns what was lost.
+Shutdown: :meth:`close` stores everything queued. If storage is stuck -- a
+problem is reported and nothing moved for ``close_patience_seconds`` -- it
+gives up, logging how many records are lost and why: a process that never
+exits gets killed anyway, and then nobody learns what was lost. A sink that
+is merely slow is waited for. The service runs its last flush of book
+states through :meth:`unless_stuck` too, since that flush waits for room in
+the same queue.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from venuefeed.log import get_logger
 from venuefeed.metrics import (
@@ -77,7 +80,7 @@ class SinkWriter:
         self._max = max_pending
         self._batch_size = batch_size
         self._retry_max = retry_max_seconds
-        self._patience = close_patience_seconds
+        self.close_patience_seconds = close_patience_seconds
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -155,26 +158,46 @@ class SinkWriter:
 
     async def close(self) -> None:
         """Store everything queued, then stop the writer task (see the module docstring)."""
-        progress = (self.stored, self.rejected, self.held)
-        while self._pending or not self._idle.is_set():
-            try:
-                await asyncio.wait_for(self.drain(), self._patience)
-            except TimeoutError:
-                now = (self.stored, self.rejected, self.held)
-                if now == progress:
-                    await self._abandon()
-                    break
-                progress = now
+        if not await self.unless_stuck(self.drain()):
+            await self._abandon()
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
             await self._task
             self._task = None
 
+    async def unless_stuck(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Await ``work`` (a drain, a last flush of records) unless storage is stuck.
+
+        Stuck means: a storage problem is reported (the writer failing, a spool
+        full or unwritable) and nothing was stored, set aside or taken from the
+        queue for ``close_patience_seconds``. Then ``work`` is cancelled and
+        False returned. A sink that is slow but fine is waited for: its own
+        deadline bounds each write.
+        """
+        task = asyncio.ensure_future(work)
+        progress = self._progress()
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.close_patience_seconds)
+            if done:
+                task.result()
+                return True
+            now = self._progress()
+            if now == progress and (self.failing_since is not None or self.sink.problems()):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return False
+            progress = now
+
+    def _progress(self) -> tuple[int, int, int]:
+        return (self.stored, self.rejected, self.held)
+
     async def _abandon(self) -> None:
         lost = self.held
         self.abandoned += lost
-        cause = self.last_error or f"no progress for {self._patience:g} s"
+        problems = [self.last_error] if self.failing_since is not None else self.sink.problems()
+        cause = "; ".join(p for p in problems if p) or "no progress"
         log.error("shutdown: storage did not take these records; they are lost",
                   records=lost, cause=cause)  # fmt: skip
         INGESTION_ERRORS.labels("*", "abandoned_at_shutdown").inc(lost)
