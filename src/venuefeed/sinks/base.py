@@ -85,14 +85,18 @@ class InvalidRecords(Exception):
     """The sink proves that (part of) the batch can never be stored as it is.
 
     Raised only for errors caused by the records' content -- a constraint or a
-    value the backend refuses -- never for the state of the backend. The whole
-    batch was rolled back; the caller finds the culprit by bisecting.
+    value the backend refuses -- never for the state of the backend. Either
+    the whole batch was rolled back and the caller finds the culprit by
+    bisecting, or the sink knows each refusal individually (a broker's
+    per-message report) and names the refused ``records``: then every other
+    record of the batch *was* stored.
     """
 
-    def __init__(self, sink: str, reason: str) -> None:
+    def __init__(self, sink: str, reason: str, records: Sequence[Record] | None = None) -> None:
         super().__init__(f"{sink}: {reason}")
         self.sink = sink
         self.reason = reason
+        self.records = records
 
 
 def failure_text(sink: str, exc: BaseException) -> str:

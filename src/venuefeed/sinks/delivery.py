@@ -6,7 +6,8 @@ never an outage), the failing part is split in halves and each half written
 on its own, down to the single records the sink still refuses: only those are
 proven invalid, and they go to the dead-letter store with the sink's reason.
 One bad record among 500 costs about 2·log2(500) ≈ 18 writes, never its
-neighbours.
+neighbours. A sink that knows each refusal individually (Kafka's delivery
+reports) names the refused records instead, and nothing is written again.
 
 Any other failure -- :class:`~venuefeed.sinks.base.SinkUnavailable` or an
 exception nobody classified -- stops the run and propagates: bisecting on an
@@ -65,6 +66,15 @@ class Delivery:
             try:
                 await sink.write(part)
             except InvalidRecords as exc:
+                if exc.records is not None:  # named by the sink; the rest of the part is stored
+                    refused = {id(r) for r in exc.records}
+                    for record in exc.records:
+                        await dead_letters.put(exc.sink, exc.reason, record)
+                    todo.pop()
+                    set_aside += len(refused)
+                    if on_written is not None:
+                        on_written([r for r in part if id(r) not in refused])
+                    continue
                 if len(part) == 1:
                     await dead_letters.put(exc.sink, exc.reason, part[0])
                     todo.pop()

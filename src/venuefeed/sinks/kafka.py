@@ -70,6 +70,13 @@ _INVALID_CODES = frozenset(
 """Refusals caused by the message itself: retrying it can never succeed."""
 
 
+def _msg_id(msg: Any) -> str | None:
+    for name, value in msg.headers() or ():
+        if name == MSG_ID_HEADER:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
 class KafkaDeliveryError(Exception):
     """The broker refused a message for a reason that a retry will not fix."""
 
@@ -81,7 +88,8 @@ class _BatchAck:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.remaining = expected
-        self.errors: list[KafkaError] = []
+        self.errors: list[tuple[KafkaError, str | None]] = []
+        """Each failed message's error and its ``venuefeed-msg-id``."""
         self._lock = threading.Lock()
 
     def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
@@ -91,11 +99,12 @@ class _BatchAck:
             if latency is not None:
                 metrics.KAFKA_PUBLISH_LATENCY.labels(topic).observe(latency)
             metrics.KAFKA_DELIVERIES.labels(topic, "ok").inc()
+            self.settle(None)
         else:
             metrics.KAFKA_DELIVERIES.labels(topic, "error").inc()
-        self.settle(err)
+            self.settle((err, _msg_id(msg)))
 
-    def settle(self, err: KafkaError | None) -> None:
+    def settle(self, err: tuple[KafkaError, str | None] | None) -> None:
         with self._lock:
             if err is not None:
                 self.errors.append(err)
@@ -182,14 +191,15 @@ class KafkaSink(Sink):
             metrics.SINK_UNAVAILABLE.labels(self.name).inc()
             raise SinkUnavailable("kafka: no delivery report in time") from None
         if ack.errors:
-            self._raise(ack.errors)
+            self._raise(ack.errors, [record for _, record in messages])
         self.delivered += len(messages)
         metrics.SINK_RECORDS.labels(self.name).inc(len(messages))
 
     async def _produce(self, producer: Producer, ack: _BatchAck, topic: str, r: Record) -> None:
         value = bus.encode(r, self._fmt)
+        msg_id = message_id(r)
         headers: list[tuple[str, str | bytes | None]] = [
-            (MSG_ID_HEADER, message_id(r)),
+            (MSG_ID_HEADER, msg_id),
             (TYPE_HEADER, bus.type_tag(r)),
         ]
         key = partition_key(r).encode()
@@ -201,18 +211,26 @@ class KafkaSink(Sink):
                 return
             except BufferError:  # librdkafka's local queue is full: let it drain
                 await asyncio.sleep(0.005)
-            except KafkaException as exc:
-                ack.settle(exc.args[0])
+            except KafkaException as exc:  # refused before it was queued (too large, say)
+                ack.settle((exc.args[0], msg_id))
                 return
 
-    def _raise(self, errors: list[KafkaError]) -> None:
-        first = errors[0]
+    def _raise(self, errors: list[tuple[KafkaError, str | None]], sent: list[Record]) -> None:
+        codes = [error.code() for error, _ in errors]
+        first = errors[0][0]
         self.last_error = f"{first.name()}: {first.str()}"
-        if all(e.code() in _OUTAGE_CODES or e.retriable() for e in errors):
+        if all(
+            c in _OUTAGE_CODES or e.retriable() for c, (e, _) in zip(codes, errors, strict=True)
+        ):
             metrics.SINK_UNAVAILABLE.labels(self.name).inc()
             raise SinkUnavailable(f"kafka: {len(errors)} message(s) not delivered: {first}")
-        if all(e.code() in _INVALID_CODES for e in errors):
-            raise InvalidRecords("kafka", f"refused {len(errors)} message(s): {first}")
+        if all(c in _INVALID_CODES for c in codes):
+            # Every other message was delivered: name the refused ones, so that the
+            # caller sets them aside without sending their neighbours again.
+            by_id = {message_id(r): r for r in sent}
+            refused = [by_id[i] for _, i in errors if i in by_id]
+            named = refused if len(refused) == len(errors) else None
+            raise InvalidRecords("kafka", f"{first.name()}: {first.str()}", named)
         raise KafkaDeliveryError(f"kafka refused {len(errors)} message(s): {first}")
 
     async def close(self) -> None:
