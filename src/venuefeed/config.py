@@ -161,7 +161,7 @@ class StorageSettings(_Section):
         description="all: a batch is acknowledged once every sink (or its spool) holds it.",
     )
     postgres_write_timeout_seconds: float = Field(
-        default=10,
+        default=5,
         gt=0,
         description="Deadline for one PostgreSQL write (connect, write, commit); past it: spool.",
     )

@@ -17,7 +17,7 @@ Why it looks like this:
   and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: the
   idempotent path at COPY speed. Small batches use ``executemany``, which
   costs fewer round trips below ``copy_threshold`` rows.
-* **One deadline per write** (``write_timeout``, default 10 s) covers
+* **One deadline per write** (``write_timeout``, default 5 s) covers
   acquiring (or opening) a connection, writing and committing. Past it -- a
   server that stalls without closing the socket, say -- the connection is
   terminated on the spot (no ``ROLLBACK`` or cancel request that would wait
@@ -212,7 +212,7 @@ class PostgresStore(Sink):
         pg_schema: str = "venuefeed",
         pool_size: int = 4,
         copy_threshold: int = 64,
-        write_timeout: float = 10.0,
+        write_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         start_timeout: float = 60.0,
         close_timeout: float = 5.0,

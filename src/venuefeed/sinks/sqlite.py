@@ -21,6 +21,10 @@ Why it looks like this:
   no second ``ROLLBACK`` is issued -- that one would fail and hide the cause.
 * **Bounded**: at most ``max_pending`` batches wait for the thread; further
   writers wait (backpressure), they do not pile up memory (rule 5).
+* **A lock is waited for** ``busy_timeout`` (5 s), then the write fails as
+  ``"sqlite: database locked"`` and the batch goes to the spool: another
+  writer holding the database (a long transaction, a checkpoint) delays
+  storage, never intake.
 * ``synchronous=NORMAL`` in WAL survives a crash of the process (what we
   guard against); ``FULL`` adds an fsync per commit for power-loss safety at
   a latency cost. It is configurable.
@@ -229,7 +233,7 @@ class SqliteStore(Sink):
         synchronous: Synchronous = "NORMAL",
         max_pending: int = 64,
         max_group: int = 256,
-        busy_timeout: float = 30.0,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.path = Path(path)
         self._synchronous: Synchronous = synchronous
