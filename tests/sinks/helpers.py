@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from venuefeed.models import (
@@ -220,3 +221,16 @@ class FlakySink(Sink):
         if self.down:
             raise SinkUnavailable("flaky: down")
         self.stored.extend(batch)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Take all but ``leave`` bytes of ``disk`` with one file."""
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    size = stat.f_bavail * stat.f_frsize - leave
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+    return filler

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,13 +13,15 @@ import pyarrow.parquet as pq
 
 from venuefeed import metrics
 from venuefeed.models import BookLevel, BookSnapshot, WhaleTrade
+from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.sinks.base import Watermark
 from venuefeed.sinks.columnar import PRODUCT, decimal_problem
 from venuefeed.sinks.journal import Journal, encode_batch
 from venuefeed.sinks.keys import message_id
 from venuefeed.sinks.parquet import ParquetSink
+from venuefeed.sinks.spool import SpoolingSink
 
-from .helpers import delta, market, mixed_batch, snapshot, trade
+from .helpers import delta, fill, market, mixed_batch, snapshot, trade
 
 
 def dataset(root: Path, table: str) -> ds.Dataset:
@@ -189,3 +192,39 @@ async def test_markets_and_watermarks_are_not_written(tmp_path: Path) -> None:
         await sink.write([market(), Watermark("a", "b")])
         assert sink.rows_written == 0
     assert not parts(tmp_path)
+
+
+async def test_a_full_disk_loses_no_row_and_duplicates_none(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """Parts that cannot be written are rebuilt from the log once the disk has room again."""
+    root = small_disk / "pq"
+    spool = SpoolingSink(ParquetSink(root, roll_rows=300, row_group_rows=50), tmp_path / "spool",
+                         50_000_000, retry_max_seconds=0.05)  # fmt: skip
+    writer = SinkWriter(spool, batch_size=100)
+    await spool.start()
+    writer.start()
+    for n in range(500):
+        await writer.put(trade(n))
+    await writer.drain()
+    filler = fill(small_disk, leave=16 * 1024)
+    for n in range(500, 3000):
+        await writer.put(trade(n))
+    await writer.drain()  # durable: the spool (on another disk) took what Parquet could not
+    assert spool.status()["spooled_batches"] > 0
+    (problem,) = [p for p in writer.problems() if p.startswith("storage: parquet: disk full")]
+    assert "records in the spool" in problem
+    filler.unlink()
+    await wait_for(lambda: spool.status()["spooled_batches"] == 0)
+    await writer.close()
+    await spool.close()
+    ids = dataset(root, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
+    assert len(ids) == len(set(ids)) == 3000
+    assert not open_parts(root) and not wal_files(root)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)

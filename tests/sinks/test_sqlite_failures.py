@@ -8,10 +8,8 @@ and the writer are the real ones, wired as ``build_sinks`` wires them.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,7 @@ from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.sinks.spool import SpoolingSink
 from venuefeed.sinks.sqlite import SqliteStore, classify, migrate, open_reader
 
-from ..conftest import IN_CI
-from .helpers import FlakySink
+from .helpers import FlakySink, fill
 
 
 def trade(n: int) -> Trade:
@@ -110,36 +107,6 @@ async def test_a_locked_database_spools_then_lands_everything_once(tmp_path: Pat
     ids = stored_ids(db)
     assert sorted(ids) == sorted(trade(n).trade_id for n in range(500))
     assert writer.problems() == []
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs of our own, unmounted whatever happens."""
-    if os.geteuid() != 0:
-        reason = "filling a real disk needs root to mount a tmpfs (CI runs as root)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    where = tmp_path / "disk"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path, leave: int) -> Path:
-    """Take all but ``leave`` bytes of ``disk`` with one file."""
-    stat = os.statvfs(disk)
-    filler = disk / "filler"
-    size = stat.f_bavail * stat.f_frsize - leave
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def test_full_disk_holds_everything_says_so_and_lands_it_once(small_disk: Path) -> None:

@@ -223,7 +223,8 @@ class ParquetSink(Sink):
         if self._wal is not None:
             for _, payload in read_frames(self._wal.path):
                 self._buffer(self._fresh(decode_batch(payload)))
-        log.info("parquet writing again", after_s=round(time.time() - (self._broken_since or 0), 1))
+        log.info("parquet parts rebuilt from the log",
+                 after_s=round(time.time() - (self._broken_since or 0), 1))  # fmt: skip
         self._broken = self._broken_since = None
 
     def _fresh(self, records: Iterable[Record]) -> dict[str, Record]:
