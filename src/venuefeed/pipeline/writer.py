@@ -25,9 +25,7 @@ Shutdown: :meth:`close` stores everything queued. If storage is stuck -- a
 problem is reported and nothing moved for ``close_patience_seconds`` -- it
 gives up, logging how many records are lost and why: a process that never
 exits gets killed anyway, and then nobody learns what was lost. A sink that
-is merely slow is waited for. The service runs its last flush of book
-states through :meth:`unless_stuck` too, since that flush waits for room in
-the same queue.
+is merely slow is waited for.
 """
 
 from __future__ import annotations
@@ -158,7 +156,7 @@ class SinkWriter:
 
     async def close(self) -> None:
         """Store everything queued, then stop the writer task (see the module docstring)."""
-        if not await self.unless_stuck(self.drain()):
+        if not await self._unless_stuck(self.drain()):
             await self._abandon()
         self._closing = True
         self._wakeup.set()
@@ -166,8 +164,8 @@ class SinkWriter:
             await self._task
             self._task = None
 
-    async def unless_stuck(self, work: Coroutine[Any, Any, Any]) -> bool:
-        """Await ``work`` (a drain, a last flush of records) unless storage is stuck.
+    async def _unless_stuck(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Await ``work`` (the final drain) unless storage is stuck.
 
         Stuck means: a storage problem is reported (the writer failing, a spool
         full or unwritable) and nothing was stored, set aside or taken from the
