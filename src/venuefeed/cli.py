@@ -665,9 +665,10 @@ def export_data(
         console.print(
             f"exported {result.rows} {table} row(s) to {target} ({len(result.files)} file(s))"
         )
-    if result.rejected:
+    if result.exact_text:
         err_console.print(
-            f"[yellow]{result.rejected} row(s) skipped: {result.first_problem}[/yellow]"
+            f"{result.exact_text} value(s) too wide for their decimal column: "
+            "exported exactly as text in column _exact"
         )
 
 

@@ -181,6 +181,16 @@ class StorageSettings(_Section):
         default="all",
         description="all: a batch is acknowledged once every sink (or its spool) holds it.",
     )
+    postgres_write_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="Deadline for one PostgreSQL write (connect, write, commit); past it: spool.",
+    )
+    close_timeout_seconds: float = Field(
+        default=5, gt=0, description="Bound on closing each sink at shutdown (spool replay, pools)."
+    )
+    dead_letter_path: Path = Path("venuefeed_data/dead_letters.jsonl")
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
 class BusSettings(_Section):

@@ -22,7 +22,8 @@ REQUIRED_METRICS = {
     "market_data_active_streams": {"venue"},
 }
 BOUNDED_LABELS = {"venue", "type", "kind", "address", "side", "state", "endpoint", "status",
-                  "reason", "host", "check", "outcome", "component", "cause", "le"}  # fmt: skip
+                  "reason", "host", "check", "outcome", "component", "cause", "le",
+                  "sink", "table"}  # fmt: skip
 
 
 async def test_events_newest_first_paginated_and_filtered(stack: Stack) -> None:
