@@ -379,7 +379,7 @@ def _service_command(
     venues: list[str] | None = None,
     with_api: bool = False,
 ) -> T:
-    """Run ``body(service, api)`` with a started service that is stopped cleanly afterwards.
+    """Run ``body(service)`` with a started service (and API) that is stopped cleanly afterwards.
 
     Everything that can be checked is checked before the service starts: the
     storage, the named venues and, ``with_api``, the API's address and port
