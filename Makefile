@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e clean
+.PHONY: install demo test lint format bench bench-e2e soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -38,6 +38,12 @@ bench: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(PY) bench/bench_e2e.py
+
+# `venuefeed run` against simulator processes (300 events/s per venue) for
+# SOAK_MINUTES: RSS, latency and health every 10 s, then the RSS slope. Figures only.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
