@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e chaos clean
+.PHONY: install demo test lint format bench bench-e2e chaos soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -44,6 +44,12 @@ bench-e2e: $(STAMP)
 # or duplicated trade. `make test` runs a seconds-long version (tests/chaos).
 chaos: $(STAMP)
 	$(PY) -m venuefeed.chaos
+
+# `venuefeed run` against simulator processes (300 events/s per venue) for
+# SOAK_MINUTES: RSS, latency and health every 10 s, then the RSS slope. Figures only.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench

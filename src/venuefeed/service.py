@@ -539,7 +539,14 @@ class Service:
         """Stop intake, flush books and pending batches, close everything. Loses nothing."""
         await self.stop_continuous()
         await self.supervisor.stop_all()
-        await self.pipeline.flush_books(force=True)
+        try:
+            # Stuck storage must not hold the shutdown here: the writer's close
+            # below decides, with the same patience, what cannot be stored.
+            async with asyncio.timeout(self.writer.close_patience_seconds):
+                await self.pipeline.flush_books(force=True)
+        except TimeoutError:
+            log.error("last book states not stored at shutdown: storage is stuck",
+                      problems=self.writer.problems())  # fmt: skip
         await self.writer.close()
         await self.sink.close()
         self.sink_ok = False
