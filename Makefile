@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e soak clean
+.PHONY: install demo test lint format bench bench-e2e chaos soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -38,6 +38,12 @@ bench: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(PY) bench/bench_e2e.py
+
+# The fault suite at the issue's scale (about 12 minutes): kills, venue faults,
+# PostgreSQL/NATS stalls, a full disk; prints the table, exits 1 on any missing
+# or duplicated trade. `make test` runs a seconds-long version (tests/chaos).
+chaos: $(STAMP)
+	$(PY) -m venuefeed.chaos
 
 # `venuefeed run` against simulator processes (300 events/s per venue) for
 # SOAK_MINUTES: RSS, latency and health every 10 s, then the RSS slope. Figures only.

@@ -306,7 +306,7 @@ def sim(
         try:
             simulator = cls(  # type: ignore[call-arg]
                 seed=seed, faults=fault_switches, events_per_second=events_per_second,
-                ground_truth=GroundTruth(path=truth), **extra,
+                ground_truth=GroundTruth(path=truth, keep=False), **extra,
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--set") from None

@@ -234,4 +234,4 @@ async def test_forced_disconnect_fault(sim: Simulator) -> None:
         msg = await ws.receive(timeout=2)
         assert msg.type is aiohttp.WSMsgType.CLOSE
     await asyncio.sleep(0)
-    assert any(e["kind"] == "ws_forced_disconnect" for e in sim.truth.events)
+    assert any(e["kind"] == "ws_cut" for e in sim.truth.events)
