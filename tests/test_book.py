@@ -111,7 +111,7 @@ def test_book_matches_a_plain_dict_model(ops: list[tuple[bool, str, str]], depth
         existed = Decimal(price) in side
         result = (book._bids if is_bid else book._asks).apply([BookLevel(price, size)])
         if Decimal(size) == 0:
-            assert result is existed
+            assert (result is None) is existed
             side.pop(Decimal(price), None)
         else:
             side[Decimal(price)] = exact.canon(size)

@@ -27,7 +27,7 @@ from venuefeed.venues.base import (
     VenueStream,
 )
 from venuefeed.venues.binance.options import Options
-from venuefeed.venues.binance.parse import VENUE, FrameError
+from venuefeed.venues.binance.parse import VENUE
 from venuefeed.venues.binance.rest import BinanceRest
 from venuefeed.venues.binance.stream import BinanceStream
 
@@ -83,7 +83,7 @@ class Adapter(VenueAdapter):
             await self.rest.ping()
             latency_ms = (time.perf_counter() - started) * 1000
             server_ns = await self.rest.server_time()
-        except (HttpError, FrameError) as exc:
+        except HttpError as exc:
             return CheckResult(VENUE, reachable=False, detail=str(exc))
         skew_ms = (time.time_ns() - server_ns) / 1e6
         return CheckResult(

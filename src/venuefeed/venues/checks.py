@@ -1,0 +1,183 @@
+"""The boundary checks every venue parser applies (ARCHITECTURE rule 3).
+
+A number or a time that enters venuefeed is checked where it enters, once:
+
+* prices and sizes are plain finite ASCII decimals (:func:`venuefeed.exact.checked`),
+  in canonical form; sizes are >= 0; prices are >= 0, and prediction-market
+  prices (a probability: Polymarket, Kalshi) lie in [0, 1];
+* a venue time lies in the :class:`TimeWindow` around the receive time.
+
+A failed check raises :class:`Invalid`, which never leaves a parser: each
+parser catches it at the boundary of the item it was reading (a message, a
+page row) and counts it through :class:`~venuefeed.venues.rejects.Rejects`
+with the check's reason. An exception is the right tool *inside* a parser
+because a check deep in a conversion stops the item in one line and cannot be
+forgotten by the caller; it is never the interface between modules.
+
+The number tables (:class:`Numbers`) are what keeps this cheap on the hot
+path: prices and sizes repeat, so ``PRICES[text]`` is a dict hit for every
+text seen before, and only a new string is checked (then remembered, bounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from venuefeed import exact
+
+__all__ = [
+    "DECODE_ERRORS",
+    "EARLIEST_NS",
+    "PRICES",
+    "PROBABILITIES",
+    "SIGNED",
+    "SIZES",
+    "Invalid",
+    "Numbers",
+    "TimeWindow",
+    "in_window",
+    "ms_text",
+]
+
+
+DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeError, RecursionError)
+"""What decoding venue bytes can raise: msgspec raises ``UnicodeDecodeError`` (not a
+``DecodeError``) for invalid UTF-8 and ``RecursionError`` for very deep nesting."""
+
+
+class Invalid(ValueError):
+    """A value that failed a boundary check; ``reason`` is the rejection's metric label."""
+
+    def __init__(self, reason: str, detail: object = "") -> None:
+        text = repr(detail)[:120] if not isinstance(detail, str) else detail[:120]
+        super().__init__(f"{reason}: {text}")
+        self.reason = reason
+        self.detail = text
+
+
+def _non_negative(text: str) -> bool:
+    return text[0] != "-"
+
+
+def _probability(text: str) -> bool:
+    # Canonical text has no leading zeros, so it lies in [0, 1) exactly when it starts with "0".
+    return text[0] == "0" or text == "1"
+
+
+def _any(text: str) -> bool:
+    return True
+
+
+class Numbers(dict[str, str]):
+    """Venue text -> canonical text, for the numbers that pass one rule.
+
+    ``table[text]`` is the canonical text or raises :class:`Invalid`; a text
+    seen before costs one dict lookup. Invalid text is never stored, and the
+    table is dropped and rebuilt at ``limit`` entries, so hostile input can
+    neither grow it nor poison it.
+    """
+
+    __slots__ = ("limit", "reason", "rule")
+
+    def __init__(self, reason: str, rule: Callable[[str], bool], limit: int = 1 << 16) -> None:
+        super().__init__()
+        self.reason = reason
+        self.rule = rule
+        self.limit = limit
+
+    def __missing__(self, text: str) -> str:
+        canonical = exact.checked(text) if isinstance(text, str) else None
+        if canonical is None or not self.rule(canonical):
+            raise Invalid(self.reason, text)
+        if len(self) >= self.limit:
+            self.clear()
+        self[text] = canonical
+        return canonical
+
+    def optional(self, text: str | None) -> str | None:
+        """``None`` stays ``None`` (a field the venue may omit)."""
+        return None if text is None else self[text]
+
+    def decimal(self, value: Decimal) -> str:
+        """A JSON number decoded as ``Decimal`` (Polygon, the Data API, Gamma)."""
+        canonical = exact.checked_decimal(value) if isinstance(value, Decimal) else None
+        if canonical is None or not self.rule(canonical):
+            raise Invalid(self.reason, value)
+        return canonical
+
+
+PRICES: Final = Numbers("invalid_price", _non_negative)
+"""Prices of venues whose prices are not probabilities (Binance, Polygon): >= 0."""
+PROBABILITIES: Final = Numbers("invalid_price", _probability)
+"""Prediction-market prices (Polymarket, Kalshi): in [0, 1]."""
+SIZES: Final = Numbers("invalid_size", _non_negative)
+"""Sizes, counts and volumes: >= 0."""
+SIGNED: Final = Numbers("invalid_size", _any)
+"""Signed increments (Kalshi book deltas); the book refuses a level going negative."""
+
+
+EARLIEST_NS: Final = 631_152_000_000_000_000
+"""1990-01-01 UTC: no venue history we read is older. A time before it is a unit
+mistake (seconds read as milliseconds lands in January 1970) or garbage."""
+
+_MS_DIGITS: Final = 15
+
+
+def ms_text(text: str) -> int:
+    """A millisecond timestamp sent as a string of ASCII digits (Polymarket), in ns.
+
+    ``"1.5"``, ``"-1"``, ``" 1"``, ``""`` and full-width digits are :class:`Invalid`.
+    """
+    if not (0 < len(text) <= _MS_DIGITS and text.isascii() and text.isdigit()):
+        raise Invalid("invalid_timestamp", text)
+    return int(text) * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far a venue's time may lie from our receive time and still be believed.
+
+    Defaults, and why:
+
+    * ``future_seconds = 300``: a venue cannot describe an event after we
+      received it; five minutes absorbs a badly drifted host clock, while a
+      time in the wrong unit (ms read as s, ns as ms) is off by years.
+    * ``past_seconds = 7 days``, for live frames: feeds are real time, but a
+      venue's book snapshot carries the time of the book's *last change*
+      (Polymarket), which for a quiet market can be days old -- refusing it
+      would leave that book empty. Staleness of trades is the pipeline's
+      concern (``quality.max_trade_age_seconds``), not the boundary's.
+    * REST history (trades, candles) has no past limit beyond
+      :data:`EARLIEST_NS`: a backfill legitimately reads years back.
+
+    Configured by ``ingestion.venue_time_past_seconds`` and
+    ``ingestion.venue_time_future_seconds``.
+    """
+
+    past_seconds: float = 7 * 86_400.0
+    future_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (self.past_seconds > 0 and self.future_seconds > 0):
+            raise ValueError("venue time window: past and future must be > 0 seconds")
+
+    def live(self, ts_recv: int) -> tuple[int, int]:
+        """``(earliest, latest)`` ns for a live frame received at ``ts_recv``."""
+        lo = ts_recv - int(self.past_seconds * 1e9)
+        return max(lo, EARLIEST_NS), ts_recv + int(self.future_seconds * 1e9)
+
+    def history(self, ts_recv: int) -> tuple[int, int]:
+        """``(earliest, latest)`` ns for a REST history page received at ``ts_recv``."""
+        return EARLIEST_NS, ts_recv + int(self.future_seconds * 1e9)
+
+
+def in_window(ts: int, bounds: tuple[int, int]) -> int:
+    """``ts`` if it lies within ``bounds``, else :class:`Invalid`."""
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", ts)
+    return ts
