@@ -123,6 +123,17 @@ class IngestionSettings(_Section):
     store_book_deltas: bool = False
     queue_size: int = Field(default=10_000, ge=1)
     queue_full_policy: Literal["block", "drop_oldest"] = "block"
+    venue_time_past_seconds: float = Field(
+        default=7 * 86_400,
+        gt=0,
+        description="How old a live frame's venue time may be (a quiet book's snapshot "
+        "carries its last change); older is refused as a bad value.",
+    )
+    venue_time_future_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How far a venue time may lie past our receive time (clock skew).",
+    )
 
 
 class QualitySettings(_Section):

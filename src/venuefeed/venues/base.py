@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from venuefeed.book import OrderBook
 from venuefeed.models import BookSnapshot, Candle, Event, Market, Trade
+from venuefeed.venues.checks import TimeWindow
+from venuefeed.venues.rejects import Rejects
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
@@ -172,6 +174,10 @@ class VenueAdapter(abc.ABC):
             )
         self.settings = settings
         self.config = config
+        ingestion = config.ingestion
+        window = TimeWindow(ingestion.venue_time_past_seconds, ingestion.venue_time_future_seconds)
+        self.rejects = Rejects(self.name, window)
+        """Bad input from this venue, REST and stream alike, counted by reason."""
 
     def url(self, name: str) -> str:
         """The configured (or default) base URL of one of the venue's endpoints."""

@@ -57,6 +57,7 @@ class Adapter(VenueAdapter):
             HttpPolicy.from_settings(settings),
             weight_per_minute=self.options.weight_per_minute,
             weight_window_seconds=self.options.weight_window_seconds,
+            rejects=self.rejects,
         )
         self.ws_policy = WsPolicy.from_settings(settings, config.ingestion)
         """Reconnect/heartbeat policy of the streams this adapter opens."""
@@ -95,4 +96,6 @@ class Adapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        return BinanceStream(self.rest, self.url("ws"), channels, self.options, self.ws_policy)
+        return BinanceStream(
+            self.rest, self.url("ws"), channels, self.options, self.ws_policy, self.rejects
+        )

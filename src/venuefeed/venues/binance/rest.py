@@ -66,6 +66,7 @@ class BinanceRest:
         *,
         weight_per_minute: int = 6000,
         weight_window_seconds: float = 60.0,
+        rejects: Rejects | None = None,
     ) -> None:
         self.http = HttpClient(parse.VENUE, base_url, policy, retry_statuses=(418,))
         self.weight_per_minute = weight_per_minute
@@ -76,7 +77,7 @@ class BinanceRest:
         )
         self.used_weight = 0
         """The venue's last reported ``X-MBX-USED-WEIGHT-1M``."""
-        self.rejects = Rejects(parse.VENUE)
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         await self.http.close()

@@ -83,6 +83,7 @@ class BinanceStream(VenueStream):
         channels: frozenset[Channel],
         options: Options,
         policy: WsPolicy,
+        rejects: Rejects | None = None,
     ) -> None:
         self._rest = rest
         self._options = options
@@ -97,7 +98,7 @@ class BinanceStream(VenueStream):
         self._room.set()
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
-        self._rejects = Rejects(VENUE)
+        self._rejects = rejects or Rejects(VENUE)
         self._log = get_logger("venuefeed.venues.binance.stream")
 
     @property

@@ -33,10 +33,16 @@ _PERIODS = {"1m": 1, "1h": 60, "1d": 1440}
 class KalshiRest:
     """Typed access to the public market-data endpoints (signed when a key is configured)."""
 
-    def __init__(self, base_url: str, policy: HttpPolicy, signer: Signer | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        policy: HttpPolicy,
+        signer: Signer | None,
+        rejects: Rejects | None = None,
+    ) -> None:
         self.http = HttpClient("kalshi", base_url, policy, signer=signer)
         self._series_of: dict[str, str] = {}
-        self.rejects = Rejects(parse.VENUE)
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         await self.http.close()

@@ -68,12 +68,18 @@ class PolygonRest:
     """The venue's REST endpoints as canonical pages, through the shared HTTP client."""
 
     def __init__(
-        self, base_url: str, api_key: str, policy: HttpPolicy, *, page_limit: int = MAX_LIMIT
+        self,
+        base_url: str,
+        api_key: str,
+        policy: HttpPolicy,
+        *,
+        page_limit: int = MAX_LIMIT,
+        rejects: Rejects | None = None,
     ) -> None:
         if not 1 <= page_limit <= MAX_LIMIT:
             raise ValueError(f"polygon page_limit must be between 1 and {MAX_LIMIT}")
         self.page_limit = page_limit
-        self.rejects = Rejects(VENUE)
+        self.rejects = rejects or Rejects(VENUE)
         self.http = HttpClient(
             VENUE, base_url, policy, headers={"Authorization": f"Bearer {api_key}"}
         )

@@ -36,11 +36,13 @@ DATA_MAX_OFFSET = 10_000
 class PolymarketRest:
     """REST calls of one adapter; owns the three HTTP clients."""
 
-    def __init__(self, gamma: str, clob: str, data: str, policy: HttpPolicy) -> None:
+    def __init__(
+        self, gamma: str, clob: str, data: str, policy: HttpPolicy, rejects: Rejects | None = None
+    ) -> None:
         self.gamma = HttpClient(parse.VENUE, gamma, policy)
         self.clob = HttpClient(parse.VENUE, clob, policy)
         self.data = HttpClient(parse.VENUE, data, policy)
-        self.rejects = Rejects(parse.VENUE)
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         for client in (self.gamma, self.clob, self.data):
