@@ -632,15 +632,18 @@ def _trade(m: p.WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     )
 
 
-def _side(price: str | None, size: str | None, empty: str) -> tuple[str | None, str | None]:
+def _side(
+    price: str | None, size: str | None, empty: tuple[str, ...]
+) -> tuple[str | None, str | None]:
     """One side of a ticker: ``(None, None)`` when the venue says it is empty.
 
     An empty side comes as price ``"0.0000"`` (no bid) or ``"1.0000"`` (no
-    ask) with size ``"0.00"``; a side at size 0 quotes nothing whatever its price.
+    ask) with size ``"0.00"``; a side at size 0 quotes nothing whatever its
+    price, and neither does a bid at 0 or an ask at 0 or 1.
     """
     checked_price = PROBABILITIES.optional(price)
     checked_size = SIZES.optional(size)
-    if checked_price is None or checked_price == empty or checked_size == "0":
+    if checked_price is None or checked_price in empty or checked_size == "0":
         return None, None
     return checked_price, checked_size
 
@@ -649,8 +652,8 @@ def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfB
     """A ``ticker`` message: the venue's top of book, plus the last price when present."""
     msg = m.msg
     ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
-    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, "0")
-    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, "1")
+    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, ("0",))
+    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, ("0", "1"))
     out: list[TopOfBook | PriceUpdate] = [
         TopOfBook(
             venue=VENUE,
