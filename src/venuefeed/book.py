@@ -147,12 +147,14 @@ class _Side:
 
         Returns ``UNKNOWN_LEVEL`` if a change removed a level we did not hold,
         ``INVALID_LEVEL`` (and stops) at a level that is not a valid number.
-        This loop is the book's hot path: locals are bound once, a price or
-        size seen before costs one dict lookup, and nothing is allocated per
-        level (the venue's ``BookLevel`` is stored as it came).
+        This loop is the book's hot path: locals are bound once, a price seen
+        before costs one dict lookup, and nothing is allocated per level (the
+        venue's ``BookLevel`` is stored as it came). Sizes come checked from
+        the parser; here any spelling of zero removes the level and a negative
+        size is refused, which is all the book itself relies on.
         """
         levels, keys, sign = self.levels, self.keys, self._sign
-        memo, sizes = _KEYS, _SIZES
+        memo = _KEYS
         problem = None
         for level in changes:
             key = memo.get(level.price)
@@ -160,14 +162,14 @@ class _Side:
                 key = price_key(level.price)
                 if key is None:
                     return Inconsistency.INVALID_LEVEL
-            size = sizes.get(level.size) or _size(level.size)
-            if size is None:
-                return Inconsistency.INVALID_LEVEL
-            if size == "0":
+            size = level.size
+            if not size.strip("0."):
                 if levels.pop(key, None) is None:
                     problem = Inconsistency.UNKNOWN_LEVEL
                 else:
                     del keys[bisect_left(keys, sign * key)]
+            elif size[0] == "-":
+                return Inconsistency.INVALID_LEVEL
             else:
                 if key not in levels:
                     insort(keys, sign * key)

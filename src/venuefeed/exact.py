@@ -103,7 +103,9 @@ def checked_decimal(value: Decimal) -> str | None:
         return None
     if value and not -MAX_FRACTION_DIGITS <= value.adjusted() < MAX_INTEGER_DIGITS:
         return None
-    return checked(from_decimal(value))
+    text = from_decimal(value)  # canonical already; only the fraction's length is left to check
+    dot = text.find(".")
+    return None if dot >= 0 and len(text) - dot - 1 > MAX_FRACTION_DIGITS else text
 
 
 def canon(text: str) -> str:

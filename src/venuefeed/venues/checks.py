@@ -21,14 +21,15 @@ text seen before, and only a new string is checked (then remembered, bounded).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
 import msgspec
 
 from venuefeed import exact
+from venuefeed.models import BookLevel
 
 __all__ = [
     "DECODE_ERRORS",
@@ -41,6 +42,7 @@ __all__ = [
     "Numbers",
     "TimeWindow",
     "in_window",
+    "levels",
     "ms_text",
 ]
 
@@ -73,30 +75,38 @@ def _any(text: str) -> bool:
     return True
 
 
-class Numbers(dict[str, str]):
+class Numbers:
     """Venue text -> canonical text, for the numbers that pass one rule.
 
     ``table[text]`` is the canonical text or raises :class:`Invalid`; a text
     seen before costs one dict lookup. Invalid text is never stored, and the
-    table is dropped and rebuilt at ``limit`` entries, so hostile input can
-    neither grow it nor poison it.
+    memo is dropped and rebuilt at ``limit`` entries, so hostile input can
+    neither grow it nor poison it. The hottest loops read :attr:`known`, a
+    plain dict (CPython's fastest subscript), and fall back to ``table[text]``
+    only on a miss (see :func:`levels`).
     """
 
-    __slots__ = ("limit", "reason", "rule")
+    __slots__ = ("known", "limit", "reason", "rule")
 
     def __init__(self, reason: str, rule: Callable[[str], bool], limit: int = 1 << 16) -> None:
-        super().__init__()
+        self.known: dict[str, str] = {}
         self.reason = reason
         self.rule = rule
         self.limit = limit
 
-    def __missing__(self, text: str) -> str:
+    def __getitem__(self, text: str) -> str:
+        canonical = self.known.get(text)
+        return canonical if canonical is not None else self.learn(text)
+
+    def learn(self, text: str) -> str:
+        """Check a text not seen before; remember it if it passes."""
         canonical = exact.checked(text) if isinstance(text, str) else None
         if canonical is None or not self.rule(canonical):
             raise Invalid(self.reason, text)
-        if len(self) >= self.limit:
-            self.clear()
-        self[text] = canonical
+        known = self.known
+        if len(known) >= self.limit:
+            known.clear()
+        known[text] = canonical
         return canonical
 
     def optional(self, text: str | None) -> str | None:
@@ -119,6 +129,21 @@ SIZES: Final = Numbers("invalid_size", _non_negative)
 """Sizes, counts and volumes: >= 0."""
 SIGNED: Final = Numbers("invalid_size", _any)
 """Signed increments (Kalshi book deltas); the book refuses a level going negative."""
+
+
+def levels(
+    pairs: Iterable[tuple[str, str]], prices: Numbers = PRICES, sizes: Numbers = SIZES
+) -> list[BookLevel]:
+    """``[price, size]`` pairs as checked canonical levels (the book hot path).
+
+    Levels repeat from update to update, so the first attempt only reads the
+    memos; a pair not seen before falls back to checking (and learning) each.
+    """
+    known_prices, known_sizes = prices.known, sizes.known
+    try:
+        return [BookLevel(known_prices[p], known_sizes[q]) for p, q in pairs]
+    except KeyError:
+        return [BookLevel(prices[p], sizes[q]) for p, q in pairs]
 
 
 EARLIEST_NS: Final = 631_152_000_000_000_000
@@ -161,19 +186,24 @@ class TimeWindow:
 
     past_seconds: float = 7 * 86_400.0
     future_seconds: float = 300.0
+    _past_ns: int = field(init=False, repr=False, compare=False)
+    _future_ns: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.past_seconds > 0 and self.future_seconds > 0):
             raise ValueError("venue time window: past and future must be > 0 seconds")
+        # Computed once: bounds are asked for on every frame.
+        object.__setattr__(self, "_past_ns", int(self.past_seconds * 1e9))
+        object.__setattr__(self, "_future_ns", int(self.future_seconds * 1e9))
 
     def live(self, ts_recv: int) -> tuple[int, int]:
         """``(earliest, latest)`` ns for a live frame received at ``ts_recv``."""
-        lo = ts_recv - int(self.past_seconds * 1e9)
-        return max(lo, EARLIEST_NS), ts_recv + int(self.future_seconds * 1e9)
+        lo = ts_recv - self._past_ns
+        return (lo if lo > EARLIEST_NS else EARLIEST_NS), ts_recv + self._future_ns
 
     def history(self, ts_recv: int) -> tuple[int, int]:
         """``(earliest, latest)`` ns for a REST history page received at ``ts_recv``."""
-        return EARLIEST_NS, ts_recv + int(self.future_seconds * 1e9)
+        return EARLIEST_NS, ts_recv + self._future_ns
 
 
 def in_window(ts: int, bounds: tuple[int, int]) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from venuefeed.models import BookDelta, BookLevel, BookSnapshot, Candle, Event, TopOfBook, Trade
+from venuefeed.models import BookDelta, BookSnapshot, Candle, Event, TopOfBook, Trade
 from venuefeed.venues.binance import protocol as p
 from venuefeed.venues.checks import (
     DECODE_ERRORS,
@@ -43,6 +43,7 @@ from venuefeed.venues.checks import (
     SIZES,
     Invalid,
     in_window,
+    levels,
 )
 from venuefeed.venues.rejects import Rejects
 
@@ -208,11 +209,6 @@ def _control(data: bytes | str, rejects: Rejects) -> None:
 # -- payload -> events -------------------------------------------------------------------
 
 
-def _levels(levels: list[p.Level]) -> list[BookLevel]:
-    prices, sizes = PRICES, SIZES
-    return [BookLevel(prices[price], sizes[size]) for price, size in levels]
-
-
 def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
     if d.u < d.U:
         raise Invalid("invalid_sequence", f"U {d.U} > u {d.u}")
@@ -222,8 +218,8 @@ def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Even
             instrument=d.s,
             ts_venue=in_window(d.E * _MS, bounds),
             ts_recv=ts_recv,
-            bids=_levels(d.b),
-            asks=_levels(d.a),
+            bids=levels(d.b),
+            asks=levels(d.a),
             sequence=d.u,
             first_sequence=d.U,
         )
@@ -399,7 +395,7 @@ def parse_book(body: bytes, symbol: str, ts_recv: int, rejects: Rejects) -> Book
 
 
 def _snapshot(snap: p.DepthSnapshot, symbol: str, ts_recv: int) -> BookSnapshot:
-    bids, asks = _levels(snap.bids), _levels(snap.asks)
+    bids, asks = levels(snap.bids), levels(snap.asks)
     best_bid = max((Decimal(lv.price) for lv in bids if lv.size != "0"), default=None)
     best_ask = min((Decimal(lv.price) for lv in asks if lv.size != "0"), default=None)
     if best_bid is not None and best_ask is not None and best_bid >= best_ask:

@@ -54,6 +54,7 @@ from venuefeed.venues.checks import (
     Invalid,
     in_window,
 )
+from venuefeed.venues.checks import levels as checked_levels  # ``levels`` names the wire lists
 from venuefeed.venues.kalshi import protocol as p
 from venuefeed.venues.rejects import Rejects
 
@@ -317,8 +318,7 @@ def _dollar_bids(levels: Sequence[tuple[str, str]] | None, depth: int | None) ->
     if not levels:
         return []
     chosen = levels[::-1] if depth is None else levels[: -depth - 1 : -1]
-    prices, sizes = PROBABILITIES, SIZES
-    return [BookLevel(prices[price], sizes[size]) for price, size in chosen]
+    return checked_levels(chosen, PROBABILITIES, SIZES)
 
 
 def _dollar_asks(levels: Sequence[tuple[str, str]] | None, depth: int | None) -> list[BookLevel]:

@@ -276,8 +276,11 @@ def _levels(levels: list[WireLevel], descending: bool) -> list[BookLevel]:
     For canonical text in [0, 1] (``"0.45"``, ``"0.455"``, ``"1"``) string
     order *is* numeric order, so the sort needs no ``float()`` per level.
     """
-    prices, sizes = PROBABILITIES, SIZES
-    out = [BookLevel(prices[lv.price], sizes[lv.size]) for lv in levels]
+    prices, sizes = PROBABILITIES.known, SIZES.known
+    try:
+        out = [BookLevel(prices[lv.price], sizes[lv.size]) for lv in levels]
+    except KeyError:  # a number not seen before: check (and learn) each
+        out = [BookLevel(PROBABILITIES[lv.price], SIZES[lv.size]) for lv in levels]
     out = [lv for lv in out if lv.size != "0"]
     out.sort(key=_PRICE, reverse=descending)
     return out
