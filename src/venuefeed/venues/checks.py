@@ -86,10 +86,11 @@ class Numbers:
     only on a miss (see :func:`levels`).
     """
 
-    __slots__ = ("known", "limit", "reason", "rule")
+    __slots__ = ("known", "known_decimals", "limit", "reason", "rule")
 
     def __init__(self, reason: str, rule: Callable[[str], bool], limit: int = 1 << 16) -> None:
         self.known: dict[str, str] = {}
+        self.known_decimals: dict[Decimal, str] = {}
         self.reason = reason
         self.rule = rule
         self.limit = limit
@@ -114,10 +115,22 @@ class Numbers:
         return None if text is None else self[text]
 
     def decimal(self, value: Decimal) -> str:
-        """A JSON number decoded as ``Decimal`` (Polygon, the Data API, Gamma)."""
-        canonical = exact.checked_decimal(value) if isinstance(value, Decimal) else None
-        if canonical is None or not self.rule(canonical):
+        """A JSON number decoded as ``Decimal`` (Polygon, the Data API, Gamma).
+
+        Memoized by value like text (``1.50`` and ``1.5`` are one entry); only
+        a finite value is hashed (a signalling NaN refuses to be).
+        """
+        if not (isinstance(value, Decimal) and value.is_finite()):
             raise Invalid(self.reason, value)
+        known = self.known_decimals
+        canonical = known.get(value)
+        if canonical is None:
+            canonical = exact.checked_decimal(value)
+            if canonical is None or not self.rule(canonical):
+                raise Invalid(self.reason, value)
+            if len(known) >= self.limit:
+                known.clear()
+            known[value] = canonical
         return canonical
 
 

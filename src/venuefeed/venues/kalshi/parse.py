@@ -592,14 +592,19 @@ def _book_change(m: p.WsOrderbookDelta, bounds: tuple[int, int]) -> BookChange:
     """An ``orderbook_delta`` as a signed increment on the canonical YES book."""
     msg = m.msg
     if msg.price_dollars is not None and msg.delta_fp is not None:
-        price = PROBABILITIES[msg.price_dollars]
-        change = SIGNED[msg.delta_fp]
+        # The feed's hot path: a price or increment seen before is one dict lookup.
+        price = PROBABILITIES.known.get(msg.price_dollars) or PROBABILITIES.learn(msg.price_dollars)
+        change = SIGNED.known.get(msg.delta_fp) or SIGNED.learn(msg.delta_fp)
     elif msg.price is not None and msg.delta is not None:
         price = _from_cents(msg.price)
         change = _count(msg.delta, signed=True)
     else:
         raise Invalid("invalid_fields", "orderbook_delta without price/delta")
-    ts = in_window(msg.ts_ms * _MS, bounds) if msg.ts_ms is not None else 0
+    ts = 0
+    if msg.ts_ms is not None:
+        ts = msg.ts_ms * _MS
+        if not bounds[0] <= ts <= bounds[1]:
+            raise Invalid("timestamp_out_of_window", msg.ts_ms)
     if msg.side == "yes":
         return BookChange(m.sid, m.seq, msg.market_ticker, "bid", price, change, ts)
     return BookChange(m.sid, m.seq, msg.market_ticker, "ask", complement(price), change, ts)

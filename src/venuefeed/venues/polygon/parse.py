@@ -120,21 +120,23 @@ def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Event
     out: list[Event | WsStatus] = []
     for item in items:
         kind = type(item)
-        event: Event | WsStatus | None
-        if kind is WsTrade:
-            assert isinstance(item, WsTrade)
-            event = rejects.guard("T", _ws_trade, item, ts_recv, bounds)
-        elif kind is WsQuote:
-            assert isinstance(item, WsQuote)
-            event = rejects.guard("Q", _ws_quote, item, ts_recv, bounds)
-        elif kind is WsAggregate:
-            assert isinstance(item, WsAggregate)
-            event = rejects.guard("AM", _ws_candle, item, ts_recv, bounds)
-        else:
-            assert isinstance(item, WsStatus)
-            event = item
-        if event is not None:
-            out.append(event)
+        try:  # per event: a bad one costs itself only
+            if kind is WsTrade:
+                assert isinstance(item, WsTrade)
+                out.append(_ws_trade(item, ts_recv, bounds))
+            elif kind is WsQuote:
+                assert isinstance(item, WsQuote)
+                out.append(_ws_quote(item, ts_recv, bounds))
+            elif kind is WsAggregate:
+                assert isinstance(item, WsAggregate)
+                out.append(_ws_candle(item, ts_recv, bounds))
+            else:
+                assert isinstance(item, WsStatus)
+                out.append(item)
+        except Invalid as exc:
+            rejects.invalid(exc, kind.__name__)
+        except Exception as exc:  # a parser bug costs this event, never the stream
+            rejects.bug(exc, kind.__name__)
     return out
 
 
@@ -170,10 +172,13 @@ def _classify(raw: msgspec.Raw) -> str:
 
 
 def _ws_trade(m: WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
+    ts = m.t * _MS
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", m.t)
     return Trade(
         venue=VENUE,
         instrument=m.sym,
-        ts_venue=in_window(m.t * _MS, bounds),
+        ts_venue=ts,
         ts_recv=ts_recv,
         trade_id=trade_id(m.x, m.trfi, m.i),
         price=PRICES.decimal(m.p),

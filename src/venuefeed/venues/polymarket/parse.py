@@ -325,13 +325,6 @@ def _snapshot(
     )
 
 
-def _top(text: str | None) -> str | None:
-    """The venue's best bid/ask on a change: ``""`` (an empty side) becomes ``"0"``."""
-    if text is None:
-        return None
-    return PROBABILITIES[text] if text else "0"
-
-
 def _price_changes(
     msg: PriceChangeMsg, ts_recv: int, bounds: tuple[int, int], rejects: Rejects
 ) -> list[Change | Lost]:
@@ -355,15 +348,27 @@ def _price_changes(
         raise Invalid("invalid_fields", "price_change without changes")
     grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
     lost: dict[str, None] = {}
-    prices, sizes = PROBABILITIES, SIZES
+    # The per-change hot loop: a number seen before is one plain dict lookup.
+    prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
     for asset, side, price, size, digest, best_bid, best_ask in raw:
         if asset in lost:
             continue
         try:
             if side != "BUY" and side != "SELL":
                 raise Invalid("invalid_fields", f"price_change side {side!r}")
-            level = BookLevel(prices[price], sizes[size])
-            top = (_top(best_bid), _top(best_ask))
+            level = BookLevel(
+                prices.get(price) or learn_price(price), sizes.get(size) or SIZES.learn(size)
+            )
+            # The venue's top after the change; "" means that side is empty ("0").
+            if best_bid:
+                best_bid = prices.get(best_bid) or learn_price(best_bid)
+            elif best_bid == "":
+                best_bid = "0"
+            if best_ask:
+                best_ask = prices.get(best_ask) or learn_price(best_ask)
+            elif best_ask == "":
+                best_ask = "0"
+            top = (best_bid, best_ask)
         except Invalid as exc:
             rejects.invalid(exc, "price_change")
             lost[asset] = None
