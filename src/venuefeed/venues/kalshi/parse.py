@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Final, Literal, NamedTuple, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
@@ -99,7 +99,7 @@ _STATUS = {
 _STRUCTURE_TICK = {"linear_cent": "0.01", "deci_cent": "0.001", "tapered_deci_cent": "0.001"}
 
 
-class Snapshot(NamedTuple):
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
     """An ``orderbook_snapshot`` of subscription ``sid``; ``book.sequence`` is its ``seq``."""
 
     sid: int
@@ -118,7 +118,7 @@ class BookChange(msgspec.Struct, frozen=True, gc=False):
     ts_venue: int
 
 
-class Refused(NamedTuple):
+class Refused(msgspec.Struct, frozen=True, gc=False):
     """A book message ``seq`` of subscription ``sid`` was refused: its books missed it."""
 
     sid: int
