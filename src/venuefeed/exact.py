@@ -96,16 +96,24 @@ def checked_decimal(value: Decimal) -> str | None:
     """The canonical text of a ``Decimal`` decoded from a JSON number, or ``None``.
 
     ``None`` for ``NaN``/``Infinity`` (msgspec accepts them in strings) and for
-    magnitudes beyond the digit limits -- checked on the exponent *before*
-    formatting, so ``1E+999999999`` costs nothing instead of a gigabyte string.
+    magnitudes beyond the digit limits. ``str()`` of a ``Decimal`` switches to
+    exponent notation for large exponents, so it is short and cheap for any
+    value (``1E+999999999`` never becomes a gigabyte of zeros); plain text --
+    what venues send -- is checked on the spot, anything else takes the
+    careful path.
     """
+    text = str(value)
+    if "E" in text or "N" in text or "n" in text:  # exponent, NaN/sNaN, Infinity
+        return _checked_exponent(value)
+    return checked(text)
+
+
+def _checked_exponent(value: Decimal) -> str | None:
     if not value.is_finite():
         return None
     if value and not -MAX_FRACTION_DIGITS <= value.adjusted() < MAX_INTEGER_DIGITS:
         return None
-    text = from_decimal(value)  # canonical already; only the fraction's length is left to check
-    dot = text.find(".")
-    return None if dot >= 0 and len(text) - dot - 1 > MAX_FRACTION_DIGITS else text
+    return checked(from_decimal(value))
 
 
 def canon(text: str) -> str:

@@ -90,7 +90,9 @@ class Numbers:
 
     def __init__(self, reason: str, rule: Callable[[str], bool], limit: int = 1 << 16) -> None:
         self.known: dict[str, str] = {}
-        self.known_decimals: dict[Decimal, str] = {}
+        self.known_decimals: dict[str, str] = {}
+        """``str()`` of a checked ``Decimal`` -> canonical text. Kept apart from
+        :attr:`known`: ``"1E+2"`` is a fine JSON number but not decimal text."""
         self.reason = reason
         self.rule = rule
         self.limit = limit
@@ -117,20 +119,21 @@ class Numbers:
     def decimal(self, value: Decimal) -> str:
         """A JSON number decoded as ``Decimal`` (Polygon, the Data API, Gamma).
 
-        Memoized by value like text (``1.50`` and ``1.5`` are one entry); only
-        a finite value is hashed (a signalling NaN refuses to be).
+        Memoized by its text (``str()`` of a decoded ``Decimal`` is cheap and
+        short for any value; hashing the ``Decimal`` itself would cost more).
         """
-        if not (isinstance(value, Decimal) and value.is_finite()):
+        canonical = self.known_decimals.get(str(value))
+        return canonical if canonical is not None else self.learn_decimal(value)
+
+    def learn_decimal(self, value: Decimal) -> str:
+        """Check a ``Decimal`` whose text was not seen before; remember it if it passes."""
+        canonical = exact.checked_decimal(value) if isinstance(value, Decimal) else None
+        if canonical is None or not self.rule(canonical):
             raise Invalid(self.reason, value)
         known = self.known_decimals
-        canonical = known.get(value)
-        if canonical is None:
-            canonical = exact.checked_decimal(value)
-            if canonical is None or not self.rule(canonical):
-                raise Invalid(self.reason, value)
-            if len(known) >= self.limit:
-                known.clear()
-            known[value] = canonical
+        if len(known) >= self.limit:
+            known.clear()
+        known[str(value)] = canonical
         return canonical
 
 

@@ -171,18 +171,25 @@ def _classify(raw: msgspec.Raw) -> str:
     return "invalid_event" if ev in _KNOWN_EV else "unknown_event"
 
 
+_PRICE_TEXT: Final = PRICES.known_decimals
+_SIZE_TEXT: Final = SIZES.known_decimals
+
+
 def _ws_trade(m: WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     ts = m.t * _MS
     if not bounds[0] <= ts <= bounds[1]:
         raise Invalid("timestamp_out_of_window", m.t)
+    # Most frames are trades: the number checks are written out (one memo lookup each).
+    price = _PRICE_TEXT.get(str(m.p)) or PRICES.learn_decimal(m.p)
+    size = _SIZE_TEXT.get(str(m.s)) or SIZES.learn_decimal(m.s)
     return Trade(
         venue=VENUE,
         instrument=m.sym,
         ts_venue=ts,
         ts_recv=ts_recv,
         trade_id=trade_id(m.x, m.trfi, m.i),
-        price=PRICES.decimal(m.p),
-        size=SIZES.decimal(m.s),
+        price=price,
+        size=size,
     )
 
 

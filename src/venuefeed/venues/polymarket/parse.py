@@ -72,6 +72,7 @@ from venuefeed.venues.polymarket.protocol import (
     LastTradeMsg,
     MarketResolvedMsg,
     NewMarketMsg,
+    PriceChangeItem,
     PriceChangeMsg,
     PriceHistory,
     TickSizeMsg,
@@ -189,7 +190,10 @@ def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Item]
     out: list[Item] = []
     for msg in messages:
         try:
-            _convert(msg, ts_recv, bounds, rejects, out)
+            if type(msg) is PriceChangeMsg:  # most frames: skip the dispatch
+                out.extend(_price_changes(msg, ts_recv, bounds, rejects))
+            else:
+                _convert(msg, ts_recv, bounds, rejects, out)
         except Invalid as exc:
             rejects.invalid(exc, type(msg).__name__)
             crossed = exc.reason == "crossed_book"
@@ -333,30 +337,30 @@ def _price_changes(
 
     Sizes are absolute (``"0"`` removes the level); BUY is the bid side. An
     asset whose change fails a check is :class:`Lost` (the others go on).
+    This runs for most frames of the feed, so the time and number checks are
+    written out here rather than called.
     """
-    ts = in_window(ms_text(msg.timestamp), bounds)
+    text = msg.timestamp
+    if not (text.isdigit() and text.isascii() and len(text) <= 15):
+        raise Invalid("invalid_timestamp", text)
+    ts = int(text) * 1_000_000
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", ts)
     items = msg.price_changes
-    if items is not None:
-        raw = [(i.asset_id, i.side, i.price, i.size, i.hash, i.best_bid, i.best_ask) for i in items]
-    elif msg.asset_id is None:
-        raise Invalid("invalid_fields", "price_change without price_changes or asset_id")
-    elif msg.changes is not None:
-        asset, digest = msg.asset_id, msg.hash or ""
-        raw = [(asset, c.side, c.price, c.size, digest, None, None) for c in msg.changes]
-    elif msg.price is not None and msg.side is not None and msg.size is not None:
-        raw = [(msg.asset_id, msg.side, msg.price, msg.size, msg.hash or "", None, None)]
-    else:
-        raise Invalid("invalid_fields", "price_change without changes")
+    if items is None:
+        items = _legacy_items(msg)
     grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
     lost: dict[str, None] = {}
-    # The per-change hot loop: a number seen before is one plain dict lookup.
     prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
-    for asset, side, price, size, digest, best_bid, best_ask in raw:
+    for item in items:
+        asset = item.asset_id
         if asset in lost:
             continue
+        side, best_bid, best_ask = item.side, item.best_bid, item.best_ask
         try:
             if side != "BUY" and side != "SELL":
                 raise Invalid("invalid_fields", f"price_change side {side!r}")
+            price, size = item.price, item.size
             level = BookLevel(
                 prices.get(price) or learn_price(price), sizes.get(size) or SIZES.learn(size)
             )
@@ -369,7 +373,6 @@ def _price_changes(
                 best_ask = prices.get(best_ask) or learn_price(best_ask)
             elif best_ask == "":
                 best_ask = "0"
-            top = (best_bid, best_ask)
         except Invalid as exc:
             rejects.invalid(exc, "price_change")
             lost[asset] = None
@@ -379,7 +382,8 @@ def _price_changes(
         if entry is None:
             entry = grouped[asset] = ([], [], [None, None, None])
         (entry[0] if side == "BUY" else entry[1]).append(level)
-        entry[2][:] = (*top, digest)
+        top = entry[2]
+        top[0], top[1], top[2] = best_bid, best_ask, item.hash
     out: list[Change | Lost] = [
         Change(
             BookDelta(
@@ -399,6 +403,19 @@ def _price_changes(
     if lost:
         out.extend(Lost(asset, Inconsistency.REJECTED) for asset in lost)
     return out
+
+
+def _legacy_items(msg: PriceChangeMsg) -> list[PriceChangeItem]:
+    """The two older ``price_change`` shapes as items of the current one (no venue top)."""
+    asset = msg.asset_id
+    if asset is None:
+        raise Invalid("invalid_fields", "price_change without price_changes or asset_id")
+    digest = msg.hash or ""
+    if msg.changes is not None:
+        return [PriceChangeItem(asset, c.price, c.size, c.side, digest) for c in msg.changes]
+    if msg.price is not None and msg.side is not None and msg.size is not None:
+        return [PriceChangeItem(asset, msg.price, msg.size, msg.side, digest)]
+    raise Invalid("invalid_fields", "price_change without changes")
 
 
 def trade_id(
