@@ -157,11 +157,13 @@ class _Side:
         memo = _KEYS
         problem = None
         for level in changes:
-            key = memo.get(level.price)
-            if key is None:
-                key = price_key(level.price)
-                if key is None:
+            try:
+                key = memo[level.price]
+            except KeyError:
+                found = price_key(level.price)
+                if found is None:
                     return Inconsistency.INVALID_LEVEL
+                key = found
             size = level.size
             if not size.strip("0."):
                 if levels.pop(key, None) is None:

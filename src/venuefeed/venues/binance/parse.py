@@ -34,7 +34,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from venuefeed.models import BookDelta, BookSnapshot, Candle, Event, TopOfBook, Trade
+from venuefeed.models import BookDelta, BookLevel, BookSnapshot, Candle, Event, TopOfBook, Trade
 from venuefeed.venues.binance import protocol as p
 from venuefeed.venues.checks import (
     DECODE_ERRORS,
@@ -209,17 +209,37 @@ def _control(data: bytes | str, rejects: Rejects) -> None:
 # -- payload -> events -------------------------------------------------------------------
 
 
+_KNOWN_PRICES: Final = PRICES.known
+_KNOWN_SIZES: Final = SIZES.known
+
+
 def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    """A diff-depth update: the hottest path of the venue, so written out.
+
+    Each level is checked and made canonical through the number memos (two
+    dict lookups per level when both texts were seen before); a text not seen
+    before sends the whole update through :func:`levels`, which checks and
+    learns it.
+    """
     if d.u < d.U:
         raise Invalid("invalid_sequence", f"U {d.U} > u {d.u}")
+    ts = d.E * _MS
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", d.E)
+    prices, sizes = _KNOWN_PRICES, _KNOWN_SIZES
+    try:
+        bids = [BookLevel(prices[price], sizes[size]) for price, size in d.b]
+        asks = [BookLevel(prices[price], sizes[size]) for price, size in d.a]
+    except KeyError:
+        bids, asks = levels(d.b), levels(d.a)
     return [
         BookDelta(
             venue=VENUE,
             instrument=d.s,
-            ts_venue=in_window(d.E * _MS, bounds),
+            ts_venue=ts,
             ts_recv=ts_recv,
-            bids=levels(d.b),
-            asks=levels(d.a),
+            bids=bids,
+            asks=asks,
             sequence=d.u,
             first_sequence=d.U,
         )
