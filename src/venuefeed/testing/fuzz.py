@@ -83,6 +83,8 @@ class Tally:
     """What happened to one target's inputs."""
 
     target: Target
+    mutated: int = 0
+    """Inputs that were mutations (the rest are the seeds themselves, see ``_UNMUTATED``)."""
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     escapes: dict[str, tuple[int, int, str]] = field(default_factory=dict)
@@ -99,12 +101,14 @@ class Tally:
         return self.outcomes["escaped"] + self.outcomes["invalid"]
 
 
-def generate(target: Target, seed: int, index: int) -> tuple[bytes, Seed]:
-    """Input ``index`` of ``target``: a pure function of its arguments."""
+def generate(target: Target, seed: int, index: int) -> tuple[bytes, Seed, bool]:
+    """Input ``index`` of ``target`` and whether it is a mutation: a pure function
+    of the arguments."""
     rng = rng_for(seed, target.name, index)
     base = rng.choice(list(target.seeds))
-    data = base.data if rng.random() < _UNMUTATED else mutate(rng, base.data)
-    return data, base
+    if rng.random() < _UNMUTATED:
+        return base.data, base, False
+    return mutate(rng, base.data), base, True
 
 
 def _site(exc: BaseException) -> str:
@@ -161,21 +165,22 @@ def fuzz(
     seconds: float | None = None,
     chunk: int = 500,
 ) -> list[Tally]:
-    """Run ``frames`` inputs spread evenly over ``targets`` (or until ``seconds`` pass)."""
-    quota = max(1, frames // max(1, len(targets)))
+    """Feed at least ``frames`` mutated inputs, spread evenly over ``targets``
+    (or stop when ``seconds`` have passed)."""
+    quota = -(-frames // max(1, len(targets)))
     runners = {t.name: t.make() for t in targets}
     tallies = {t.name: Tally(t) for t in targets}
-    done = dict.fromkeys(runners, 0)
+    index = dict.fromkeys(runners, 0)
     deadline = time.monotonic() + seconds if seconds is not None else None
-    while any(n < quota for n in done.values()):
+    while any(t.mutated < quota for t in tallies.values()):
         for target in targets:
-            start = done[target.name]
-            stop = min(quota, start + chunk)
             runner, tally = runners[target.name], tallies[target.name]
-            for index in range(start, stop):
-                data, base = generate(target, seed, index)
-                _one(runner, target, data, base, index, tally)
-            done[target.name] = stop
+            stop = min(quota, tally.mutated + chunk)
+            while tally.mutated < stop:
+                data, base, mutated = generate(target, seed, index[target.name])
+                _one(runner, target, data, base, index[target.name], tally)
+                tally.mutated += mutated
+                index[target.name] += 1
         if deadline is not None and time.monotonic() > deadline:
             break
     return list(tallies.values())
@@ -184,18 +189,20 @@ def fuzz(
 def report(tallies: Sequence[Tally], seed: int, elapsed: float, out: Any = sys.stdout) -> int:
     """Print the counts; return the number of inputs that escaped or were accepted invalid."""
     cols = ("accepted", "rejected", "ignored", "escaped", "invalid")
-    print(f"{'target':<28}{'inputs':>10}" + "".join(f"{c:>10}" for c in cols), file=out)
+    head = f"{'target':<28}{'inputs':>10}{'mutated':>10}" + "".join(f"{c:>10}" for c in cols)
+    print(head, file=out)
     venues: dict[str, Counter[str]] = {}
     for t in tallies:
         row = "".join(f"{t.outcomes[c]:>10}" for c in cols)
-        print(f"{t.target.name:<28}{t.inputs:>10}{row}", file=out)
-        venues.setdefault(t.target.venue, Counter()).update(t.outcomes)
+        print(f"{t.target.name:<28}{t.inputs:>10}{t.mutated:>10}{row}", file=out)
+        venues.setdefault(t.target.venue, Counter()).update(t.outcomes, mutated=t.mutated)
     print(file=out)
     for venue, counts in venues.items():
-        total = sum(counts.values())
+        total = sum(counts[c] for c in cols)
         row = "".join(f"{counts[c]:>10}" for c in cols)
-        print(f"{venue + ' (all targets)':<28}{total:>10}{row}", file=out)
+        print(f"{venue + ' (all targets)':<28}{total:>10}{counts['mutated']:>10}{row}", file=out)
     total_inputs = sum(t.inputs for t in tallies)
+    total_mutated = sum(t.mutated for t in tallies)
     failures = sum(t.failures for t in tallies)
     print("\nrejected by reason (counted rejections, several per input possible):", file=out)
     for venue in venues:
@@ -219,8 +226,8 @@ def report(tallies: Sequence[Tally], seed: int, elapsed: float, out: Any = sys.s
             print(f"           e.g. --replay {t.target.name}:{first}  {example[:200]}", file=out)
     rate = total_inputs / elapsed if elapsed else 0.0
     print(
-        f"\n{total_inputs} inputs, seed {seed}, {elapsed:.1f} s ({rate:,.0f}/s): "
-        f"{failures} escaped or accepted invalid",
+        f"\n{total_inputs} inputs ({total_mutated} mutated), seed {seed}, {elapsed:.1f} s "
+        f"({rate:,.0f}/s): {failures} escaped or accepted invalid",
         file=out,
     )
     return failures
@@ -243,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replay:
         name, _, index = args.replay.rpartition(":")
         target = next(t for t in chosen if t.name == name)
-        data, base = generate(target, args.seed, int(index))
+        data, base, _ = generate(target, args.seed, int(index))
         print(f"input ({len(data)} bytes, ts_recv {base.ts_recv}, args {dict(base.args)}):")
         print(repr(data[:2000]))
         tally = Tally(target)
