@@ -126,8 +126,8 @@ class IngestionSettings(_Section):
     venue_time_past_seconds: float = Field(
         default=7 * 86_400,
         gt=0,
-        description="How old a live frame's venue time may be (a quiet book's snapshot "
-        "carries its last change); older is refused as a bad value.",
+        description="How old a live frame's venue time may be; older is refused as a bad "
+        "value. Book snapshots are exempt: their time is the book's last change.",
     )
     venue_time_future_seconds: float = Field(
         default=300,

@@ -8,8 +8,9 @@ event that breaks one of these is a parser bug, whatever input produced it.
   ``"0.50"``, ``" 0.5"``, ``"NaN"``); sizes, volumes and prices are >= 0;
 * prediction-market prices (Polymarket, Kalshi) lie in [0, 1];
 * venue times lie in the window around the receive time (0 means "the venue
-  gave none"); a candle's open time is in the window and its close is not
-  before its open;
+  gave none"); a book snapshot's time (its last change) and a candle's open
+  time may lie anywhere in history up to the window's end, and a candle's
+  close is not before its open;
 * a published book snapshot, and every live book, is not crossed and holds
   only valid levels;
 * an empty quote side is ``None``: no side at size 0, no bid at price 0, no
@@ -35,6 +36,7 @@ from venuefeed.models import (
     Trade,
     WhaleTrade,
 )
+from venuefeed.venues.checks import EARLIEST_NS
 
 __all__ = ["PREDICTION_VENUES", "book_violations", "violations"]
 
@@ -92,14 +94,15 @@ def violations(event: object, bounds: tuple[int, int]) -> list[str]:
         return out
     ts_venue = getattr(event, "ts_venue", 0)
     if isinstance(event, Candle):
-        _time(event.open_time, "open_time", bounds, out, zero_ok=False)
+        _time(event.open_time, "open_time", (EARLIEST_NS, bounds[1]), out, zero_ok=False)
         if event.close_time < event.open_time:
             out.append(f"close_time {event.close_time} before open_time {event.open_time}")
         for name in ("open", "high", "low", "close"):
             _number(getattr(event, name), name, probability=prob, out=out)
         _number(event.volume, "volume", probability=False, out=out)
         return out
-    _time(ts_venue, "ts_venue", bounds, out, zero_ok=True)
+    history = (EARLIEST_NS, bounds[1])
+    _time(ts_venue, "ts_venue", history if isinstance(event, BookSnapshot) else bounds, out, True)
     if isinstance(event, BookSnapshot | BookDelta):
         _levels(event.bids, "bid", prob, out)
         _levels(event.asks, "ask", prob, out)

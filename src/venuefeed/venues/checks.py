@@ -188,11 +188,13 @@ class TimeWindow:
     * ``future_seconds = 300``: a venue cannot describe an event after we
       received it; five minutes absorbs a badly drifted host clock, while a
       time in the wrong unit (ms read as s, ns as ms) is off by years.
-    * ``past_seconds = 7 days``, for live frames: feeds are real time, but a
-      venue's book snapshot carries the time of the book's *last change*
-      (Polymarket), which for a quiet market can be days old -- refusing it
-      would leave that book empty. Staleness of trades is the pipeline's
-      concern (``quality.max_trade_age_seconds``), not the boundary's.
+    * ``past_seconds = 7 days``, for live frames: feeds are real time, and a
+      week absorbs replays of recorded sessions, delayed feeds (Polygon's is
+      15 minutes behind) and a long outage's catch-up, while garbage and unit
+      mistakes are off by years. Staleness of trades is the pipeline's concern
+      (``quality.max_trade_age_seconds``), not the boundary's. A book
+      snapshot's time is its *last change* (Polymarket), which for a quiet
+      market may be weeks old: snapshots get the history bounds.
     * REST history (trades, candles) has no past limit beyond
       :data:`EARLIEST_NS`: a backfill legitimately reads years back.
 

@@ -535,3 +535,14 @@ def test_prices_come_out_canonical() -> None:
         '"best_bid":"0.1000","best_ask":"0.3"}'
     )
     assert isinstance(top, TopOfBook) and (top.bid_price, top.ask_price) == ("0.1", "0.3")
+
+
+def test_a_quiet_books_old_snapshot_is_kept_but_an_old_trade_is_refused() -> None:
+    month_ago = str(T0 - 30 * 86_400_000)
+    msg = json.loads(read("polymarket", "nautilus_crate_ws_market_book_msg.json"))
+    msg["timestamp"] = month_ago  # a book's time is its last change
+    ([snap], counts) = frame(json.dumps(msg))
+    assert isinstance(snap, BookSnapshot) and counts == {}
+    trade = {"event_type": "last_trade_price", "asset_id": "9", "market": "0xm", "price": "0.5",
+             "size": "1", "side": "BUY", "timestamp": month_ago}  # fmt: skip
+    assert frame(json.dumps(trade)) == ([], {"timestamp_out_of_window": 1})

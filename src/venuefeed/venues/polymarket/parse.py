@@ -54,6 +54,7 @@ from venuefeed.models import (
 from venuefeed.times import iso_to_ns
 from venuefeed.venues.checks import (
     DECODE_ERRORS,
+    EARLIEST_NS,
     PROBABILITIES,
     SIZES,
     Invalid,
@@ -255,7 +256,7 @@ def _convert(
         out.extend(_price_changes(msg, ts_recv, bounds, rejects))
     elif kind is BookMsg:
         assert isinstance(msg, BookMsg)
-        out.append(_snapshot(msg, ts_recv, bounds))
+        out.append(_snapshot(msg, ts_recv, (EARLIEST_NS, bounds[1])))
     elif kind is LastTradeMsg:
         assert isinstance(msg, LastTradeMsg)
         out.append(_trade(msg, ts_recv, bounds))
@@ -303,7 +304,7 @@ def book_snapshot(
     crossed (a book the venue itself cannot have: the caller reloads it).
     """
     try:
-        return _snapshot(msg, ts_recv, rejects.window.live(ts_recv), depth)
+        return _snapshot(msg, ts_recv, rejects.window.history(ts_recv), depth)
     except Invalid as exc:
         rejects.invalid(exc, "book")
         return None
@@ -312,6 +313,9 @@ def book_snapshot(
 def _snapshot(
     msg: BookMsg | BookSummary, ts_recv: int, bounds: tuple[int, int], depth: int | None = None
 ) -> BookSnapshot:
+    """``bounds``: a book's ``timestamp`` is the time of its last change, which for
+    a quiet market may lie weeks back, so only history bounds apply (not before
+    1990, not after the receive time)."""
     bids = _levels(msg.bids, descending=True)
     asks = _levels(msg.asks, descending=False)
     ts_venue = in_window(ms_text(msg.timestamp), bounds)
