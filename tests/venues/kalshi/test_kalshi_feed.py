@@ -80,3 +80,27 @@ def test_a_ticker_with_an_empty_side_quotes_none_on_that_side() -> None:
     (top,), _ = feed.on_frame(json.dumps({"type": "ticker", "sid": 7, "msg": msg}), RECV, 0)
     assert isinstance(top, TopOfBook)
     assert (top.bid_price, top.bid_size, top.ask_price, top.ask_size) == (None, None, "0.44", "150")
+
+
+def trade(seq: int, n: int) -> str:
+    msg = {"trade_id": f"t{n}", "market_ticker": TICKER, "yes_price_dollars": "0.4000",
+           "no_price_dollars": "0.6000", "count_fp": "1.00", "taker_side": "yes",
+           "ts": RECV // 1_000_000_000 - 1}  # fmt: skip
+    return json.dumps({"type": "trade", "sid": 9, "seq": seq, "msg": msg})
+
+
+def test_a_skip_in_a_trade_subscription_is_one_gap_for_the_back_fill() -> None:
+    feed = KalshiFeed({"trades"})
+    feed.subscribe_frames([TICKER])
+    ack = {"type": "subscribed", "id": 1, "msg": {"channel": "trade", "sid": 9}}
+    feed.on_frame(json.dumps(ack), RECV, 0)
+    assert len(feed.on_frame(trade(1, 1), RECV, 0)[0]) == 1
+    assert len(feed.on_frame(trade(2, 2), RECV + 1, 0)[0]) == 1
+    events, _ = feed.on_frame(trade(5, 5), RECV + 2, 0)  # seq 3 and 4 never came
+    [gap] = [e for e in events if isinstance(e, DataGap)]
+    assert (gap.cause, gap.instrument, gap.instruments) == ("missed_trades", "conn:0/sid:9",
+                                                            (TICKER,))  # fmt: skip
+    assert (gap.start, gap.end, gap.healed) == (RECV + 1, RECV + 2, False)
+    assert any(getattr(e, "trade_id", None) == "t5" for e in events)  # the trade still flows
+    # A late or repeated frame is the pipeline's dedup business, not another gap.
+    assert not [e for e in feed.on_frame(trade(4, 4), RECV + 3, 0)[0] if isinstance(e, DataGap)]
