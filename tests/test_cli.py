@@ -1,15 +1,21 @@
-"""CLI verbs that edit or report on the database: whales and quality."""
+"""The CLI: verbs that edit or report on the database, and how every verb meets a mistake."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from venuefeed.config import VenueSettings, load_config
+from venuefeed.demo import demo_settings
 from venuefeed.models import DataGap, Trade
 from venuefeed.pipeline.whales import whale_store
 from venuefeed.report import quality_report
@@ -115,3 +121,166 @@ async def test_quality_report_says_why_a_venue_has_no_data(tmp_path: Path) -> No
     }
     assert report["kalshi"].coverage_pct is None
     assert report["kalshi"].note.startswith("no credentials")
+
+
+# -- operator mistakes: one line on stderr naming the problem, exit code 2, nothing started --
+
+BOMB = (
+    "venues:\n  polymarket:\n    options:\n      a: &a [lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(
+        f"      {n}: &{n} [{', '.join([f'*{p}'] * 8)}]\n"
+        for p, n in zip("abcdefg", "bcdefgh", strict=True)
+    )
+)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("VENUEFEED_") and k != "DATABASE_URL"}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "venuefeed.cli", *args],
+        capture_output=True, text=True, timeout=60, env={**clean, **(env or {})},
+    )  # fmt: skip
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_config_file_mistakes(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff" * 20)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    cases = {
+        binary: "is not UTF-8 text",
+        bomb: "aliases expand to more than 100,000 values",
+        tmp_path / "absent.yaml": "cannot read config file",
+    }
+    for path, expected in cases.items():
+        assert_refused(run_cli("--config", str(path), "config", "show"), expected)
+
+
+def test_run_refuses_before_ingestion_starts(tmp_path: Path, taken_port: int) -> None:
+    db = tmp_path / "data" / "run.db"
+    cases = [
+        ({"VENUEFEED_API__PORT": str(taken_port)},
+         [f"port {taken_port} is in use: set api.port"]),
+        ({"VENUEFEED_API__HOST": "0.0.0.0"}, ["non-loopback address '0.0.0.0' without a token"]),
+        ({"VENUEFEED_STORAGE__SINKS": '["sqlite", "postgres"]'},
+         ["PostgreSQL needs storage.database_url"]),
+        ({"VENUEFEED_STORAGE__SINKS": '["nats"]'}, ["the nats sink needs bus.nats_url"]),
+        ({"VENUEFEED_STORAGE__SINKS": '["kafka"]'}, ["the kafka sink needs bus.kafka_bootstrap"]),
+    ]  # fmt: skip
+    for env, expected in cases:
+        assert_refused(run_cli("--db", str(db), "run", env=env), *expected)
+        assert not db.exists(), env  # the service never started: it would create the database
+
+
+def test_unusable_database_paths(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"definitely not sqlite" * 10)
+    under_file = str(a_file / "x.db")
+    cases = [
+        (["--db", under_file, "run"], f"{a_file} is not a directory"),
+        (["--db", under_file, "whales", "add", "0xabc"], f"{a_file} is not a directory"),
+        (["--db", under_file, "db", "migrate"], f"{a_file} is not a directory"),
+        (["--db", str(tmp_path), "db", "status"], "is a directory, not a database file"),
+        (["--db", str(garbage), "quality"], "is not a SQLite database"),
+        (["--db", str(garbage), "whales", "list"], "is not a SQLite database"),
+        (["--db", str(garbage), "export", "--table", "trades", "--out", str(tmp_path / "e")],
+         "is not a SQLite database"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        assert_refused(run_cli(*args), expected)
+    status = run_cli("--db", str(garbage), "status", env={"VENUEFEED_API__PORT": "9"})
+    assert_refused(status, "is not a SQLite database")
+
+
+def test_venue_test_with_a_bad_kalshi_key(tmp_path: Path) -> None:
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    key = {"VENUEFEED_VENUES__KALSHI__CREDENTIALS__API_KEY_ID": "key-id-123456"}
+    cases = [(garbage, "is not a readable unencrypted PEM key"),
+             (tmp_path / "absent.pem", "cannot read kalshi private key file")]  # fmt: skip
+    for path, expected in cases:
+        env = {**key, "VENUEFEED_VENUES__KALSHI__CREDENTIALS__PRIVATE_KEY_PATH": str(path)}
+        line = assert_refused(run_cli("--db", str(tmp_path / "t.db"), "test", "--venue", "kalshi",
+                                      env=env), "venues.kalshi: ", expected)  # fmt: skip
+        assert "key-id-123456" not in line
+    assert_refused(run_cli("test", "--venue", "nasdaq"), "unknown venue 'nasdaq'")
+
+
+def test_every_verb_answers_a_mistake_in_one_line(tmp_path: Path, taken_port: int) -> None:
+    db = str(tmp_path / "v.db")
+    bomb = tmp_path / "whales.yaml"
+    bomb.write_text(BOMB.replace("venues:", "whales:"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["demo", "--port", str(taken_port), "--duration", "1"],
+         f"port {taken_port} is in use: pass --port"),
+        (["sim", "polygon", "--port", str(taken_port)],
+         f"port {taken_port} is in use: pass --port"),
+        (["sim", "polygon", "--faults", "bogus=1"], "unknown fault 'bogus'"),
+        (["sim", "nasdaq"], "unknown venue 'nasdaq'"),
+        (["export", "--from", "postgres", "--table", "trades"], "PostgreSQL needs"),
+        (["export", "--table", "nope"], "cannot export 'nope'"),
+        (["archive", "kalshi", "--out", str(a_file / "x")], f"{a_file} is not a directory"),
+        (["archive", "kalshi", "--endpoint", "bogus"], "unknown ['bogus']"),
+        (["whales", "import", str(bomb)], "a YAML alias bomb"),
+        (["whales", "import", str(tmp_path / "absent.yaml")], "cannot read whale file"),
+        (["discover", "--venue", "binance"], "venue 'binance' is not enabled"),
+        (["ingest", "--venue", "nasdaq"], "unknown venue 'nasdaq'"),
+        (["backfill", "--venue", "binance", "--symbol", "X", "--from", "2024-01-01",
+          "--interval", "7q"], "interval '7q'"),
+        (["continuous", "--interval", "0"], "--interval"),
+        (["run", "--bogus"], "No such option: --bogus"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        assert_refused(run_cli("--db", db, *args), expected)
+
+
+def test_demo_port_follows_the_documented_precedence(tmp_path: Path, taken_port: int) -> None:
+    """File < environment < flag: the flag's default no longer overrides the other two."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"api:\n  port: {taken_port}\n")
+    from_file = run_cli("--config", str(config), "--db", str(tmp_path / "d.db"), "demo")
+    assert_refused(from_file, f"port {taken_port} is in use")
+    from_env = run_cli("--db", str(tmp_path / "d.db"), "demo",
+                       env={"VENUEFEED_API__PORT": str(taken_port)})  # fmt: skip
+    assert_refused(from_env, f"port {taken_port} is in use")
+    settings = demo_settings(config, {}, tmp_path / "d.db", 0)
+    assert settings.api.port == 0  # --port wins
+
+
+def test_secrets_never_reach_an_error_line(tmp_path: Path) -> None:
+    password = "pw-Hunter2-secret"
+    cases = [
+        {"VENUEFEED_STORAGE__DATABASE_URL": f'["postgresql://app:{password}@db/x"]'},
+        {"VENUEFEED_STORAGE__SINKS": '["postgres"]',
+         "VENUEFEED_STORAGE__DATABASE_URL": f"postgress://app:{password}@db/x"},
+        {"VENUEFEED_STORAGE__SINKS": '["postgres"]',
+         "DATABASE_URL": f"mysql://app:{password}@db/x"},
+        {"VENUEFEED_BUS__NATS_URL": f'{{"url": "nats://app:{password}@bus"}}'},
+    ]  # fmt: skip
+    for env in cases:
+        result = run_cli("--db", str(tmp_path / "s.db"), "run", env=env)
+        line = assert_refused(result)
+        assert password not in result.stderr + result.stdout, line

@@ -97,3 +97,109 @@ def test_secret_not_echoed_in_errors() -> None:
 def test_example_config_is_valid() -> None:
     cfg = load_config(EXAMPLE, environ={})
     assert cfg.storage.sinks == ["sqlite"]
+
+
+def _bomb() -> str:
+    """The classic "billion laughs" (9^9 strings once expanded) where any value is accepted."""
+    lines = [
+        "venues:",
+        "  polymarket:",
+        "    options:",
+        '      a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    ]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"      {name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, _bomb()), environ={})
+    assert "aliases expand to more than 100,000 values" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_ordinary_aliases_still_work(tmp_path: Path) -> None:
+    text = (
+        "venues:\n"
+        "  binance: {retry: &retry {attempts: 2, timeout_seconds: 3}}\n"
+        "  polygon: {retry: *retry}\n"
+    )
+    cfg = load_config(write(tmp_path, text), environ={})
+    assert cfg.venues["binance"].retry.attempts == cfg.venues["polygon"].retry.attempts == 2
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="refers to a node that contains it"):
+        load_config(write(tmp_path, "discovery: &d {categories: [*d]}\n"), environ={})
+
+
+def test_binary_and_oversized_files_are_one_line_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff" * 10)
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 8\)"):
+        load_config(binary, environ={})
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_config(big, environ={})
+    with pytest.raises(ConfigError, match=r"cannot read config file .*: Is a directory"):
+        load_config(tmp_path, environ={})
+
+
+def test_yaml_syntax_error_is_one_line_without_the_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "storage:\n  database_url: 'postgresql://u:pw-hidden-1@db/x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    message = str(err.value)
+    assert "not valid YAML" in message and "line 3" in message
+    assert "\n" not in message and "pw-hidden-1" not in message
+
+
+def test_several_wrong_values_are_one_line() -> None:
+    env = {"VENUEFEED_API__PORT": "eighty", "VENUEFEED_INGESTION__BOOK_DEPTH": "deep"}
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=env)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "api.port" in message and "ingestion.book_depth" in message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"VENUEFEED_STORAGE__DATABASE_URL": '["postgresql://app:pw-hunter2-x@db/x"]'},
+        {"VENUEFEED_STORAGE__DATABASE_URL": '{"url": "postgresql://app:pw-hunter2-x@db/x"}'},
+        {"VENUEFEED_VENUES__KALSHI__CREDENTIALS__PRIVATE_KEY": '["pw-hunter2-x"]'},
+        {"VENUEFEED_API__TOKEN": '{"a": "pw-hunter2-x"}'},
+    ],
+)
+def test_a_wrongly_typed_secret_is_never_echoed(source: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=source)
+    assert "pw-hunter2-x" not in str(err.value)
+    assert "[from environment variable" in str(err.value)
+
+
+def test_a_wrongly_typed_secret_in_a_file_is_never_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, "storage:\n  database_url:\n    - postgresql://app:pw-hunter2-x@db/x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert "storage.database_url" in str(err.value) and "pw-hunter2-x" not in str(err.value)
+
+
+def test_url_passwords_are_masked_in_echoed_values_and_config_show() -> None:
+    with pytest.raises(ConfigError) as err:  # not a secret field, but the URL holds a password
+        load_config(environ={"VENUEFEED_BUS__NATS_URL": '["nats://app:pw-nats-77@bus:4222"]'})
+    assert "pw-nats-77" not in str(err.value) and "nats://app:********@bus:4222" in str(err.value)
+    cfg = load_config(environ={"VENUEFEED_BUS__NATS_URL": "nats://app:pw-nats-77@bus:4222"})
+    assert cfg.masked()["bus"]["nats_url"] == "nats://app:********@bus:4222"
+    assert cfg.bus.nats_url == "nats://app:pw-nats-77@bus:4222"  # the service still uses it
+
+
+def test_api_guard_and_job_settings_have_safe_defaults() -> None:
+    cfg = load_config(environ={})
+    assert cfg.api.allowed_hosts == [] and cfg.api.max_running_jobs == 4
+    cfg = load_config(environ={"VENUEFEED_API__ALLOWED_HOSTS": '["feed.internal"]',
+                               "VENUEFEED_API__MAX_RUNNING_JOBS": "2"})  # fmt: skip
+    assert cfg.api.allowed_hosts == ["feed.internal"] and cfg.api.max_running_jobs == 2

@@ -4,27 +4,45 @@ Every verb is one function decorated with ``@app.command()`` (or a sub-app's),
 taking its options as typed parameters; the shared ``--config``/``--log-*``
 options and config loading live in :func:`_root` and :func:`settings`, so a
 new verb only says what it does.
+
+An operator's mistake -- a bad flag, a wrong setting, a port in use, a file that
+cannot be written -- ends the program with ONE line on stderr naming the
+problem and exit code 2, never a traceback (:func:`main`). Verbs check what
+they can before they start anything (:mod:`venuefeed.preflight`): a refusal
+never comes after ingestion has begun.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
-from collections.abc import Callable, Coroutine
+import sqlite3
+import sys
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from venuefeed import __version__
-from venuefeed.config import ConfigError, Settings, load_config
+from venuefeed.config import ConfigError, Settings, VenueSettings, load_config
 from venuefeed.log import configure as configure_logging
-from venuefeed.log import register_secret
+from venuefeed.log import redact, register_secret
+from venuefeed.preflight import (
+    check_database_file,
+    check_storage,
+    check_writable_dir,
+    postgres_url,
+)
+
+if TYPE_CHECKING:
+    from venuefeed.venues.base import VenueAdapter
 
 app = typer.Typer(
     name="venuefeed",
@@ -58,24 +76,68 @@ class _State:
 def settings() -> Settings:
     """The effective settings (file < environment < flags), loaded once per process."""
     if _State.settings is None:
-        try:
-            _State.settings = load_config(_State.config_path, _State.overrides)
-        except ConfigError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+        _State.settings = load_config(_State.config_path, _State.overrides)
         cfg = _State.settings
         configure_logging(cfg.logging.level, cfg.logging.format, secrets=_secrets(cfg))
     return _State.settings
 
 
 def _secrets(cfg: Settings) -> list[str]:
-    found = [s.get_secret_value() for v in cfg.venues.values() for s in v.credentials.values()]
+    found = [  # a key file's path is where the secret is, not the secret: errors may name it
+        secret.get_secret_value()
+        for venue in cfg.venues.values()
+        for name, secret in venue.credentials.items()
+        if not name.endswith("_path")
+    ]
     found.extend(
         s.get_secret_value() for s in (cfg.api.token, cfg.storage.database_url) if s is not None
     )
+    found.extend(v for v in (os.environ.get("DATABASE_URL"), cfg.bus.nats_url) if v)
     for value in found:
         register_secret(value)
     return found
+
+
+def _database(*, write: bool) -> Path:
+    """``storage.sqlite_path`` for a verb that reads (or writes) it, checked first."""
+    path = settings().storage.sqlite_path
+    check_database_file(path, "storage.sqlite_path (--db)", create=write)
+    return path
+
+
+@contextlib.contextmanager
+def _venuefeed_tables(path: Path) -> Iterator[None]:
+    """A SQLite file without our tables is the wrong file (or one never migrated)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{path} has no venuefeed tables ({exc}): wrong --db, or run `venuefeed db migrate`"
+        ) from None
+
+
+def _venue_name(venue: str, *, enabled: bool = False) -> str:
+    """A registered venue (and, with ``enabled``, one the configuration turns on)."""
+    from venuefeed.venues.base import known_venues
+
+    if venue not in known_venues():
+        raise typer.BadParameter(f"unknown venue {venue!r}; known: {', '.join(known_venues())}")
+    configured = settings().venues.get(venue)
+    if enabled and (configured is None or not configured.enabled):
+        raise typer.BadParameter(f"venue {venue!r} is not enabled (venues.{venue}.enabled)")
+    return venue
+
+
+def _adapter(cfg: Settings, venue: str) -> VenueAdapter:
+    """The venue's client; its own settings check (credentials, options) as a ConfigError."""
+    from venuefeed.venues.base import adapter_class
+
+    try:
+        return adapter_class(venue)(cfg.venues.get(venue) or VenueSettings(), cfg)
+    except Exception as exc:  # construction only validates settings: anything is a config error
+        raise ConfigError(f"venues.{venue}: {exc}") from None
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -153,8 +215,11 @@ def db_migrate() -> None:
     """Create or upgrade the SQLite schema (safe to run repeatedly)."""
     from venuefeed.sinks.sqlite import migrate
 
-    path = settings().storage.sqlite_path
-    applied = migrate(path)
+    path = _database(write=True)
+    try:
+        applied = migrate(path)
+    except RuntimeError as exc:  # a database from a newer venuefeed: refused, not guessed
+        raise ConfigError(str(exc)) from None
     if applied:
         console.print(f"{path}: applied migration(s) {', '.join(map(str, applied))}")
     else:
@@ -166,8 +231,8 @@ def db_status() -> None:
     """Show the schema version and pending migrations."""
     from venuefeed.sinks.sqlite import schema_status
 
-    path = settings().storage.sqlite_path
-    if not Path(path).exists():
+    path = _database(write=False)
+    if not path.exists():
         console.print(f"{path}: no database yet (run `venuefeed db migrate`)")
         raise typer.Exit(1)
     status = schema_status(path)
@@ -195,13 +260,15 @@ def config_show(
 @app.command()
 def sim(
     venue: Annotated[str, typer.Argument(help="Venue to simulate.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).", min=0, max=65535)
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed: the same seed replays the same data.")] = 1,
     faults: Annotated[
         str, typer.Option(help="Fault switches, e.g. 'http_429_rate=0.1,malformed_rate=0.01'.")
     ] = "",
     events_per_second: Annotated[
-        float, typer.Option(help="Live events per second (0 = as fast as possible).")
+        float, typer.Option(help="Live events per second (0 = as fast as possible).", min=0)
     ] = 20.0,
     truth: Annotated[
         Path | None, typer.Option(help="Append the ground-truth log (JSON lines) to this file.")
@@ -215,35 +282,42 @@ def sim(
     import yaml
 
     from venuefeed.sim.base import Faults, GroundTruth
-    from venuefeed.venues.base import known_venues, simulator_class
+    from venuefeed.venues.base import simulator_class
 
-    settings()
-    if venue not in known_venues():
-        err_console.print(f"[red]unknown venue {venue!r}[/red]; known: {', '.join(known_venues())}")
-        raise typer.Exit(2)
+    _venue_name(venue)
     try:
         fault_switches = Faults.from_spec(faults)
     except ValueError as exc:
-        err_console.print(f"[red]--faults:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
     cls = simulator_class(venue)
     extra: dict[str, Any] = {}
     for item in option or ():
         key, sep, raw = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"--set {item!r}: expected key=value")
-        extra[key] = yaml.safe_load(raw)
+            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--set")
+        try:
+            extra[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise typer.BadParameter(f"{item!r}: not a value", param_hint="--set") from None
+    if truth is not None:
+        check_writable_dir(truth.parent, "--truth", shown=truth)
 
     async def serve() -> None:
         try:
             simulator = cls(  # type: ignore[call-arg]
                 seed=seed, faults=fault_switches, events_per_second=events_per_second,
-                ground_truth=GroundTruth(path=truth), **extra,
+                ground_truth=GroundTruth(path=truth, keep=False), **extra,
             )  # fmt: skip
-        except TypeError as exc:
-            err_console.print(f"[red]--set:[/red] {exc}")
-            raise typer.Exit(2) from None
-        await simulator.start(port=port)
+        except (TypeError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--set") from None
+        try:
+            await simulator.start(port=port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} is in use: pass --port (0 = any free port)"
+                ) from None
+            raise
         console.print(f"{venue} simulator on {simulator.base_url}")
         for name, url in simulator.urls().items():
             console.print(f"  {name}: {url}")
@@ -269,18 +343,26 @@ def archive_kalshi(
     ] = None,
 ) -> None:
     """Every Kalshi series, event and market; resumable (rerun continues), deduplicated."""
-    from venuefeed.venues.kalshi.archive import run_archive
+    from venuefeed.venues.kalshi.archive import ENDPOINTS, ArchiveSummary, run_archive
 
     if layout not in ("files", "jsonl", "parquet"):
-        raise typer.BadParameter("--layout must be files, jsonl or parquet")
-    cfg = settings()
+        raise typer.BadParameter("must be files, jsonl or parquet", param_hint="--layout")
     endpoints = tuple(endpoint) if endpoint else ("series", "events", "markets")
+    unknown = sorted(set(endpoints) - set(ENDPOINTS))
+    if unknown:
+        raise typer.BadParameter(f"unknown {unknown}; known: {list(ENDPOINTS)}",
+                                 param_hint="--endpoint")  # fmt: skip
+    cfg = settings()
+    check_writable_dir(out, "--out")
     chosen = cast(Literal["files", "jsonl", "parquet"], layout)
-    summary = run_async(
-        lambda: run_archive(
+
+    async def go() -> ArchiveSummary:
+        await _adapter(cfg, "kalshi").close()  # credentials checked before any download
+        return await run_archive(
             cfg, out_dir=out, layout=chosen, fresh=fresh, endpoints=endpoints, show_progress=True
         )
-    )
+
+    summary = run_async(go)
     console.print(f"{summary.records} records archived; complete: {summary.ok}")
     if not summary.ok:
         raise typer.Exit(1)
@@ -290,21 +372,59 @@ def _print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
-def _service_command(body: Callable[[Any], Coroutine[Any, Any, T]], *, continuous: bool) -> T:
-    """Run ``body(service)`` with a started service that is stopped cleanly afterwards."""
+def _service_command(
+    body: Callable[[Any], Coroutine[Any, Any, T]],
+    *,
+    continuous: bool,
+    venues: list[str] | None = None,
+    with_api: bool = False,
+) -> T:
+    """Run ``body(service)`` with a started service (and API) that is stopped cleanly afterwards.
+
+    Everything that can be checked is checked before the service starts: the
+    storage, the named venues and, ``with_api``, the API's address and port
+    (bound here, so "in use" or "exposed without a token" stops us first).
+    """
     from venuefeed.service import Service
 
     cfg = settings()
+    for venue in venues or ():
+        _venue_name(venue, enabled=True)
+    check_storage(cfg)
+    listener = None
+    if with_api and cfg.api.enabled:
+        from venuefeed.api.server import PortInUse, open_listener
+
+        try:
+            listener = open_listener(cfg.api)
+        except PortInUse as exc:
+            raise ConfigError(
+                f"port {exc.port} is in use: set api.port (VENUEFEED_API__PORT) to a free port"
+            ) from None
 
     async def run() -> T:
         service = Service(cfg, echo=lambda line: console.print(line, markup=False))
+        api = None
+        if listener is not None:
+            from venuefeed.api.server import ApiServer
+
+            api = ApiServer(service, cfg.api, sock=listener)
         await service.start(continuous=continuous)
         try:
+            if api is not None:
+                await api.start()
+                console.print(f"API and dashboard on http://{cfg.api.host}:{api.port}/")
             return await body(service)
         finally:
+            if api is not None:
+                await api.stop()
             await service.stop()
 
-    return run_async(run)
+    try:
+        return run_async(run)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 @app.command()
@@ -316,7 +436,7 @@ def discover(
     async def body(service: Any) -> Any:
         return await service.discover_markets(venue)
 
-    _print_json(_service_command(body, continuous=False))
+    _print_json(_service_command(body, continuous=False, venues=venue))
 
 
 @app.command()
@@ -328,12 +448,14 @@ def ingest(
     async def body(service: Any) -> Any:
         return await service.ingest_once(venue)
 
-    _print_json(_service_command(body, continuous=False))
+    _print_json(_service_command(body, continuous=False, venues=venue))
 
 
 @app.command()
 def continuous(
-    interval: Annotated[float, typer.Option(help="Seconds between snapshot passes.")] = 30.0,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between snapshot passes.", min=0.1)
+    ] = 30.0,
 ) -> None:
     """Discovery + streaming (+ polling where a venue has no stream) until Ctrl+C."""
 
@@ -347,33 +469,30 @@ def continuous(
 @app.command()
 def run() -> None:
     """The full service from config: ingestion, API and dashboard, until Ctrl+C or SIGTERM."""
-    cfg = settings()
 
     async def body(service: Any) -> None:
-        api = None
-        if cfg.api.enabled:
-            from venuefeed.api.server import ApiServer
+        await asyncio.Event().wait()
 
-            api = ApiServer(service, cfg.api)
-            await api.start()
-            console.print(f"API and dashboard on http://{cfg.api.host}:{api.port}/")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            if api is not None:
-                await api.stop()
-
-    _service_command(body, continuous=True)
+    _service_command(body, continuous=True, with_api=True)
 
 
 @app.command()
 def demo(
     duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl+C).")
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl+C).", min=0)
     ] = None,
-    port: Annotated[int, typer.Option(help="API/dashboard port (0 = any free port).")] = 8080,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="API/dashboard port (0 = any free port); default api.port (8080).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
-    rate: Annotated[float, typer.Option(help="Simulated events per second per venue.")] = 25.0,
+    rate: Annotated[
+        float, typer.Option(help="Simulated events per second per venue.", min=0)
+    ] = 25.0,
 ) -> None:
     """Simulators + ingestion + SQLite + dashboard on this machine, no external service."""
     from venuefeed.demo import run_demo
@@ -391,23 +510,44 @@ def demo(
 
 @app.command()
 def status() -> None:
-    """Status of a running service (via its API) or, if none runs, of the database."""
+    """Status of a running service (via its API) or, if none runs, of the database.
+
+    Exit code 1 when the service answers that it is unhealthy (HTTP 503).
+    """
+    import urllib.error
     import urllib.request
 
     from venuefeed.report import storage_summary
 
     cfg = settings()
-    url = f"http://{cfg.api.host}:{cfg.api.port}/api/status"
+    host = cfg.api.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{cfg.api.port}/api/status"
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            _print_json(json.loads(response.read()))
-            return
+            text = response.read()
+    except urllib.error.HTTPError as exc:  # 503 carries the status, with its problems
+        if exc.code != 503:
+            raise ConfigError(f"{url} answered HTTP {exc.code}: is it a venuefeed API?") from None
+        text = exc.read()
     except OSError:
-        console.print(f"no service answering at {url}; showing {cfg.storage.sqlite_path}")
-    if not Path(cfg.storage.sqlite_path).exists():
-        err_console.print(f"{cfg.storage.sqlite_path}: no database yet")
+        text = None
+    if text is not None:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"{url} did not answer JSON: is it a venuefeed API?") from None
+        _print_json(body)
+        if not body.get("healthy", False):
+            raise typer.Exit(1)
+        return
+    path = _database(write=False)
+    console.print(f"no service answering at {url}; showing {path}")
+    if not path.exists():
+        err_console.print(f"{path}: no database yet")
         raise typer.Exit(1)
-    _print_json(storage_summary(cfg.storage.sqlite_path))
+    with _venuefeed_tables(path):
+        _print_json(storage_summary(path))
 
 
 @app.command("test")
@@ -415,15 +555,11 @@ def test_venue(
     venue: Annotated[str, typer.Option("--venue", help="Venue to check.")],
 ) -> None:
     """Check a venue: reachable? authenticated? Prints a clear verdict; exit 1 if not OK."""
-    from venuefeed.venues.base import adapter_class, known_venues
-
     cfg = settings()
-    if venue not in known_venues():
-        err_console.print(f"[red]unknown venue {venue!r}[/red]; known: {', '.join(known_venues())}")
-        raise typer.Exit(2)
+    _venue_name(venue)
 
     async def check() -> Any:
-        async with adapter_class(venue)(cfg.venues[venue], cfg) as adapter:
+        async with _adapter(cfg, venue) as adapter:
             return await adapter.check()
 
     result = run_async(check)
@@ -459,7 +595,7 @@ def backfill(
     interval: Annotated[str, typer.Option(help="Candle interval (1m, 5m, 1h, 1d).")] = "1m",
     start: Annotated[str, typer.Option("--from", help="Start (ISO or unix s).")] = "",
     end: Annotated[str, typer.Option("--to", help="End (ISO or unix s); default now.")] = "",
-    concurrency: Annotated[int, typer.Option(help="Chunks fetched at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Chunks fetched at once.", min=1, max=64)] = 4,
 ) -> None:
     """Fetch history in chunks, idempotently; a rerun skips chunks already stored."""
     import time as _time
@@ -468,21 +604,26 @@ def backfill(
 
     from venuefeed.pipeline.backfill import BackfillPlan, BackfillResult, run_backfill
     from venuefeed.service import build_sink
-    from venuefeed.venues.base import adapter_class
 
     cfg = settings()
+    _venue_name(venue)
     if kind not in ("trades", "candles"):
-        raise typer.BadParameter("--kind must be trades or candles")
+        raise typer.BadParameter("must be trades or candles", param_hint="--kind")
     if not start:
-        raise typer.BadParameter("--from is required")
+        raise typer.BadParameter("is required", param_hint="--from")
     plan = BackfillPlan(venue, symbol, kind, _parse_time(start),  # type: ignore[arg-type]
                         _parse_time(end) if end else _time.time_ns(), interval)  # fmt: skip
+    try:
+        plan.chunks()
+    except ValueError as exc:  # an empty range or an interval the plan cannot cut
+        raise typer.BadParameter(str(exc)) from None
+    check_storage(cfg)
 
     async def go() -> BackfillResult:
-        sink = build_sink(cfg)
-        await sink.start()
-        try:
-            async with adapter_class(venue)(cfg.venues[venue], cfg) as adapter:
+        async with _adapter(cfg, venue) as adapter:
+            sink = build_sink(cfg)
+            await sink.start()
+            try:
                 with Progress(TextColumn("{task.description}"), BarColumn(),
                               TextColumn("{task.completed}/{task.total} chunks"),
                               TextColumn("{task.fields[records]} records"), TimeRemainingColumn(),
@@ -495,8 +636,8 @@ def backfill(
 
                     return await run_backfill(adapter, sink, plan, concurrency=concurrency,
                                               progress=show)  # fmt: skip
-        finally:
-            await sink.close()
+            finally:
+                await sink.close()
 
     result = run_async(go)
     console.print(f"{result.chunks_done} chunk(s) fetched, {result.chunks_skipped} already done, "
@@ -509,15 +650,16 @@ def backfill(
 
 @app.command()
 def quality(
-    window: Annotated[float, typer.Option(help="Window in hours.")] = 24.0,
+    window: Annotated[float, typer.Option(help="Window in hours.", min=0.001)] = 24.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per venue.")] = False,
 ) -> None:
     """Per-venue data-quality report: coverage, gaps open/healed, stale books."""
     from venuefeed.report import quality_report
 
     cfg = settings()
-    if not Path(cfg.storage.sqlite_path).exists():
-        err_console.print(f"{cfg.storage.sqlite_path}: no database yet")
+    path = _database(write=False)
+    if not path.exists():
+        err_console.print(f"{path}: no database yet")
         raise typer.Exit(1)
     from venuefeed.venues.base import adapter_class, known_venues
 
@@ -526,8 +668,10 @@ def quality(
         for name, venue in cfg.venues.items()
         if venue.enabled and name in known_venues()
     }
-    rows = quality_report(cfg.storage.sqlite_path, window_s=window * 3600,
-                          stale_s=cfg.quality.stale_feed_seconds, expected=expected)  # fmt: skip
+    with _venuefeed_tables(path):
+        rows = quality_report(
+            path, window_s=window * 3600, stale_s=cfg.quality.stale_feed_seconds, expected=expected
+        )
     if as_json:
         import dataclasses
 
@@ -555,7 +699,7 @@ def whales_add(
     from venuefeed.pipeline.whales import whale_store
 
     fields = {k: v for k, v in {"pseudonym": pseudonym, "tier": tier, "notes": notes}.items() if v}
-    whale_store(settings().storage.sqlite_path).upsert(address, **fields)
+    whale_store(_database(write=True)).upsert(address, **fields)
     console.print(f"watching {address.lower()}")
 
 
@@ -565,7 +709,7 @@ def whales_list() -> None:
     from venuefeed.pipeline.whales import whale_store
 
     table = Table("address", "pseudonym", "tier", "enabled", "confirmed", "notes")
-    for w in whale_store(settings().storage.sqlite_path).all():
+    for w in whale_store(_database(write=False)).all():
         table.add_row(w["address"], w["pseudonym"] or "", w["tier"] or "",
                       "yes" if w["enabled"] else "no", "yes" if w["confirmed"] else "no",
                       w["notes"] or "")  # fmt: skip
@@ -575,7 +719,7 @@ def whales_list() -> None:
 def _set_whale(address: str, enabled: bool) -> None:
     from venuefeed.pipeline.whales import whale_store
 
-    if not whale_store(settings().storage.sqlite_path).set_enabled(address, enabled):
+    if not whale_store(_database(write=True)).set_enabled(address, enabled):
         err_console.print(f"[red]no whale {address}[/red] (add it first)")
         raise typer.Exit(1)
     console.print(f"{address.lower()} {'enabled' if enabled else 'disabled'}")
@@ -600,17 +744,15 @@ def whales_import(path: Annotated[Path, typer.Argument(help="YAML file of whales
 
     try:
         entries = load_whale_file(path)
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    store = whale_store(settings().storage.sqlite_path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    store = whale_store(_database(write=True))
     for entry in entries:
         address = entry.pop("address")
         try:
             store.upsert(address, **entry)
         except ValueError as exc:
-            err_console.print(f"[red]{address}:[/red] {exc}")
-            raise typer.Exit(2) from None
+            raise ConfigError(f"{path}: {address}: {exc}") from None
     console.print(f"imported {len(entries)} whale(s) from {path}")
 
 
@@ -634,14 +776,21 @@ def export_data(
     from venuefeed.sinks.export import EXPORTABLE, export
 
     cfg = settings()
-    if source not in ("sqlite", "postgres") or fmt not in ("parquet", "csv"):
-        err_console.print("[red]--from is sqlite or postgres; --format is parquet or csv[/red]")
-        raise typer.Exit(2)
+    if source not in ("sqlite", "postgres"):
+        raise typer.BadParameter("must be sqlite or postgres", param_hint="--from")
+    if fmt not in ("parquet", "csv"):
+        raise typer.BadParameter("must be parquet or csv", param_hint="--format")
     if table not in EXPORTABLE:
-        err_console.print(f"[red]cannot export {table!r}[/red]; choose {', '.join(EXPORTABLE)}")
-        raise typer.Exit(2)
+        raise typer.BadParameter(f"cannot export {table!r}; choose {', '.join(EXPORTABLE)}",
+                                 param_hint="--table")  # fmt: skip
     target = out or (Path("export") if fmt == "parquet" else Path(f"{table}.csv"))
-    url = cfg.storage.database_url.get_secret_value() if cfg.storage.database_url else None
+    if str(target) != "-":
+        check_writable_dir(target if fmt == "parquet" else target.parent, "--out", shown=target)
+    url = None
+    if source == "postgres":
+        url = postgres_url(cfg)
+    else:
+        _database(write=False)
 
     async def run() -> Any:
         return await export(
@@ -657,24 +806,56 @@ def export_data(
 
     try:
         result = run_async(run)
-    except (ValueError, FileNotFoundError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    except (ValueError, FileNotFoundError) as exc:  # --since, or no database at that path
+        raise ConfigError(str(exc)) from None
     quiet = str(target) == "-"
     if not quiet:
         console.print(
             f"exported {result.rows} {table} row(s) to {target} ({len(result.files)} file(s))"
         )
-    if result.rejected:
+    if result.exact_text:
         err_console.print(
-            f"[yellow]{result.rejected} row(s) skipped: {result.first_problem}[/yellow]"
+            f"{result.exact_text} value(s) too wide for their decimal column: "
+            "exported exactly as text in column _exact"
         )
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: operator mistakes end in one line and exit code 2.
+
+    An operator mistake is what an operator can cause and fix: a wrong flag or
+    setting (click's errors, ConfigError and its kin) or the system saying
+    no (OSError: a file that cannot be read or written, a port in use).
+    Anything else is our bug and keeps its traceback.
+    """
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # an unknown option, a bad flag value; or no args
+        if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help text
+            sys.stderr.write(exc.format_message() + "\n")
+            code = exc.exit_code
+        else:
+            code = _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        code = 130
+    except (ConfigError, OSError) as exc:
+        code = _fail(_describe(exc))
+    sys.exit(code or 0)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def _fail(message: str, code: int = 2) -> int:
+    """Print ``error: message`` as one line on stderr (secrets masked); return the exit code."""
+    line = " ".join(redact(message).split())
+    sys.stderr.write(f"error: {line}\n")
+    return code
 
 
 if __name__ == "__main__":

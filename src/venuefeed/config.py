@@ -20,11 +20,13 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from venuefeed.log import mask_url_passwords
 
 __all__ = [
     "ApiSettings",
@@ -38,6 +40,7 @@ __all__ = [
     "VenueSettings",
     "WebSocketSettings",
     "load_config",
+    "load_yaml_file",
 ]
 
 ENV_PREFIX = "VENUEFEED_"
@@ -144,6 +147,17 @@ class IngestionSettings(_Section):
     completeness_interval_seconds: float = Field(
         default=1, gt=0, description="How often the durable completeness watermark advances."
     )
+    venue_time_past_seconds: float = Field(
+        default=7 * 86_400,
+        gt=0,
+        description="How old a live frame's venue time may be; older is refused as a bad "
+        "value. Book snapshots are exempt: their time is the book's last change.",
+    )
+    venue_time_future_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How far a venue time may lie past our receive time (clock skew).",
+    )
 
 
 class QualitySettings(_Section):
@@ -181,6 +195,16 @@ class StorageSettings(_Section):
         default="all",
         description="all: a batch is acknowledged once every sink (or its spool) holds it.",
     )
+    postgres_write_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="Deadline for one PostgreSQL write (connect, write, commit); past it: spool.",
+    )
+    close_timeout_seconds: float = Field(
+        default=5, gt=0, description="Bound on closing each sink at shutdown (spool replay, pools)."
+    )
+    dead_letter_path: Path = Path("venuefeed_data/dead_letters.jsonl")
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
 class BusSettings(_Section):
@@ -201,6 +225,14 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names clients may use to reach the API, besides the loopback names "
+        "(localhost, 127.0.0.1, ::1) and api.host; '*' allows any (DNS-rebinding guard).",
+    )
+    max_running_jobs: int = Field(
+        default=4, ge=1, le=100, description="Background jobs at once; more get 429."
+    )
 
 
 class LoggingSettings(_Section):
@@ -286,20 +318,110 @@ def load_config(
         raise ConfigError(_explain(exc, file_data, env_data, flag_data, source)) from None
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file is a few kilobytes; anything near this size is the wrong file."""
+MAX_CONFIG_VALUES = 100_000
+"""Values a file may hold once its aliases are expanded (a YAML "billion laughs" has 10^9)."""
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    """The file's top-level mapping of sections."""
+    data = load_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return dict(data)
+
+
+def load_yaml_file(path: Path, what: str = "config file") -> Any:
+    """A YAML file an operator gave us (``what`` it is), bounded in bytes and alias expansion.
+
+    Raises :class:`ConfigError` with one line (what, and where in the file) for
+    a file that cannot be read, is not UTF-8 text, is too large, is not YAML or
+    is an alias bomb -- never a traceback, never the offending text.
+    """
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: is it the right file?"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start}): is it the right file?"
+        ) from None
+    return _load_bounded_yaml(text, path)
+
+
+def _load_bounded_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that refuses a document whose aliases expand to too many values.
+
+    Composing keeps an alias as a reference to its anchored node, so a bomb is
+    cheap until something walks the expanded tree (our merge, pydantic). The
+    expanded size is counted on the node graph first, each node once.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"{path}: its aliases expand to more than {MAX_CONFIG_VALUES:,} values "
+                "(a YAML alias bomb?)"
+            )
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except _RecursiveAlias:
+        raise ConfigError(f"{path}: an alias refers to a node that contains it") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+class _RecursiveAlias(Exception):
+    """An anchor used inside itself: its expansion never ends."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
+    """Values under ``node`` with every alias expanded; memoized per node, cycles refused."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _RecursiveAlias
+    active.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            total += _expanded_size(item, sizes, active)
+            if total > MAX_CONFIG_VALUES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active)
+            if total > MAX_CONFIG_VALUES:
+                break
+    active.discard(key)
+    sizes[key] = total
+    return total
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """What and where, without echoing the offending text (it may hold a secret)."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{exc.problem or exc.context or 'syntax error'}{where}"
 
 
 def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
@@ -360,7 +482,8 @@ def _explain(
     flag_data: dict[str, Any],
     source: str | None,
 ) -> str:
-    lines = ["invalid configuration:"]
+    """One line: every wrong key, what is wrong and where it came from; never a secret."""
+    problems = []
     for error in exc.errors():
         keys = tuple(str(k) for k in error["loc"])
         key = ".".join(keys)
@@ -376,19 +499,61 @@ def _explain(
             if _has_path(file_data, prefix):
                 origin = f"file {source}"
                 break
-        message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        shown = "" if error["type"] == "extra_forbidden" else f" (got {error.get('input')!r})"
-        if "secret" in key.lower() or "credentials" in key or "token" in key:
-            shown = ""
-        lines.append(f"  {key}: {message}{shown} [from {origin}]")
-    return "\n".join(lines)
+            problems.append(f"{key}: unknown key [from {origin}]")
+            continue
+        shown = "" if _holds_secret_at(error["loc"]) else f" (got {_shown(error.get('input'))})"
+        problems.append(f"{key}: {error['msg']}{shown} [from {origin}]")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A wrong value as echoed in an error: short, and with any URL password masked."""
+    text = mask_url_passwords(repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _holds_secret_at(loc: tuple[int | str, ...]) -> bool:
+    """Whether the setting at ``loc`` is (or contains) a ``SecretStr``, by its declared type.
+
+    Decided by the type, not the key's name, so a secret under any name (a
+    database URL, a venue credential) is never echoed; a location the walk
+    cannot follow is treated as secret if anything above it could hold one.
+    """
+    annotation: Any = Settings
+    for part in loc:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return _contains_secret(annotation)
+            annotation = field.annotation
+            continue
+        args = get_args(annotation)
+        if get_origin(annotation) is dict and len(args) == 2:
+            annotation = args[1]
+        elif get_origin(annotation) is list and args:
+            annotation = args[0]
+        else:
+            return _contains_secret(annotation)
+    return _contains_secret(annotation)
+
+
+def _contains_secret(annotation: Any, seen: frozenset[Any] = frozenset()) -> bool:
+    if annotation is SecretStr:
+        return True
+    if annotation in seen:
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        inner = seen | {annotation}
+        return any(_contains_secret(f.annotation, inner) for f in annotation.model_fields.values())
+    return any(_contains_secret(arg, seen) for arg in get_args(annotation))
 
 
 def _mask(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "********" if value.get_secret_value() else ""
+    if isinstance(value, str):
+        return mask_url_passwords(value)
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list):

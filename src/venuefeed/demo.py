@@ -8,6 +8,7 @@ API and dashboard, and keeps a one-screen summary on the terminal.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from venuefeed.config import Settings, load_config
+from venuefeed.api.server import ApiServer, PortInUse, open_listener
+from venuefeed.config import ConfigError, Settings, load_config
 from venuefeed.log import register_secret
 from venuefeed.pipeline.whales import whale_store
+from venuefeed.preflight import check_storage
 from venuefeed.service import Service
 from venuefeed.sim.base import SimulatorBase
 from venuefeed.venues.base import simulator_class
@@ -38,9 +41,13 @@ async def start_simulators(seed: int, events_per_second: float) -> dict[str, Sim
 
 
 def demo_settings(
-    config: Path | None, sims: dict[str, SimulatorBase], db: Path, api_port: int
+    config: Path | None, sims: dict[str, SimulatorBase], db: Path, api_port: int | None
 ) -> Settings:
-    """The user's config with only the simulated venues on, pointed at the simulators."""
+    """The user's config with only the simulated venues on, pointed at the simulators.
+
+    ``api_port`` (the ``--port`` flag) wins when given; otherwise ``api.port``
+    from the file or ``VENUEFEED_API__PORT`` applies, as for every setting.
+    """
     overrides: dict[str, Any] = {
         "storage.sqlite_path": db,
         "api.port": api_port,
@@ -54,6 +61,16 @@ def demo_settings(
             register_secret(value)
             overrides[f"venues.{name}.credentials.{key}"] = value
     return load_config(config, overrides)
+
+
+def _listen(settings: Settings) -> socket.socket | None:
+    """The API's port, taken before anything starts (a port in use stops the demo first)."""
+    if not settings.api.enabled:
+        return None
+    try:
+        return open_listener(settings.api)
+    except PortInUse as exc:
+        raise ConfigError(f"port {exc.port} is in use: pass --port (0 = any free port)") from None
 
 
 def _summary(service: Service, sims: dict[str, SimulatorBase], api_url: str | None) -> Group:
@@ -93,28 +110,49 @@ async def run_demo(
     *,
     duration: float | None = None,
     db: Path = Path("venuefeed.db"),
-    api_port: int = 8080,
+    api_port: int | None = None,
     seed: int = 7,
     events_per_second: float = 25.0,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run the demo until ``duration`` elapses or the task is cancelled; returns final status."""
+    """Run the demo until ``duration`` elapses or the task is cancelled; returns final status.
+
+    Raises :class:`~venuefeed.config.ConfigError` before starting anything when
+    the storage or the API port cannot be used.
+    """
     console = console or Console()
-    sims = await start_simulators(seed, events_per_second)
-    settings = demo_settings(config, sims, db, api_port)
-    store = await asyncio.to_thread(whale_store, db)
-    for sim in sims.values():
-        for wallet in sim.whale_wallets:
-            await asyncio.to_thread(store.upsert, wallet, tier="demo", notes="simulator whale")
+    checked = demo_settings(config, {}, db, api_port)
+    check_storage(checked)
+    listener = _listen(checked)
+    sims: dict[str, SimulatorBase] = {}
+    try:
+        sims = await start_simulators(seed, events_per_second)
+        settings = demo_settings(config, sims, db, api_port)
+        store = await asyncio.to_thread(whale_store, db)
+        for sim in sims.values():
+            for wallet in sim.whale_wallets:
+                await asyncio.to_thread(store.upsert, wallet, tier="demo", notes="simulator whale")
+        return await _serve(settings, sims, listener, duration, console)
+    finally:
+        for sim in sims.values():
+            await sim.stop()
+        if listener is not None:
+            listener.close()
+
+
+async def _serve(
+    settings: Settings,
+    sims: dict[str, SimulatorBase],
+    listener: socket.socket | None,
+    duration: float | None,
+    console: Console,
+) -> dict[str, Any]:
     service = Service(settings, echo=lambda line: console.print(f"[yellow]{line}[/yellow]"))
-    api = None
+    api = ApiServer(service, settings.api, sock=listener) if listener is not None else None
     await service.start()
     try:
         api_url = None
-        if settings.api.enabled:
-            from venuefeed.api.server import ApiServer
-
-            api = ApiServer(service, settings.api)
+        if api is not None:
             await api.start()
             api_url = f"http://{settings.api.host}:{api.port}/"
         deadline = time.monotonic() + duration if duration else None
@@ -128,5 +166,3 @@ async def run_demo(
         if api is not None:
             await api.stop()
         await service.stop()
-        for sim in sims.values():
-            await sim.stop()

@@ -24,8 +24,10 @@ __all__ = [
     "RATE_LIMIT_WAIT",
     "REJECTED_FRAMES",
     "SINK_BUFFERED_BATCHES",
+    "SINK_DEAD_LETTERS",
+    "SINK_FAILING",
     "SINK_RECORDS",
-    "SINK_REJECTED_ROWS",
+    "SINK_TEXT_DECIMALS",
     "SINK_UNAVAILABLE",
     "SPOOL_BATCHES",
     "SPOOL_BLOCKED",
@@ -147,10 +149,20 @@ SINK_RECORDS = Counter(
 SINK_UNAVAILABLE = Counter(
     "sink_unavailable_total", "Writes that found a sink's backend unreachable.", ["sink"]
 )
-SINK_REJECTED_ROWS = Counter(
-    "sink_rejected_rows_total",
-    "Rows a sink cannot represent exactly (e.g. > 9 fractional digits in Parquet); skipped.",
-    ["sink", "table", "reason"],
+SINK_FAILING = Gauge(
+    "sink_failing",
+    "1 while a sink cannot store: its batches are spooled or held (see /api/status problems).",
+    ["sink"],
+)
+SINK_DEAD_LETTERS = Counter(
+    "sink_dead_letters_total",
+    "Records a sink proved invalid, set aside in the dead-letter store with the reason.",
+    ["sink"],
+)
+SINK_TEXT_DECIMALS = Counter(
+    "sink_text_decimals_total",
+    "Parquet decimals too wide for their decimal column, kept exactly as text in _exact.",
+    ["sink", "table"],
 )
 SINK_BUFFERED_BATCHES = Gauge(
     "sink_buffered_batches", "Batches waiting in a sink's fan-out buffer.", ["sink"]

@@ -86,6 +86,7 @@ class VenueRunner:
         self.pipeline = pipeline
         self.supervisor = supervisor
         self.stream: VenueStream | None = None
+        self._last_stream: VenueStream | None = None
         self.instruments: set[str] = set(adapter.settings.instruments)
         self.markets: dict[str, Market] = {}
         self.last_seen: dict[str, int] = {}
@@ -116,7 +117,9 @@ class VenueRunner:
         return frozenset(self.adapter.capabilities)
 
     def book(self, instrument: str) -> OrderBook | None:
-        stream = self.stream
+        # After the stream stopped, its books still hold the last state: the
+        # shutdown flush stores it from there.
+        stream = self.stream or self._last_stream
         return stream.book(instrument) if stream is not None else None
 
     # -- discovery ---------------------------------------------------------
@@ -178,7 +181,7 @@ class VenueRunner:
             else:  # the completeness job opens it once it knows where the store stands
                 self._restart_pending = True
         async with stream:
-            self.stream = stream
+            self.stream = self._last_stream = stream
             try:
                 if self.instruments:
                     await stream.subscribe(sorted(self.instruments))
@@ -536,7 +539,14 @@ class Service:
         """Stop intake, flush books and pending batches, close everything. Loses nothing."""
         await self.stop_continuous()
         await self.supervisor.stop_all()
-        await self.pipeline.flush_books(force=True)
+        try:
+            # Stuck storage must not hold the shutdown here: the writer's close
+            # below decides, with the same patience, what cannot be stored.
+            async with asyncio.timeout(self.writer.close_patience_seconds):
+                await self.pipeline.flush_books(force=True)
+        except TimeoutError:
+            log.error("last book states not stored at shutdown: storage is stuck",
+                      problems=self.writer.problems())  # fmt: skip
         await self.writer.close()
         await self.sink.close()
         self.sink_ok = False

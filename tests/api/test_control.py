@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from venuefeed.api.jobs import JobRegistry, TooManyJobs
-from venuefeed.api.server import ApiConfigError, ApiServer
+from venuefeed.api.server import ApiConfigError, ApiServer, PortInUse, open_listener
 from venuefeed.service import Service
 from venuefeed.venues.base import known_venues
 
@@ -99,8 +99,8 @@ async def test_background_job_reports_state_and_result(make_stack: StackFactory)
     assert (await stack.client.get("/api/v1/jobs/nope")).status_code == 404
 
 
-async def test_job_registry_is_bounded_and_records_failures() -> None:
-    jobs = JobRegistry(capacity=2)
+async def test_job_registry_bounds_running_and_kept_jobs() -> None:
+    jobs = JobRegistry(capacity=3, max_running=2)
     gate = asyncio.Event()
 
     async def wait(job: object) -> str:
@@ -115,15 +115,49 @@ async def test_job_registry_is_bounded_and_records_failures() -> None:
     await asyncio.sleep(0)
     assert failing.state == "failed" and failing.error == "ValueError: venue said no"
     first = jobs.submit("x", wait)
-    second = jobs.submit("x", wait)  # evicts the finished (failed) job
-    assert jobs.get(failing.id) is None
-    with pytest.raises(TooManyJobs):
+    second = jobs.submit("x", wait)
+    with pytest.raises(TooManyJobs) as refused:  # two run: the limit, whatever the capacity
         jobs.submit("x", wait)
+    assert refused.value.retry_after > 0
+    assert jobs.running == 2 and jobs.get(failing.id) is failing
     gate.set()
     await asyncio.sleep(0.01)
     assert first.result == second.result == "done" and first.state == "succeeded"
-    jobs.submit("x", wait)  # room again: finished jobs are evicted
+    third = jobs.submit("x", wait)  # room again; the registry is full, so the oldest goes
+    assert jobs.get(failing.id) is None and jobs.get(third.id) is third
     await jobs.close()
+
+
+async def test_background_jobs_beyond_the_limit_get_429_with_retry_after(
+    make_stack: StackFactory,
+) -> None:
+    """Forty jobs in a row: the configured number run, the rest are told when to come back."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # a venue that accepts the connection and never answers
+
+    blackhole = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = blackhole.sockets[0].getsockname()[1]
+    try:
+        stack = await make_stack(**{
+            "api.max_running_jobs": 3,
+            "venues.binance.enabled": True, "venues.binance.instruments": ["BTCUSDT"],
+            "venues.binance.urls": {"rest": f"http://127.0.0.1:{port}"},
+        })  # fmt: skip
+        path = "/api/v1/ingestion/ingest-data?background=true"
+        answers = [await stack.client.post(path) for _ in range(40)]
+        assert [r.status_code for r in answers[:3]] == [202, 202, 202]
+        refused = answers[3:]
+        assert {r.status_code for r in refused} == {429}
+        assert all(r.headers["retry-after"] == "5" for r in refused)
+        assert "3 jobs are still running" in refused[0].json()["detail"]
+        running = (await stack.client.get("/api/v1/ingestion/status")).json()["jobs"]
+        assert len(running) == 3
+    finally:
+        for writer in held:
+            writer.close()
+        blackhole.close()
 
 
 async def test_test_connection_for_a_venue_that_cannot_answer(make_stack: StackFactory) -> None:
@@ -169,6 +203,21 @@ async def test_no_secret_in_any_response(make_stack: StackFactory) -> None:
     assert config["venues"]["kalshi"]["credentials"] == {"api_key_id": "********"}
 
 
+async def test_url_passwords_never_leave_in_a_response(make_stack: StackFactory) -> None:
+    stack = await make_stack(**{"bus.nats_url": "nats://app:pw-nats-configured@bus:4222"})
+    stack.service.errors.add(
+        "storage", "connect", "postgresql://app:pw-never-configured@db/x: connection refused"
+    )
+    for path in ("/api/status", "/api/v1/config", "/api/metrics"):
+        text = (await stack.client.get(path)).text
+        assert "pw-nats-configured" not in text and "pw-never-configured" not in text, path
+    status = (await stack.client.get("/api/status")).json()
+    assert status["recent_errors"][0]["message"].startswith("postgresql://app:********@db/x")
+    assert (await stack.client.get("/api/v1/config")).json()["bus"]["nats_url"] == (
+        "nats://app:********@bus:4222"
+    )
+
+
 async def test_cors_is_closed_unless_configured(make_stack: StackFactory) -> None:
     preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
     closed = await make_stack()
@@ -187,6 +236,8 @@ async def test_cors_is_closed_unless_configured(make_stack: StackFactory) -> Non
 
 async def test_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, **{"api.host": "0.0.0.0"})
+    with pytest.raises(ApiConfigError, match="without a token"):
+        open_listener(settings.api)  # checked before anything starts: no service needed
     service = Service(settings)
     with pytest.raises(ApiConfigError, match="without a token"):
         await ApiServer(service, settings.api).start()
@@ -205,8 +256,28 @@ async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         settings = make_settings(tmp_path, **{"api.port": port})
-        with pytest.raises(ApiConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(PortInUse, match=f"port {port} is in use") as err:
+            open_listener(settings.api)
+        assert err.value.port == port
+        with pytest.raises(PortInUse):
             await ApiServer(Service(settings), settings.api).start()
+
+
+async def test_a_listener_taken_first_is_the_one_served(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    listener = open_listener(settings.api)
+    port = listener.getsockname()[1]
+    service = Service(settings)
+    await service.start(continuous=False)
+    server = ApiServer(service, settings.api, sock=listener)
+    await server.start()
+    try:
+        assert server.port == port
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+    finally:
+        await server.stop()
+        await service.stop()
 
 
 async def test_server_stops_with_a_client_still_connected(make_stack: StackFactory) -> None:

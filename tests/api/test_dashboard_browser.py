@@ -102,6 +102,8 @@ async def test_dashboard_live_counters_and_disconnects(browser: Browser, tmp_pat
         await expect(page.locator("#socket")).to_have_text("live", timeout=10_000)
         row = page.locator('#venues tr[data-venue="polygon"] .state')
         await expect(row).to_have_text("connected", timeout=10_000)
+        await expect(page.locator("#health")).to_have_text("healthy")
+        await expect(page.locator("#problems-panel")).to_be_hidden()
 
         # live events: rows appear, and keep appearing, within 5 s of the simulator sending
         events = page.locator("#events tr")
@@ -140,3 +142,30 @@ async def test_dashboard_live_counters_and_disconnects(browser: Browser, tmp_pat
         await sim.kill()
         if service is not None:
             await service.kill()
+
+
+async def test_dashboard_shows_why_the_service_is_unhealthy(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """A real failure (Kalshi's key file is missing) is listed on the page, as in /api/status."""
+    absent = tmp_path / "absent.pem"
+    service = await Proc.start("run", env={
+        "VENUEFEED_STORAGE__SQLITE_PATH": str(tmp_path / "unhealthy.db"),
+        "VENUEFEED_API__PORT": "0",
+        "VENUEFEED_VENUES__POLYMARKET__ENABLED": "false",
+        "VENUEFEED_VENUES__KALSHI__CREDENTIALS__API_KEY_ID": "key-1",
+        "VENUEFEED_VENUES__KALSHI__CREDENTIALS__PRIVATE_KEY_PATH": str(absent),
+    })  # fmt: skip
+    try:
+        url = (await service.wait_for(r"dashboard on (http://\S+/)")).group(1)
+        page = await browser.new_page()
+        await page.goto(url)
+        await expect(page.locator("#health")).to_have_text("unhealthy (1)", timeout=10_000)
+        problems = page.locator("#problems li")
+        await expect(problems).to_have_count(1)
+        await expect(problems.first).to_contain_text(
+            f"kalshi: misconfigured: CredentialsError: cannot read kalshi private key file {absent}"
+        )
+        await expect(page.locator("#problems-panel")).to_be_visible()
+    finally:
+        await service.kill()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
+import os
+import socket
+import struct
 from typing import Any
 
 import aiohttp
+import pytest
 
 from venuefeed.models import BookState
 
@@ -112,3 +118,54 @@ async def test_subscribers_are_released_on_disconnect_and_on_shutdown(stack: Sta
         closing = await asyncio.wait_for(ws.receive(), WAIT)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert hub.subscribers == 0
+
+
+async def _client_that_vanishes(port: int, hold: float) -> None:
+    """Open /ws/live with stats, read nothing (so the server's sends block), then reset."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /ws/live?stats=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    writer.write(request.encode())
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+    await asyncio.sleep(hold)  # events and a stats snapshot pile up behind the full socket
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()  # RST: the client is gone mid-send
+
+
+async def test_clients_that_vanish_mid_send_log_nothing(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone who reaches the API could otherwise write a traceback into the log per connection."""
+    caplog.set_level(logging.WARNING)
+    stop = asyncio.Event()
+
+    async def flood() -> None:
+        n = 0
+        while not stop.is_set():
+            for _ in range(50):
+                n += 1
+                await stack.service.pipeline.process(trade(f"f{n}"))
+            await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        # 3 s: long enough for the socket to fill and both senders to queue behind it
+        await asyncio.gather(*(_client_that_vanishes(stack.api.port or 0, 3.0) for _ in range(10)))
+        for _ in range(100):
+            if stack.service.hub.subscribers == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await flooding
+    assert stack.service.hub.subscribers == 0
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert noisy == [], [(r.name, r.getMessage(), r.exc_info and r.exc_info[0]) for r in noisy]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import shutil
+import sys
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from venuefeed.models import PriceUpdate
 
-from .apihelp import Stack, trade
+from .apihelp import Stack, StackFactory, trade
 
 REQUIRED_METRICS = {
     # names users already alert on (issue 7) -> their labels
@@ -22,7 +27,8 @@ REQUIRED_METRICS = {
     "market_data_active_streams": {"venue"},
 }
 BOUNDED_LABELS = {"venue", "type", "kind", "address", "side", "state", "endpoint", "status",
-                  "reason", "host", "check", "outcome", "component", "cause", "le"}  # fmt: skip
+                  "reason", "host", "check", "outcome", "component", "cause", "le",
+                  "sink", "table"}  # fmt: skip
 
 
 async def test_events_newest_first_paginated_and_filtered(stack: Stack) -> None:
@@ -111,3 +117,53 @@ async def test_dashboard_is_served_by_the_app_with_nothing_from_elsewhere(stack:
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text), "external asset"
     assert "new WebSocket(" in (await stack.client.get("/static/app.js")).text
     assert (await stack.client.get("/docs")).status_code == 404  # Swagger UI would need a CDN
+
+
+async def test_unhealthy_service_answers_503_with_its_problems(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    """A real failure: Kalshi enabled with a key file that does not exist."""
+    absent = tmp_path / "absent.pem"
+    stack = await make_stack(**{
+        "venues.kalshi.enabled": True,
+        "venues.kalshi.credentials": {"api_key_id": "key-1", "private_key_path": str(absent)},
+    })  # fmt: skip
+    client = stack.client
+    response = await client.get("/api/status")
+    assert response.status_code == 503
+    status = response.json()
+    assert status["healthy"] is False
+    assert status["problems"] == [
+        f"kalshi: misconfigured: CredentialsError: cannot read kalshi private key file {absent}: "
+        "No such file or directory"
+    ]
+    assert {v["venue"] for v in status["venues"]} == {"binance", "kalshi", "polygon", "polymarket"}
+    health = await client.get("/api/v1/ingestion/health")
+    assert health.status_code == 503 and health.json()["problems"] == status["problems"]
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reasons"] == [*status["problems"], "no venue is connected"]
+    live = await client.get("/healthz")  # the process answers: a restart would not fix this
+    assert live.status_code == 200 and live.json()["healthy"] is False
+
+    curl = shutil.which("curl")
+    if curl is not None:  # what a Docker HEALTHCHECK runs
+        probe = await asyncio.create_subprocess_exec(
+            curl, "-fsS", "-o", "/dev/null", stack.api.url + "/api/status",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await probe.communicate()
+        assert probe.returncode == 22 and b"503" in err
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "venuefeed.cli", "--db", str(tmp_path / "cli.db"), "status",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "VENUEFEED_API__PORT": str(stack.api.port)},
+    )  # fmt: skip
+    out, _ = await cli.communicate()
+    assert cli.returncode == 1 and "kalshi: misconfigured" in out.decode()
+
+
+async def test_healthy_status_is_200(stack: Stack) -> None:
+    response = await stack.client.get("/api/status")
+    assert response.status_code == 200 and response.json()["problems"] == []
+    assert (await stack.client.get("/api/v1/ingestion/health")).status_code == 200

@@ -23,8 +23,12 @@ from venuefeed.service import Service
 
 from .apihelp import make_settings
 
-DOCUMENTED_5XX = {("GET", "/readyz"): {503}}
-"""Not-ready is a documented 503, not a failure."""
+DOCUMENTED_5XX = {
+    ("GET", "/readyz"): {503},
+    ("GET", "/api/status"): {503},
+    ("GET", "/api/v1/ingestion/health"): {503},
+}
+"""Not-ready and unhealthy are documented 503s, not failures."""
 
 
 class ServedInThread:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from venuefeed.models import Trade
 from venuefeed.pipeline.writer import SinkWriter
-from venuefeed.sinks.base import Record, Sink, SinkUnavailable
+from venuefeed.sinks.base import InvalidRecords, Record, Sink, SinkUnavailable
 from venuefeed.supervisor import Supervisor
 
 
@@ -34,7 +34,7 @@ class MemorySink(Sink):
         for record in batch:
             assert isinstance(record, Trade)
             if record.price == "bad":
-                raise ValueError("bad price")
+                raise InvalidRecords("memory", "bad price")
         self.batches.append(len(batch))
         for record in batch:
             self.rows[record.trade_id] = record  # type: ignore[union-attr]
@@ -61,7 +61,14 @@ async def test_bad_record_rejected_alone() -> None:
     writer.start()
     await writer.close()
     assert sorted(sink.rows) == [str(n) for n in range(10) if n != 4]
-    assert writer.rejected == 1 and "bad price" in (writer.last_error or "")
+    assert writer.rejected == 1
+    (letter,) = writer.dead_letters.memory
+    assert (letter.sink, letter.reason, letter.to_record()) == (
+        "memory",
+        "bad price",
+        trade(4, "bad"),
+    )
+    assert writer.stored == 9 and writer.failing_since is None
 
 
 async def test_unavailable_sink_retried_until_back() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,7 @@ async def test_stream_disconnect_heal_and_clean_stop(tmp_path: Path) -> None:
     sim = Simulator(seed=3, tickers=("AAPL", "MSFT"), events_per_second=80,
                     faults=Faults(duplicate_rate=0.2))  # fmt: skip
     await sim.start()
+    sim.pause()  # the venue's clock waits until we listen: earlier trades are history
     db = tmp_path / "v.db"
     service = Service(
         settings_for({"polygon": sim}, db, {"venues.polygon.instruments": ["AAPL", "MSFT"]})
@@ -25,12 +27,16 @@ async def test_stream_disconnect_heal_and_clean_stop(tmp_path: Path) -> None:
     try:
         await service.start()
         runner = service.runners["polygon"]
+        await wait_for(lambda: any(s.state.subs for s in sim.sockets))
+        sim.resume()
         await wait_for(lambda: runner.events > 20)
         await sim.disconnect_all()  # a venue cut: the window is healed from REST
         await wait_for(lambda: runner.stream is not None and runner.stream.state == "connected")
         await wait_for(lambda: runner.events > 60)
         await wait_for(lambda: runner.healer.healed >= 2 and not runner.healer.view()["open"])
-        # Stop the venue first: everything it sent is then in flight to us or received.
+        # Quiet the venue, then stop it: everything it printed is then received.
+        sim.pause()
+        await asyncio.sleep(0.5)
         await sim.stop()
         await wait_for(lambda: runner.stream is None or runner.stream.state != "connected")
     finally:

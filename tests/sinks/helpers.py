@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from venuefeed.models import (
@@ -139,6 +140,69 @@ class TcpProxy:
         self._writers.discard(up_writer)
 
 
+class StallingProxy:
+    """A loopback TCP proxy that can turn into a black hole: it stops forwarding, closes nothing.
+
+    ``stall()`` is what a network partition or a hung server looks like to a
+    client -- connections stay open, new ones are accepted, and no byte moves
+    in either direction, with no RST and no FIN to tell anyone. ``resume()``
+    lets the held bytes through and forwards again.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._forwarding = asyncio.Event()
+        self._forwarding.set()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, url: str, port: int) -> str:
+        """``url`` with ``127.0.0.1:<port>`` pointed at this proxy."""
+        return url.replace(f"127.0.0.1:{port}", f"127.0.0.1:{self.port}")
+
+    def stall(self) -> None:
+        self._forwarding.clear()
+
+    def resume(self) -> None:
+        self._forwarding.set()
+
+    async def close(self) -> None:
+        self._forwarding.set()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._forwarding.wait()  # accepted, then silence
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.add(up_writer)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    await self._forwarding.wait()
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.discard(writer)
+        self._writers.discard(up_writer)
+
+
 class FlakySink(Sink):
     """An in-memory sink that is unreachable while ``down`` is set; stores like a keyed table."""
 
@@ -157,3 +221,16 @@ class FlakySink(Sink):
         if self.down:
             raise SinkUnavailable("flaky: down")
         self.stored.extend(batch)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Take all but ``leave`` bytes of ``disk`` with one file."""
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    size = stat.f_bavail * stat.f_frsize - leave
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+    return filler

@@ -55,7 +55,7 @@ def test_parse_since() -> None:
 async def test_sqlite_to_parquet_matches_the_sink_layout(tmp_path: Path) -> None:
     db = await filled_sqlite(tmp_path)
     result = await export("sqlite", "trades", None, "parquet", tmp_path / "out", sqlite_path=db)
-    assert result.rows == 3 and result.rejected == 0
+    assert result.rows == 3 and result.exact_text == 0
     exported = ds.dataset(tmp_path / "out" / "trades", format="parquet", partitioning="hive")
     rows = sorted(exported.to_table().to_pylist(), key=lambda r: r["trade_id"])
     assert [(r["date"], r["trade_id"], r["price"]) for r in rows] == [
@@ -98,6 +98,18 @@ async def test_postgres_to_parquet_and_csv(tmp_path: Path) -> None:
         )  # fmt: skip
         (candle,) = read_csv(tmp_path / "c.csv")
         assert (candle["volume"], candle["closed"]) == ("12.125", "true")
+        books = await export(
+            "postgres", "book_snapshots", None, "parquet", tmp_path / "pq", database_url=url,
+            pg_schema=pg_schema,
+        )  # fmt: skip
+        assert books.rows == 1
+        table = ds.dataset(tmp_path / "pq" / "book_snapshots", format="parquet",
+                           partitioning="hive")  # fmt: skip
+        (snap,) = table.to_table().to_pylist()
+        assert [(lv["price"], lv["size"]) for lv in snap["bids"]] == [
+            (Decimal("0.52"), Decimal("5")), (Decimal("0.5"), Decimal("7"))
+        ]  # fmt: skip
+        assert [(lv["price"], lv["size"]) for lv in snap["asks"]] == [(Decimal("0.55"), 1)]
     finally:
         conn = await asyncpg.connect(url)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')

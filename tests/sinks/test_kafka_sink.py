@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -14,8 +15,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from venuefeed import metrics
 from venuefeed.models import event_decoder
 from venuefeed.sinks.base import SinkUnavailable, Watermark
+from venuefeed.sinks.deadletter import DeadLetterStore, read_dead_letters
 from venuefeed.sinks.kafka import MSG_ID_HEADER, KafkaSink
 from venuefeed.sinks.keys import message_id
+from venuefeed.sinks.spool import SpoolingSink
 
 from .helpers import delta, market, mixed_batch, trade
 
@@ -110,3 +113,25 @@ async def test_no_broker_is_sink_unavailable() -> None:
         await sink.start()
     with pytest.raises(SinkUnavailable):
         await sink.write([trade(1)])
+
+
+async def test_a_message_too_large_is_set_aside_alone(mock_cluster: str, tmp_path: Path) -> None:
+    """The producer refuses it for good (MSG_SIZE_TOO_LARGE): only that record is set aside."""
+    dead = DeadLetterStore(tmp_path / "dead.jsonl")
+    inner = KafkaSink(mock_cluster, topic_prefix="t5.", config={"message.max.bytes": 2000})
+    sink = SpoolingSink(inner, tmp_path / "spool", 1_000_000, dead_letters=dead)
+    huge = msgspec.structs.replace(trade(3), maker="m" * 5000)
+    await sink.start()
+    try:
+        await sink.write([trade(1), trade(2), huge, trade(4)])
+    finally:
+        await sink.close()
+    (letter,) = read_dead_letters(tmp_path / "dead.jsonl")
+    assert letter.sink == "kafka" and "MSG_SIZE_TOO_LARGE" in letter.reason
+    assert letter.to_record() == huge
+    messages = read_all(mock_cluster, "t5.market_trades", 3)
+    assert sorted(msgspec.json.decode(m.value())["trade_id"] for m in messages) == [
+        "t1",
+        "t2",
+        "t4",
+    ]  # type: ignore[attr-defined]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,12 +12,16 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from venuefeed import metrics
+from venuefeed.models import BookLevel, BookSnapshot, WhaleTrade
+from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.sinks.base import Watermark
+from venuefeed.sinks.columnar import PRODUCT, decimal_problem
 from venuefeed.sinks.journal import Journal, encode_batch
 from venuefeed.sinks.keys import message_id
-from venuefeed.sinks.parquet import ParquetSink, decimal_problem
+from venuefeed.sinks.parquet import ParquetSink
+from venuefeed.sinks.spool import SpoolingSink
 
-from .helpers import delta, market, mixed_batch, snapshot, trade
+from .helpers import delta, fill, market, mixed_batch, snapshot, trade
 
 
 def dataset(root: Path, table: str) -> ds.Dataset:
@@ -53,7 +59,7 @@ async def test_hive_layout_exact_decimals_and_every_table(tmp_path: Path) -> Non
         ("pm", "2023-11-14", "t2", Decimal("0.000000001"), Decimal("10.25")),
         ("kalshi", "2023-11-14", "t3", Decimal("0.5"), Decimal("10.25")),
     ]
-    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 9)"
+    assert str(dataset(tmp_path, "trades").schema.field("price").type) == "decimal128(38, 12)"
     assert trades[0]["_id"] == message_id(trade(1))
     deltas = dataset(tmp_path, "book_deltas").to_table().to_pylist()
     assert sorted((d["side"], str(d["price"].normalize()), str(d["size"].normalize()))
@@ -103,17 +109,51 @@ async def test_rolls_by_time(tmp_path: Path) -> None:
         assert len(parts(tmp_path)) == 1
 
 
-async def test_too_many_fractional_digits_rejected_and_counted(tmp_path: Path) -> None:
-    counter = metrics.SINK_REJECTED_ROWS.labels("parquet", "trades", "decimal_scale")
+def whale(n: int, price: str, size: str) -> WhaleTrade:
+    amount = str(Decimal(price) * Decimal(size))
+    return WhaleTrade(venue="binance", instrument="BTCUSDT", ts_venue=T0 + n, ts_recv=T0 + n,
+                      trade_id=f"w{n}", trader_address="*", side="buy", price=price, size=size,
+                      amount=amount)  # fmt: skip
+
+
+T0 = 1_700_000_000_000_000_000
+
+
+async def test_no_row_is_ever_skipped_for_its_precision(tmp_path: Path) -> None:
+    """Binance price x size has 16 fractional digits: exact. Wider still: kept as text."""
+    counter = metrics.SINK_TEXT_DECIMALS.labels("parquet", "trades")
     before = counter._value.get()
+    big = whale(1, "64123.45678901", "0.12345678")
+    assert len(big.amount.split(".")[1]) == 16
+    too_fine, too_big = "0." + "0" * 12 + "1", "1" * 27
+    wide_level = BookSnapshot(
+        venue="kalshi",
+        instrument="KX",
+        ts_venue=T0,
+        ts_recv=T0,
+        bids=[BookLevel("0.5", "1"), BookLevel("0.4", too_fine)],
+        asks=[],
+    )
     async with ParquetSink(tmp_path) as sink:
-        await sink.write([trade(1, price="0.0000000001"), trade(2)])
-        assert sink.rejected == 1
-    assert counter._value.get() - before == 1
-    ids = dataset(tmp_path, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
-    assert ids == ["t2"]
-    assert decimal_problem("0.0000000001") == "10 fractional digits (at most 9)"
-    assert decimal_problem("1" * 30) is not None and decimal_problem("1" * 29) is None
+        await sink.write([big, trade(2, price=too_fine), trade(3, price=too_big), trade(4),
+                          wide_level])  # fmt: skip
+    (stored,) = dataset(tmp_path, "whale_activity").to_table().to_pylist()
+    assert stored["amount"] == Decimal(big.amount) and stored["_exact"] is None
+    rows = {r["trade_id"]: r for r in dataset(tmp_path, "trades").to_table().to_pylist()}
+    assert sorted(rows) == ["t2", "t3", "t4"]
+    assert rows["t2"]["price"] is None and json.loads(rows["t2"]["_exact"]) == {"price": too_fine}
+    assert rows["t3"]["price"] is None and json.loads(rows["t3"]["_exact"]) == {"price": too_big}
+    assert rows["t4"]["price"] == Decimal("0.5") and rows["t4"]["_exact"] is None
+    assert counter._value.get() - before == 2
+    (snap,) = dataset(tmp_path, "book_snapshots").to_table().to_pylist()
+    assert [lv["size"] for lv in snap["bids"]] == [Decimal("1"), None]
+    assert json.loads(snap["_exact"]) == {"bids[1].size": too_fine}
+    assert decimal_problem(too_fine) == "13 fractional digits (at most 12)"
+    assert decimal_problem(too_big) == "27 integer digits (at most 26)"
+    assert decimal_problem(too_fine, PRODUCT) is None
+    assert decimal_problem("1" * 26 + "." + "9" * 12) is None
+    assert decimal_problem("0.10000000000000000000000") is None  # trailing zeros are free
+    assert decimal_problem("NaN") == "not a finite number"
 
 
 async def test_crash_with_open_parts_is_rebuilt_from_the_wal(tmp_path: Path) -> None:
@@ -152,3 +192,39 @@ async def test_markets_and_watermarks_are_not_written(tmp_path: Path) -> None:
         await sink.write([market(), Watermark("a", "b")])
         assert sink.rows_written == 0
     assert not parts(tmp_path)
+
+
+async def test_a_full_disk_loses_no_row_and_duplicates_none(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """Parts that cannot be written are rebuilt from the log once the disk has room again."""
+    root = small_disk / "pq"
+    spool = SpoolingSink(ParquetSink(root, roll_rows=300, row_group_rows=50), tmp_path / "spool",
+                         50_000_000, retry_max_seconds=0.05)  # fmt: skip
+    writer = SinkWriter(spool, batch_size=100)
+    await spool.start()
+    writer.start()
+    for n in range(500):
+        await writer.put(trade(n))
+    await writer.drain()
+    filler = fill(small_disk, leave=16 * 1024)
+    for n in range(500, 3000):
+        await writer.put(trade(n))
+    await writer.drain()  # durable: the spool (on another disk) took what Parquet could not
+    assert spool.status()["spooled_batches"] > 0
+    (problem,) = [p for p in writer.problems() if p.startswith("storage: parquet: disk full")]
+    assert "records in the spool" in problem
+    filler.unlink()
+    await wait_for(lambda: spool.status()["spooled_batches"] == 0)
+    await writer.close()
+    await spool.close()
+    ids = dataset(root, "trades").to_table(columns=["trade_id"]).column(0).to_pylist()
+    assert len(ids) == len(set(ids)) == 3000
+    assert not open_parts(root) and not wal_files(root)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)

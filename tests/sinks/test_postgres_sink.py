@@ -13,7 +13,7 @@ import pytest
 
 from venuefeed import schema
 from venuefeed.models import Candle, DataGap, MarketStatus, Outcome
-from venuefeed.sinks.base import SinkUnavailable, Watermark
+from venuefeed.sinks.base import InvalidRecords, SinkUnavailable, Watermark
 from venuefeed.sinks.postgres import PostgresStore, applied_migrations, migrate, resolve_url
 
 from .helpers import delta, market, mixed_batch, require_postgres, snapshot, trade
@@ -168,7 +168,7 @@ async def test_a_bad_batch_rolls_back_entirely(store: PostgresStore) -> None:
     class Junk:
         pass
 
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidRecords, match="TypeError"):
         await store.write([trade(1), *[delta(n) for n in range(10)], Junk()])  # type: ignore[list-item]
     assert await fetch(store, "SELECT count(*) FROM S.trades") == [(0,)]
     assert await fetch(store, "SELECT count(*) FROM S.book_deltas") == [(0,)]

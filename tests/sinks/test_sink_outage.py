@@ -71,7 +71,7 @@ async def test_postgres_outage_every_event_stored_once(tmp_path: Path) -> None:
     await proxy.start()
     pg_schema = f"vf_outage_{uuid.uuid4().hex[:10]}"
     proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    store = PostgresStore(proxied, pg_schema=pg_schema, command_timeout=2, connect_timeout=1)
+    store = PostgresStore(proxied, pg_schema=pg_schema, write_timeout=2, connect_timeout=1)
     try:
         await run_through_outage(store, proxy, tmp_path)
         conn = await asyncpg.connect(url)

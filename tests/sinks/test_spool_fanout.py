@@ -10,7 +10,8 @@ import pytest
 
 from venuefeed import metrics
 from venuefeed.config import load_config
-from venuefeed.sinks.base import Record, SinkUnavailable, Watermark
+from venuefeed.sinks.base import InvalidRecords, Record, SinkUnavailable, Watermark
+from venuefeed.sinks.deadletter import DeadLetterStore, read_dead_letters
 from venuefeed.sinks.fanout import FanOut, build_sinks
 from venuefeed.sinks.spool import SpoolingSink
 from venuefeed.sinks.sqlite import SqliteStore
@@ -20,10 +21,6 @@ from .helpers import FlakySink, market, trade
 
 def spool_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("seg-*.spool"))
-
-
-def rejected_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("rejected-*.spool"))
 
 
 def trade_ids(records: Sequence[Record]) -> list[str]:
@@ -115,24 +112,60 @@ async def test_sink_down_at_start_is_started_later(tmp_path: Path) -> None:
 
 
 class Rejecting(FlakySink):
+    """Proves t13 invalid (a constraint error, say) whenever it is in a batch."""
+
     async def write(self, batch: Sequence[Record]) -> None:
         if any(getattr(r, "trade_id", "") == "t13" for r in batch) and not self.down:
-            raise TypeError("cannot store t13")
+            raise InvalidRecords("flaky", "CHECK constraint failed: t13")
         await super().write(batch)
 
 
-async def test_poison_batch_is_set_aside_not_retried_forever(tmp_path: Path) -> None:
+async def test_invalid_record_in_a_spooled_batch_goes_to_dead_letters_alone(
+    tmp_path: Path,
+) -> None:
     inner = Rejecting()
+    inner.down = True
+    dead = DeadLetterStore(tmp_path / "dead.jsonl")
+    spool = SpoolingSink(
+        inner, tmp_path / "spool", max_bytes=1_000_000, retry_max_seconds=0.05, dead_letters=dead
+    )
+    await spool.start()
+    await spool.write([trade(12)])
+    await spool.write([trade(n) for n in range(13, 20)])  # t13 shares a batch with good ones
+    inner.down = False
+    await wait_for(lambda: spool.status()["spooled_batches"] == 0)
+    await spool.write([trade(20), trade(13)])  # the direct path isolates it the same way
+    await spool.close()
+    assert sorted(trade_ids(inner.stored)) == sorted(f"t{n}" for n in range(12, 21) if n != 13)
+    entries = list(read_dead_letters(tmp_path / "dead.jsonl"))
+    assert [(e.sink, e.reason) for e in entries] == [("flaky", "CHECK constraint failed: t13")] * 2
+    assert [e.to_record() for e in entries] == [trade(13), trade(13)]
+    assert dead.count == 2 and "2 record(s) set aside" in dead.problems()[0]
+
+
+class Unclassified(FlakySink):
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.attempts += 1
+        if self.down:
+            raise RuntimeError("something nobody anticipated")
+        self.stored.extend(batch)
+
+
+async def test_an_unclassified_failure_keeps_the_batch_in_the_spool(tmp_path: Path) -> None:
+    inner = Unclassified()
     inner.down = True
     spool = SpoolingSink(inner, tmp_path, max_bytes=1_000_000, retry_max_seconds=0.05)
     await spool.start()
-    for n in (12, 13, 14):
-        await spool.write([trade(n)])
+    await spool.write([trade(1), trade(2)])
+    await wait_for(lambda: inner.attempts >= 3)  # retried, not set aside
+    assert spool.status()["spooled_records"] == 2
+    (problem,) = spool.problems()
+    assert "flaky: RuntimeError: something nobody anticipated" in problem
+    assert "2 records in the spool" in problem
     inner.down = False
     await wait_for(lambda: spool.status()["spooled_batches"] == 0)
     await spool.close()
-    assert trade_ids(inner.stored) == ["t12", "t14"]
-    assert len(rejected_files(tmp_path)) == 1
+    assert trade_ids(inner.stored) == ["t1", "t2"] and spool.problems() == []
 
 
 async def test_slow_sink_only_fills_its_own_buffer() -> None:
@@ -177,13 +210,15 @@ async def test_a_failing_sink_fails_the_write_but_not_the_others() -> None:
 
 async def test_build_sinks_from_settings(tmp_path: Path) -> None:
     only = load_config(overrides={"storage.sqlite_path": tmp_path / "a.db"}, environ={})
-    assert isinstance(build_sinks(only), SqliteStore)
+    single = build_sinks(only)
+    assert isinstance(single, SpoolingSink) and isinstance(single.inner, SqliteStore)
     settings = load_config(
         overrides={
             "storage.sinks": ["sqlite", "parquet", "nats"],
             "storage.sqlite_path": tmp_path / "v.db",
             "storage.parquet_root": tmp_path / "pq",
             "storage.spool_dir": tmp_path / "spool",
+            "storage.dead_letter_path": tmp_path / "dead.jsonl",
             "bus.nats_url": "nats://127.0.0.1:1",
             "bus.nats_ack_timeout_seconds": 0.2,
         },
@@ -193,12 +228,16 @@ async def test_build_sinks_from_settings(tmp_path: Path) -> None:
     assert isinstance(sink, FanOut)
     names = [lane.sink.name for lane in sink.lanes]
     assert names == ["sqlite", "parquet", "nats"]
-    assert isinstance(sink.lanes[2].sink, SpoolingSink)
+    assert all(isinstance(lane.sink, SpoolingSink) for lane in sink.lanes)
+    assert all(lane.sink.dead_letters is sink.dead_letters for lane in sink.lanes)
+    assert sink.dead_letters is not None and sink.dead_letters.path == tmp_path / "dead.jsonl"
     await sink.start()  # NATS is unreachable: its batches spool, the others store them
     await sink.write([trade(1)])
     status = sink.status()
     assert status["nats"]["spool"]["spooled_batches"] == 1
     assert status["sqlite"]["records_written"] == 1
+    (problem,) = sink.problems()
+    assert problem.startswith("storage: nats: ") and "1 records in the spool" in problem
     await sink.close()
     assert spool_files(tmp_path / "spool" / "nats")
 

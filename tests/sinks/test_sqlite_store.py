@@ -22,7 +22,7 @@ from venuefeed.models import (
     Outcome,
     Trade,
 )
-from venuefeed.sinks.base import Watermark
+from venuefeed.sinks.base import InvalidRecords, Watermark
 from venuefeed.sinks.sqlite import SqliteStore, migrate, open_reader, schema_status
 
 
@@ -175,7 +175,7 @@ async def test_a_bad_batch_fails_alone(store: SqliteStore) -> None:
         return_exceptions=True,
     )  # fmt: skip
     assert results[0] is None
-    assert isinstance(results[1], TypeError)
+    assert isinstance(results[1], InvalidRecords) and "TypeError" in str(results[1])
     assert count(store.path, "trades") == 5  # the bad batch left nothing half-written
     assert store.last_error is not None
 
@@ -183,7 +183,8 @@ async def test_a_bad_batch_fails_alone(store: SqliteStore) -> None:
 READER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-seen = []
+seen = [conn.execute("SELECT count(*) FROM trades").fetchone()[0]]
+print("ready", flush=True)
 deadline = time.time() + 20
 while time.time() < deadline:
     n = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
@@ -202,12 +203,14 @@ async def test_another_process_reads_while_ingestion_writes(store: SqliteStore) 
         sys.executable, "-c", READER, str(store.path), str(total + 1),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    assert reader.stdout is not None
+    assert await asyncio.wait_for(reader.stdout.readline(), 30) == b"ready\n"
     for start in range(0, total, 50):
         await store.write([trade(n) for n in range(start, start + 50)])
         await asyncio.sleep(0)
     out, err = await asyncio.wait_for(reader.communicate(), 30)
     assert reader.returncode == 0, err.decode()
-    polls, _first, last, monotonic = out.decode().split()
-    assert int(last) == total + 1
+    polls, first, last, monotonic = out.decode().split()
+    assert int(first) == 1 and int(last) == total + 1  # it read before, during and after
     assert monotonic == "True"
-    assert int(polls) > 1  # it really read while the writer was writing
+    assert int(polls) > 2

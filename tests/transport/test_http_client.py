@@ -227,6 +227,26 @@ async def test_circuit_breaker_opens_probes_and_closes(http_venue) -> None:
         assert await client.get("/x") == b"{}"
 
 
+async def test_a_429_to_the_half_open_probe_does_not_wedge_the_breaker(http_venue) -> None:
+    """A probe answered with 429 has no verdict; the next request must be allowed to probe.
+
+    Found by the chaos suite: a 5xx storm opened Polygon's breaker, its probe met a
+    429, and every request failed fast from then on -- 48 gaps never healed.
+    """
+    Reply = http_venue.Reply
+    http_venue.script("/y", Reply(503, {}), Reply(503, {}), Reply(429, {}), Reply(200, {}))
+    strict = policy(attempts=0, breaker_failures=2, breaker_cooldown=0.1)
+    async with HttpClient("h-probe", http_venue.url(), strict) as client:
+        for _ in range(2):
+            with pytest.raises(HttpRetryExhausted):
+                await client.get("/y")
+        await asyncio.sleep(0.15)
+        with pytest.raises(HttpRetryExhausted):
+            await client.get("/y")  # the probe meets a 429
+        assert await client.get("/y") == b"{}"  # a new probe goes, and closes the breaker
+        assert client.breaker("127.0.0.1").state == "closed"
+
+
 def test_breaker_counts_only_consecutive_failures() -> None:
     now = [0.0]
     breaker = CircuitBreaker("h-unit", "example", failures=2, cooldown=5.0, clock=lambda: now[0])

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from venuefeed import __version__
 from venuefeed.api import routes_ingestion, routes_live, routes_monitor
 from venuefeed.api.deps import ApiState, UnknownVenue, VenueNotEnabled
+from venuefeed.api.guard import RequestGuard, allowed_hosts
 from venuefeed.api.jobs import TooManyJobs
 from venuefeed.api.views import Redactor
 from venuefeed.config import ApiSettings
@@ -38,9 +39,7 @@ _CSP = (
 
 
 def _json_response_class(redactor: Redactor) -> type[JSONResponse]:
-    """JSON responses with configured secrets masked (a no-op when none are set)."""
-    if not redactor:
-        return JSONResponse
+    """JSON responses with configured secrets and URL passwords masked."""
 
     class RedactedJSONResponse(JSONResponse):
         def render(self, content: Any) -> bytes:
@@ -50,7 +49,7 @@ def _json_response_class(redactor: Redactor) -> type[JSONResponse]:
 
 
 def create_app(service: Service, settings: ApiSettings) -> FastAPI:
-    """The API for ``service``; ``settings`` decide auth (token) and CORS."""
+    """The API for ``service``; ``settings`` decide auth (token), CORS and the allowed hosts."""
     state = ApiState(service, settings)
     response_class = _json_response_class(state.redactor)
     app = FastAPI(
@@ -62,6 +61,7 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
         redoc_url=None,  # at /openapi.json for any local tool
     )
     app.state.api = state
+    app.state.hosts = allowed_hosts(settings.host, settings.allowed_hosts)
     if settings.cors_origins:  # closed unless origins are configured
         app.add_middleware(
             CORSMiddleware,
@@ -90,7 +90,11 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(TooManyJobs)
     async def _too_many_jobs(_: Request, exc: TooManyJobs) -> JSONResponse:
-        return response_class({"detail": str(exc)}, status_code=429)
+        return response_class(
+            {"detail": str(exc)},
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     app.include_router(routes_ingestion.router)
     app.include_router(routes_monitor.router)
@@ -104,4 +108,6 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
         )
 
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")
+    # outermost: a refused request reaches nothing else
+    app.add_middleware(RequestGuard, hosts=app.state.hosts, trusted_origins=settings.cors_origins)
     return app

@@ -37,12 +37,13 @@ __all__ = [
 class ApiState:
     service: Service
     settings: ApiSettings
-    jobs: JobRegistry = field(default_factory=JobRegistry)
+    jobs: JobRegistry = field(init=False)
     catalog: Catalog = field(init=False)
     latency: LatencySampler = field(default_factory=LatencySampler)
     redactor: Redactor = field(init=False)
 
     def __post_init__(self) -> None:
+        self.jobs = JobRegistry(max_running=self.settings.max_running_jobs)
         self.catalog = Catalog(self.service)
         self.redactor = Redactor.for_service(self.service, self.settings.token)
 

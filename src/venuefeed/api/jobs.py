@@ -3,8 +3,10 @@
 Discovery or a full snapshot pass can take longer than an HTTP client wants
 to wait, so the API can run them as jobs and answer with an id at once;
 ``GET /api/v1/jobs/{id}`` then reports progress and the result. The registry
-is bounded (ARCHITECTURE rule 5): finished jobs are forgotten oldest first,
-and when too many are still running a new one is refused rather than queued.
+is bounded (ARCHITECTURE rule 5) twice: at most ``max_running`` jobs run at
+once (``api.max_running_jobs``) and a new one beyond is refused -- the API
+answers 429 with ``Retry-After`` -- rather than queued; and finished jobs are
+kept for polling up to ``capacity`` in all, forgotten oldest first.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from typing import Any
 __all__ = ["Job", "JobRegistry", "TooManyJobs"]
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a refused client is told to wait; a discovery or snapshot pass takes seconds."""
+
+
 class TooManyJobs(Exception):
-    """Every slot holds a job that is still running."""
+    """As many jobs as allowed are still running; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(eq=False)
@@ -59,12 +69,25 @@ JobFn = Callable[[Job], Awaitable[Any]]
 
 
 class JobRegistry:
-    def __init__(self, capacity: int = 100) -> None:
+    def __init__(self, capacity: int = 100, max_running: int = 4) -> None:
+        if not 1 <= max_running <= capacity:
+            raise ValueError("need 1 <= max_running <= capacity")
         self.capacity = capacity
+        self.max_running = max_running
         self._jobs: dict[str, Job] = {}
 
+    @property
+    def running(self) -> int:
+        """Jobs started and not finished yet."""
+        return sum(1 for job in self._jobs.values() if not job.done)
+
     def submit(self, kind: str, fn: JobFn) -> Job:
-        """Start ``fn(job)`` as a task; its return value becomes the job's result."""
+        """Start ``fn(job)`` as a task; its return value becomes the job's result.
+
+        Raises :class:`TooManyJobs` when ``max_running`` jobs are unfinished.
+        """
+        if self.running >= self.max_running:
+            raise TooManyJobs(f"{self.max_running} jobs are still running; try again later")
         self._make_room()
         job = Job(id=uuid.uuid4().hex, kind=kind)
         self._jobs[job.id] = job
@@ -72,13 +95,11 @@ class JobRegistry:
         return job
 
     def _make_room(self) -> None:
+        """Forget the oldest finished job when full (there is one: fewer than capacity run)."""
         if len(self._jobs) < self.capacity:
             return
-        for job_id, job in list(self._jobs.items()):  # insertion order: oldest first
-            if job.done:
-                del self._jobs[job_id]
-                return
-        raise TooManyJobs(f"{self.capacity} jobs are still running; try again later")
+        oldest_done = next(job_id for job_id, job in self._jobs.items() if job.done)
+        del self._jobs[oldest_done]
 
     async def _run(self, job: Job, fn: JobFn) -> None:
         job.state, job.started_at = "running", time.time()

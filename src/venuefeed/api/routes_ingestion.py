@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from venuefeed.api.deps import State, check_known, require_token, resolve_venues
 from venuefeed.api.jobs import Job
+from venuefeed.api.routes_monitor import UNHEALTHY
 from venuefeed.service import Service
 
 __all__ = ["router"]
@@ -127,12 +128,15 @@ async def ingestion_venues(state: State) -> list[dict[str, Any]]:
     return state.service.venues_view()
 
 
-@router.get("/ingestion/health")
-async def ingestion_health(state: State) -> dict[str, Any]:
-    """A compact health verdict: database reachable and each venue's connection state."""
+@router.get("/ingestion/health", responses=UNHEALTHY)
+async def ingestion_health(state: State, response: Response) -> dict[str, Any]:
+    """A compact health verdict (503 when unhealthy, like ``/api/status``) and its problems."""
     status = state.service.status()
+    if not status["healthy"]:
+        response.status_code = 503
     return {
         "healthy": status["healthy"],
+        "problems": status["problems"],
         "database_connected": status["database_connected"],
         "continuous": status["continuous"],
         "venues": {v["venue"]: v.get("state") for v in status["venues"] if v["enabled"]},

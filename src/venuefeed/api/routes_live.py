@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected
 
 from venuefeed.api.deps import ApiState
 from venuefeed.api.routes_monitor import EVENT_TYPE_NAMES
@@ -36,6 +37,12 @@ router = APIRouter()
 STATS_INTERVAL = 1.0
 MAX_BATCH = 200
 """Events per frame: a burst goes out in a few frames instead of hundreds."""
+
+CLIENT_GONE = (WebSocketDisconnect, WebSocketDisconnected)
+"""How Starlette says the client left: ``WebSocketDisconnect`` from the send or
+receive that noticed, ``WebSocketDisconnected`` (a ``RuntimeError``) from any
+later send or receive -- e.g. the stats sender waiting on the lock while the
+events sender found the socket closed. Both are the client's doing, not ours."""
 
 
 class BadFilter(ValueError):
@@ -69,9 +76,7 @@ class LiveSession:
 
     async def send(self, message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":"), default=str)
-        redactor = self.state.redactor
-        if redactor:
-            text = redactor.text(text)
+        text = self.state.redactor.text(text)
         async with self._send_lock:
             await self.ws.send_text(text)
 
@@ -88,7 +93,7 @@ class LiveSession:
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:  # what ended the session: the client leaving, or a bug to surface
             error = task.exception()
-            if error is not None and not isinstance(error, WebSocketDisconnect):
+            if error is not None and not isinstance(error, CLIENT_GONE):
                 raise error
 
     async def _events(self) -> None:
@@ -150,9 +155,9 @@ async def live(ws: WebSocket) -> None:
     sub = hub.subscribe(venues, types)
     try:
         await LiveSession(ws, state, sub, stats).run()
-    except WebSocketDisconnect:
+    except CLIENT_GONE:
         pass
     finally:
         hub.unsubscribe(sub)
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # client already gone
+        with contextlib.suppress(RuntimeError, *CLIENT_GONE):  # client already gone
             await ws.close()

@@ -4,27 +4,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from venuefeed.api.deps import State
 from venuefeed.api.views import metrics_view
 from venuefeed.models import EVENT_TYPES
 
-__all__ = ["EVENT_TYPE_NAMES", "router"]
+__all__ = ["EVENT_TYPE_NAMES", "UNHEALTHY", "router"]
 
 EVENT_TYPE_NAMES: tuple[str, ...] = tuple(sorted(str(t.__struct_config__.tag) for t in EVENT_TYPES))
 
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get("/api/status")
-async def status(state: State) -> dict[str, Any]:
-    """Healthy, uptime, per-venue WebSocket state and last event age, database, errors."""
+UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Unhealthy: the same body; `problems` says why, one line each."}
+}
+
+
+@router.get("/api/status", responses=UNHEALTHY)
+async def status(state: State, response: Response) -> dict[str, Any]:
+    """Healthy, problems, uptime, per-venue state and last event age, database, errors.
+
+    503 while the service is unhealthy (``problems`` is not empty), so ``curl -f``
+    or a container healthcheck sees it; the body is the same either way.
+    """
     service = state.service
-    return {**service.status(), "recent_errors": service.errors.recent(3600)[:20]}
+    body = {**service.status(), "recent_errors": service.errors.recent(3600)[:20]}
+    if not body["healthy"]:
+        response.status_code = 503
+    return body
 
 
 @router.get("/api/metrics")
@@ -63,23 +75,29 @@ def _event_types(types: list[str] | None) -> tuple[str, ...]:
 
 @router.get("/healthz")
 async def healthz(state: State) -> dict[str, Any]:
-    """Liveness: the process and its event loop answer."""
-    return {"status": "ok", "uptime_s": state.service.status()["uptime_s"]}
+    """Liveness: the process and its event loop answer (a restart would not fix a venue).
+
+    Always 200 while the process answers; ``healthy`` says whether it works well
+    (``/api/status`` answers 503 when it does not).
+    """
+    status = state.service.status()
+    return {"status": "ok", "uptime_s": status["uptime_s"], "healthy": status["healthy"]}
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready; the body says why."}})
-async def readyz(state: State) -> JSONResponse:
-    """Ready only when storage is reachable and at least one venue is connected."""
+async def readyz(state: State, response: Response) -> dict[str, Any]:
+    """Ready when healthy (no problems) and at least one venue is connected."""
     service = state.service
-    if service.ready():
-        return JSONResponse({"ready": True})
-    reasons = []
-    if not service.sink_ok:
-        reasons.append("storage is not reachable")
-    connected = [v["venue"] for v in service.venues_view() if v.get("state") == "connected"]
-    if not connected:
-        reasons.append("no venue is connected")
-    return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+    reasons = service.problems()
+    if not service.ready():
+        if not service.sink_ok and not reasons:
+            reasons.append("storage: not connected")
+        if not any(v.get("state") == "connected" for v in service.venues_view()):
+            reasons.append("no venue is connected")
+    if reasons:
+        response.status_code = 503
+        return {"ready": False, "reasons": reasons}
+    return {"ready": True}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -7,6 +7,7 @@ dashboard show the same numbers computed the same way.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from venuefeed.log import mask_url_passwords, url_passwords
 from venuefeed.metrics import TRADE_LATENCY
 from venuefeed.models import Market
 
@@ -153,31 +155,33 @@ class Redactor:
     """Replaces configured secrets in outgoing text: the last guard of "no secret in a response".
 
     Config views already mask ``SecretStr`` values; this also catches a secret
-    that slipped into an error message (a URL with a key in it, say).
+    that slipped into an error message (a URL with a key in it, say), and the
+    password of any ``scheme://user:password@host`` URL, configured or not.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[str] = set()
         for secret in secrets:
-            if len(secret) >= MIN_SECRET_LEN:
-                forms.add(secret)
-                forms.add(json.dumps(secret)[1:-1])  # as it appears inside a JSON string
+            for part in (secret, *url_passwords(secret)):
+                if len(part) >= MIN_SECRET_LEN:
+                    forms.add(part)
+                    forms.add(json.dumps(part)[1:-1])  # as it appears inside a JSON string
         self._forms = sorted(forms, key=len, reverse=True)
-
-    def __bool__(self) -> bool:
-        return bool(self._forms)
 
     def text(self, text: str) -> str:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, "********")
-        return text
+        return mask_url_passwords(text)
 
     @classmethod
     def for_service(cls, service: Service, *extra: SecretStr | None) -> Redactor:
+        """Every configured secret; a key file's path is not one (errors may name the file)."""
         settings = service.settings
-        found = [s.get_secret_value() for v in settings.venues.values()
-                 for s in v.credentials.values()]  # fmt: skip
+        found = [secret.get_secret_value() for venue in settings.venues.values()
+                 for name, secret in venue.credentials.items()
+                 if not name.endswith("_path")]  # fmt: skip
         others = (settings.api.token, settings.storage.database_url, *extra)
         found.extend(s.get_secret_value() for s in others if s is not None)
+        found.extend(v for v in (os.environ.get("DATABASE_URL"), settings.bus.nats_url) if v)
         return cls(found)

@@ -97,7 +97,11 @@ class Pipeline:
         )
         self.g5 = DivergenceCheck(self._book, quality.price_deviation_max)
         self.whales = whales or WhaleWatch(settings.whales.notional_threshold)
-        self._seen = RecentKeys()
+        # as long as a venue may send a record again: a polling pass re-reads this far back
+        self._seen = RecentKeys(
+            horizon_seconds=quality.max_trade_age_seconds
+            + settings.ingestion.snapshot_interval_seconds
+        )
         self._depth = settings.ingestion.book_depth
         self._persist_ns = int(settings.ingestion.book_persist_interval_seconds * 1e9)
         self._store_deltas = settings.ingestion.store_book_deltas

@@ -18,9 +18,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from venuefeed import exact, schema
+from venuefeed.config import load_yaml_file
 from venuefeed.metrics import ACTIVE_WHALES, WHALE_TRADES
 from venuefeed.models import Trade, WhaleTrade
 
@@ -158,7 +157,7 @@ def whale_store(path: str | Path) -> _WhaleStore:
 
 def load_whale_file(path: str | Path) -> list[dict[str, Any]]:
     """Read ``FILE.yaml``: a list of whales, or ``{whales: [...]}``; each needs ``address``."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    data = load_yaml_file(Path(path), "whale file")  # bounded: an alias bomb is an error
     if isinstance(data, Mapping):
         data = data.get("whales")
     if not isinstance(data, list):

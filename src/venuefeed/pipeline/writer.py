@@ -1,4 +1,4 @@
-"""Batches records into the sink, with bounded memory and counted backpressure.
+"""Batches records into the sink: bounded memory, backpressure, and nothing lost on failure.
 
 Records wait in a bounded deque; one task drains whatever is waiting into a
 batch (up to ``batch_size``) and awaits the sink's durable write. Batches
@@ -7,28 +7,57 @@ is light -- no linger timer adds latency. When the deque is full,
 :meth:`SinkWriter.put` waits for room: intake slows down instead of memory
 growing (rule 5), and each wait is counted.
 
-A batch the sink rejects as a whole is retried record by record, so one bad
-record costs only itself (logged and counted), never its neighbours. An
-unreachable sink (:class:`SinkUnavailable`) is retried with backoff while the
-queue fills and backpressure takes over.
+Failures, as the sink classifies them (:mod:`venuefeed.sinks.base`, rule 6):
+
+* A record the sink *proves* invalid is isolated by bisecting and set aside
+  in the dead-letter store with its reason (:mod:`venuefeed.sinks.delivery`);
+  its neighbours are stored.
+* Anything else -- the sink unavailable, or an exception nobody classified --
+  keeps the batch. It is written again with backoff until it is stored, while
+  the deque fills and backpressure stops intake; :meth:`SinkWriter.problems`
+  names the cause, since when, and how many records are held. Writing resumes
+  by itself when the cause clears.
+
+All of this is per batch: the per-record path (:meth:`offer`) is one length
+check and an append.
+
+Shutdown: :meth:`close` stores everything queued. If storage is stuck -- a
+problem is reported and nothing moved for ``close_patience_seconds`` -- it
+gives up, logging how many records are lost and why: a process that never
+exits gets killed anyway, and then nobody learns what was lost. A sink that
+is merely slow is waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from venuefeed.log import get_logger
-from venuefeed.metrics import BACKPRESSURE_WAITS, INGESTION_ERRORS, SINK_QUEUE, TRADE_LATENCY
+from venuefeed.metrics import (
+    BACKPRESSURE_WAITS,
+    INGESTION_ERRORS,
+    SINK_FAILING,
+    SINK_QUEUE,
+    TRADE_LATENCY,
+)
 from venuefeed.models import Trade
-from venuefeed.sinks.base import Record, Sink, SinkUnavailable
+from venuefeed.sinks.base import Record, Sink, failure_text
+from venuefeed.sinks.deadletter import DeadLetterStore
+from venuefeed.sinks.delivery import Delivery
 from venuefeed.transport.backoff import Backoff
 
 __all__ = ["SinkWriter"]
 
 log = get_logger("venuefeed.writer")
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class SinkWriter:
@@ -39,11 +68,17 @@ class SinkWriter:
         max_pending: int = 10_000,
         batch_size: int = 500,
         on_stored: Callable[[Sequence[Record]], None] | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        retry_max_seconds: float = 2.0,
+        close_patience_seconds: float = 20.0,
     ) -> None:
         self.sink = sink
+        self.dead_letters = dead_letters or sink.dead_letters or DeadLetterStore(None)
         self._pending: deque[Record] = deque()
         self._max = max_pending
         self._batch_size = batch_size
+        self._retry_max = retry_max_seconds
+        self.close_patience_seconds = close_patience_seconds
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -51,21 +86,45 @@ class SinkWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._delivery: Delivery | None = None
         self._on_stored: list[Callable[[Sequence[Record]], None]] = []
         if on_stored is not None:
             self._on_stored.append(on_stored)
         self.stored = 0
-        self.rejected = 0
         self.backpressure_waits = 0
+        self.abandoned = 0
+        """Records given up at shutdown because storage never took them (logged)."""
         self.last_error: str | None = None
-        self._failing_since: float | None = None
+        self.failing_since: float | None = None
+
+    @property
+    def rejected(self) -> int:
+        """Records set aside as invalid in the dead-letter store."""
+        return self.dead_letters.count
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def held(self) -> int:
+        """Records accepted but not yet durable: queued plus the batch being written."""
+        delivery = self._delivery
+        return len(self._pending) + (delivery.remaining if delivery is not None else 0)
 
     def problems(self) -> list[str]:
-        """Storage trouble right now (the sink unreachable and the batch held), one line each."""
-        if self._failing_since is None:
-            return []
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._failing_since))
-        return [f"storage: {self.last_error} (since {since}; {self.pending} records held)"]
+        """Every storage problem right now, one line each; cheap (a few attribute reads)."""
+        out: list[str] = []
+        if self.failing_since is not None:
+            out.append(
+                f"storage: {self.last_error} (since {_utc(self.failing_since)}; "
+                f"{self.held} records held)"
+            )
+        if len(self._pending) >= self._max:
+            out.append(f"storage: writer queue full ({self._max} records): intake is waiting")
+        out.extend(self.sink.problems())
+        out.extend(self.dead_letters.problems())
+        return list(dict.fromkeys(out))
 
     def on_stored(self, listener: Callable[[Sequence[Record]], None]) -> None:
         """Call ``listener(batch)`` after each durable write (status, latency probes)."""
@@ -73,10 +132,6 @@ class SinkWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="venuefeed-sink-writer")
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
     def offer(self, record: Record) -> bool:
         """Queue ``record`` if there is room; False means the caller must ``await put``."""
@@ -95,20 +150,66 @@ class SinkWriter:
             await self._room.wait()
 
     async def drain(self) -> None:
-        """Wait until everything queued so far is durable."""
+        """Wait until everything queued so far is durable (or set aside as invalid)."""
         while self._pending or not self._idle.is_set():
             await self._idle.wait()
 
     async def close(self) -> None:
-        """Flush everything queued, then stop the writer task."""
-        await self.drain()
+        """Store everything queued, then stop the writer task (see the module docstring)."""
+        if not await self._unless_stuck(self.drain()):
+            await self._abandon()
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
             await self._task
+            self._task = None
+
+    async def _unless_stuck(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Await ``work`` (the final drain) unless storage is stuck.
+
+        Stuck means: a storage problem is reported (the writer failing, a spool
+        full or unwritable) and nothing was stored, set aside or taken from the
+        queue for ``close_patience_seconds``. Then ``work`` is cancelled and
+        False returned. A sink that is slow but fine is waited for: its own
+        deadline bounds each write.
+        """
+        task = asyncio.ensure_future(work)
+        progress = self._progress()
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.close_patience_seconds)
+            if done:
+                task.result()
+                return True
+            now = self._progress()
+            if now == progress and (self.failing_since is not None or self.sink.problems()):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return False
+            progress = now
+
+    def _progress(self) -> tuple[int, int, int]:
+        return (self.stored, self.rejected, self.held)
+
+    async def _abandon(self) -> None:
+        lost = self.held
+        self.abandoned += lost
+        problems = [self.last_error] if self.failing_since is not None else self.sink.problems()
+        cause = "; ".join(p for p in problems if p) or "no progress"
+        log.error("shutdown: storage did not take these records; they are lost",
+                  records=lost, cause=cause)  # fmt: skip
+        INGESTION_ERRORS.labels("*", "abandoned_at_shutdown").inc(lost)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._pending.clear()
+        self._delivery = None
+        self._idle.set()
 
     async def _run(self) -> None:
-        backoff = Backoff(0.05, 5.0)
+        backoff = Backoff(0.05, self._retry_max)
         while True:
             if not self._pending:
                 self._idle.set()
@@ -122,36 +223,39 @@ class SinkWriter:
             ]
             SINK_QUEUE.set(len(self._pending))
             self._room.set()
+            delivery = self._delivery = Delivery(batch)
             while True:
                 try:
-                    await self._write(batch)
-                except SinkUnavailable as exc:
-                    self.last_error = f"sink unavailable: {exc}"
-                    if self._failing_since is None:
-                        self._failing_since = time.time()
-                    INGESTION_ERRORS.labels("*", "sink_unavailable").inc()
+                    await delivery.run(self.sink, self.dead_letters, self._stored)
+                except Exception as exc:  # an outage or unclassified: keep the batch, retry
+                    self._failed(exc)
                     await asyncio.sleep(backoff.next_delay())
                     continue
-                self._failing_since = None
-                backoff.reset()
                 break
+            self._delivery = None
+            if self.failing_since is not None:
+                self._recovered()
+                backoff.reset()
 
-    async def _write(self, batch: list[Record]) -> None:
-        try:
-            await self.sink.write(batch)
-        except SinkUnavailable:
-            raise
-        except Exception as exc:
-            if len(batch) == 1:
-                self.rejected += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                INGESTION_ERRORS.labels(getattr(batch[0], "venue", "*"), "sink_rejected").inc()
-                log.error("record rejected by sink", error=self.last_error,
-                          record=type(batch[0]).__name__)  # fmt: skip
-                return
-            for record in batch:
-                await self._write([record])
-            return
+    def _failed(self, exc: Exception) -> None:
+        text = failure_text(self.sink.name, exc)
+        if self.failing_since is None or text != self.last_error:
+            log.error("storage failing; the batch is held and retried",
+                      error=text, held=self.held)  # fmt: skip
+        if self.failing_since is None:
+            self.failing_since = time.time()
+            SINK_FAILING.labels(self.sink.name).set(1)
+        self.last_error = text
+        INGESTION_ERRORS.labels("*", "sink_unavailable").inc()
+
+    def _recovered(self) -> None:
+        assert self.failing_since is not None
+        log.info("storage recovered", sink=self.sink.name,
+                 after_s=round(time.time() - self.failing_since, 1))  # fmt: skip
+        self.failing_since = None
+        SINK_FAILING.labels(self.sink.name).set(0)
+
+    def _stored(self, batch: Sequence[Record]) -> None:
         self.stored += len(batch)
         now = time.time_ns()
         for record in batch:

@@ -1,10 +1,22 @@
-"""What every venue simulator shares: lifecycle, fault switches, ground truth.
+"""What every venue simulator shares: lifecycle, REST faults, pacing, control.
 
-A simulator is the venue's twin (ARCHITECTURE rule 7): it speaks the venue's
+A simulator is the venue's twin (ARCHITECTURE rule 9): it speaks the venue's
 real wire format on 127.0.0.1 so the real client code runs against it. Venue
-modules describe *what* the venue says (routes, frames, market state); this
-module gives them the server, the HTTP fault injection and the ground-truth
-log, so no venue repeats them.
+modules describe *what* the venue says (routes, frames, market model); the
+``sim`` package gives them the rest once:
+
+* :mod:`~venuefeed.sim.faults` -- the fault switches, one meaning each;
+* :mod:`~venuefeed.sim.truth` -- the ground-truth log and its vocabulary;
+* :mod:`~venuefeed.sim.sockets` -- the WebSocket server side and its faults;
+* :mod:`~venuefeed.sim.control` -- ``/__sim/`` routes a harness steers it by;
+* this module -- the HTTP server, REST fault injection, the market pacing
+  loop, pause/resume and the final books.
+
+A venue keeps trading while nobody is connected, as a real one does: the
+market model runs from :meth:`SimulatorBase.start` to :meth:`~SimulatorBase.stop`
+(unless a test pauses it), records every trade in the ground truth, and REST
+trade history serves those trades -- which is how a client back-fills what it
+missed while it was away.
 """
 
 from __future__ import annotations
@@ -12,89 +24,21 @@ from __future__ import annotations
 import abc
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
-__all__ = ["Faults", "GroundTruth", "SimulatorBase"]
+from venuefeed.sim.control import PREFIX, add_control_routes
+from venuefeed.sim.faults import Faults
+from venuefeed.sim.sockets import Sockets
+from venuefeed.sim.truth import GroundTruth
 
+__all__ = ["Book", "Faults", "GroundTruth", "SimulatorBase"]
 
-@dataclass(slots=True)
-class Faults:
-    """Fault switches, all off by default; a scenario turns on what it tests.
-
-    Rates are probabilities per request or per emitted frame, drawn from the
-    simulator's seeded RNG so a scenario replays identically.
-    """
-
-    http_429_rate: float = 0.0
-    http_5xx_rate: float = 0.0
-    retry_after_seconds: float | None = 1.0
-    """Sent with 429s where the venue sends ``Retry-After``; None where it does not (Kalshi)."""
-    http_delay_seconds: float = 0.0
-    disconnect_every_seconds: float | None = None
-    """Close every WebSocket this often (a venue restart, a load balancer cut)."""
-    silence_after_seconds: float | None = None
-    """Stop sending on WebSockets (TCP stays open) after this long: a half-open peer."""
-    malformed_rate: float = 0.0
-    duplicate_rate: float = 0.0
-    out_of_order_rate: float = 0.0
-    skip_update_rate: float = 0.0
-    """Drop a book update while advancing the sequence: the client must see a gap."""
-    stale_snapshot_rate: float = 0.0
-    """Serve a book snapshot older than the updates already streamed (Binance: a
-    ``lastUpdateId`` below the first buffered ``U``): the client must fetch again."""
-
-    @classmethod
-    def from_spec(cls, spec: str) -> Faults:
-        """Parse ``"http_429_rate=0.1,disconnect_every_seconds=5"`` (CLI ``--faults``)."""
-        faults = cls()
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            key, _, raw = part.partition("=")
-            if not hasattr(faults, key):
-                raise ValueError(f"unknown fault {key!r}")
-            value: Any = None if raw in ("", "none", "None") else float(raw)
-            setattr(faults, key, value)
-        return faults
-
-
-@dataclass
-class GroundTruth:
-    """Everything a simulator emitted that a test may compare with what landed.
-
-    Kept in memory (bounded by the scenario's length) and optionally appended
-    to a JSON-lines file as it happens, for long runs and post-mortems.
-    """
-
-    path: Path | None = None
-    trades: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _file: Any = None
-
-    def record_trade(self, trade: dict[str, Any]) -> None:
-        self.trades.append(trade)
-        self._write({"kind": "trade", **trade})
-
-    def record(self, kind: str, **data: Any) -> None:
-        entry = {"kind": kind, **data}
-        self.events.append(entry)
-        self._write(entry)
-
-    def _write(self, entry: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        if self._file is None:
-            self._file = self.path.open("ab")
-        self._file.write(msgspec.json.encode(entry) + b"\n")
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+Book = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+"""A book as canonical ``(price, size)`` text, bids best first, asks best first."""
 
 
 class SimulatorBase(abc.ABC):
@@ -113,10 +57,14 @@ class SimulatorBase(abc.ABC):
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
         self.truth = ground_truth or GroundTruth()
+        self.sockets: Sockets[Any] = Sockets(self)
+        """The open WebSockets; a venue replaces it to set its heartbeat or frame size."""
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = asyncio.Event()
+        self._running.set()
         self.whale_wallets: tuple[str, ...] = ()
         """Wallets the simulator trades as whales (the demo registers them)."""
 
@@ -140,10 +88,18 @@ class SimulatorBase(abc.ABC):
         return {}
 
     async def on_start(self) -> None:
-        """Start background activity (market random walks, trade generation)."""
+        """Start the market model (it runs whether or not anyone is connected)."""
 
     async def on_stop(self) -> None:
-        """Close WebSockets and stop background activity."""
+        """Stop venue-specific activity before the sockets close."""
+
+    def final_books(self) -> dict[str, Book]:
+        """Each instrument's book now, canonical text best first (none: no books)."""
+        return {}
+
+    def malformed(self, frame: str) -> str:
+        """A garbled version of ``frame`` for the malformed switch (a venue may vary it)."""
+        return frame[: len(frame) // 2]
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -157,6 +113,7 @@ class SimulatorBase(abc.ABC):
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application(middlewares=[self._fault_middleware])
+        add_control_routes(app, self)
         self.routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -167,14 +124,19 @@ class SimulatorBase(abc.ABC):
         sockets = getattr(server, "sockets", None) or []
         self.host = host
         self.port = sockets[0].getsockname()[1] if sockets else port
+        self.spawn(self.sockets.disconnect_loop())
         await self.on_start()
 
     async def stop(self) -> None:
+        """Close every socket, stop the market, record each final book, release the port."""
         await self.on_stop()
+        await self.sockets.close_all()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for instrument, (bids, asks) in sorted(self.final_books().items()):
+            self.truth.record("final_book", instrument=instrument, bids=bids, asks=asks)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -193,10 +155,58 @@ class SimulatorBase(abc.ABC):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- the market ------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop the market model (servers keep answering); frames held back are sent."""
+        self._running.clear()
+        self.sockets.flush_held()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    async def pace(self, step: Callable[[], Awaitable[None] | None], per_second: float) -> None:
+        """Call ``step`` ``per_second`` times a second (0: as fast as the loop allows).
+
+        The schedule is absolute (a slow step is caught up, not lost) and
+        restarts after a pause, so a paused market does not burst on resume.
+        """
+        started = time.monotonic()
+        count = 0
+        while True:
+            if not self._running.is_set():
+                await self._running.wait()
+                started, count = time.monotonic(), 0
+            result = step()
+            if result is not None:
+                await result
+            count += 1
+            if per_second > 0:
+                delay = started + count / per_second - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif count % 64 == 0:
+                    await asyncio.sleep(0)
+            elif count % 64 == 0:
+                await asyncio.sleep(0)
+
     # -- faults ------------------------------------------------------------
 
     def chance(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
+
+    def control_state(self) -> dict[str, Any]:
+        return {
+            "venue": self.venue,
+            "paused": self.paused,
+            "faults": self.faults.as_dict(),
+            "sockets": len(self.sockets),
+            "trades": self.truth.trade_count,
+        }
 
     def rate_limited_response(self) -> web.Response:
         """The venue's 429. Override where the body or headers differ."""
@@ -211,6 +221,8 @@ class SimulatorBase(abc.ABC):
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
+        if request.path.startswith(PREFIX):
+            return await handler(request)
         if request.headers.get("Upgrade", "").lower() != "websocket":
             if self.faults.http_delay_seconds:
                 await asyncio.sleep(self.faults.http_delay_seconds)

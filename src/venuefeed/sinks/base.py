@@ -4,21 +4,44 @@
 acknowledged by the broker, flushed to disk -- so the caller may acknowledge
 upstream. Writes are idempotent on the records' natural keys: the router
 delivers at least once (retries, spool replay, restarts), the sink stores
-exactly once. A sink that cannot reach its backend raises
-:class:`SinkUnavailable`; the router then spools the batch and retries.
+exactly once.
+
+How a sink fails says what may happen to the batch (ARCHITECTURE rule 6):
+
+* :class:`InvalidRecords` -- the sink *proves* the data is at fault (a
+  constraint or data error): writing the same records again will fail again.
+  The caller bisects the batch down to the offending record and sets that one
+  aside in the dead-letter store (:mod:`venuefeed.sinks.deadletter`).
+* :class:`SinkUnavailable` -- the backend cannot take the batch right now
+  (disk full, I/O error, lock, timeout, connection refused or stalled). The
+  batch is kept -- spooled or held -- and written again later.
+* Anything else is a failure nobody could classify. It is treated exactly like
+  :class:`SinkUnavailable`: keeping a batch too long costs time, dropping it
+  costs data.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
 from venuefeed.models import DataGap, Event, Market
 
-__all__ = ["RawMessage", "Record", "Sink", "SinkUnavailable", "Watermark"]
+if TYPE_CHECKING:
+    from venuefeed.sinks.deadletter import DeadLetterStore
+
+__all__ = [
+    "InvalidRecords",
+    "RawMessage",
+    "Record",
+    "Sink",
+    "SinkUnavailable",
+    "Watermark",
+    "failure_text",
+]
 
 
 class Watermark(msgspec.Struct, frozen=True):
@@ -51,13 +74,46 @@ Record = Event | Market | Watermark | RawMessage
 
 
 class SinkUnavailable(Exception):
-    """The backend is unreachable right now; the batch was not stored."""
+    """The backend cannot store the batch right now; keep it and try again later.
+
+    The message names the sink and the real cause (``"sqlite: disk full ..."``):
+    it is what status shows an operator.
+    """
+
+
+class InvalidRecords(Exception):
+    """The sink proves that (part of) the batch can never be stored as it is.
+
+    Raised only for errors caused by the records' content -- a constraint or a
+    value the backend refuses -- never for the state of the backend. Either
+    the whole batch was rolled back and the caller finds the culprit by
+    bisecting, or the sink knows each refusal individually (a broker's
+    per-message report) and names the refused ``records``: then every other
+    record of the batch *was* stored.
+    """
+
+    def __init__(self, sink: str, reason: str, records: Sequence[Record] | None = None) -> None:
+        super().__init__(f"{sink}: {reason}")
+        self.sink = sink
+        self.reason = reason
+        self.records = records
+
+
+def failure_text(sink: str, exc: BaseException) -> str:
+    """What an operator reads about a failed write: the sink and the real cause."""
+    if isinstance(exc, SinkUnavailable | InvalidRecords):
+        return str(exc)
+    return f"{sink}: {type(exc).__name__}: {exc}"
 
 
 class Sink(abc.ABC):
     """One destination for records."""
 
     name: ClassVar[str]
+    dead_letters: DeadLetterStore | None = None
+    """Where this sink sets aside the records it proves invalid, when it does so itself
+    (the spool and the fan-out built by :func:`~venuefeed.sinks.fanout.build_sinks`);
+    ``None`` leaves that to the caller."""
 
     async def start(self) -> None:
         """Connect and prepare (create tables, topics, streams)."""
@@ -67,7 +123,11 @@ class Sink(abc.ABC):
         """Store ``batch`` durably and idempotently; raise SinkUnavailable if unreachable."""
 
     async def close(self) -> None:
-        """Flush what is pending and release connections."""
+        """Flush what is pending and release connections, within a bounded time."""
+
+    def problems(self) -> list[str]:
+        """Storage trouble this sink knows of right now, one line each (cheap: per status call)."""
+        return []
 
     async def read_watermarks(self, prefix: str) -> dict[str, str]:
         """Stored watermarks whose key starts with ``prefix`` (resumable jobs read them).

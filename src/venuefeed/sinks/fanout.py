@@ -19,12 +19,21 @@ have the batch and lets the other sinks (buses, Parquet) trail behind within
 their buffers. It is faster under a slow bus but weaker: a crash loses what
 sat in those in-memory buffers for the trailing sinks -- nothing replays it
 from the store. Choose it only where the buses are a best-effort feed.
+
+When a lane fails, :meth:`FanOut.write` raises the failure that matters most:
+an outage (or anything unclassified) before :class:`InvalidRecords`, so the
+caller keeps the batch rather than bisecting it because of one sink's outage.
+Bisecting through the fan-out re-writes the good halves to every sink, which
+their idempotent writes absorb.
+
+Closing is bounded: lanes get ``close_timeout_seconds`` to write what they
+buffer, then each sink closes (bounded by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +42,8 @@ from venuefeed import metrics
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
 from venuefeed.models import DataGap
-from venuefeed.sinks.base import Record, Sink
+from venuefeed.sinks.base import InvalidRecords, Record, Sink, failure_text
+from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.sinks.spool import SpoolingSink
 
 __all__ = ["FanOut", "build_sinks"]
@@ -55,12 +65,22 @@ class _Lane:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(buffer_batches)
         self.max_group_records = max_group_records
         self.task: asyncio.Task[None] | None = None
+        self.stopping = False
         self.written = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.failing_since: float | None = None
+
+    def stop(self) -> None:
+        """Finish what is buffered, then end (wakes a lane waiting on an empty buffer)."""
+        self.stopping = True
+        if not self.queue.full():
+            self.queue.put_nowait(_STOP)
 
     async def run(self) -> None:
         while True:
+            if self.stopping and self.queue.empty():
+                return
             item = await self.queue.get()
             if item is _STOP:
                 return
@@ -86,11 +106,14 @@ class _Lane:
             await self.sink.write(batch)
         except Exception as exc:
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = failure_text(self.sink.name, exc)
+            if self.failing_since is None:
+                self.failing_since = time.time()
             for _, future in group:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self.failing_since = None
         self.written += len(batch)
         for _, future in group:
             if not future.done():
@@ -110,10 +133,14 @@ class FanOut(Sink):
         ack: AckMode = "all",
         primary: Collection[str] = PRIMARY_SINKS,
         max_group_records: int = 5000,
+        dead_letters: DeadLetterStore | None = None,
+        close_timeout_seconds: float = 5.0,
     ) -> None:
         if not sinks:
             raise ValueError("FanOut needs at least one sink")
         self.lanes = [_Lane(s, buffer_batches, max_group_records) for s in sinks]
+        self.dead_letters = dead_letters
+        self._close_timeout = close_timeout_seconds
         self.ack: AckMode = ack
         self._primary = frozenset(primary)
         if ack == "primary" and not any(s.name in self._primary for s in sinks):
@@ -146,19 +173,28 @@ class FanOut(Sink):
             else:
                 future.add_done_callback(_log_trailing_failure)
         results = await asyncio.gather(*waits, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            # An outage anywhere means "keep the batch", whatever another sink said.
+            raise next((f for f in failures if not isinstance(f, InvalidRecords)), failures[0])
 
     async def close(self) -> None:
+        lanes = [lane for lane in self.lanes if lane.task is not None]
+        for lane in lanes:
+            lane.stop()
+        tasks = {lane.task for lane in lanes if lane.task is not None}
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._close_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for lane in lanes:
+            lane.task = None
+            left = sum(len(item[0]) for item in _items(lane.queue))
+            if left:  # ack="primary" lets trailing sinks lag: these were acknowledged
+                log.error("sink closed before writing what it buffered; those records are "
+                          "missing from it", sink=lane.sink.name, records=left)  # fmt: skip
         for lane in self.lanes:
-            if lane.task is not None:
-                await lane.queue.put(_STOP)
-        for lane in self.lanes:
-            if lane.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lane.task
-                lane.task = None
             await lane.sink.close()
 
     async def read_watermarks(self, prefix: str) -> dict[str, str]:
@@ -175,6 +211,16 @@ class FanOut(Sink):
     def _readable(self) -> list[Sink]:
         sinks = [lane.sink for lane in self.lanes]
         return [s for s in sinks if s.name in PRIMARY_SINKS]
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        for lane in self.lanes:
+            found = lane.sink.problems()
+            if not found and lane.failing_since is not None:
+                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(lane.failing_since))
+                found = [f"storage: {lane.last_error} (since {since})"]
+            out.extend(found)
+        return out
 
     def status(self) -> dict[str, Any]:
         """Per sink: buffered batches, records written, errors, and its spool if any."""
@@ -193,6 +239,15 @@ class FanOut(Sink):
         return out
 
 
+def _items(queue: asyncio.Queue[_Item | None]) -> list[_Item]:
+    out: list[_Item] = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is not None:
+            out.append(item)
+    return out
+
+
 def _log_trailing_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("trailing sink failed a batch", error=str(future.exception()))
@@ -201,22 +256,34 @@ def _log_trailing_failure(future: asyncio.Future[None]) -> None:
 def build_sinks(settings: Settings) -> Sink:
     """The configured set of sinks: one sink, or a :class:`FanOut` of several.
 
-    Network sinks (PostgreSQL, Kafka, NATS) get a :class:`SpoolingSink` each,
-    in ``storage.spool_dir/<sink>`` bounded by ``storage.spool_max_bytes``.
-    Local sinks (SQLite, Parquet) write to the same disk a spool would and
-    need none.
+    Every sink gets a :class:`SpoolingSink` in ``storage.spool_dir/<sink>``,
+    bounded by ``storage.spool_max_bytes``: a network sink may be down, and a
+    local one may be locked, out of space or failing I/O -- and when its disk
+    is also the spool's, the spool reports that too and the writer holds the
+    batch. All of them share one dead-letter store
+    (``storage.dead_letter_path``).
     """
     storage, bus = settings.storage, settings.bus
+    dead_letters = DeadLetterStore(
+        storage.dead_letter_path, max_bytes=storage.dead_letter_max_bytes
+    )
+    close_timeout = storage.close_timeout_seconds
 
     def spooled(sink: Sink) -> Sink:
-        return SpoolingSink(sink, Path(storage.spool_dir) / sink.name, storage.spool_max_bytes)
+        return SpoolingSink(
+            sink,
+            Path(storage.spool_dir) / sink.name,
+            storage.spool_max_bytes,
+            dead_letters=dead_letters,
+            close_timeout_seconds=close_timeout,
+        )
 
     sinks: list[Sink] = []
     for name in dict.fromkeys(storage.sinks):
         if name == "sqlite":
             from venuefeed.sinks.sqlite import SqliteStore
 
-            sinks.append(SqliteStore(storage.sqlite_path))
+            sinks.append(spooled(SqliteStore(storage.sqlite_path)))
         elif name == "postgres":
             from venuefeed.sinks.postgres import PostgresStore, resolve_url
 
@@ -227,6 +294,8 @@ def build_sinks(settings: Settings) -> Sink:
                         resolve_url(url),
                         pg_schema=storage.postgres_schema,
                         pool_size=storage.postgres_pool_size,
+                        write_timeout=storage.postgres_write_timeout_seconds,
+                        close_timeout=close_timeout,
                     )
                 )
             )
@@ -234,11 +303,13 @@ def build_sinks(settings: Settings) -> Sink:
             from venuefeed.sinks.parquet import ParquetSink
 
             sinks.append(
-                ParquetSink(
-                    storage.parquet_root,
-                    roll_rows=storage.parquet_roll_rows,
-                    roll_seconds=storage.parquet_roll_seconds,
-                    row_group_rows=storage.parquet_row_group_rows,
+                spooled(
+                    ParquetSink(
+                        storage.parquet_root,
+                        roll_rows=storage.parquet_roll_rows,
+                        roll_seconds=storage.parquet_roll_seconds,
+                        row_group_rows=storage.parquet_row_group_rows,
+                    )
                 )
             )
         elif name == "kafka":
@@ -253,6 +324,7 @@ def build_sinks(settings: Settings) -> Sink:
                         fmt=bus.kafka_format,
                         topic_prefix=bus.kafka_topic_prefix,
                         delivery_timeout=bus.kafka_delivery_timeout_seconds,
+                        close_timeout=close_timeout,
                     )
                 )
             )
@@ -269,9 +341,16 @@ def build_sinks(settings: Settings) -> Sink:
                         stream=bus.nats_stream,
                         duplicate_window=bus.nats_duplicate_window_seconds,
                         ack_timeout=bus.nats_ack_timeout_seconds,
+                        close_timeout=close_timeout,
                     )
                 )
             )
     if len(sinks) == 1:
         return sinks[0]
-    return FanOut(sinks, storage.fanout_buffer_batches, ack=storage.fanout_ack)
+    return FanOut(
+        sinks,
+        storage.fanout_buffer_batches,
+        ack=storage.fanout_ack,
+        dead_letters=dead_letters,
+        close_timeout_seconds=close_timeout,
+    )

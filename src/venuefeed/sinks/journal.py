@@ -5,7 +5,9 @@ returns only after ``fsync``, so a batch in a journal survives a crash of the
 process or the machine. A crash in the middle of an append leaves a torn
 last frame; :func:`read_frames` stops at the first frame whose length or
 checksum does not add up and reports how many bytes were good, so the owner
-can truncate the tail and carry on.
+can truncate the tail and carry on. An append that fails (disk full, I/O
+error) truncates its partial frame away before raising, so the journal stays
+readable and the next append lands right after the last good frame.
 
 Batches are encoded with msgspec. Events are tagged structs; markets and
 watermarks are wrapped in small tagged structs so one union decodes them all.
@@ -13,6 +15,7 @@ watermarks are wrapped in small tagged structs so one union decodes them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -24,7 +27,19 @@ import msgspec
 from venuefeed.models import Event, Market
 from venuefeed.sinks.base import RawMessage, Record, Watermark
 
-__all__ = ["Journal", "decode_batch", "encode_batch", "frame", "fsync_dir", "read_frames"]
+__all__ = [
+    "Journal",
+    "Wire",
+    "append_durably",
+    "batch_length",
+    "decode_batch",
+    "encode_batch",
+    "frame",
+    "from_wire",
+    "fsync_dir",
+    "read_frames",
+    "to_wire",
+]
 
 _HEADER = struct.Struct("<II")
 
@@ -41,37 +56,50 @@ class _RawRecord(msgspec.Struct, tag="raw", tag_field="type", frozen=True):
     raw: RawMessage
 
 
-_Wire = Event | _MarketRecord | _WatermarkRecord | _RawRecord
+Wire = Event | _MarketRecord | _WatermarkRecord | _RawRecord
+"""Any record as one tagged union (what journals and the dead-letter file store)."""
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[_Wire])
+_decoder = msgspec.msgpack.Decoder(list[Wire])
+
+
+def to_wire(record: Record) -> Wire:
+    if isinstance(record, Market):
+        return _MarketRecord(record)
+    if isinstance(record, Watermark):
+        return _WatermarkRecord(record)
+    if isinstance(record, RawMessage):
+        return _RawRecord(record)
+    return record
+
+
+def from_wire(item: Wire) -> Record:
+    if isinstance(item, _MarketRecord):
+        return item.market
+    if isinstance(item, _WatermarkRecord):
+        return item.watermark
+    if isinstance(item, _RawRecord):
+        return item.raw
+    return item
 
 
 def encode_batch(batch: Sequence[Record]) -> bytes:
-    wire: list[_Wire] = []
-    for record in batch:
-        if isinstance(record, Market):
-            wire.append(_MarketRecord(record))
-        elif isinstance(record, Watermark):
-            wire.append(_WatermarkRecord(record))
-        elif isinstance(record, RawMessage):
-            wire.append(_RawRecord(record))
-        else:
-            wire.append(record)
-    return _encoder.encode(wire)
+    return _encoder.encode([to_wire(record) for record in batch])
 
 
 def decode_batch(payload: bytes) -> list[Record]:
-    out: list[Record] = []
-    for item in _decoder.decode(payload):
-        if isinstance(item, _MarketRecord):
-            out.append(item.market)
-        elif isinstance(item, _WatermarkRecord):
-            out.append(item.watermark)
-        elif isinstance(item, _RawRecord):
-            out.append(item.raw)
-        else:
-            out.append(item)
-    return out
+    return [from_wire(item) for item in _decoder.decode(payload)]
+
+
+def batch_length(payload: bytes) -> int:
+    """How many records an encoded batch holds, read from its msgpack array header alone."""
+    head = payload[0]
+    if 0x90 <= head <= 0x9F:
+        return head & 0x0F
+    if head == 0xDC:
+        return int.from_bytes(payload[1:3], "big")
+    if head == 0xDD:
+        return int.from_bytes(payload[1:5], "big")
+    raise ValueError("not an encoded batch")
 
 
 def frame(payload: bytes) -> bytes:
@@ -102,6 +130,26 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def append_durably(fd: int, data: bytes, size: int) -> None:
+    """Append ``data`` to the file open at ``fd`` (``size`` bytes long) and fsync it.
+
+    All or nothing: on any error the file is cut back to ``size`` bytes (which
+    needs no free space) and the error is raised, so a full disk never leaves
+    a torn record in the middle of a file that later appends would follow.
+    """
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        # The original error is the one to report; a tail this cannot cut is cut at open.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
+
+
 class Journal:
     """One append-only journal file. Blocking; call from a worker thread."""
 
@@ -109,9 +157,13 @@ class Journal:
         self.path = path
         existed = path.exists()
         self.size = self._recover() if existed else 0
-        self._file = path.open("ab")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existed:
-            fsync_dir(path.parent)
+            try:
+                fsync_dir(path.parent)
+            except BaseException:
+                self.close()
+                raise
 
     def _recover(self) -> int:
         good = 0
@@ -126,11 +178,11 @@ class Journal:
     def append(self, payload: bytes) -> int:
         """Append one frame and fsync; return the frame's size on disk."""
         data = frame(payload)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        append_durably(self._fd, data, self.size)
         self.size += len(data)
         return len(data)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -12,8 +12,19 @@
   within ``duplicate_window``. A replay from the spool after an outage is
   therefore stored once -- provided the outage is shorter than the window
   (default ten minutes; raise it for longer spools).
-* **Unreachable means SinkUnavailable**: no connection, a lost one, or an ack
-  that does not come within ``ack_timeout``.
+* **One deadline per write**: ``ack_timeout`` bounds the whole batch --
+  publishing and every acknowledgement -- and the first connect. Past it (a
+  server or network that stalls without closing the socket) the batch is
+  :class:`SinkUnavailable` and goes to the spool. A stalled connection is
+  noticed by the client's pings (every ``ack_timeout``, at most three
+  unanswered) and replaced by a fresh one.
+* **Errors say what they are**: a message above the server's payload limit is
+  :class:`InvalidRecords` (that record can never be published); no
+  connection, a lost one, no responders or a missing ack are
+  :class:`SinkUnavailable`; any other JetStream refusal is left unclassified
+  (the batch is kept and the refusal shown in status).
+* **Close is bounded** (``close_timeout``), else the socket is abandoned --
+  a stalled server must not keep the process from exiting.
 """
 
 from __future__ import annotations
@@ -31,21 +42,29 @@ from nats.js.api import StreamConfig
 from venuefeed import metrics
 from venuefeed.log import get_logger
 from venuefeed.sinks import bus
-from venuefeed.sinks.base import Record, Sink, SinkUnavailable, Watermark
+from venuefeed.sinks.base import InvalidRecords, Record, Sink, SinkUnavailable, Watermark
 from venuefeed.sinks.keys import message_id
 
-__all__ = ["NatsSink", "subject_for", "unreachable"]
+__all__ = ["NatsSink", "classify", "subject_for"]
 
 log = get_logger("venuefeed.nats")
 
-_UNREACHABLE: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.errors.Error)
+_OUTAGES: tuple[type[BaseException], ...] = (OSError, TimeoutError, nats.errors.Error)
 
 
-def unreachable(exc: BaseException) -> bool:
-    """An outage (retry later), as opposed to JetStream refusing this message for good."""
-    if isinstance(exc, nats.js.errors.APIError):
-        return isinstance(exc, nats.js.errors.ServiceUnavailableError)
-    return isinstance(exc, _UNREACHABLE)
+def classify(exc: BaseException) -> BaseException:
+    """The exception as the sink contract names it (:mod:`venuefeed.sinks.base`)."""
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return InvalidRecords("nats", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, nats.js.errors.APIError) and not isinstance(
+        exc, nats.js.errors.ServiceUnavailableError
+    ):
+        return exc  # JetStream refused for a reason of its own: unclassified, kept
+    if isinstance(exc, TimeoutError):
+        return SinkUnavailable("nats: no acknowledgement in time (TimeoutError)")
+    if isinstance(exc, _OUTAGES):
+        return SinkUnavailable(f"nats: {type(exc).__name__}: {exc}")
+    return exc
 
 
 _SUBJECT_UNSAFE = str.maketrans({".": "_", " ": "_", "*": "_", ">": "_"})
@@ -72,6 +91,7 @@ class NatsSink(Sink):
         stream: str = "VENUEFEED",
         duplicate_window: float = 600.0,
         ack_timeout: float = 5.0,
+        close_timeout: float = 5.0,
         fmt: bus.WireFormat = "json",
     ) -> None:
         self._url = url
@@ -79,6 +99,7 @@ class NatsSink(Sink):
         self.stream = stream
         self._duplicate_window = duplicate_window
         self._ack_timeout = ack_timeout
+        self._close_timeout = close_timeout
         self._fmt: bus.WireFormat = fmt
         self._nc: Any = None
         self._js: Any = None
@@ -96,23 +117,21 @@ class NatsSink(Sink):
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
+                    ping_interval=max(1, math.ceil(self._ack_timeout)),
+                    max_outstanding_pings=3,
                     error_cb=self._on_error,
                     name="venuefeed",
                 ),
                 self._ack_timeout,
             )
-        except Exception as exc:
-            await nc.close()
-            if unreachable(exc):
-                raise SinkUnavailable(f"nats: {type(exc).__name__}: {exc}") from exc
-            raise
-        try:
             js = nc.jetstream(timeout=self._ack_timeout)
-            await self._ensure_stream(js)
+            async with asyncio.timeout(self._ack_timeout):
+                await self._ensure_stream(js)
         except BaseException as exc:
-            await nc.close()
-            if isinstance(exc, Exception) and unreachable(exc):
-                raise SinkUnavailable(f"nats: {type(exc).__name__}: {exc}") from exc
+            await self._close_client(nc)
+            failure = classify(exc)
+            if isinstance(failure, SinkUnavailable):
+                raise failure from exc
             raise
         self._nc, self._js = nc, js
 
@@ -156,13 +175,15 @@ class NatsSink(Sink):
                 if not pending:
                     return
                 acks = await asyncio.gather(*pending)
-        except Exception as exc:
+        except BaseException as exc:
             for future in pending:
                 future.cancel()  # releases the client's in-flight slots
-            if not unreachable(exc):
+            failure = classify(exc)
+            if isinstance(failure, SinkUnavailable):
+                metrics.SINK_UNAVAILABLE.labels(self.name).inc()
+            if failure is exc:
                 raise
-            metrics.SINK_UNAVAILABLE.labels(self.name).inc()
-            raise SinkUnavailable(f"nats: {type(exc).__name__}: {exc}") from exc
+            raise failure from exc
         duplicates = sum(1 for ack in acks if ack.duplicate)
         if duplicates:
             self.duplicates += duplicates
@@ -173,9 +194,29 @@ class NatsSink(Sink):
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None:
-            try:
-                await nc.drain()
-            except Exception as exc:
-                if not unreachable(exc):
-                    raise
-                await nc.close()
+            await self._close_client(nc)
+
+    async def _close_client(self, nc: Any) -> None:
+        """Close within ``close_timeout``, else abandon the socket.
+
+        Not ``drain()``: it swallows cancellation and then flushes with a
+        timeout of its own, so it cannot be bounded -- and there is nothing to
+        drain, since every batch was acknowledged or is in the spool.
+        """
+        try:
+            await asyncio.wait_for(nc.close(), self._close_timeout)
+        except Exception as exc:  # a stalled server: do not wait for it
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("nats client did not close cleanly; socket dropped", error=error)
+            _abort_socket(nc)
+
+
+def _abort_socket(nc: Any) -> None:
+    """Drop the client's TCP socket without flushing (a timed-out close can leave it open).
+
+    nats-py has no public call for this; its TCP transport keeps the stream
+    writer in ``_io_writer``. Missing attributes mean nothing is left to abort.
+    """
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    if writer is not None:
+        writer.transport.abort()

@@ -17,14 +17,27 @@ Why it looks like this:
   and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: the
   idempotent path at COPY speed. Small batches use ``executemany``, which
   costs fewer round trips below ``copy_threshold`` rows.
-* **Unreachable means SinkUnavailable.** A refused connection, a dropped one
-  or a timeout raises :class:`SinkUnavailable`; the batch is then spooled and
-  replayed, and the idempotent writes make the replay harmless even when the
-  lost connection had in fact committed.
+* **One deadline per write** (``write_timeout``, default 5 s) covers
+  acquiring (or opening) a connection, writing and committing. Past it -- a
+  server that stalls without closing the socket, say -- the connection is
+  terminated on the spot (no ``ROLLBACK`` or cancel request that would wait
+  on the same dead socket; the server rolls back when the socket goes) and
+  :class:`SinkUnavailable` sends the batch to the spool. Any failure other
+  than a data error terminates the connection the same way, so pooled
+  connections never hang on release and closing the pool is bounded
+  (``close_timeout``). Start (connect and migrate) has its own, longer bound.
+* **Errors say what they are** (:func:`classify`): data and constraint
+  errors (SQLSTATE classes 22 and 23, or a value the driver cannot encode)
+  are :class:`InvalidRecords`; connection, resource, operator and system
+  errors are :class:`SinkUnavailable`. The replay of a spooled batch is
+  harmless even when the lost connection had in fact committed: writes are
+  idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import decimal
 import os
 import time
 from collections import defaultdict
@@ -38,15 +51,22 @@ from venuefeed import metrics, schema
 from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market
 from venuefeed.sinks import rows
-from venuefeed.sinks.base import RawMessage, Record, Sink, SinkUnavailable, Watermark
+from venuefeed.sinks.base import (
+    InvalidRecords,
+    RawMessage,
+    Record,
+    Sink,
+    SinkUnavailable,
+    Watermark,
+)
 
 __all__ = [
     "BULK_TABLES",
     "PostgresStore",
     "applied_migrations",
+    "classify",
     "migrate",
     "resolve_url",
-    "unreachable",
 ]
 
 log = get_logger("venuefeed.postgres")
@@ -54,28 +74,41 @@ log = get_logger("venuefeed.postgres")
 BULK_TABLES = frozenset({"trades", "book_deltas", "quotes", "price_updates"})
 """Tables that receive most rows; written through COPY and a staging table."""
 
-_UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
+_DATA_CLASSES = frozenset({"22", "23"})
+"""SQLSTATE classes caused by the data: data exception, integrity constraint violation."""
+_OUTAGE_CLASSES = frozenset({"08", "25", "40", "53", "55", "57", "58", "XX"})
+"""Connection, transaction state (read-only standby), rollback (serialization, deadlock),
+insufficient resources (disk full), lock not available, operator intervention (shutdown,
+cancel), system (I/O) and internal errors: the server's state, not the data's."""
+_DRIVER_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions._base.DataError,  # a value asyncpg cannot encode for its column
+    decimal.InvalidOperation,  # not a decimal
+    TypeError,  # a record the store cannot map to rows
+    ValueError,
 )
 
 
-def unreachable(exc: BaseException) -> bool:
-    """Does ``exc`` mean "the server is not reachable right now" (not "the data is bad")?
+def classify(exc: BaseException) -> BaseException:
+    """The exception as the sink contract names it (:mod:`venuefeed.sinks.base`).
 
-    ``InterfaceError`` covers both a closed connection and client-side misuse
-    (``DataError`` for a bad value is one of its subclasses); only the first
-    is an outage -- spooling a bad batch would retry it forever.
+    :class:`InvalidRecords` for data errors, :class:`SinkUnavailable` for the
+    server's or the network's state; anything else is returned unchanged
+    (unclassified, which callers treat as an outage too).
     """
-    if isinstance(exc, _UNREACHABLE):
-        return True
-    return (
-        isinstance(exc, asyncpg.exceptions.InterfaceError)
-        and not isinstance(exc, asyncpg.exceptions.DataError)
-        and "closed" in str(exc)
-    )
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        text = f"{type(exc).__name__} ({state}): {exc}"
+        if state[:2] in _DATA_CLASSES:
+            return InvalidRecords("postgres", text)
+        if state[:2] in _OUTAGE_CLASSES:
+            return SinkUnavailable(f"postgres: {text}")
+    elif isinstance(exc, _DRIVER_DATA_ERRORS):
+        return InvalidRecords("postgres", f"{type(exc).__name__}: {exc}")
+    elif isinstance(exc, TimeoutError):
+        return SinkUnavailable("postgres: no answer in time (TimeoutError)")
+    elif isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return SinkUnavailable(f"postgres: {type(exc).__name__}: {exc}")
+    return exc
 
 
 Row = tuple[Any, ...]
@@ -179,15 +212,19 @@ class PostgresStore(Sink):
         pg_schema: str = "venuefeed",
         pool_size: int = 4,
         copy_threshold: int = 64,
-        command_timeout: float = 30.0,
+        write_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        start_timeout: float = 60.0,
+        close_timeout: float = 5.0,
     ) -> None:
         self._url = url
         self.pg_schema = pg_schema
         self._pool_size = pool_size
         self.copy_threshold = copy_threshold
-        self._command_timeout = command_timeout
-        self._connect_timeout = connect_timeout
+        self._write_timeout = write_timeout
+        self._connect_timeout = min(connect_timeout, write_timeout)
+        self._start_timeout = max(start_timeout, write_timeout)
+        self._close_timeout = close_timeout
         self._pool: asyncpg.Pool | None = None
         self.rows_written = 0
         self.commits = 0
@@ -229,24 +266,33 @@ class PostgresStore(Sink):
             )
 
     async def start(self) -> None:
+        conn: asyncpg.Connection | None = None
+        pool: asyncpg.Pool | None = None
         try:
-            conn = await asyncpg.connect(self._url, timeout=self._connect_timeout)
-            try:
+            async with asyncio.timeout(self._start_timeout):
+                conn = await asyncpg.connect(self._url, timeout=self._connect_timeout)
                 applied = await migrate(conn, self.pg_schema)
-            finally:
-                await conn.close()
-            self._pool = await asyncpg.create_pool(
-                self._url,
-                min_size=1,
-                max_size=self._pool_size,
-                init=self._init_connection,
-                command_timeout=self._command_timeout,
-                timeout=self._connect_timeout,
-            )
+                pool = await asyncpg.create_pool(
+                    self._url,
+                    # No floor: asyncpg would keep reconnecting in the background (and log
+                    # tracebacks) while the server is down; a write opens what it needs.
+                    min_size=0,
+                    max_size=self._pool_size,
+                    init=self._init_connection,
+                    reset=_keep_session,
+                    timeout=self._connect_timeout,
+                )
         except Exception as exc:
-            if unreachable(exc):
-                raise SinkUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            if pool is not None:
+                pool.terminate()
+            failure = classify(exc)
+            if isinstance(failure, SinkUnavailable):
+                raise failure from exc
             raise
+        finally:
+            if conn is not None:
+                conn.terminate()  # its work is committed; no need to wait for a goodbye
+        self._pool = pool
         if applied:
             log.info("postgres schema migrated", schema=self.pg_schema, applied=applied)
 
@@ -262,44 +308,73 @@ class PostgresStore(Sink):
     async def write(self, batch: Sequence[Record]) -> None:
         if not batch:
             return
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise SinkUnavailable("postgres: not started")
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                count = await self._apply(conn, batch)
+            count = await self._transaction(pool, batch)
         except Exception as exc:
-            if not unreachable(exc):
+            failure = classify(exc)
+            if isinstance(failure, SinkUnavailable):
+                metrics.SINK_UNAVAILABLE.labels(self.name).inc()
+            if failure is exc:
                 raise
-            metrics.SINK_UNAVAILABLE.labels(self.name).inc()
-            raise SinkUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise failure from exc
         self.commits += 1
         self.rows_written += count
         metrics.SINK_RECORDS.labels(self.name).inc(len(batch))
 
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+    async def _transaction(self, pool: asyncpg.Pool, batch: Sequence[Record]) -> int:
+        """One transaction within the deadline; on any failure the connection is terminated."""
+        conn: Any = None
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                conn = await pool.acquire()
+                transaction = conn.transaction()
+                await transaction.start()
+                count = await self._apply(conn, batch)
+                await transaction.commit()
+        except BaseException as exc:
+            if conn is not None:
+                conn.terminate()  # the server rolls back; nothing waits on this socket again
+            if isinstance(exc, TimeoutError):
+                raise SinkUnavailable(
+                    f"postgres: no answer within {self._write_timeout:g} s (write deadline)"
+                ) from exc
+            raise
+        finally:
+            if conn is not None:
+                await pool.release(conn)  # local work only: see _keep_session
+        return count
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        if self._pool is None:
+        """A read within the write deadline, failing as the sink contract names it."""
+        pool = self._pool
+        if pool is None:
             raise SinkUnavailable("postgres: not started")
         try:
-            async with self._pool.acquire() as conn:
-                return list(await conn.fetch(sql, *args))
+            async with asyncio.timeout(self._write_timeout):
+                return list(await pool.fetch(sql, *args))
         except Exception as exc:
-            if not unreachable(exc):
-                raise
-            raise SinkUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise classify(exc) from exc
 
     async def read_watermarks(self, prefix: str) -> dict[str, str]:
-        records = await self._fetch(
+        sql = (
             f"SELECT key, value FROM {_quote(self.pg_schema)}.watermarks "
-            "WHERE substr(key, 1, $1) = $2",
-            len(prefix),
-            prefix,
+            "WHERE substr(key, 1, length($1)) = $1"
         )
-        return {str(r["key"]): str(r["value"]) for r in records}
+        return {str(r["key"]): str(r["value"]) for r in await self._fetch(sql, prefix)}
+
+    async def close(self) -> None:
+        """Close the pool gracefully within ``close_timeout``, else terminate it."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), self._close_timeout)
+        except Exception as exc:  # a stalled server: do not wait for its goodbye
+            pool.terminate()
+            log.warning("postgres pool terminated at close", error=f"{type(exc).__name__}: {exc}")
 
     async def read_open_gaps(self, venue: str) -> list[DataGap]:
         sql = rows.OPEN_GAPS_SQL.replace("data_gaps", f"{_quote(self.pg_schema)}.data_gaps")
@@ -391,6 +466,16 @@ class PostgresStore(Sink):
         columns = schema.MARKETS.insert_columns()
         values = [row[columns.index(c)] for c in self._market_update_cols]
         await conn.execute(self._update_market, *values, market.venue, market.market_id)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset on release: nothing to reset.
+
+    asyncpg's default sends ``RESET ALL`` and friends -- a round trip per
+    write, and one that would wait forever on a stalled socket. Our sessions
+    hold no state to reset (the staging tables are meant to persist), and a
+    failed write terminates its connection instead of returning it.
+    """
 
 
 def _stage_name(table: str) -> str:

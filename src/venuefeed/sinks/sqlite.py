@@ -10,10 +10,21 @@ Why it looks like this:
   caller therefore learns a batch is durable only once it is (rule 4).
 * **Group commit**: the thread drains every batch waiting in the queue into one
   transaction. Under light load each batch commits at once (low latency);
-  under heavy load commits amortise (throughput). If a group fails, each batch
-  is retried alone so one bad record cannot take good ones down with it.
+  under heavy load commits amortise (throughput). If a group fails on a data
+  error, each batch is retried alone so one bad record cannot take good ones
+  down with it; on any other error the whole group fails at once.
+* **Errors say what they are** (:func:`classify`). A constraint or data error
+  caused by a record is :class:`InvalidRecords` (the caller bisects it down to
+  that record); disk full, I/O errors, a locked or read-only database are
+  :class:`SinkUnavailable` with the real cause (``"sqlite: disk full"``). When
+  SQLite already rolled the transaction back itself (it does on a full disk),
+  no second ``ROLLBACK`` is issued -- that one would fail and hide the cause.
 * **Bounded**: at most ``max_pending`` batches wait for the thread; further
   writers wait (backpressure), they do not pile up memory (rule 5).
+* **A lock is waited for** ``busy_timeout`` (5 s), then the write fails as
+  ``"sqlite: database locked"`` and the batch goes to the spool: another
+  writer holding the database (a long transaction, a checkpoint) delays
+  storage, never intake.
 * ``synchronous=NORMAL`` in WAL survives a crash of the process (what we
   guard against); ``FULL`` adds an fsync per commit for power-loss safety at
   a latency cost. It is configurable.
@@ -36,9 +47,16 @@ from venuefeed import schema
 from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market
 from venuefeed.sinks import rows
-from venuefeed.sinks.base import RawMessage, Record, Sink, Watermark
+from venuefeed.sinks.base import (
+    InvalidRecords,
+    RawMessage,
+    Record,
+    Sink,
+    SinkUnavailable,
+    Watermark,
+)
 
-__all__ = ["SchemaStatus", "SqliteStore", "migrate", "open_reader", "schema_status"]
+__all__ = ["SchemaStatus", "SqliteStore", "classify", "migrate", "open_reader", "schema_status"]
 
 log = get_logger("venuefeed.sqlite")
 
@@ -59,14 +77,18 @@ class SchemaStatus:
         return tuple(m.version for m in schema.MIGRATIONS if m.version > self.current)
 
 
-def _connect(path: Path, synchronous: Synchronous = "NORMAL") -> sqlite3.Connection:
+def _connect(
+    path: Path, synchronous: Synchronous = "NORMAL", busy_timeout: float = 30.0
+) -> sqlite3.Connection:
     if str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     return conn
 
 
@@ -76,6 +98,61 @@ def open_reader(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+_CAUSES = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_IOERR": "I/O error",
+    "SQLITE_BUSY": "database locked",
+    "SQLITE_LOCKED": "database locked",
+    "SQLITE_READONLY": "database read-only",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_CORRUPT": "database corrupt",
+    "SQLITE_NOTADB": "not a database",
+    "SQLITE_NOMEM": "out of memory",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_PROTOCOL": "locking protocol error",
+}
+"""Primary result code -> what an operator reads first (extended codes map to their primary)."""
+
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.IntegrityError,  # a NOT NULL / CHECK / UNIQUE constraint refused the row
+    sqlite3.DataError,  # a value too big for SQLite
+    OverflowError,  # an integer beyond 64 bits
+    TypeError,  # a record the store cannot map to rows
+    ValueError,
+)
+
+
+def classify(exc: BaseException) -> BaseException:
+    """The exception as the sink contract names it (:mod:`venuefeed.sinks.base`).
+
+    Data errors become :class:`InvalidRecords`; what SQLite reports about the
+    database or the disk becomes :class:`SinkUnavailable` with a readable
+    cause. Anything else is returned unchanged: unclassified, which callers
+    treat as an outage too.
+    """
+    if isinstance(exc, _DATA_ERRORS):
+        return InvalidRecords("sqlite", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorname", None) or ""
+        primary = "_".join(code.split("_")[:2])
+        cause = _CAUSES.get(primary, code or type(exc).__name__)
+        return SinkUnavailable(f"sqlite: {cause} ({code or type(exc).__name__}: {exc})")
+    if isinstance(exc, OSError | MemoryError):
+        return SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}")
+    return exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: after SQLITE_FULL, IOERR or NOMEM SQLite
+    may already have rolled back by itself, and a second ROLLBACK would fail and replace
+    the real error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # keep the original error; this one is secondary
+            log.warning("sqlite rollback failed", error=str(exc))
 
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -118,7 +195,7 @@ def migrate(path: str | Path) -> list[int]:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             applied.append(migration.version)
         return applied
@@ -156,9 +233,11 @@ class SqliteStore(Sink):
         synchronous: Synchronous = "NORMAL",
         max_pending: int = 64,
         max_group: int = 256,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.path = Path(path)
         self._synchronous: Synchronous = synchronous
+        self._busy_timeout = busy_timeout
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(max_pending)
         self._max_group = max_group
@@ -168,13 +247,18 @@ class SqliteStore(Sink):
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(migrate, self.path)
-        ready = threading.Event()
+        try:
+            await asyncio.to_thread(migrate, self.path)
+            conn = await asyncio.to_thread(
+                _connect, self.path, self._synchronous, self._busy_timeout
+            )
+        except (sqlite3.OperationalError, OSError) as exc:  # disk full, locked, unreadable
+            raised = classify(exc)
+            raise raised from exc
         self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="venuefeed-sqlite-writer", daemon=True
+            target=self._run, args=(conn,), name="venuefeed-sqlite-writer", daemon=True
         )
         self._thread.start()
-        await asyncio.to_thread(ready.wait)
 
     async def write(self, batch: Sequence[Record]) -> None:
         if not batch:
@@ -220,9 +304,7 @@ class SqliteStore(Sink):
 
     # -- writer thread -----------------------------------------------------
 
-    def _run(self, ready: threading.Event) -> None:
-        conn = _connect(self.path, self._synchronous)
-        ready.set()
+    def _run(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
                 item = self._queue.get()
@@ -239,7 +321,12 @@ class SqliteStore(Sink):
                         stop = True
                         break
                     group.append(more)
-                self._commit_group(conn, group)
+                try:
+                    self._commit_group(conn, group)
+                except Exception as exc:  # a bug here must fail these writes, not the thread
+                    log.error("sqlite writer error", error=f"{type(exc).__name__}: {exc}")
+                    for _, future, loop in group:
+                        self._settle(future, loop, exc)
                 if stop:
                     return
         finally:
@@ -249,31 +336,32 @@ class SqliteStore(Sink):
         try:
             self._transaction(conn, [batch for batch, _, _ in group])
         except Exception as exc:
-            if len(group) == 1:
-                batch, future, loop = group[0]
-                self._settle(future, loop, self._failed(exc, batch))
+            failure = self._failed(exc)
+            if len(group) == 1 or not isinstance(failure, InvalidRecords):
+                for _, future, loop in group:  # an outage fails every batch of the group
+                    self._settle(future, loop, failure)
                 return
-            # Retry each batch alone: only the one with the bad record fails.
+            # A data error: retry each batch alone, so only the one with the bad record fails.
             for batch, future, loop in group:
                 try:
                     self._transaction(conn, [batch])
                 except Exception as single:
-                    self._settle(future, loop, self._failed(single, batch))
+                    self._settle(future, loop, self._failed(single))
                 else:
                     self._settle(future, loop, None)
             return
         for _, future, loop in group:
             self._settle(future, loop, None)
 
-    def _failed(self, exc: Exception, batch: Sequence[Record]) -> Exception:
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        log.error("sqlite batch failed", error=self.last_error, records=len(batch))
-        return exc
+    def _failed(self, exc: Exception) -> BaseException:
+        failure = classify(exc)
+        self.last_error = str(failure) if failure is not exc else f"{type(exc).__name__}: {exc}"
+        return failure
 
     @staticmethod
     def _settle(
         future: asyncio.Future[None], loop: asyncio.AbstractEventLoop, exc: BaseException | None
-    ) -> None:
+    ) -> None:  # from the writer thread
         def settle() -> None:
             if future.done():
                 return
@@ -292,7 +380,7 @@ class SqliteStore(Sink):
                 count += self._apply(conn, batch)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         self.commits += 1
         self.rows_written += count

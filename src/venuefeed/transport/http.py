@@ -345,6 +345,8 @@ class HttpClient:
             raise _status_error(self.venue, url, result)
         if result.kind != "429":
             breaker.failure()
+        else:  # the host answered but told us to wait: no verdict, let a later probe decide
+            breaker.abandon()
         if result.retry_after is not None:
             self.limiter.penalize(result.retry_after)
         metrics.HTTP_ERRORS.labels(self.venue, label, result.kind).inc()

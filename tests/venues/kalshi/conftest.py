@@ -19,7 +19,7 @@ def keypair() -> tuple[bytes, bytes]:
 @pytest.fixture
 async def sim(keypair: tuple[bytes, bytes]) -> AsyncIterator[Simulator]:
     simulator = Simulator(
-        seed=7, markets=400, public_key_pem=keypair[1], events_per_second=0, anchor_ts=ANCHOR
+        seed=7, markets=400, public_key_pem=keypair[1], anchor_ts=ANCHOR, trading_markets=0
     )
     await simulator.start()
     try:

@@ -91,7 +91,7 @@ def expected_counts(sim: Simulator) -> dict[str, int]:
 
 
 async def test_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
-    async with Simulator(seed=11, markets=30_000, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(seed=11, markets=30_000, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         rest = sim.urls()["rest"]
         clean = await finish(child(rest, tmp_path / "clean", "jsonl"))
@@ -122,7 +122,7 @@ async def test_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_200k_markets_complete_no_duplicates_flat_memory(tmp_path: Path) -> None:
-    async with Simulator(seed=1, markets=200_000, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(seed=1, markets=200_000, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         result = await finish(child(sim.urls()["rest"], tmp_path, "jsonl"))
     assert result["ok"]
@@ -143,7 +143,7 @@ async def test_200k_markets_complete_no_duplicates_flat_memory(tmp_path: Path) -
 
 
 async def test_files_layout_summary_log_and_mid_pagination_failures(tmp_path: Path) -> None:
-    async with Simulator(seed=2, markets=2_500, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(seed=2, markets=2_500, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         sim.fail_pagination(after_pages=1, failures=3)
         summary = await run_archive(
@@ -186,7 +186,7 @@ async def test_files_layout_summary_log_and_mid_pagination_failures(tmp_path: Pa
 
 
 async def test_rerun_after_completion_starts_a_new_archive(tmp_path: Path) -> None:
-    async with Simulator(seed=2, markets=50, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(seed=2, markets=50, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         cfg = kalshi_settings(sim.urls()["rest"])
         first = await run_archive(
@@ -200,7 +200,7 @@ async def test_rerun_after_completion_starts_a_new_archive(tmp_path: Path) -> No
 
 
 async def test_parquet_layout_and_extended_recovery_over_an_outage(tmp_path: Path) -> None:
-    sim = Simulator(seed=4, markets=6_000, anchor_ts=ANCHOR, events_per_second=0)
+    sim = Simulator(seed=4, markets=6_000, anchor_ts=ANCHOR, trading_markets=0)
     await sim.start()
     port = sim.port
     task = asyncio.create_task(

@@ -42,7 +42,7 @@ async def test_seven_day_window_uses_close_ts_and_keeps_open_markets(
 
 
 async def test_markets_paginate_at_max_page_size(keypair: tuple[bytes, bytes]) -> None:
-    async with Simulator(markets=2500, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(markets=2500, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         async with make_adapter(sim) as adapter:
             query = MarketQuery(max_resolution_days=0, active_only=False)
@@ -106,7 +106,7 @@ async def test_check_reports_auth_verdict(sim: Simulator, keypair: tuple[bytes, 
 
 async def test_429_without_retry_after_and_5xx_are_ridden_out() -> None:
     faults = Faults(http_429_rate=0.3, http_5xx_rate=0.1, retry_after_seconds=None)
-    async with Simulator(markets=1500, faults=faults, anchor_ts=ANCHOR, events_per_second=0) as sim:
+    async with Simulator(markets=1500, faults=faults, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
         assert "Retry-After" not in sim.rate_limited_response().headers
         async with make_adapter(sim) as adapter:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from tests.venues.kalshi.kalshi_support import CAPTURES
+from tests.venues.kalshi.kalshi_support import ANCHOR, CAPTURES
 from tests.venues.kalshi.test_kalshi_parse import spec_examples
 from venuefeed.venues.kalshi import Simulator
 from venuefeed.venues.kalshi.auth import Signer
@@ -72,16 +72,17 @@ async def test_rest_shapes(sim: Simulator) -> None:
             assert await resp.json() == {"error": "too many requests"}
 
 
-async def test_ws_frames_match_documented_examples(
-    sim: Simulator, keypair: tuple[bytes, bytes]
-) -> None:
+async def test_ws_frames_match_documented_examples(keypair: tuple[bytes, bytes]) -> None:
     snap_ex, delta_ex = spec_examples("websockets_orderbook-updates.md")[:2]
     (trade_ex,) = spec_examples("websockets_public-trades.md")
     (ticker_ex,) = spec_examples("websockets_market-ticker.md")
     real_ack = json.loads((CAPTURES / "edgelab_kalshi_samples.jsonl").read_text().splitlines()[0])
     signer = Signer.from_pem("kid", keypair[0])
     seen: dict[str, dict[str, Any]] = {}
+    sim = Simulator(seed=7, markets=400, public_key_pem=keypair[1], anchor_ts=ANCHOR,
+                    trading_markets=3, events_per_second=500)  # fmt: skip
     async with (
+        sim,
         aiohttp.ClientSession() as session,
         session.ws_connect(
             sim.urls()["ws"], headers=signer.headers("GET", "/trade-api/ws/v2")

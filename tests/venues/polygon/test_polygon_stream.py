@@ -98,7 +98,7 @@ async def test_forced_disconnect_reports_a_gap_and_resumes(
     gaps = [e for e in after if isinstance(e, DataGap)]
     assert [(g.instrument, g.instruments) for g in gaps] == [("conn:0", ("AAPL", "MSFT"))]
     assert all(g.cause == "disconnect" and g.start <= g.end for g in gaps)
-    assert sum(e["kind"] == "ws_connect" for e in sim.truth.events) == 2
+    assert sum(e["kind"] == "ws_open" for e in sim.truth.events) == 2
     # Polygon ids are unique per ticker (and exchange), not across tickers.
     ids = [(e.instrument, e.trade_id) for e in before + after if isinstance(e, Trade)]
     assert len(ids) == len(set(ids))
@@ -126,7 +126,7 @@ async def test_wrong_key_is_an_error_state_with_paced_retries(
         assert stream.error == "auth_failed: authentication failed"
         await asyncio.sleep(1.0)
         consumer.cancel()
-    attempts = sum(e["kind"] == "ws_connect" for e in sim.truth.events)
+    attempts = sum(e["kind"] == "ws_open" for e in sim.truth.events)
     assert 1 <= attempts <= 8  # backoff paces the retries; a hot loop would make hundreds
     after = REGISTRY.get_sample_value(
         "market_data_ingestion_errors_total", {"venue": "polygon", "kind": "ws_auth_failed"}

@@ -65,9 +65,9 @@ async def test_every_trade_once_and_books_equal_after_faults() -> None:
         for fault in (
             "ws_cut",
             "duplicate_frame",
-            "held_frame",
+            "out_of_order",
             "malformed_frame",
-            "skipped_change",
+            "sequence_skip",
         ):
             assert fault in kinds, fault
         assert gaps, "the run must have included disconnects"

@@ -135,6 +135,7 @@ function onStats(msg) {
   page.uptimeBase = [status.uptime_s, Date.now()];
   $("uptime").textContent = fmtDuration(status.uptime_s);
   $("version").textContent = `v${status.version}`;
+  renderHealth(status);
   renderVenues(status.venues);
   const set = (id, v) => { $(id).textContent = v; };
   set("m-events", fmtNum(m.events_received));
@@ -159,6 +160,22 @@ function onStats(msg) {
   renderErrors(msg.errors);
   page.series = msg.series;
   drawChart();
+}
+
+// The same verdict as /api/status (503 when unhealthy): a badge, and the reasons, one per line.
+function renderHealth(status) {
+  const problems = status.problems || [];
+  const badge = $("health");
+  badge.textContent = status.healthy ? "healthy" : `unhealthy (${problems.length})`;
+  badge.className = `badge ${status.healthy ? "ok" : "down"}`;
+  badge.dataset.state = status.healthy ? "healthy" : "unhealthy";
+  const list = $("problems");
+  list.replaceChildren(...problems.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+  $("problems-panel").hidden = status.healthy;
 }
 
 function renderVenues(venues) {

@@ -14,23 +14,26 @@ runs against it unchanged:
 
 Live market: each symbol's book is a seeded random walk in integer ticks with
 contiguous update ids; every step is one diff-depth event, and trades are
-printed at the touch. History: aggregate trades and klines are pure functions
-of (seed, symbol, time), so any range can be served -- and served identically
-on a rerun, which is what backfill tests compare.
+printed at the touch, whether or not anyone is connected. History: before the
+simulator started, aggregate trades and klines are pure functions of (seed,
+symbol, time), so any range can be served -- and served identically on a
+rerun, which is what backfill tests compare; from its start on,
+``/api/v3/aggTrades`` serves the trades the live market printed (one
+aggregate per trade, ids continuing the history's), which is what a client
+back-fills a disconnect from.
 
-Faults (:class:`~venuefeed.sim.base.Faults`): ``skip_update_rate`` drops a
-depth event while its update ids advance (the client must see the gap);
-``stale_snapshot_rate`` serves a depth snapshot older than recent events;
-``disconnect_every_seconds`` closes every socket (the 24 h cut, compressed);
-``malformed_rate`` and ``duplicate_rate`` garble or repeat depth frames;
-``http_429_rate`` answers 429 with ``Retry-After``. The ground truth records
-every trade with the time it was sent, every skipped update and each symbol's
-final book.
+Faults: the shared :class:`~venuefeed.sim.faults.Faults` switches;
+``skip_update_rate`` drops a depth event while its update ids advance (the
+client must see the gap); ``stale_snapshot_rate`` serves a depth snapshot
+older than recent events (``stale_snapshot``). A client that ignores a 429
+earns the venue's 418 ban (``http_418``). The ground truth records every
+trade, every skipped update and each symbol's final book.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import re
 import time
@@ -41,9 +44,11 @@ from random import Random
 from typing import Any, Final
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed import exact
+from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.sockets import Heartbeat, SimSocket, Sockets
 from venuefeed.venues.binance.protocol import INTERVAL_MS, depth_weight
 
 __all__ = ["Simulator"]
@@ -234,13 +239,15 @@ class _History:
 
 
 @dataclass(eq=False)
-class _Conn:
-    """One client WebSocket and the streams it follows."""
+class _Client:
+    """What the venue knows about one socket: its URL form and the streams it follows."""
 
-    ws: web.WebSocketResponse
     combined: bool
     streams: set[str] = field(default_factory=set)
     control_times: deque[float] = field(default_factory=lambda: deque(maxlen=16))
+
+
+_Socket = SimSocket[_Client]
 
 
 def _error(status: int, code: int, msg: str) -> web.Response:
@@ -287,19 +294,19 @@ class Simulator(SimulatorBase):
         self.weight_limit = weight_limit
         self.weight_window_seconds = weight_window_seconds
         self.ban_seconds = ban_seconds
-        self.ping_interval = ping_interval
         self.kline_push_seconds = kline_push_seconds
         self.books = {s: _Book(s, Random(_mix(seed, *s.encode()))) for s in self.symbols}
         self.history = {s: _History(seed, s) for s in self.symbols}
-        self.conns: set[_Conn] = set()
+        self.live_aggs: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
+        """Aggregate trades the live market printed, oldest first (REST history after start)."""
+        self.live_since_ms = _now_ms()
+        for symbol, book in self.books.items():
+            # The first live aggregate takes the id of the first history slot not served.
+            book.agg_id = self.history[symbol].slot_at_or_after(self.live_since_ms) - 1
+        self.sockets: Sockets[_Client] = Sockets(self, heartbeat=Heartbeat(ping_interval))
         self.weight_used = 0
         self._window = 0
         self._blocked_until = 0.0
-        self._running = asyncio.Event()
-        self._running.set()
-        self._last_depth: dict[str, str] = {}
-        self.disconnects = 0
-        self.skipped = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -307,37 +314,19 @@ class Simulator(SimulatorBase):
         return {"rest": self.base_url, "ws": self.ws_base_url}
 
     async def on_start(self) -> None:
-        self.spawn(self._market())
+        self.spawn(self.pace(self._step_all, self.events_per_second))
         self.spawn(self._klines())
-        if self.faults.disconnect_every_seconds:
-            self.spawn(self._disconnects(self.faults.disconnect_every_seconds))
 
-    async def on_stop(self) -> None:
-        for conn in list(self.conns):
-            await conn.ws.close()
+    def final_books(self) -> dict[str, Book]:
+        out = {}
         for symbol, book in self.books.items():
-            update_id, bids, asks = book.levels()
-            self.truth.record(
-                "final_book", symbol=symbol, last_update_id=update_id, bids=bids, asks=asks
-            )
-
-    def pause(self) -> None:
-        """Freeze the market (tests compare books once the client has caught up)."""
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
+            _, bids, asks = book.levels()
+            out[symbol] = (_canonical(bids), _canonical(asks))
+        return out
 
     def book(self, symbol: str) -> tuple[int, list[list[str]], list[list[str]]]:
         """The simulator's current full book: ``(lastUpdateId, bids, asks)``."""
         return self.books[symbol].levels()
-
-    async def drop_connections(self) -> None:
-        """Close every client socket now, as the venue's 24 h cut does."""
-        self.disconnects += 1
-        self.truth.record("disconnect", connections=len(self.conns))
-        for conn in list(self.conns):
-            await conn.ws.close(code=1000, message=b"")
 
     # -- routes ------------------------------------------------------------------
 
@@ -495,24 +484,40 @@ class Simulator(SimulatorBase):
         return web.json_response(trades)
 
     async def _agg_trades(self, request: web.Request) -> web.Response:
+        """History before the simulator started, then the trades its market printed."""
         symbol = self._symbol(request)
         hist = self.history[symbol]
+        live = self.live_aggs[symbol]
         limit = self._limit(request, 500, 1000)
         from_id = _int_param(request, "fromId")
         start = _int_param(request, "startTime")
         end = _int_param(request, "endTime")
         now = _now_ms()
         end = now if end is None else min(end, now)
+        first_live = hist.slot_at_or_after(self.live_since_ms)
         if from_id is not None:
             first = from_id
         elif start is not None:
-            first = hist.slot_at_or_after(start)
+            if start < self.live_since_ms:
+                first = hist.slot_at_or_after(start)
+            else:
+                at = bisect.bisect_left([r["T"] for r in live], start)
+                first = live[at]["a"] if at < len(live) else first_live + len(live)
         else:
-            first = hist.slot_at_or_after(end) - limit
+            recent = [r for r in live if r["T"] <= end][-limit:]
+            first = recent[0]["a"] if len(recent) == limit else first_live - limit + len(recent)
         rows: list[dict[str, Any]] = []
         slot = first
         while len(rows) < limit:
-            row = hist.agg_trade(slot)
+            if slot < first_live:
+                row = hist.agg_trade(slot)
+                if row["T"] >= self.live_since_ms:
+                    slot = first_live
+                    continue
+            elif slot - first_live < len(live):
+                row = live[slot - first_live]
+            else:
+                break
             if row["T"] > end:
                 break
             rows.append(row)
@@ -547,40 +552,31 @@ class Simulator(SimulatorBase):
     # -- WebSocket ------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=self.ping_interval)
-        await ws.prepare(request)
         combined = request.path == "/stream"
-        conn = _Conn(ws, combined)
         initial = (
             request.query.get("streams", "") if combined else request.match_info.get("stream", "")
         )
-        conn.streams.update(s for s in initial.split("/") if _STREAM_RE.match(s))
-        self.conns.add(conn)
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT and not await self._control(conn, msg.data):
-                    break
-        finally:
-            self.conns.discard(conn)
-        return ws
+        client = _Client(combined, {s for s in initial.split("/") if _STREAM_RE.match(s)})
+        return await self.sockets.serve(request, client, self._control)
 
-    async def _control(self, conn: _Conn, text: str) -> bool:
-        """Answer one control message; False when the connection must be closed."""
+    async def _control(self, sock: _Socket, text: str) -> None:
+        """Answer one control message (too many per second close the socket, as the venue does)."""
+        conn = sock.state
         now = time.monotonic()
         conn.control_times.append(now)
         recent = [t for t in conn.control_times if now - t < 1.0]
         if len(recent) > _MAX_CONTROL_PER_SECOND:
-            self.truth.record("control_rate_exceeded")
-            await conn.ws.close(code=1008, message=b"Too many requests")
-            return False
+            self.truth.record("control_rate_exceeded", conn=sock.number)
+            await sock.ws.close(code=1008, message=b"Too many requests")
+            return
         try:
             msg = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            await conn.ws.send_str('{"code":3,"msg":"Invalid JSON: malformed message"}')
-            return True
+            self.sockets.reply(sock, '{"code":3,"msg":"Invalid JSON: malformed message"}')
+            return
         if not isinstance(msg, dict):
-            await conn.ws.send_str('{"code":3,"msg":"Invalid JSON: expected an object"}')
-            return True
+            self.sockets.reply(sock, '{"code":3,"msg":"Invalid JSON: expected an object"}')
+            return
         req_id = msg.get("id")
         method = msg.get("method")
         params = msg.get("params") or []
@@ -601,42 +597,44 @@ class Simulator(SimulatorBase):
             reply = {"result": sorted(conn.streams), "id": req_id}
         else:
             reply = {"code": 2, "msg": "Invalid request: unknown method", "id": req_id}
-        await conn.ws.send_str(msgspec.json.encode(reply).decode())
-        return True
+        self.sockets.reply(sock, msgspec.json.encode(reply).decode())
 
-    async def _broadcast(self, stream: str, payload: str) -> None:
+    def _broadcast(self, stream: str, payload: str) -> int:
+        """Publish ``payload`` to every socket following ``stream``; returns how many."""
         combined = None
-        for conn in list(self.conns):
-            if stream in conn.streams and not conn.ws.closed:
-                if conn.combined:
-                    if combined is None:
-                        combined = f'{{"stream":"{stream}","data":{payload}}}'
-                    frame = combined
-                else:
-                    frame = payload
-                try:
-                    await conn.ws.send_str(frame)
-                except ConnectionError:
-                    self.conns.discard(conn)
+        sent = 0
+        for sock in self.sockets:
+            conn = sock.state
+            if stream not in conn.streams:
+                continue
+            if conn.combined:
+                if combined is None:
+                    combined = f'{{"stream":"{stream}","data":{payload}}}'
+                frame = combined
+            else:
+                frame = payload
+            self.sockets.publish(sock, frame)
+            sent += 1
+        return sent
 
     # -- the live market ------------------------------------------------------------
 
-    async def _market(self) -> None:
-        interval = 1.0 / self.events_per_second
-        while True:
-            await asyncio.sleep(interval)
-            await self._running.wait()
-            for book in self.books.values():
-                await self._step(book)
+    def _step_all(self) -> None:
+        for book in self.books.values():
+            self._step(book)
 
-    async def _step(self, book: _Book) -> None:
+    def _listeners(self, lower: str) -> int:
+        names = (f"{lower}@depth", f"{lower}@depth@100ms")
+        return sum(1 for sock in self.sockets if any(n in sock.state.streams for n in names))
+
+    def _step(self, book: _Book) -> None:
         top_before = book.best()
         first, last, bid_changes, ask_changes = book.step()
         lower = book.symbol.lower()
         now = _now_ms()
         if self.chance(self.faults.skip_update_rate):
-            self.skipped += 1
-            self.truth.record("skipped_update", symbol=book.symbol, U=first, u=last)
+            self.truth.record("sequence_skip", instrument=book.symbol, conn=None, U=first,
+                              u=last, listeners=self._listeners(lower))  # fmt: skip
         else:
             payload = msgspec.json.encode(
                 {
@@ -650,12 +648,7 @@ class Simulator(SimulatorBase):
                 }
             ).decode()
             for stream in (f"{lower}@depth", f"{lower}@depth@100ms"):
-                if self.chance(self.faults.malformed_rate):
-                    self.truth.record("malformed", stream=stream)
-                    await self._broadcast(stream, payload[: len(payload) // 2])
-                await self._broadcast(stream, payload)
-                if self.chance(self.faults.duplicate_rate):
-                    await self._broadcast(stream, payload)
+                self._broadcast(stream, payload)
         bid, ask = book.best()
         if (bid, ask) != top_before and bid is not None and ask is not None:
             ticker = msgspec.json.encode(
@@ -668,11 +661,11 @@ class Simulator(SimulatorBase):
                     "A": _qty(book.asks[ask]),
                 }
             ).decode()
-            await self._broadcast(f"{lower}@bookTicker", ticker)
+            self._broadcast(f"{lower}@bookTicker", ticker)
         if bid is not None and ask is not None and book.rng.random() < 0.3:
-            await self._trade(book, bid, ask, now)
+            self._trade(book, bid, ask, now)
 
-    async def _trade(self, book: _Book, bid: int, ask: int, now: int) -> None:
+    def _trade(self, book: _Book, bid: int, ask: int, now: int) -> None:
         taker_sells = book.rng.random() < 0.5
         price = _px(bid if taker_sells else ask)
         qty = _qty(book.rng.randint(1, _QTY_SCALE // 10))
@@ -714,10 +707,13 @@ class Simulator(SimulatorBase):
                 "isBestMatch": True,
             }
         )
-        await self._broadcast(f"{lower}@trade", msgspec.json.encode(trade).decode())
-        await self._broadcast(f"{lower}@aggTrade", msgspec.json.encode(agg).decode())
+        rest_row = {k: v for k, v in agg.items() if k not in ("e", "E", "s")}
+        self.live_aggs[book.symbol].append(rest_row)
+        self._broadcast(f"{lower}@trade", msgspec.json.encode(trade).decode())
+        self._broadcast(f"{lower}@aggTrade", msgspec.json.encode(agg).decode())
         self.truth.record_trade(
             {
+                "instrument": book.symbol,
                 "symbol": book.symbol,
                 "trade_id": book.trade_id,
                 "agg_id": book.agg_id,
@@ -735,7 +731,7 @@ class Simulator(SimulatorBase):
         while True:
             await asyncio.sleep(self.kline_push_seconds)
             await self._running.wait()
-            followed = {s for conn in self.conns for s in conn.streams if "@kline_" in s}
+            followed = {s for sock in self.sockets for s in sock.state.streams if "@kline_" in s}
             now = _now_ms()
             for stream in sorted(followed):
                 lower, _, interval = stream.partition("@kline_")
@@ -747,11 +743,11 @@ class Simulator(SimulatorBase):
                 open_ms = (now - offset) // interval_ms * interval_ms + offset
                 previous = last_open.get(stream)
                 if previous is not None and previous < open_ms:
-                    await self._push_kline(stream, symbol, interval, previous, now, closed=True)
+                    self._push_kline(stream, symbol, interval, previous, now, closed=True)
                 last_open[stream] = open_ms
-                await self._push_kline(stream, symbol, interval, open_ms, now, closed=False)
+                self._push_kline(stream, symbol, interval, open_ms, now, closed=False)
 
-    async def _push_kline(
+    def _push_kline(
         self, stream: str, symbol: str, interval: str, open_ms: int, now: int, closed: bool
     ) -> None:
         row = self.history[symbol].kline(open_ms, INTERVAL_MS[interval], now)
@@ -779,9 +775,8 @@ class Simulator(SimulatorBase):
                 "B": "0",
             },
         }
-        await self._broadcast(stream, msgspec.json.encode(event).decode())
+        self._broadcast(stream, msgspec.json.encode(event).decode())
 
-    async def _disconnects(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            await self.drop_connections()
+
+def _canonical(levels: list[list[str]]) -> list[tuple[str, str]]:
+    return [(exact.canon(price), exact.canon(qty)) for price, qty in levels]

@@ -11,20 +11,20 @@ protocol Ping frames with body ``heartbeat``, and 429s without
 ``Retry-After``.
 
 Markets come from :class:`~venuefeed.venues.kalshi.simdata.Universe` by
-index, so 200,000 markets cost nothing until asked for. Faults: the shared
-:class:`~venuefeed.sim.base.Faults` switches (HTTP 429/5xx, disconnects,
-silence, malformed, duplicate, out-of-order and skipped frames) plus
+index, so 200,000 markets cost nothing until asked for. The first
+``trading_markets`` open markets (the venue's busy ones) trade from start to
+stop whether or not anyone subscribed, and ``/markets/trades`` serves every
+trade they printed. Faults: the shared :class:`~venuefeed.sim.faults.Faults`
+switches (``skip_update_rate`` skips a ``seq`` of one subscription) plus
 :meth:`Simulator.fail_pagination` (failures in the middle of a pagination
-run); a long network failure is a :meth:`stop` and a :meth:`start` on the
-same port. Every trade (with
-``sent_ns``), every skipped sequence number and, on stop, the final book of
-every market that traded are written to the ground-truth log.
+run, ``pagination_failure``); a long network failure is a :meth:`stop` and a
+:meth:`start` on the same port. Every trade (with ``sent_ns``), every skipped
+sequence number and, on stop, the final book of every market that traded are
+written to the ground-truth log.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 import time
 import uuid
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.sockets import Heartbeat, SimSocket, Sockets
 from venuefeed.venues.kalshi import simdata
 from venuefeed.venues.kalshi.auth import generate_test_keypair, load_public_key, verify_request
 from venuefeed.venues.kalshi.simdata import SimBook, Universe, dollars, fp, iso
@@ -82,16 +83,15 @@ class _Sub:
 
 
 @dataclass(eq=False)
-class _Conn:
-    """One client WebSocket: its subscriptions and an ordered, bounded outbox."""
+class _Client:
+    """What the venue knows about one WebSocket: who signed it and its subscriptions."""
 
-    ws: web.WebSocketResponse
     authenticated: bool
-    opened: float
-    outbox: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(20_000))
     subs: dict[int, _Sub] = field(default_factory=dict)
     next_sid: int = 1
-    held: bytes | None = None
+
+
+_Socket = SimSocket[_Client]
 
 
 DEMO_KEY_ID = "00000000-0000-4000-8000-0000000000de"
@@ -115,6 +115,7 @@ class Simulator(SimulatorBase):
         anchor_ts: int | None = None,
         ping_interval: float = 10.0,
         private_key_pem: bytes | None = None,
+        trading_markets: int = 100,
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
         self._private_key_pem = private_key_pem
@@ -123,14 +124,14 @@ class Simulator(SimulatorBase):
         self.universe = Universe(seed, markets, anchor_ts)
         self.public_key = load_public_key(public_key_pem) if public_key_pem else None
         self.events_per_second = events_per_second
-        self.ping_interval = ping_interval
         self.books: dict[str, SimBook] = {}
         self.live_trades: dict[str, list[dict[str, Any]]] = {}
-        self.conns: set[_Conn] = set()
-        self.paused = False
+        self.sockets: Sockets[_Client] = Sockets(
+            self, heartbeat=Heartbeat(ping_interval, b"heartbeat"), max_msg_size=1 << 20
+        )
+        self.trading = self.market_tickers(trading_markets) if trading_markets > 0 else []
+        """Markets whose books and tape move (the first N open ones); 0 = a static venue."""
         self.requests: dict[str, int] = {}
-        self._active: list[str] = []
-        self._active_dirty = True
         self._page_fail_after: int | None = None
         self._page_fail_count = 0
         self._pages_served = 0
@@ -175,15 +176,11 @@ class Simulator(SimulatorBase):
         return web.json_response({"error": "too many requests"}, status=429)
 
     async def on_start(self) -> None:
-        self.spawn(self._activity())
+        if self.trading:
+            self.spawn(self.pace(self._step_any, self.events_per_second))
 
-    async def on_stop(self) -> None:
-        for conn in list(self.conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close()
-        for ticker in sorted(self.books):
-            bids, asks = self.books[ticker].canonical()
-            self.truth.record("final_book", ticker=ticker, bids=bids, asks=asks)
+    def final_books(self) -> dict[str, Book]:
+        return {ticker: book.canonical() for ticker, book in self.books.items()}
 
     # -- scenario controls ---------------------------------------------------
 
@@ -192,23 +189,12 @@ class Simulator(SimulatorBase):
         self._page_fail_after = self._pages_served + after_pages
         self._page_fail_count = failures
 
-    def pause(self) -> None:
-        """Stop market activity and deliver any frame held back by the reorder fault."""
-        self.paused = True
-        for conn in self.conns:
-            if conn.held is not None:
-                self._put(conn.outbox, conn.held)
-                conn.held = None
-
-    def resume(self) -> None:
-        self.paused = False
-
     def canonical_book(self, ticker: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The market's current canonical book (bids desc, asks asc), for comparisons."""
         return self._book(ticker).canonical()
 
     def market_tickers(self, count: int, status: str = "active") -> list[str]:
-        """The first ``count`` market tickers with the given status (test helper)."""
+        """The first ``count`` market tickers with the given status."""
         out: list[str] = []
         for i in range(self.universe.n_markets):
             core = self.universe.core(i)
@@ -558,119 +544,53 @@ class Simulator(SimulatorBase):
             if why is not None:
                 self.truth.record("ws_rejected", reason=why)
                 return _error(401, "authentication_error", why)
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
-        await ws.prepare(request)
-        conn = _Conn(
-            ws=ws, authenticated=signed or self.public_key is not None, opened=time.monotonic()
-        )
-        self.conns.add(conn)
-        self.truth.record("ws_connected")
-        writer = asyncio.ensure_future(self._writer(conn))
-        pinger = asyncio.ensure_future(self._pinger(conn))
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    self._command(conn, msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    self._send_error(conn, None, 1, "Unable to process message")
-        finally:
-            self.conns.discard(conn)
-            self._active_dirty = True
-            writer.cancel()
-            pinger.cancel()
-            await asyncio.gather(writer, pinger, return_exceptions=True)
-            self.truth.record("ws_closed")
-        return ws
+        client = _Client(authenticated=signed or self.public_key is not None)
+        return await self.sockets.serve(request, client, self._on_text, on_binary=self._on_binary)
 
-    async def _writer(self, conn: _Conn) -> None:
-        faults = self.faults
-        while True:
-            frame = await conn.outbox.get()
-            if frame is None:
-                await conn.ws.close()
-                return
-            if faults.silence_after_seconds is not None and (
-                time.monotonic() - conn.opened > faults.silence_after_seconds
-            ):
-                continue
-            await conn.ws.send_str(frame.decode())
+    async def _on_text(self, sock: _Socket, text: str) -> None:
+        self._command(sock, text)
 
-    async def _pinger(self, conn: _Conn) -> None:
-        """Protocol Ping frames with body ``heartbeat``; also drives the disconnect fault."""
-        cut_after = self.faults.disconnect_every_seconds
-        if cut_after is not None:
-            await asyncio.sleep(cut_after)
-            self.truth.record("ws_disconnect_fault")
-            await conn.ws.close()
-            return
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            silent = self.faults.silence_after_seconds
-            if silent is not None and time.monotonic() - conn.opened > silent:
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await conn.ws.ping(b"heartbeat")
+    async def _on_binary(self, sock: _Socket, _data: bytes) -> None:
+        self._send_error(sock, None, 1, "Unable to process message")
 
-    def _emit(self, conn: _Conn, frame: bytes, *, sequenced: bool = False) -> None:
-        """Queue a frame, applying the per-frame faults (malformed, duplicate, reorder)."""
-        outbox = conn.outbox
-        faults = self.faults
-        if self.chance(faults.malformed_rate):
-            self.truth.record("malformed_frame")
-            self._put(outbox, frame[: len(frame) // 2])
-        if sequenced and conn.held is None and self.chance(faults.out_of_order_rate):
-            self.truth.record("out_of_order")
-            conn.held = frame
-            return
-        self._put(outbox, frame)
-        if conn.held is not None:
-            self._put(outbox, conn.held)
-            conn.held = None
-        if sequenced and self.chance(faults.duplicate_rate):
-            self.truth.record("duplicate_frame")
-            self._put(outbox, frame)
+    def _reply(self, sock: _Socket, body: Any) -> None:
+        self.sockets.reply(sock, _encode(body).decode())
 
-    def _put(self, outbox: asyncio.Queue[bytes | None], frame: bytes) -> None:
-        try:
-            outbox.put_nowait(frame)
-        except asyncio.QueueFull:
-            # A client that stopped reading: drop, as a venue's send buffer would, and say so.
-            self.truth.record("outbox_overflow")
-
-    def _send_error(self, conn: _Conn, cmd_id: int | None, code: int, text: str) -> None:
+    def _send_error(self, sock: _Socket, cmd_id: int | None, code: int, text: str) -> None:
         env: dict[str, Any] = {"type": "error", "msg": {"code": code, "msg": text}}
         if cmd_id is not None:
             env["id"] = cmd_id
-        self._put(conn.outbox, _encode(env))
+        self._reply(sock, env)
 
-    def _command(self, conn: _Conn, text: str) -> None:
+    def _command(self, sock: _Socket, text: str) -> None:
+        conn = sock.state
         try:
             cmd = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            self._send_error(conn, None, 1, "Unable to process message")
+            self._send_error(sock, None, 1, "Unable to process message")
             return
         if not isinstance(cmd, dict):
-            self._send_error(conn, None, 1, "Unable to process message")
+            self._send_error(sock, None, 1, "Unable to process message")
             return
         cmd_id = cmd.get("id") if isinstance(cmd.get("id"), int) else None
         name = cmd.get("cmd")
         params = cmd.get("params")
         if name == "list_subscriptions":
             subs = [{"channel": s.channel, "sid": s.sid} for s in conn.subs.values()]
-            self._put(conn.outbox, _encode({"id": cmd_id, "type": "ok", "msg": subs}))
+            self._reply(sock, {"id": cmd_id, "type": "ok", "msg": subs})
             return
         if name not in ("subscribe", "unsubscribe", "update_subscription"):
-            self._send_error(conn, cmd_id, 5, "Unknown command")
+            self._send_error(sock, cmd_id, 5, "Unknown command")
             return
         if not isinstance(params, dict):
-            self._send_error(conn, cmd_id, 2, "Params required")
+            self._send_error(sock, cmd_id, 2, "Params required")
             return
         if name == "subscribe":
-            self._subscribe(conn, cmd_id, params)
+            self._subscribe(sock, cmd_id, params)
         elif name == "unsubscribe":
-            self._unsubscribe(conn, cmd_id, params)
+            self._unsubscribe(sock, cmd_id, params)
         else:
-            self._update(conn, cmd_id, params)
+            self._update(sock, cmd_id, params)
 
     def _tickers(self, params: dict[str, Any]) -> list[str] | None:
         tickers: list[str] = []
@@ -680,23 +600,24 @@ class Simulator(SimulatorBase):
             tickers.extend(t for t in params["market_tickers"] if isinstance(t, str))
         return tickers or None
 
-    def _subscribe(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+    def _subscribe(self, sock: _Socket, cmd_id: int | None, params: dict[str, Any]) -> None:
+        conn = sock.state
         channels = params.get("channels")
         if not isinstance(channels, list) or not channels:
-            self._send_error(conn, cmd_id, 3, "Channels required")
+            self._send_error(sock, cmd_id, 3, "Channels required")
             return
         tickers = self._tickers(params)
         for channel in channels:
             if channel not in _KNOWN_CHANNELS:
-                self._send_error(conn, cmd_id, 8, "Unknown channel name")
+                self._send_error(sock, cmd_id, 8, "Unknown channel name")
                 continue
             if channel not in _PUBLIC_CHANNELS or (
                 channel == "orderbook_delta" and not conn.authenticated
             ):
-                self._send_error(conn, cmd_id, 9, "Authentication required")
+                self._send_error(sock, cmd_id, 9, "Authentication required")
                 continue
             if channel == "orderbook_delta" and not tickers:
-                self._send_error(conn, cmd_id, 14, "Market ticker required")
+                self._send_error(sock, cmd_id, 14, "Market ticker required")
                 continue
             if tickers is not None:
                 unknown = [t for t in tickers if self.universe.market_index(t) is None]
@@ -706,25 +627,24 @@ class Simulator(SimulatorBase):
                         "type": "error",
                         "msg": {"code": 16, "msg": "Market not found", "market_ticker": unknown[0]},
                     }
-                    self._put(conn.outbox, _encode(env))
+                    self._reply(sock, env)
                     continue
             if any(
                 s.channel == channel
                 and (s.tickers is None or tickers is None or s.tickers & set(tickers))
                 for s in conn.subs.values()
             ):
-                self._send_error(conn, cmd_id, 6, "Already subscribed")
+                self._send_error(sock, cmd_id, 6, "Already subscribed")
                 continue
             sub = _Sub(conn.next_sid, channel, set(tickers) if tickers is not None else None)
             conn.next_sid += 1
             conn.subs[sub.sid] = sub
-            self._active_dirty = True
             ack = {"id": cmd_id, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}}
-            self._put(conn.outbox, _encode(ack))
+            self._reply(sock, ack)
             if channel == "orderbook_delta" and tickers is not None:
-                self._snapshots(conn, sub, tickers)
+                self._snapshots(sock, sub, tickers)
 
-    def _snapshots(self, conn: _Conn, sub: _Sub, tickers: Iterable[str]) -> None:
+    def _snapshots(self, sock: _Socket, sub: _Sub, tickers: Iterable[str]) -> None:
         for ticker in tickers:
             book = self._book(ticker)
             sub.seq += 1
@@ -734,54 +654,55 @@ class Simulator(SimulatorBase):
             if book.no:
                 msg["no_dollars_fp"] = book.levels("no")
             frame = {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.seq, "msg": msg}
-            self._put(conn.outbox, _encode(frame))
+            self._reply(sock, frame)
 
-    def _unsubscribe(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+    def _unsubscribe(self, sock: _Socket, cmd_id: int | None, params: dict[str, Any]) -> None:
+        conn = sock.state
         sids = params.get("sids")
         if not isinstance(sids, list) or not sids:
-            self._send_error(conn, cmd_id, 4, "Sids required")
+            self._send_error(sock, cmd_id, 4, "Sids required")
             return
         for sid in sids:
             sub = conn.subs.pop(sid, None) if isinstance(sid, int) else None
             if sub is None:
-                self._send_error(conn, cmd_id, 7, "Unknown subscription ID")
+                self._send_error(sock, cmd_id, 7, "Unknown subscription ID")
                 continue
-            self._active_dirty = True
             reply = {"id": cmd_id, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}
-            self._put(conn.outbox, _encode(reply))
+            self._reply(sock, reply)
 
-    def _update(self, conn: _Conn, cmd_id: int | None, params: dict[str, Any]) -> None:
+    def _update(self, sock: _Socket, cmd_id: int | None, params: dict[str, Any]) -> None:
+        conn = sock.state
         sids = params.get("sids")
         if isinstance(params.get("sid"), int) and sids is None:
             sids = [params["sid"]]
         if not isinstance(sids, list) or len(sids) != 1:
-            self._send_error(conn, cmd_id, 12, "Exactly one subscription ID is required")
+            self._send_error(sock, cmd_id, 12, "Exactly one subscription ID is required")
             return
         action = params.get("action")
         if not action:
-            self._send_error(conn, cmd_id, 15, "Action required")
+            self._send_error(sock, cmd_id, 15, "Action required")
             return
         sub = conn.subs.get(sids[0])
         if sub is None:
-            self._send_error(conn, cmd_id, 7, "Unknown subscription ID")
+            self._send_error(sock, cmd_id, 7, "Unknown subscription ID")
             return
         tickers = self._tickers(params)
         if action == "get_snapshot":
             if sub.channel != "orderbook_delta" or sub.tickers is None:
-                self._send_error(conn, cmd_id, 13, "Action not supported for this channel")
+                self._send_error(sock, cmd_id, 13, "Action not supported for this channel")
                 return
             self.truth.record("get_snapshot", sid=sub.sid)
             wanted = [t for t in sorted(sub.tickers) if tickers is None or t in tickers]
-            self._snapshots(conn, sub, wanted)
+            self._snapshots(sock, sub, wanted)
             return
         if action not in ("add_markets", "delete_markets"):
-            self._send_error(conn, cmd_id, 13, "Unsupported action")
+            self._send_error(sock, cmd_id, 13, "Unsupported action")
             return
         if not tickers:
-            self._send_error(conn, cmd_id, 14, "Market ticker required")
+            self._send_error(sock, cmd_id, 14, "Market ticker required")
             return
         if any(self.universe.market_index(t) is None for t in tickers):
-            self._send_error(conn, cmd_id, 16, "Market not found")
+            self._send_error(sock, cmd_id, 16, "Market not found")
             return
         current = sub.tickers if sub.tickers is not None else set()
         if action == "add_markets":
@@ -789,11 +710,10 @@ class Simulator(SimulatorBase):
             current.update(new)
             sub.tickers = current
             if sub.channel == "orderbook_delta":
-                self._snapshots(conn, sub, new)
+                self._snapshots(sock, sub, new)
         else:
             current.difference_update(tickers)
             sub.tickers = current
-        self._active_dirty = True
         reply = {
             "id": cmd_id,
             "sid": sub.sid,
@@ -801,31 +721,12 @@ class Simulator(SimulatorBase):
             "type": "ok",
             "msg": {"market_tickers": sorted(current)},
         }
-        self._put(conn.outbox, _encode(reply))
+        self._reply(sock, reply)
 
     # -- market activity ---------------------------------------------------------
 
-    def _active_markets(self) -> list[str]:
-        if self._active_dirty:
-            tickers: set[str] = set()
-            for conn in self.conns:
-                for sub in conn.subs.values():
-                    if sub.tickers is not None:
-                        tickers |= sub.tickers
-            self._active = sorted(tickers)
-            self._active_dirty = False
-        return self._active
-
-    async def _activity(self) -> None:
-        """Move subscribed books at ``events_per_second`` (0 = as fast as the loop allows)."""
-        while True:
-            eps = self.events_per_second
-            await asyncio.sleep(1.0 / eps if eps > 0 else 0)
-            active = self._active_markets()
-            if self.paused or not active:
-                await asyncio.sleep(0.01)  # idle: do not spin the loop
-                continue
-            self.step(self.rng.choice(active))
+    def _step_any(self) -> None:
+        self.step(self.rng.choice(self.trading))
 
     def step(self, ticker: str) -> None:
         """One book event on ``ticker``: add, cancel, or a trade that takes liquidity."""
@@ -868,8 +769,8 @@ class Simulator(SimulatorBase):
             levels[price] = new
         now_ms = time.time_ns() // 1_000_000
         market_id = _market_uuid(ticker)
-        for conn in list(self.conns):
-            for sub in conn.subs.values():
+        for sock in self.sockets:
+            for sub in sock.state.subs.values():
                 if (
                     sub.channel != "orderbook_delta"
                     or sub.tickers is None
@@ -878,7 +779,8 @@ class Simulator(SimulatorBase):
                     continue
                 sub.seq += 1
                 if self.chance(self.faults.skip_update_rate):
-                    self.truth.record("seq_skip", sid=sub.sid, seq=sub.seq, ticker=ticker)
+                    self.truth.record("sequence_skip", instrument=ticker, conn=sock.number,
+                                      sid=sub.sid, seq=sub.seq)  # fmt: skip
                     continue
                 frame = {
                     "type": "orderbook_delta",
@@ -894,7 +796,7 @@ class Simulator(SimulatorBase):
                         "ts_ms": now_ms,
                     },
                 }
-                self._emit(conn, _encode(frame), sequenced=True)
+                self.sockets.publish(sock, _encode(frame).decode())
 
     def _trade(self, ticker: str, book: SimBook) -> None:
         """A taker lifts the best opposite bid; the book and tape move together."""
@@ -916,7 +818,7 @@ class Simulator(SimulatorBase):
             now_ns // 1_000_000,
         )
         self.live_trades.setdefault(ticker, []).append(trade)
-        self.truth.record_trade({**trade, "sent_ns": now_ns})
+        self.truth.record_trade({"instrument": ticker, **trade, "sent_ns": now_ns})
         ws_trade = {
             **{
                 k: v
@@ -929,14 +831,17 @@ class Simulator(SimulatorBase):
             "no_price_dollars": dollars(1000 - yes_price, 3),
             "ts": now_ns // 1_000_000_000,
         }
-        for conn in list(self.conns):
-            for sub in conn.subs.values():
-                if sub.channel == "trade" and (sub.tickers is None or ticker in sub.tickers):
-                    self._emit(conn, _encode({"type": "trade", "sid": sub.sid, "msg": ws_trade}))
-                elif sub.channel == "ticker" and (sub.tickers is None or ticker in sub.tickers):
-                    self._emit(
-                        conn, _encode(self._ticker_frame(sub.sid, ticker, book, yes_price, count))
-                    )
+        for sock in self.sockets:
+            for sub in sock.state.subs.values():
+                if sub.tickers is not None and ticker not in sub.tickers:
+                    continue
+                if sub.channel == "trade":
+                    frame = {"type": "trade", "sid": sub.sid, "msg": ws_trade}
+                elif sub.channel == "ticker":
+                    frame = self._ticker_frame(sub.sid, ticker, book, yes_price, count)
+                else:
+                    continue
+                self.sockets.publish(sock, _encode(frame).decode())
 
     def _ticker_frame(
         self, sid: int, ticker: str, book: SimBook, last: int, last_size: int

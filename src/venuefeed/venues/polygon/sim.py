@@ -10,7 +10,9 @@ unchanged, with only the base URLs pointed here.
 * **The live feed is the same history, as it happens.** The WebSocket sends
   the tape's trades and quotes whose timestamps have just passed (and the
   minute bar when a minute closes), so whatever a client misses while
-  disconnected can be backfilled over REST with identical trade ids.
+  disconnected can be backfilled over REST with identical trade ids. The
+  tape's trades go into the ground truth as their time passes, whether or not
+  anyone is connected; :meth:`Simulator.pause` stops the venue's clock.
 * **Wire shapes follow the venue**: ``next_url`` is absolute, points here,
   carries an opaque base64 ``cursor`` and never the key; ``results`` is left
   out when empty; 401/403/429 bodies use Polygon's ``status``/``error``/``message``
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import math
 import random
 import time
@@ -46,10 +49,11 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from venuefeed.exact import from_decimal
 from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.sockets import SimSocket, Sockets
 
 from .parse import trade_id
 from .protocol import ClientAction
@@ -333,15 +337,17 @@ def _order(value: str | None, default: str) -> bool:
 
 
 @dataclass(eq=False)
-class _Conn:
-    ws: web.WebSocketResponse
-    number: int
-    opened_ns: int
+class _Client:
+    """What the venue knows about one socket: the key it authenticated with, its channels."""
+
     key: str | None = None
     subs: set[str] = field(default_factory=set)
 
     def wants(self, channel: str, ticker: str) -> bool:
         return f"{channel}.{ticker}" in self.subs or f"{channel}.*" in self.subs
+
+
+_Socket = SimSocket[_Client]
 
 
 class Simulator(SimulatorBase):
@@ -371,9 +377,9 @@ class Simulator(SimulatorBase):
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.tape = Tape(seed, tickers, events_per_second)
-        self._conns: set[_Conn] = set()
-        self._conn_count = 0
+        self.sockets: Sockets[_Client] = Sockets(self)
         self._request_count = 0
+        self._frozen_at: int | None = None
 
     # -- SimulatorBase -------------------------------------------------------------
 
@@ -394,11 +400,20 @@ class Simulator(SimulatorBase):
 
     async def on_start(self) -> None:
         self.spawn(self._feed())
-        self.spawn(self._disconnector())
 
-    async def on_stop(self) -> None:
-        for conn in list(self._conns):
-            await conn.ws.close()
+    def now_ns(self) -> int:
+        """The venue's time: the clock, held still while the simulator is paused."""
+        return self._frozen_at if self._frozen_at is not None else self.clock()
+
+    def pause(self) -> None:
+        """Stop the venue's clock: no new tape events, live or over REST, until resumed."""
+        if self._frozen_at is None:
+            self._frozen_at = self.clock()
+        super().pause()
+
+    def resume(self) -> None:
+        self._frozen_at = None
+        super().resume()
 
     def rate_limited_response(self) -> web.Response:
         response = self._error(429, "ERROR", error=_RATE_LIMIT_TEXT)
@@ -438,7 +453,7 @@ class Simulator(SimulatorBase):
         denied = self._denied(request, premium=False)
         if denied is not None:
             return denied
-        now = datetime.fromtimestamp(self.clock() / _NS, UTC).isoformat(timespec="seconds")
+        now = datetime.fromtimestamp(self.now_ns() / _NS, UTC).isoformat(timespec="seconds")
         return self._json(
             {
                 "market": "open",
@@ -522,7 +537,7 @@ class Simulator(SimulatorBase):
             hi = b[0] if hi is None else min(hi, b[0])
         if (b := bound("timestamp.lte")) is not None:
             hi = b[1] if hi is None else min(hi, b[1])
-        hi = self.clock() + 1 if hi is None else hi
+        hi = self.now_ns() + 1 if hi is None else hi
         return (hi - 3600 * _NS if lo is None else lo), hi
 
     async def _aggs(self, request: web.Request) -> web.Response:
@@ -579,32 +594,22 @@ class Simulator(SimulatorBase):
     # -- WebSocket -----------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True, heartbeat=None)
-        await ws.prepare(request)
-        self._conn_count += 1
-        conn = _Conn(ws, self._conn_count, self.clock())
-        self._conns.add(conn)
-        self.truth.record("ws_connect", conn=conn.number)
-        try:
-            await ws.send_str(_status("connected", "Connected Successfully"))
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    await self._on_action(conn, msg.data)
-        finally:
-            self._conns.discard(conn)
-            self.truth.record("ws_close", conn=conn.number)
-        return ws
+        return await self.sockets.serve(request, _Client(), self._on_action, on_open=self._greet)
 
-    async def _on_action(self, conn: _Conn, text: str) -> None:
+    async def _greet(self, sock: _Socket) -> None:
+        self.sockets.reply(sock, _status("connected", "Connected Successfully"))
+
+    async def _on_action(self, sock: _Socket, text: str) -> None:
         try:
             action = _action_decoder.decode(text)
         except msgspec.DecodeError:
-            await conn.ws.send_str(_status("error", "Could not parse action"))
+            self.sockets.reply(sock, _status("error", "Could not parse action"))
             return
+        conn = sock.state
         if action.action == "auth":
-            await self._auth(conn, action.params)
+            await self._auth(sock, action.params)
         elif conn.key is None:
-            await conn.ws.send_str(_status("auth_required", "Authentication required"))
+            self.sockets.reply(sock, _status("auth_required", "Authentication required"))
         elif action.action in ("subscribe", "unsubscribe"):
             verb = action.action
             for channel in filter(None, (p.strip() for p in action.params.split(","))):
@@ -612,68 +617,60 @@ class Simulator(SimulatorBase):
                     conn.subs.add(channel)
                 else:
                     conn.subs.discard(channel)
-                await conn.ws.send_str(_status("success", f"{verb}d to: {channel}"))
+                self.sockets.reply(sock, _status("success", f"{verb}d to: {channel}"))
         else:
-            await conn.ws.send_str(_status("error", f"Unknown action: {action.action}"))
+            self.sockets.reply(sock, _status("error", f"Unknown action: {action.action}"))
 
-    async def _auth(self, conn: _Conn, key: str) -> None:
+    async def _auth(self, sock: _Socket, key: str) -> None:
         if key not in (self.api_key, self.basic_key) or not key:
-            self.truth.record("ws_auth_failed", conn=conn.number)
-            await conn.ws.send_str(_status("auth_failed", "authentication failed"))
-            await conn.ws.close(code=1008, message=b"authentication failed")
+            self.truth.record("ws_auth_failed", conn=sock.number)
+            await self._refuse(sock, "auth_failed", "authentication failed")
             return
-        in_use = sum(1 for c in self._conns if c.key == key and c is not conn)
+        in_use = sum(1 for s in self.sockets if s.state.key == key and s is not sock)
         if in_use >= self.max_connections:
-            self.truth.record("ws_max_connections", conn=conn.number)
-            await conn.ws.send_str(_status("max_connections", _MAX_CONNECTIONS_TEXT))
-            await conn.ws.close(code=1008, message=b"max connections")
+            self.truth.record("ws_max_connections", conn=sock.number)
+            await self._refuse(sock, "max_connections", _MAX_CONNECTIONS_TEXT)
             return
-        conn.key = key
-        await conn.ws.send_str(_status("auth_success", "authenticated"))
+        sock.state.key = key
+        self.sockets.reply(sock, _status("auth_success", "authenticated"))
+
+    async def _refuse(self, sock: _Socket, status: str, message: str) -> None:
+        """Say why, then close: the status goes out before the close frame."""
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await sock.ws.send_str(_status(status, message))
+        await sock.ws.close(code=1008, message=status.replace("_", " ").encode())
 
     async def disconnect_all(self, status: str | None = "force_disconnect") -> None:
         """Close every WebSocket, first telling clients why when ``status`` is given."""
-        for conn in list(self._conns):
-            self.truth.record("ws_forced_disconnect", conn=conn.number, status=status)
-            if status is not None and not conn.ws.closed:
-                await conn.ws.send_str(_status(status, "Connection closed by the server"))
-            await conn.ws.close(code=1001, message=b"server disconnect")
-
-    async def _disconnector(self) -> None:
-        """The ``disconnect_every_seconds`` fault: cut all connections, without a word."""
-        while True:
-            every = self.faults.disconnect_every_seconds
-            if not every:
-                await asyncio.sleep(self.tick_seconds)
-                continue
-            await asyncio.sleep(every)
-            await self.disconnect_all(status=None)
+        for sock in self.sockets:
+            if status is not None and not sock.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await sock.ws.send_str(_status(status, "Connection closed by the server"))
+            await self.sockets.cut(sock)
 
     async def _feed(self) -> None:
-        """Send the tape as time passes: each tick, the events whose time has just come."""
-        last = self.clock()
+        """Each tick, the tape events whose time has come: trades into the ground truth
+        (whether or not anyone listens), and to each socket what it subscribed to."""
+        last = self.now_ns()
         while True:
             await asyncio.sleep(self.tick_seconds)
-            now = self.clock()
-            live = [c for c in self._conns if c.key is not None and c.subs and not c.ws.closed]
-            if live:
-                await self._emit(last, now, live)
+            now = self.now_ns()
+            if now > last:
+                self._emit(last, now)
             last = now
 
-    def _events_between(
-        self, last: int, now: int, live: list[_Conn]
-    ) -> list[tuple[int, str, str, Row]]:
-        """(ts_ns, channel, ticker, event) for ``last < ts <= now`` that someone subscribed to."""
+    def _events_between(self, last: int, now: int) -> list[tuple[int, str, str, Row]]:
+        """(ts_ns, channel, ticker, event) for ``last < ts <= now``: every trade, and the
+        quotes and minute bars someone subscribed to."""
+        live = [s.state for s in self.sockets if s.state.key is not None and s.state.subs]
         out: list[tuple[int, str, str, Row]] = []
         for ticker in self.tickers:
-            want_t = any(c.wants("T", ticker) for c in live)
             want_q = any(c.wants("Q", ticker) for c in live)
             for bucket in range(last // _NS, now // _NS + 1):
-                if want_t:
-                    out.extend(
-                        (r["sip_timestamp"], "T", ticker, ws_trade(ticker, r))
-                        for r in _between(self.tape.trades_in(ticker, bucket), last, now)
-                    )
+                out.extend(
+                    (r["sip_timestamp"], "T", ticker, ws_trade(ticker, r))
+                    for r in _between(self.tape.trades_in(ticker, bucket), last, now)
+                )
                 if want_q:
                     out.extend(
                         (r["sip_timestamp"], "Q", ticker, ws_quote(ticker, r))
@@ -689,47 +686,28 @@ class Simulator(SimulatorBase):
         out.sort(key=lambda item: item[0])
         return out
 
-    async def _emit(self, last: int, now: int, live: list[_Conn]) -> None:
-        events = self._events_between(last, now, live)
-        if not events:
-            return
-        for conn in live:
-            silence = self.faults.silence_after_seconds
-            if silence is not None and now - conn.opened_ns > silence * _NS:
+    def _emit(self, last: int, now: int) -> None:
+        events = self._events_between(last, now)
+        sent_ns = time.time_ns()
+        for ts, channel, ticker, event in events:
+            if channel == "T":
+                self.truth.record_trade(
+                    {
+                        "instrument": ticker,
+                        "trade_id": trade_id(event["x"], event.get("trfi"), event["i"]),
+                        "price": from_decimal(event["p"]),
+                        "size": from_decimal(event["s"]),
+                        "ts_venue": ts,
+                        "sent_ns": sent_ns,
+                    }
+                )
+        for sock in self.sockets:
+            conn = sock.state
+            if conn.key is None:
                 continue
-            mine = [e for e in events if conn.wants(e[1], e[2])]
-            if not mine:
-                continue
-            frame = _encoder.encode([e[3] for e in mine]).decode()
-            if self.chance(self.faults.malformed_rate):
-                self.truth.record("ws_malformed", conn=conn.number)
-                await self._send(conn, frame[: len(frame) // 2])
-            sent_ns = time.time_ns()
-            if not await self._send(conn, frame):
-                continue
-            for ts, channel, ticker, event in mine:
-                if channel == "T":
-                    self.truth.record_trade(
-                        {
-                            "instrument": ticker,
-                            "trade_id": trade_id(event["x"], event.get("trfi"), event["i"]),
-                            "price": from_decimal(event["p"]),
-                            "size": from_decimal(event["s"]),
-                            "ts_venue": ts,
-                            "sent_ns": sent_ns,
-                            "conn": conn.number,
-                        }
-                    )
-            if self.chance(self.faults.duplicate_rate):
-                self.truth.record("ws_duplicate", conn=conn.number)
-                await self._send(conn, frame)
-
-    async def _send(self, conn: _Conn, frame: str) -> bool:
-        try:
-            await conn.ws.send_str(frame)
-        except (ConnectionError, RuntimeError):
-            return False
-        return True
+            mine = [e[3] for e in events if conn.wants(e[1], e[2])]
+            if mine:
+                self.sockets.publish(sock, _encoder.encode(mine).decode())
 
 
 def _between(rows: list[Row], last: int, now: int) -> list[Row]:

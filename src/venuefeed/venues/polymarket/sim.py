@@ -31,15 +31,16 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from venuefeed.sim.base import Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.sockets import SimSocket, Sockets
 
 __all__ = ["DEFAULT_WHALES", "Simulator"]
 
@@ -103,15 +104,16 @@ class _Market:
 
 
 @dataclass(slots=True, eq=False)
-class _Conn:
-    ws: web.WebSocketResponse
-    opened: float
+class _Client:
+    """What the venue knows about one market-channel socket."""
+
     assets: set[str] = field(default_factory=set)
     custom: bool = False
     subscribed: bool = False
-    silent: bool = False
-    held: str | None = None
-    last_heard: float = 0.0
+    last_heard: float = field(default_factory=time.monotonic)
+
+
+_Socket = SimSocket[_Client]
 
 
 class Simulator(SimulatorBase):
@@ -143,12 +145,10 @@ class Simulator(SimulatorBase):
         self.partner: dict[str, str] = {}
         self.market_of: dict[str, _Market] = {}
         self.trades: list[dict[str, Any]] = []
-        self.conns: list[_Conn] = []
+        self.sockets: Sockets[_Client] = Sockets(self)
         self.events_emitted = 0
         self.requests: dict[str, int] = {}
         self._clock_ms = 0
-        self._running = asyncio.Event()
-        self._running.set()
         self._wallets = [f"0x{self.rng.getrandbits(160):040x}" for _ in range(40)]
         self._now = datetime.now(UTC).replace(microsecond=0)
         for index in range(markets):
@@ -220,9 +220,7 @@ class Simulator(SimulatorBase):
         """Every outcome token (of open markets by default), YES then NO per market."""
         return [t for m in self.markets if not (open_only and m.closed) for t in (m.yes, m.no)]
 
-    def final_books(
-        self, depth: int | None = None
-    ) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    def final_books(self, depth: int | None = None) -> dict[str, Book]:
         """Ground truth: each token's book now, best-first, as canonical (price, size) text."""
         out = {}
         for token, book in self.books.items():
@@ -233,13 +231,6 @@ class Simulator(SimulatorBase):
                 [(_PRICE[t], _size_text(s)) for t, s in asks],
             )
         return out
-
-    def pause(self) -> None:
-        """Stop generating activity (servers keep answering); held frames are flushed."""
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
 
     # -- REST: Gamma -------------------------------------------------------------------------
 
@@ -519,43 +510,27 @@ class Simulator(SimulatorBase):
     # -- WebSocket ------------------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=4 * 1024 * 1024)
-        await ws.prepare(request)
-        conn = _Conn(ws=ws, opened=time.monotonic(), last_heard=time.monotonic())
-        self.conns.append(conn)
-        self.truth.record("ws_open", conns=len(self.conns))
-        if self.faults.disconnect_every_seconds:
-            self.spawn(self._cut_later(conn, self.faults.disconnect_every_seconds))
-        if self.faults.silence_after_seconds is not None:
-            self.spawn(self._silence_later(conn, self.faults.silence_after_seconds))
-        try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                conn.last_heard = time.monotonic()
-                await self._on_client_text(conn, msg.data)
-        finally:
-            self.conns.remove(conn)
-            self.truth.record("ws_close", assets=len(conn.assets))
-        return ws
+        return await self.sockets.serve(request, _Client(), self._on_client_text)
 
-    async def _on_client_text(self, conn: _Conn, text: str) -> None:
+    async def _on_client_text(self, sock: _Socket, text: str) -> None:
+        conn = sock.state
+        conn.last_heard = time.monotonic()
         if text == "PING":
             if not conn.subscribed:
                 # The venue treats a heartbeat before any subscription as a policy
                 # violation and closes; a client that pings first loops forever.
-                self.truth.record("ping_before_subscribe")
-                await conn.ws.close(code=1008, message=b"subscribe first")
-            elif not conn.silent:
-                await conn.ws.send_str("PONG")
+                self.truth.record("ping_before_subscribe", conn=sock.number)
+                await sock.ws.close(code=1008, message=b"subscribe first")
+            else:
+                self.sockets.reply(sock, "PONG")
             return
         try:
             data = json.loads(text)
         except ValueError:
-            await conn.ws.send_str("INVALID OPERATION")
+            self.sockets.reply(sock, "INVALID OPERATION")
             return
         if not isinstance(data, dict) or not isinstance(data.get("assets_ids"), list):
-            await conn.ws.send_str("INVALID OPERATION")
+            self.sockets.reply(sock, "INVALID OPERATION")
             return
         assets = [a for a in data["assets_ids"] if isinstance(a, str)]
         operation = data.get("operation")
@@ -563,7 +538,7 @@ class Simulator(SimulatorBase):
             conn.assets.difference_update(assets)
             return
         if operation is None and str(data.get("type", "")).lower() != "market":
-            await conn.ws.send_str("INVALID OPERATION")
+            self.sockets.reply(sock, "INVALID OPERATION")
             return
         conn.subscribed = True
         conn.custom = conn.custom or bool(data.get("custom_feature_enabled"))
@@ -582,28 +557,17 @@ class Simulator(SimulatorBase):
         if data.get("initial_dump") and new:
             dump = [self._book_msg(a) for a in new if a in self.books]
             if dump:
-                await self._send(conn, _encode(dump).decode())
-
-    async def _cut_later(self, conn: _Conn, after: float) -> None:
-        await asyncio.sleep(after)
-        if not conn.ws.closed:
-            self.truth.record("ws_cut")
-            await conn.ws.close(code=1001, message=b"going away")
-
-    async def _silence_later(self, conn: _Conn, after: float) -> None:
-        await asyncio.sleep(after)
-        conn.silent = True
-        self.truth.record("ws_silenced")
+                self.sockets.reply(sock, _encode(dump).decode())
 
     async def _watch_clients(self) -> None:
         """Close connections whose client stopped sending (no PING), as the venue does."""
         while True:
             await asyncio.sleep(min(1.0, self.client_timeout / 3))
             limit = time.monotonic() - self.client_timeout
-            for conn in list(self.conns):
-                if conn.last_heard < limit and not conn.ws.closed:
-                    self.truth.record("ws_idle_close")
-                    await conn.ws.close(code=1000, message=b"idle")
+            for sock in self.sockets:
+                if sock.state.last_heard < limit and not sock.closed:
+                    self.truth.record("ws_idle_close", conn=sock.number)
+                    await sock.ws.close(code=1000, message=b"idle")
 
     def _book_msg(self, token: str) -> dict[str, Any]:
         book = self.books[token]
@@ -618,25 +582,21 @@ class Simulator(SimulatorBase):
             "hash": body["hash"],
         }
 
-    async def _send(self, conn: _Conn, text: str) -> None:
-        if conn.silent or conn.ws.closed:
-            return
-        try:
-            await conn.ws.send_str(text)
-        except (ConnectionError, RuntimeError):
-            return
-
-    async def _broadcast(
-        self, assets: Sequence[str], build: Any, *, custom_only: bool = False
+    def _broadcast(
+        self,
+        assets: Sequence[str],
+        build: Callable[[Sequence[str]], str],
+        *,
+        custom_only: bool = False,
     ) -> None:
-        """Send a message to each connection subscribed to any of ``assets``.
+        """Publish a frame to each socket subscribed to any of ``assets``.
 
         ``build(wanted)`` returns the frame text restricted to the assets that
-        connection follows (None when nothing is left). Faults apply per frame.
+        socket follows.
         """
-        faults = self.faults
         full: str | None = None
-        for conn in list(self.conns):
+        for sock in self.sockets:
+            conn = sock.state
             if custom_only and not conn.custom:
                 continue
             wanted = [a for a in assets if a in conn.assets]
@@ -648,67 +608,27 @@ class Simulator(SimulatorBase):
                 text = full
             else:
                 text = build(wanted)
-            if text is None:
-                continue
-            if self.chance(faults.out_of_order_rate) and conn.held is None:
-                conn.held = text
-                self.truth.record("held_frame")
-                continue
-            await self._send(conn, text)
-            if conn.held is not None:
-                held, conn.held = conn.held, None
-                await self._send(conn, held)
-            if self.chance(faults.duplicate_rate):
-                self.truth.record("duplicate_frame")
-                await self._send(conn, text)
-            if self.chance(faults.malformed_rate):
-                await self._send(conn, self._malformed(assets[0]))
+            self.sockets.publish(sock, text)
 
-    def _malformed(self, token: str) -> str:
+    def _listeners(self, token: str) -> int:
+        return sum(1 for sock in self.sockets if token in sock.state.assets)
+
+    def malformed(self, frame: str) -> str:
+        """One of the garbled shapes the venue has been seen to send (or a cut-off frame)."""
         kind = self.rng.randrange(3)
-        self.truth.record("malformed_frame", variant=kind)
-        market = self.books[token].market
         if kind == 0:
-            return '{"event_type": "price_change", "market": "' + market[:10]
+            return frame[: len(frame) // 2]
         if kind == 1:
-            return json.dumps({"event_type": "sim_mystery", "market": market, "timestamp": "0"})
-        return json.dumps([{"event_type": "price_change", "market": market, "timestamp": "0"}])
+            return json.dumps({"event_type": "sim_mystery", "timestamp": "0"})
+        return json.dumps([{"event_type": "price_change", "timestamp": "0"}])
 
     # -- activity ---------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.spawn(self._generate())
+        self.spawn(self.pace(self.step, self.events_per_second))
         self.spawn(self._watch_clients())
 
-    async def on_stop(self) -> None:
-        for conn in list(self.conns):
-            await conn.ws.close(code=1001, message=b"server shutdown")
-
-    async def _generate(self) -> None:
-        rate = self.events_per_second
-        started = time.monotonic()
-        count = 0
-        while True:
-            if not self._running.is_set():
-                await self._flush_held()
-                await self._running.wait()
-                started, count = time.monotonic(), 0
-            await self.step()
-            count += 1
-            if rate > 0:
-                delay = started + count / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            elif count % 64 == 0:
-                await asyncio.sleep(0)
-
-    async def _flush_held(self) -> None:
-        for conn in list(self.conns):
-            if conn.held is not None:
-                held, conn.held = conn.held, None
-                await self._send(conn, held)
-
-    async def step(self) -> None:
+    def step(self) -> None:
         """One unit of venue activity, drawn from the seeded RNG."""
         self.events_emitted += 1
         rng = self.rng
@@ -718,16 +638,16 @@ class Simulator(SimulatorBase):
         market = open_markets[rng.randrange(len(open_markets))]
         roll = rng.random()
         if roll < 0.70:
-            await self._random_change(market)
+            self._random_change(market)
         elif roll < 0.85:
-            await self._trade(market)
+            self._trade(market)
         elif roll < 0.95:
-            await self._best_bid_ask(market.yes if rng.random() < 0.5 else market.no)
+            self._best_bid_ask(market.yes if rng.random() < 0.5 else market.no)
         else:
             token = market.yes if rng.random() < 0.5 else market.no
-            await self._broadcast([token], lambda _w: _encode(self._book_msg(token)).decode())
+            self._broadcast([token], lambda _w: _encode(self._book_msg(token)).decode())
 
-    async def _random_change(self, market: _Market) -> None:
+    def _random_change(self, market: _Market) -> None:
         rng = self.rng
         book = self.books[market.yes]
         bid_side = rng.random() < 0.5
@@ -755,11 +675,14 @@ class Simulator(SimulatorBase):
             tick = list(levels)[rng.randrange(len(levels))]
             size = rng.randrange(100, 500_000)
         skip = self.chance(self.faults.skip_update_rate)
-        await self._change(market, bid_side, tick, size, send=not skip)
+        self._change(market, bid_side, tick, size, send=not skip)
         if skip:
-            self.truth.record("skipped_change", token=market.yes, tick=tick)
+            # The venue's books carry no sequence: the change is made and told to nobody.
+            self.truth.record("sequence_skip", instrument=market.yes, conn=None,
+                              instruments=[market.yes, market.no], tick=tick,
+                              listeners=self._listeners(market.yes))  # fmt: skip
 
-    async def _change(
+    def _change(
         self, market: _Market, yes_bid: bool, tick: int, size: int, *, send: bool = True
     ) -> None:
         """Set one YES level (and its mirror on NO) and publish the paired price_change."""
@@ -791,7 +714,7 @@ class Simulator(SimulatorBase):
                 {**head, "price_changes": [items[a] for a in wanted], "timestamp": str(ts)}
             ).decode()
 
-        await self._broadcast([market.yes, market.no], build)
+        self._broadcast([market.yes, market.no], build)
 
     @staticmethod
     def _item(token: str, book: _Book, tick: int, size: str, side: str, ts: int) -> dict[str, str]:
@@ -808,7 +731,7 @@ class Simulator(SimulatorBase):
             "best_ask": _PRICE[min(book.asks)],
         }
 
-    async def _trade(self, market: _Market) -> None:
+    def _trade(self, market: _Market) -> None:
         rng = self.rng
         token = market.yes if rng.random() < 0.5 else market.no
         buy = rng.random() < 0.5
@@ -827,7 +750,7 @@ class Simulator(SimulatorBase):
         if whale:
             # A whale first finds (or makes) size at the top: notional well above 10k USDC.
             needed = int(30_000 / max(own_tick / 100, 0.01) * 100) + rng.randrange(0, 100_000)
-            await self._change(market, not hits_yes_ask, tick, max(levels[tick], needed + 100))
+            self._change(market, not hits_yes_ask, tick, max(levels[tick], needed + 100))
         available = levels[tick]
         if available <= 100:
             return
@@ -838,7 +761,7 @@ class Simulator(SimulatorBase):
         price = _PRICE[own_tick]
         size_text = _size_text(size)
         side = "BUY" if buy else "SELL"
-        await self._change(market, not hits_yes_ask, tick, remaining)
+        self._change(market, not hits_yes_ask, tick, remaining)
         self.books[token].last_trade = own_tick
         msg = {
             "event_type": "last_trade_price",
@@ -875,9 +798,10 @@ class Simulator(SimulatorBase):
         }
         self.trades.append(row)
         market.volume += size * own_tick / 10_000
-        await self._broadcast([token], lambda _w: _encode(msg).decode())
+        self._broadcast([token], lambda _w: _encode(msg).decode())
         self.truth.record_trade(
             {
+                "instrument": token,
                 "token_id": token,
                 "market": market.condition_id,
                 "price": price,
@@ -891,7 +815,7 @@ class Simulator(SimulatorBase):
             }
         )
 
-    async def _best_bid_ask(self, token: str) -> None:
+    def _best_bid_ask(self, token: str) -> None:
         book = self.books[token]
         bid, ask = max(book.bids), min(book.asks)
         msg = {
@@ -903,7 +827,7 @@ class Simulator(SimulatorBase):
             "spread": _PRICE[ask - bid],
             "timestamp": str(self._tick_ms()),
         }
-        await self._broadcast([token], lambda _w: _encode(msg).decode(), custom_only=True)
+        self._broadcast([token], lambda _w: _encode(msg).decode(), custom_only=True)
 
     # -- scenario controls --------------------------------------------------------
 
@@ -920,7 +844,7 @@ class Simulator(SimulatorBase):
             "timestamp": str(self._tick_ms()),
         }
         self.truth.record("tick_size_change", token=token)
-        await self._broadcast([token], lambda _w: _encode(msg).decode())
+        self._broadcast([token], lambda _w: _encode(msg).decode())
 
     async def set_level(
         self, token: str, bid: bool, price_tick: int, size_cents: int, *, send: bool = True
@@ -931,9 +855,9 @@ class Simulator(SimulatorBase):
         """
         market = self.market_of[token]
         if token == market.yes:
-            await self._change(market, bid, price_tick, size_cents, send=send)
+            self._change(market, bid, price_tick, size_cents, send=send)
         else:
-            await self._change(market, not bid, 100 - price_tick, size_cents, send=send)
+            self._change(market, not bid, 100 - price_tick, size_cents, send=send)
 
     async def resolve(self, token: str) -> None:
         """Resolve the market of ``token`` with ``token`` as the winner."""
@@ -950,9 +874,7 @@ class Simulator(SimulatorBase):
             "timestamp": str(self._tick_ms()),
             "tags": [market.category.lower()],
         }
-        await self._broadcast(
-            [market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True
-        )
+        self._broadcast([market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True)
 
     async def inject_print(
         self, token: str, price: str, size: str | None, *, age_seconds: float = 0.0
@@ -979,13 +901,13 @@ class Simulator(SimulatorBase):
         }
         if size is not None:
             msg["size"] = size
-        await self._broadcast([token], lambda _w: _encode(msg).decode())
+        self._broadcast([token], lambda _w: _encode(msg).decode())
         self.truth.record("injected_print", token=token, price=price, size=size, age=age_seconds)
         if size is not None:
             self.truth.record_trade(
-                {"token_id": token, "market": market.condition_id, "price": price, "size": size,
-                 "side": "BUY", "timestamp_ms": ts, "transaction_hash": tx, "wallet": None,
-                 "whale": False, "sent_ns": time.time_ns()}
+                {"instrument": token, "token_id": token, "market": market.condition_id,
+                 "price": price, "size": size, "side": "BUY", "timestamp_ms": ts,
+                 "transaction_hash": tx, "wallet": None, "whale": False, "sent_ns": time.time_ns()}
             )  # fmt: skip
         return tx
 
