@@ -343,7 +343,8 @@ class WsSession:
             self._queue.put_nowait(None)
         self._log.info("websocket session stopped", frames=self.frames, reconnects=self.reconnects)
 
-    def __aiter__(self) -> AsyncIterator[Item]:
+    def __aiter__(self) -> AsyncIterator[Frame | Reconnected]:
+        """Item by item (frames and reconnect markers); batch consumers use :meth:`next_batch`."""
         return self._items()
 
     async def next_batch(self, limit: int = 1024) -> list[Item]:
@@ -374,7 +375,7 @@ class WsSession:
         """Queue ``note`` behind the frames already received."""
         await self._queue.put(note)
 
-    async def _items(self) -> AsyncIterator[Item]:
+    async def _items(self) -> AsyncIterator[Frame | Reconnected]:
         queue = self._queue
         while True:
             if self._stopped and queue.empty():
@@ -382,7 +383,9 @@ class WsSession:
             item = await queue.get()
             if item is None:
                 return
-            if type(item) is Reconnected:
+            if isinstance(item, Note):
+                continue  # notes belong to a batch consumer (the pump), which injects them
+            if isinstance(item, Reconnected):
                 self._queued_windows.pop(id(item), None)
             yield item
 
