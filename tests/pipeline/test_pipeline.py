@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
