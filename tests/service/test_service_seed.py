@@ -36,8 +36,8 @@ async def test_metrics_on_their_own_port_when_configured(tmp_path: Path) -> None
         assert b"market_data_ingestion_errors_total" in body
     finally:
         await service.stop()
-    with pytest.raises(OSError):
-        urllib.request.urlopen(url, timeout=2)  # closed with the service
+    with pytest.raises(OSError):  # closed with the service
+        await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2))
 
 
 async def test_the_whale_banner_lines_of_seed_001(tmp_path: Path) -> None:
