@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from venuefeed.config import VenueSettings, load_config
 from venuefeed.demo import demo_settings
 from venuefeed.models import DataGap, Trade
 from venuefeed.pipeline.whales import whale_store
-from venuefeed.report import quality_report
+from venuefeed.report import quality_report, storage_summary
 from venuefeed.service import Service
 from venuefeed.sinks.sqlite import SqliteStore
 from venuefeed.venues.kalshi import Adapter as Kalshi
@@ -49,6 +50,23 @@ def test_whales_add_import_disable_list(tmp_path: Path) -> None:
     assert rows["0xbbb222"]["cluster_name"] == "fund-x" and rows["0xbbb222"]["famous"] == 1
     assert rows["0xccc333"]["win_rate"] == "0.61" and rows["0xccc333"]["enabled"] == 0
     assert sorted(store.enabled_addresses()) == ["0xaaa111", "0xbbb222"]
+
+
+def test_the_seed_whale_records_import_as_they_are(tmp_path: Path) -> None:
+    """Seed 001's FAMOUS_WHALES entry, keys and all, as a user would paste it (as JSON)."""
+    db = tmp_path / "seed.db"
+    file = tmp_path / "famous.json"
+    file.write_text(json.dumps([{
+        "address": "0xYOUR_WHALE_ADDRESS", "pseudonym": "WhaleName", "tier": "MEGA",
+        "notes": "Description", "cluster_name": "Optional Cluster", "is_famous": True,
+        "estimated_pnl": 1000000, "primary_category": "politics", "win_rate": 65.0,
+        "total_volume": 2000000, "is_confirmed": True, "is_copying_enabled": True,
+    }]))  # fmt: skip
+    result = cli(db, "whales", "import", str(file))
+    assert result.returncode == 0, result.stderr
+    [row] = whale_store(db).all()
+    assert (row["famous"], row["confirmed"], row["copying_enabled"]) == (1, 1, 1)
+    assert (row["tier"], row["primary_category"], row["win_rate"]) == ("MEGA", "politics", "65")
 
 
 def test_bad_whale_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -284,3 +302,35 @@ def test_secrets_never_reach_an_error_line(tmp_path: Path) -> None:
         result = run_cli("--db", str(tmp_path / "s.db"), "run", env=env)
         line = assert_refused(result)
         assert password not in result.stderr + result.stdout, line
+
+
+def test_piped_demo_output_arrives_while_it_runs(tmp_path: Path) -> None:
+    """A live table renders only at exit when stdout is not a terminal: plain lines instead."""
+    cmd = [sys.executable, "-m", "venuefeed.cli", "--db", str(tmp_path / "demo.db"), "demo",
+           "--port", "0", "--duration", "60"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 40
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline() if proc.stdout else ""
+            seen.append(line)
+            if "events/s" in line:
+                break
+        assert any("events/s" in line for line in seen), seen[-5:]
+        assert proc.poll() is None  # still running: the line came while it ran
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+async def test_storage_summary_shows_times_a_person_reads(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    store = SqliteStore(db)
+    await store.start()
+    at = 1_796_030_280_123_456_789
+    await store.write([Trade(venue="kalshi", instrument="K", ts_venue=at, ts_recv=at,
+                             trade_id="1", price="0.5", size="1")])  # fmt: skip
+    await store.close()
+    newest = storage_summary(db)["newest_trade"]["kalshi"]
+    assert newest["at"] == "2026-11-30T09:18:00.123Z" and newest["age_s"] > 0

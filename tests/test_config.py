@@ -203,3 +203,51 @@ def test_api_guard_and_job_settings_have_safe_defaults() -> None:
     cfg = load_config(environ={"VENUEFEED_API__ALLOWED_HOSTS": '["feed.internal"]',
                                "VENUEFEED_API__MAX_RUNNING_JOBS": "2"})  # fmt: skip
     assert cfg.api.allowed_hosts == ["feed.internal"] and cfg.api.max_running_jobs == 2
+
+
+def test_the_seed_documents_environment_names_are_aliases(tmp_path: Path) -> None:
+    """Seeds 000-002 configure with these names; each lands on the documented setting."""
+    environ = {
+        "KALSHI_API_KEY_ID": "kid",
+        "KALSHI_API_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----x",
+        "POLYMARKET_API_KEY": "pk",
+        "POLYMARKET_API_SECRET": "ps",
+        "POLYMARKET_API_PASSPHRASE": "pp",
+        "POLYGON_API_KEY": "gk",
+        "BINANCE_API_KEY": "bk",
+        "BINANCE_API_SECRET": "bs",
+        "DATABASE_URL": "postgresql://u:secret@db/market_data",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        "PROMETHEUS_PORT": "9100",
+    }
+    cfg = load_config(environ=environ)
+
+    def secret(venue: str, key: str) -> str:
+        return cfg.venues[venue].credentials[key].get_secret_value()
+
+    assert (secret("kalshi", "api_key_id"), secret("polygon", "api_key")) == ("kid", "gk")
+    assert secret("kalshi", "private_key").startswith("-----BEGIN")
+    polymarket = [secret("polymarket", k) for k in ("api_key", "api_secret", "api_passphrase")]
+    assert polymarket == ["pk", "ps", "pp"]
+    assert (secret("binance", "api_key"), secret("binance", "api_secret")) == ("bk", "bs")
+    assert cfg.storage.database_url is not None
+    assert cfg.storage.database_url.get_secret_value().endswith("@db/market_data")
+    assert cfg.bus.kafka_bootstrap_servers == "kafka:9092"
+    assert cfg.metrics.port == 9100
+
+
+def test_an_alias_beats_the_file_and_venuefeed_variables_beat_the_alias(tmp_path: Path) -> None:
+    path = tmp_path / "v.yaml"
+    path.write_text("metrics:\n  port: 9000\nbus:\n  kafka_bootstrap_servers: file:9092\n")
+    environ = {"PROMETHEUS_PORT": "9100", "KAFKA_BOOTSTRAP_SERVERS": "alias:9092",
+               "VENUEFEED_BUS__KAFKA_BOOTSTRAP_SERVERS": "venuefeed:9092"}  # fmt: skip
+    cfg = load_config(path, environ=environ)
+    assert cfg.metrics.port == 9100
+    assert cfg.bus.kafka_bootstrap_servers == "venuefeed:9092"
+
+
+def test_a_bad_alias_value_names_the_alias() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"PROMETHEUS_PORT": "nine"})
+    assert "metrics.port" in str(caught.value)
+    assert "environment variable PROMETHEUS_PORT" in str(caught.value)

@@ -22,6 +22,7 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
@@ -42,6 +43,7 @@ from venuefeed.preflight import (
 )
 
 if TYPE_CHECKING:
+    from venuefeed.sim.base import SimulatorBase
     from venuefeed.venues.base import VenueAdapter
 
 app = typer.Typer(
@@ -319,14 +321,43 @@ def sim(
                 ) from None
             raise
         console.print(f"{venue} simulator on {simulator.base_url}")
-        for name, url in simulator.urls().items():
-            console.print(f"  {name}: {url}")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await simulator.stop()
+        with tempfile.TemporaryDirectory(prefix=f"venuefeed-sim-{venue}-") as keys:
+            console.print("point a client at it (venuefeed.yaml):", markup=False)
+            console.print(_client_config(venue, simulator, Path(keys)), markup=False)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await simulator.stop()
 
     run_async(serve)
+
+
+def _client_config(venue: str, simulator: SimulatorBase, keys: Path) -> str:
+    """The config block a client needs for this simulator: its URLs and its test credentials.
+
+    Multi-line credentials (Kalshi's PEM key) go to a file in ``keys`` (removed when the
+    simulator stops) and the block names the file.
+    """
+    import yaml
+
+    credentials: dict[str, str] = {}
+    for name, value in simulator.client_credentials().items():
+        if "\n" in value:
+            path = keys / f"{name}.pem"
+            path.write_text(value)
+            path.chmod(0o600)
+            credentials[f"{name}_path"] = str(path)
+        else:
+            credentials[name] = value
+    section: dict[str, Any] = {"enabled": True, "urls": simulator.urls()}
+    if credentials:
+        section["credentials"] = credentials
+    return (
+        "  "
+        + yaml.safe_dump({"venues": {venue: section}}, sort_keys=False)
+        .replace("\n", "\n  ")
+        .rstrip()
+    )
 
 
 @archive_app.command("kalshi")

@@ -1,5 +1,10 @@
 """Settings: a YAML file, then ``VENUEFEED_*`` environment variables, then CLI flags.
 
+The environment names the source documents use (``KALSHI_API_KEY_ID``,
+``DATABASE_URL``, ``PROMETHEUS_PORT`` ...; see :data:`SEED_ALIASES`) are read
+too, as aliases: they beat the file, and a ``VENUEFEED_*`` variable for the
+same key beats them.
+
 Later sources win: a flag beats the environment, which beats the file, which
 beats the defaults here. Nested keys use ``__`` in the environment, e.g.
 ``VENUEFEED_QUALITY__MAX_TRADE_AGE_SECONDS=120`` or
@@ -45,6 +50,21 @@ __all__ = [
 
 ENV_PREFIX = "VENUEFEED_"
 _NOT_SETTINGS = frozenset({"VENUEFEED_CONFIG"})
+
+SEED_ALIASES: dict[str, str] = {
+    "KALSHI_API_KEY_ID": "venues.kalshi.credentials.api_key_id",
+    "KALSHI_API_PRIVATE_KEY": "venues.kalshi.credentials.private_key",
+    "POLYMARKET_API_KEY": "venues.polymarket.credentials.api_key",
+    "POLYMARKET_API_SECRET": "venues.polymarket.credentials.api_secret",
+    "POLYMARKET_API_PASSPHRASE": "venues.polymarket.credentials.api_passphrase",
+    "POLYGON_API_KEY": "venues.polygon.credentials.api_key",
+    "BINANCE_API_KEY": "venues.binance.credentials.api_key",
+    "BINANCE_API_SECRET": "venues.binance.credentials.api_secret",
+    "DATABASE_URL": "storage.database_url",
+    "KAFKA_BOOTSTRAP_SERVERS": "bus.kafka_bootstrap_servers",
+    "PROMETHEUS_PORT": "metrics.port",
+}
+"""Environment names from the documents venuefeed grew from (seeds 000-002) -> settings."""
 """Environment variables with the prefix that are not settings (the CLI reads them)."""
 
 
@@ -169,8 +189,24 @@ class QualitySettings(_Section):
 
 
 class WhaleSettings(_Section):
-    notional_threshold: Decimal = Field(default=Decimal("10000"), gt=0)
+    notional_threshold: Decimal = Field(
+        default=Decimal("10000"), gt=0, description="Notional (price x size) of a whale trade."
+    )
+    thresholds: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Per venue ('binance') or per venue and asset class ('binance:BTC': the "
+        "instrument's quote currency, matched as its suffix) -- the most specific wins; "
+        "notional_threshold otherwise. Notionals are in the instrument's quote currency.",
+    )
     poll_interval_seconds: float = Field(default=30, gt=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = sorted(k for k, v in value.items() if not v > 0)
+        if bad:
+            raise ValueError(f"thresholds must be > 0 ({', '.join(bad)})")
+        return value
 
 
 SinkName = Literal["sqlite", "postgres", "parquet", "kafka", "nats"]
@@ -235,6 +271,17 @@ class ApiSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on their own port too (seed: PROMETHEUS_PORT); "
+        "they are always on the API at /metrics.",
+    )
+    host: str = "127.0.0.1"
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -263,6 +310,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -303,7 +351,8 @@ def load_config(
     source = str(path) if path is not None else None
     if path is not None:
         file_data = _read_yaml(Path(path))
-    env_data = _env_tree(env)
+    alias_data = _alias_tree(env)
+    env_data = _deep_merge(alias_data, _env_tree(env))
     flag_data: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
@@ -315,7 +364,7 @@ def load_config(
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, file_data, env_data, flag_data, source)) from None
+        raise ConfigError(_explain(exc, file_data, env_data, flag_data, source, env)) from None
 
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -435,6 +484,28 @@ def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
+def _alias_tree(env: Mapping[str, str]) -> dict[str, Any]:
+    """The seed documents' variable names, as the settings they stand for."""
+    tree: dict[str, Any] = {}
+    for name, dotted in SEED_ALIASES.items():
+        value = env.get(name)
+        if value:
+            _set_path(tree, dotted.split("."), _env_value(value))
+    return tree
+
+
+def _env_origin(keys: tuple[str, ...], env: Mapping[str, str]) -> str:
+    """Which variable set ``keys``: the ``VENUEFEED_*`` one, else its seed alias."""
+    name = ENV_PREFIX + "__".join(keys).upper()
+    if name in env:
+        return name
+    dotted = ".".join(keys)
+    for alias, target in SEED_ALIASES.items():
+        if alias in env and (target == dotted or target.startswith(dotted + ".")):
+            return alias
+    return name
+
+
 def _env_value(value: str) -> Any:
     """Lists and mappings may be given as JSON/YAML flow text in a variable."""
     stripped = value.strip()
@@ -481,6 +552,7 @@ def _explain(
     env_data: dict[str, Any],
     flag_data: dict[str, Any],
     source: str | None,
+    env: Mapping[str, str],
 ) -> str:
     """One line: every wrong key, what is wrong and where it came from; never a secret."""
     problems = []
@@ -494,7 +566,7 @@ def _explain(
                 origin = "command line"
                 break
             if _has_path(env_data, prefix):
-                origin = "environment variable " + ENV_PREFIX + "__".join(prefix).upper()
+                origin = "environment variable " + _env_origin(prefix, env)
                 break
             if _has_path(file_data, prefix):
                 origin = f"file {source}"

@@ -105,6 +105,22 @@ def _summary(service: Service, sims: dict[str, SimulatorBase], api_url: str | No
     return Group(head, venues, flow)
 
 
+def _summary_line(service: Service) -> str:
+    """The summary as one line, for output that is not a terminal."""
+    status, metrics = service.status(), service.metrics_window()
+    venues = ", ".join(
+        f"{v['venue']} {v.get('state')} {v.get('events', 0)} events"
+        for v in status["venues"]
+        if v["enabled"]
+    )
+    p99 = service.latency_ms()["p99"]
+    return (
+        f"uptime {status['uptime_s']:.0f}s | {venues} | {metrics['events_per_s']:.0f} events/s, "
+        f"{metrics['trades_stored']} trades stored, p99 {p99} ms, "
+        f"{'healthy' if status['healthy'] else 'UNHEALTHY: ' + '; '.join(status['problems'])}"
+    )
+
+
 async def run_demo(
     config: Path | None = None,
     *,
@@ -156,6 +172,13 @@ async def _serve(
             await api.start()
             api_url = f"http://{settings.api.host}:{api.port}/"
         deadline = time.monotonic() + duration if duration else None
+        if not console.is_terminal:
+            # Piped or logged: a live table renders only at exit, so print plain lines.
+            console.print(f"venuefeed demo: dashboard {api_url or 'not available'}")
+            while deadline is None or time.monotonic() < deadline:
+                await asyncio.sleep(min(5.0, deadline - time.monotonic()) if deadline else 5.0)
+                console.print(_summary_line(service))
+            return service.status()
         with Live(_summary(service, sims, api_url), console=console, refresh_per_second=2,
                   transient=False) as live:  # fmt: skip
             while deadline is None or time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,12 @@ def quality_report(
         conn.close()
 
 
+def _iso(ns: int) -> str:
+    """``2026-11-30T09:12:03.123Z``: what a person reads, not nanoseconds."""
+    moment = datetime.fromtimestamp(ns / NS, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def storage_summary(db: Path) -> dict[str, Any]:
     """Row counts and the newest trade per venue."""
     conn = open_reader(db)
@@ -130,9 +137,11 @@ def storage_summary(db: Path) -> dict[str, Any]:
         tables = ("markets", "trades", "book_snapshots", "price_updates", "quotes", "candles",
                   "whale_activity", "data_gaps")  # fmt: skip
         counts = {t: _rows(conn, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+        now = time.time_ns()
         newest = {
-            r[0]: r[1] for r in _rows(conn, "SELECT venue, max(ts_recv) FROM trades GROUP BY venue")
+            venue: {"at": _iso(ts), "age_s": round((now - ts) / NS, 1)}
+            for venue, ts in _rows(conn, "SELECT venue, max(ts_recv) FROM trades GROUP BY venue")
         }
-        return {"counts": counts, "newest_trade_ns": newest}
+        return {"counts": counts, "newest_trade": newest}
     finally:
         conn.close()

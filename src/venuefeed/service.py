@@ -33,6 +33,7 @@ from venuefeed.book import OrderBook, SyncState
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
 from venuefeed.metrics import INGESTION_ERRORS
+from venuefeed.metrics_port import MetricsPort
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
 from venuefeed.pipeline.healer import ALL_INSTRUMENTS, TRADE_CAUSES, GapHealer
 from venuefeed.pipeline.live import LiveHub
@@ -89,6 +90,8 @@ class VenueRunner:
         self._last_stream: VenueStream | None = None
         self.instruments: set[str] = set(adapter.settings.instruments)
         self.markets: dict[str, Market] = {}
+        self.market_of: dict[str, Market] = {}
+        """Known markets by instrument (titles for the console, the API)."""
         self.last_seen: dict[str, int] = {}
         self.last_discovery: float | None = None
         self.events = 0
@@ -141,6 +144,7 @@ class VenueRunner:
             if len(markets) >= discovery.max_markets:
                 break
         self.markets = markets
+        self.market_of = {i: m for m in markets.values() for i in m.instruments}
         self.last_discovery = time.time()
         active = {MarketStatus.OPEN, MarketStatus.UNKNOWN, MarketStatus.UPCOMING}
         desired = {i for m in markets.values() if m.status in active for i in m.instruments}
@@ -327,6 +331,8 @@ class VenueRunner:
     def _market_learned(self, market: Market) -> None:
         """A market the stream discovered by itself: keep and store it."""
         self.markets[market.market_id] = market
+        for instrument in market.instruments:
+            self.market_of[instrument] = market
         task = asyncio.get_running_loop().create_task(self.pipeline.process(market))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -498,10 +504,12 @@ class Service:
         )
         self.pipeline = Pipeline(
             settings, self.writer, hub=self.hub, stats=self.stats,
-            whales=WhaleWatch(settings.whales.notional_threshold),
+            whales=WhaleWatch(settings.whales.notional_threshold, settings.whales.thresholds),
             echo=echo,
         )  # fmt: skip
         self.pipeline.set_book_lookup(self._book_of)
+        self.pipeline.set_title_lookup(self._title_of)
+        self._echo = echo
         self.runners: dict[str, VenueRunner] = {}
         self.venue_errors: dict[str, str] = {}
         self.started_at = time.time()
@@ -509,10 +517,15 @@ class Service:
         self.latencies: deque[int] = deque(maxlen=5000)
         self._started = False
         self.sink_ok = False
+        self.metrics_port: MetricsPort | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self, *, continuous: bool = True) -> None:
+        port = self.settings.metrics.port
+        if port is not None and self.metrics_port is None:
+            self.metrics_port = MetricsPort(self.settings.metrics.host, port)
+            log.info("prometheus metrics", url=self.metrics_port.url)
         await self.sink.start()
         self.sink_ok = True
         self.writer.start()
@@ -552,6 +565,9 @@ class Service:
         self.sink_ok = False
         for runner in self.runners.values():
             await runner.adapter.close()
+        if self.metrics_port is not None:
+            self.metrics_port.close()
+            self.metrics_port = None
 
     async def __aenter__(self) -> Service:
         await self.start()
@@ -673,12 +689,27 @@ class Service:
 
     async def _whales_loop(self) -> None:
         path = self.settings.storage.sqlite_path
+        watched: int | None = None
         while True:
             if "sqlite" in self.settings.storage.sinks or path.exists():
                 store = await asyncio.to_thread(whale_store, path)
                 addresses = await asyncio.to_thread(store.enabled_addresses)
                 self.pipeline.whales.update(addresses)
+                if len(addresses) != watched and self._echo is not None:
+                    # The banner lines of seed 001, and again whenever the list changes.
+                    if watched is None:
+                        self._echo(f"Loaded {len(addresses)} whales from the database")
+                    self._echo(f"Monitoring {len(addresses)} whales in real time")
+                watched = len(addresses)
             await asyncio.sleep(5)
+
+    def _title_of(self, venue: str, market_id: str | None, instrument: str) -> str | None:
+        runner = self.runners.get(venue)
+        if runner is None:
+            return None
+        market = runner.markets.get(market_id) if market_id else None
+        market = market or runner.market_of.get(instrument)
+        return market.title if market is not None else None
 
     # -- views -----------------------------------------------------------------
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from venuefeed.book import OrderBook
 from venuefeed.config import Settings, load_config
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot, PriceUpdate, Trade
 from venuefeed.pipeline.router import Pipeline
+from venuefeed.pipeline.whales import WhaleWatch
 from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.sinks.sqlite import SqliteStore, open_reader
 
@@ -125,7 +128,26 @@ async def test_whales_watched_wallet_and_large_unknown_trade(rig: Rig) -> None:
         "SELECT trade_id, trader_address, amount, known_whale FROM whale_activity ORDER BY trade_id"
     )
     assert rows == [("big", "0xdef", "15000", 0), ("w1", "0x1f2dd6aaaabbbbcccc", "540", 1)]
-    assert rig.echoed[0] == "whale trade 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)"
+    # The console line names the venue and the market (its id until a title is known).
+    assert rig.echoed[0] == "whale trade pm tok 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)"
+    rig.pipeline.set_title_lookup(lambda venue, _m, i: "Will it rain?" if i == "tok" else None)
+    await rig.pipeline.process(trade("w2", price="0.5", size="100", taker="0x1f2dd6aaaabbbbcccc"))
+    assert rig.echoed[-1] == 'whale trade pm "Will it rain?" 0x1f2dd6… BUY 100 @ 0.5 ($50.00)'
+
+
+def test_whale_thresholds_per_venue_and_asset_class() -> None:
+    """Ten thousand is a whale on a prediction market and noise on Binance."""
+    watch = WhaleWatch(
+        Decimal("10000"),
+        {"binance": Decimal("1000000"), "binance:BTC": Decimal("10"), "polygon": Decimal("500000")},
+    )
+    assert watch.threshold_for("polymarket", "123") == Decimal("10000")
+    assert watch.threshold_for("binance", "ETHUSDT") == Decimal("1000000")
+    assert watch.threshold_for("binance", "ETHBTC") == Decimal("10")  # BTC-quoted: in BTC
+    big_usdt = replace(trade("u", price="60000", size="10"), venue="binance", instrument="BTCUSDT")
+    assert watch.inspect(big_usdt) is None  # 600k USDT: below Binance's million
+    eth_btc = replace(trade("e", price="0.05", size="300"), venue="binance", instrument="ETHBTC")
+    assert watch.inspect(eth_btc) is not None  # 15 BTC
 
 
 async def test_book_persistence_throttled_with_trailing_flush(rig: Rig) -> None:

@@ -43,7 +43,7 @@ from venuefeed.models import (
 from venuefeed.pipeline.dedup import RecentKeys
 from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.quality import DivergenceCheck, RecentTrades, SizeBackfill, StaleFilter
-from venuefeed.pipeline.whales import WhaleWatch, format_whale_trade
+from venuefeed.pipeline.whales import TitleLookup, WhaleWatch, format_whale_trade
 from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.stats import RollingCounters
 
@@ -112,9 +112,14 @@ class Pipeline:
         self.outcomes: Counter[str] = Counter()
         self._event_counters: dict[tuple[str, str, str], Any] = {}
         self._echo = echo
+        self._title_of: TitleLookup = lambda _v, _m, _i: None
 
     def set_book_lookup(self, book_of: BookLookup) -> None:
         self._book_of = book_of
+
+    def set_title_lookup(self, title_of: TitleLookup) -> None:
+        """Where market titles come from (the service's discovered markets), for the console."""
+        self._title_of = title_of
 
     def _book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._book_of(venue, instrument)
@@ -206,7 +211,8 @@ class Pipeline:
         if live:
             self.hub.publish(whale)
             if self._echo is not None:
-                self._echo(format_whale_trade(whale))
+                title = self._title_of(whale.venue, whale.market_id, whale.instrument)
+                self._echo(format_whale_trade(whale, title))
 
     async def _price_update(self, update: PriceUpdate) -> ProcessResult:
         checks: tuple[str, ...] = ()

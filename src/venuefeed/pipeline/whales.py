@@ -5,15 +5,17 @@ while the service runs; :class:`WhaleWatch` re-reads it periodically, so a
 wallet added from the CLI is watched without a restart. A trade is a whale
 trade when its maker or taker is a watched, enabled wallet, or when its
 notional (price × size) reaches the configured threshold -- large trades by
-wallets nobody listed yet are exactly the ones worth noticing.
+wallets nobody listed yet are exactly the ones worth noticing. The threshold
+depends on the venue and asset class (``whales.thresholds``): ten thousand is
+a whale on a prediction market and noise on a Binance BTC pair.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ __all__ = ["WhaleWatch", "format_whale_trade", "load_whale_file", "whale_event",
 
 _FIELDS = tuple(c.name for c in schema.WHALES.columns if c.name not in ("added_at", "updated_at"))
 _BOOL_FIELDS = {"famous", "confirmed", "copying_enabled", "enabled"}
+_SEED_KEYS = {f"is_{name}": name for name in _BOOL_FIELDS} | {"cluster": "cluster_name"}
+"""The record keys of seed 001's ``FAMOUS_WHALES`` (``is_famous`` ...) and friendlier ones."""
 
 
 @dataclass(slots=True)
@@ -34,8 +38,28 @@ class WhaleWatch:
     """Detects whale trades; refreshed from the store by the service."""
 
     threshold: Decimal
+    thresholds: Mapping[str, Decimal] = field(default_factory=dict)
+    """``venue`` or ``venue:SUFFIX`` (an asset class by quote currency) -> threshold."""
     addresses: frozenset[str] = frozenset()
     detected: int = 0
+    _by_instrument: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+    def threshold_for(self, venue: str, instrument: str) -> Decimal:
+        """The most specific configured threshold for this venue and instrument."""
+        key = (venue, instrument)
+        found = self._by_instrument.get(key)
+        if found is None:
+            best: tuple[int, Decimal] = (-1, self.threshold)
+            for name, value in self.thresholds.items():
+                where, _, suffix = name.partition(":")
+                if where != venue or not instrument.upper().endswith(suffix.upper()):
+                    continue
+                if len(suffix) > best[0]:
+                    best = (len(suffix), value)
+            found = best[1]
+            if len(self._by_instrument) < 100_000:
+                self._by_instrument[key] = found
+        return found
 
     def update(self, addresses: Iterable[str]) -> None:
         self.addresses = frozenset(a.lower() for a in addresses)
@@ -48,7 +72,7 @@ class WhaleWatch:
                 trader = wallet.lower()
                 break
         amount = Decimal(trade.price) * Decimal(trade.size)
-        if trader is None and amount < self.threshold:
+        if trader is None and amount < self.threshold_for(trade.venue, trade.instrument):
             return None
         self.detected += 1
         known = trader is not None
@@ -86,15 +110,24 @@ def whale_event(w: WhaleTrade) -> dict[str, Any]:
     }
 
 
-def format_whale_trade(w: WhaleTrade) -> str:
-    """``whale trade 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)`` for the console."""
+def format_whale_trade(w: WhaleTrade, title: str | None = None) -> str:
+    """The console line, as seed 001 shows it, with the venue and the market it traded.
+
+    ``whale trade polymarket "Will X happen?" 0x1f2dd6… BUY 1000 @ 0.54 ($540.00)``
+    """
     address = w.trader_address
     if address == "unknown":
         short = "(anonymous)"  # a WebSocket print: the venue does not say who traded
     else:
         short = address[:8] + "…" if len(address) > 10 else address
     amount = Decimal(w.amount).quantize(Decimal("0.01"))
-    return f"whale trade {short} {w.side.upper()} {w.size} @ {w.price} (${amount:,})"
+    market = f'"{title}"' if title else (w.market_id or w.instrument)
+    return (f"whale trade {w.venue} {market} {short} {w.side.upper()} {w.size} @ {w.price} "
+            f"(${amount:,})")  # fmt: skip
+
+
+TitleLookup = Callable[[str, str | None, str], "str | None"]
+"""``(venue, market_id, instrument) -> title`` of the market, when known."""
 
 
 class _WhaleStore:
@@ -166,8 +199,5 @@ def load_whale_file(path: str | Path) -> list[dict[str, Any]]:
     for n, entry in enumerate(data, 1):
         if not isinstance(entry, Mapping) or not entry.get("address"):
             raise ValueError(f"{path}: entry {n} has no address")
-        if "cluster" in entry:  # friendlier key in files
-            entry = {**entry, "cluster_name": entry["cluster"]}
-            del entry["cluster"]
-        entries.append(dict(entry))
+        entries.append({_SEED_KEYS.get(str(k), str(k)): v for k, v in entry.items()})
     return entries
