@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,116 +90,6 @@ def mixed_batch(base: int) -> list[Record]:
                    trader_address="0xabc", side="buy", price="0.5", size="30000",
                    amount="15000", known_whale=True),
     ]  # fmt: skip
-
-
-class TcpProxy:
-    """A loopback TCP proxy to a real server that a test can take down and bring back.
-
-    ``stop()`` closes the listening socket and cuts every open connection,
-    which is what a crashed or unreachable server looks like to a client;
-    ``start()`` listens again on the same port.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers.discard(writer)
-        self._writers.discard(up_writer)
-
-
-class StallingProxy:
-    """A loopback TCP proxy that can turn into a black hole: it stops forwarding, closes nothing.
-
-    ``stall()`` is what a network partition or a hung server looks like to a
-    client -- connections stay open, new ones are accepted, and no byte moves
-    in either direction, with no RST and no FIN to tell anyone. ``resume()``
-    lets the held bytes through and forwards again.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._forwarding = asyncio.Event()
-        self._forwarding.set()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def url(self, url: str, port: int) -> str:
-        """``url`` with ``127.0.0.1:<port>`` pointed at this proxy."""
-        return url.replace(f"127.0.0.1:{port}", f"127.0.0.1:{self.port}")
-
-    def stall(self) -> None:
-        self._forwarding.clear()
-
-    def resume(self) -> None:
-        self._forwarding.set()
-
-    async def close(self) -> None:
-        self._forwarding.set()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        await self._forwarding.wait()  # accepted, then silence
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.add(up_writer)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    await self._forwarding.wait()
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers.discard(writer)
-        self._writers.discard(up_writer)
 
 
 class FlakySink(Sink):

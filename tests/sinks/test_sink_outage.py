@@ -17,18 +17,19 @@ from pathlib import Path
 import asyncpg
 import nats
 
+from venuefeed.chaos.proxy import StallingProxy
 from venuefeed.sinks.base import Sink
 from venuefeed.sinks.nats import NatsSink
 from venuefeed.sinks.postgres import PostgresStore
 from venuefeed.sinks.spool import SpoolingSink
 
-from .helpers import TcpProxy, require_nats, require_postgres, trade
+from .helpers import require_nats, require_postgres, trade
 
 OUTAGE = float(os.environ.get("VENUEFEED_OUTAGE_SECONDS", "3"))
 BATCHES, PER_BATCH = 60, 20
 
 
-async def run_through_outage(sink: Sink, proxy: TcpProxy, spool_dir: Path) -> SpoolingSink:
+async def run_through_outage(sink: Sink, proxy: StallingProxy, spool_dir: Path) -> SpoolingSink:
     """Write BATCHES batches at a steady pace with the proxy down for OUTAGE in the middle.
 
     Every batch is also written a second time later (at-least-once delivery),
@@ -44,9 +45,9 @@ async def run_through_outage(sink: Sink, proxy: TcpProxy, spool_dir: Path) -> Sp
 
     async def outage() -> None:
         await asyncio.sleep(OUTAGE / 2)
-        await proxy.stop()
+        proxy.refuse()
         await asyncio.sleep(OUTAGE)
-        await proxy.start()
+        proxy.pass_through()
 
     chaos = asyncio.create_task(outage())
     for k, batch in enumerate(batches):
@@ -67,7 +68,7 @@ async def run_through_outage(sink: Sink, proxy: TcpProxy, spool_dir: Path) -> Sp
 
 async def test_postgres_outage_every_event_stored_once(tmp_path: Path) -> None:
     url = require_postgres()
-    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy = StallingProxy("127.0.0.1", 5432)
     await proxy.start()
     pg_schema = f"vf_outage_{uuid.uuid4().hex[:10]}"
     proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
@@ -87,7 +88,7 @@ async def test_postgres_outage_every_event_stored_once(tmp_path: Path) -> None:
 
 async def test_nats_outage_every_event_stored_once(tmp_path: Path) -> None:
     url = require_nats()
-    proxy = TcpProxy("127.0.0.1", 4222)
+    proxy = StallingProxy("127.0.0.1", 4222)
     await proxy.start()
     token = uuid.uuid4().hex[:10]
     stream, prefix = f"VFOUTAGE_{token}", f"vfoutage{token}"

@@ -23,6 +23,7 @@ import asyncpg
 import nats
 import pytest
 
+from venuefeed.chaos.proxy import StallingProxy
 from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.sinks.base import Sink
 from venuefeed.sinks.nats import NatsSink
@@ -30,7 +31,7 @@ from venuefeed.sinks.postgres import PostgresStore
 from venuefeed.sinks.spool import SpoolingSink
 from venuefeed.sinks.sqlite import open_reader
 
-from .helpers import StallingProxy, require_nats, require_postgres, trade
+from .helpers import require_nats, require_postgres, trade
 
 DEADLINE = 1.0
 BATCH = 20
@@ -115,7 +116,7 @@ async def run_through_stall(sink: Sink, proxy: StallingProxy, spool_dir: Path) -
     assert writer.held == 0 and writer.failing_since is None  # on disk, not in memory
     (problem,) = writer.problems()
     assert problem.startswith(f"storage: {sink.name}: ") and "records in the spool" in problem
-    proxy.resume()
+    proxy.pass_through()
     for k in range(20, 30):
         await batch(k)
     await wait_for(lambda: spool.status()["spooled_batches"] == 0, within=60)
@@ -136,7 +137,7 @@ async def test_postgres_stall_spools_within_the_deadline_and_lands_once(
     try:
         await run_through_stall(store, proxy, tmp_path)
     finally:
-        await proxy.close()
+        await proxy.stop()
     ids = await pg_trade_ids(url, pg_schema)
     assert sorted(ids) == sorted(f"t{n}" for n in range(30 * BATCH))
 
@@ -152,7 +153,7 @@ async def test_nats_stall_spools_within_the_deadline_and_lands_once(
     try:
         await run_through_stall(sink, proxy, tmp_path)
     finally:
-        await proxy.close()
+        await proxy.stop()
     ids = await nats_msg_ids(url, stream)
     assert len(ids) == len(set(ids)) == 30 * BATCH
 
@@ -170,7 +171,7 @@ async def close_during_stall(
     assert first.status()["spooled_records"] >= 30
     await asyncio.wait_for(first.close(), 30)  # bounded although nothing answers
     assert spooled(spool_dir)  # kept for the next start
-    proxy.resume()
+    proxy.pass_through()
     second = SpoolingSink(make(), spool_dir, 50_000_000)
     await second.start()
     await wait_for(lambda: second.status()["spooled_batches"] == 0)
@@ -191,7 +192,7 @@ async def test_postgres_close_during_a_stall_is_bounded_and_keeps_the_spool(
     try:
         await close_during_stall(make, proxy, tmp_path)
     finally:
-        await proxy.close()
+        await proxy.stop()
     ids = await pg_trade_ids(url, pg_schema)
     assert sorted(ids) == sorted(f"t{n}" for n in range(50))
 
@@ -210,7 +211,7 @@ async def test_nats_close_during_a_stall_is_bounded_and_keeps_the_spool(
     try:
         await close_during_stall(make, proxy, tmp_path)
     finally:
-        await proxy.close()
+        await proxy.stop()
     ids = await nats_msg_ids(url, stream)
     assert len(ids) == len(set(ids)) == 50
 
@@ -269,10 +270,10 @@ async def test_sigterm_during_a_stall_exits_cleanly_and_nothing_is_lost(
     assert proc.returncode == 0, err.decode()[-3000:]
     assert b"Traceback" not in out + err, (out + err).decode()[-3000:]
     assert spooled(spool_dir / "postgres") and spooled(spool_dir / "nats")  # kept
-    pg_proxy.resume()
-    nats_proxy.resume()
-    await pg_proxy.close()
-    await nats_proxy.close()
+    pg_proxy.pass_through()
+    nats_proxy.pass_through()
+    await pg_proxy.stop()
+    await nats_proxy.stop()
     # The next start replays the spools: both servers get everything SQLite got, once.
     replay_pg = SpoolingSink(PostgresStore(pg_url, pg_schema=pg_schema), spool_dir / "postgres",
                              50_000_000)  # fmt: skip

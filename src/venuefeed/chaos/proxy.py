@@ -53,6 +53,10 @@ class StallingProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def url(self, url: str, port: int) -> str:
+        """``url`` with ``127.0.0.1:<port>`` pointed at this proxy instead."""
+        return url.replace(f"127.0.0.1:{port}", f"127.0.0.1:{self.port}")
+
     def pass_through(self) -> None:
         self.mode = Mode.PASS
         self._flowing.set()
