@@ -33,8 +33,9 @@ def test_round_trip_keeps_every_kind_of_record_exactly(tmp_path: Path) -> None:
     tap.on_session(SessionEvent("connected", 0, T0 + 1, ("orderbook_delta:A",), None))
     tap.on_frame('{"type":"orderbook_snapshot"}', T0 + 2, 0)
     tap.on_frame(b"\x00binary\xff", T0 + 3, 1)
-    tap.on_http("GET", "https://x/markets?apiKey=********", None, T0 + 4, T0 + 5, 200,
-                {"Content-Type": "application/json", "Set-Cookie": "s=1"}, b'{"m":[]}', "")  # fmt: skip
+    headers = {"Content-Type": "application/json", "Set-Cookie": "s=1"}
+    tap.on_http("GET", "https://x/markets?apiKey=********", None, T0 + 4, T0 + 5, 200, headers,
+                b'{"m":[]}', "")  # fmt: skip
     tap.on_http("POST", "https://x/books", b'[{"token_id":"1"}]', T0 + 6, T0 + 7, 0, {}, b"",
                 "timeout")  # fmt: skip
     tap.on_session(SessionEvent("closed", 0, T0 + 8))
