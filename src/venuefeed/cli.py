@@ -466,9 +466,22 @@ def continuous(
     _service_command(body, continuous=False)
 
 
+_RECORD_HELP = "Record every venue frame (WebSocket and REST) into this folder (recording.*)."
+
+
+def _record_into(folder: Path | None) -> None:
+    """``--record DIR``: the same as ``recording.enabled`` and ``recording.path``."""
+    if folder is not None:
+        _State.overrides.update({"recording.enabled": True, "recording.path": folder})
+        _State.settings = None
+
+
 @app.command()
-def run() -> None:
+def run(
+    record: Annotated[Path | None, typer.Option("--record", help=_RECORD_HELP)] = None,
+) -> None:
     """The full service from config: ingestion, API and dashboard, until Ctrl+C or SIGTERM."""
+    _record_into(record)
 
     async def body(service: Any) -> None:
         await asyncio.Event().wait()
@@ -493,16 +506,19 @@ def demo(
     rate: Annotated[
         float, typer.Option(help="Simulated events per second per venue.", min=0)
     ] = 25.0,
+    record: Annotated[Path | None, typer.Option("--record", help=_RECORD_HELP)] = None,
 ) -> None:
     """Simulators + ingestion + SQLite + dashboard on this machine, no external service."""
     from venuefeed.demo import run_demo
 
+    _record_into(record)
     cfg = settings()
     if _State.overrides.get("logging.level") is None:  # keep the live screen readable
         configure_logging("WARNING", cfg.logging.format)
     final = run_async(
         lambda: run_demo(_State.config_path, duration=duration, db=cfg.storage.sqlite_path,
-                         api_port=port, seed=seed, events_per_second=rate, console=console)
+                         api_port=port, seed=seed, events_per_second=rate, console=console,
+                         record=record)
     )  # fmt: skip
     stored = final["details"]["writer"]["stored"]
     console.print(f"demo stopped cleanly: {stored} records stored in {cfg.storage.sqlite_path}")

@@ -35,6 +35,7 @@ __all__ = [
     "IngestionSettings",
     "QualitySettings",
     "RateLimitSettings",
+    "RecordingSettings",
     "Settings",
     "StorageSettings",
     "VenueSettings",
@@ -196,6 +197,24 @@ class StorageSettings(_Section):
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
+class RecordingSettings(_Section):
+    """Every venue frame, WebSocket and REST, kept verbatim (:mod:`venuefeed.lake.recorder`)."""
+
+    enabled: bool = False
+    path: Path = Path("venuefeed_data/recording")
+    flush_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often buffered frames are written and fsynced."
+    )
+    max_file_bytes: int = Field(default=128 * 2**20, ge=4096, description="Rotate files at this.")
+    max_buffer_bytes: int = Field(
+        default=256 * 2**20,
+        ge=2**16,
+        description="Frames waiting for the disk; beyond it they are not recorded (counted, "
+        "reported, and marked in the recording).",
+    )
+    compression_level: int = Field(default=3, ge=1, le=19, description="zstd level.")
+
+
 class BusSettings(_Section):
     kafka_bootstrap_servers: str | None = None
     kafka_format: Literal["json", "msgpack"] = "json"
@@ -250,6 +269,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     whales: WhaleSettings = Field(default_factory=WhaleSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -32,10 +32,18 @@ appends to a file it did not create in this process, so nothing follows a
 torn tail. The first/last times let a reader skip whole blocks outside the
 window it asked for without decompressing them.
 
-The records of a block are one msgpack array of arrays, each led by an
-integer tag (:class:`TextFrame`, :class:`BinaryFrame`, :class:`ConnEvent`,
-:class:`HttpExchange`, :class:`Lost`, :class:`FileStart`). Every record has a
-``ts_recv``: the order of a recording is the order of those times.
+The records of a block are stored as columns -- one msgpack array of three
+arrays of equal length, so the writer builds no object per frame:
+
+1. receive times (ns);
+2. per record, either a connection number -- the record is a WebSocket frame
+   -- or the record itself, an array led by an integer tag
+   (:class:`ConnEvent`, :class:`HttpExchange`, :class:`Lost`, :class:`FileStart`);
+3. a frame's data -- a msgpack string for a text frame, binary for a binary
+   one, exactly as received -- or, for a tagged record, its payload size.
+
+Every record has a ``ts_recv``: the order of a recording is the order of
+those times, then of the records in the files.
 """
 
 from __future__ import annotations
@@ -43,9 +51,11 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
+
+from venuefeed.transport.websocket import Frame
 
 __all__ = [
     "BLOCK_HEADER",
@@ -53,19 +63,17 @@ __all__ = [
     "HEADER_LENGTH",
     "HEADER_MAGIC",
     "HEADER_TAG",
-    "BinaryFrame",
     "BlockHeader",
     "ConnEvent",
     "FileStart",
     "HttpExchange",
     "Lost",
     "Record",
-    "TextFrame",
+    "decode_block",
     "file_name",
     "hour_of",
     "parse_partition",
     "partition_dir",
-    "records_decoder",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -106,22 +114,6 @@ class BlockHeader(msgspec.Struct, frozen=True):
 
 
 # -- records: tag first, then the fields (msgpack arrays) ----------------------------
-
-
-class TextFrame(msgspec.Struct, array_like=True, frozen=True, tag=0):
-    """A WebSocket text frame as received on connection ``conn``."""
-
-    ts_recv: int
-    conn: int
-    data: str
-
-
-class BinaryFrame(msgspec.Struct, array_like=True, frozen=True, tag=1):
-    """A WebSocket binary frame as received on connection ``conn``."""
-
-    ts_recv: int
-    conn: int
-    data: bytes
 
 
 class ConnEvent(msgspec.Struct, array_like=True, frozen=True, tag=2):
@@ -176,9 +168,28 @@ class FileStart(msgspec.Struct, array_like=True, frozen=True, tag=5):
     """``venuefeed <version>`` and the process id."""
 
 
-Record = TextFrame | BinaryFrame | ConnEvent | HttpExchange | Lost | FileStart
+Tagged = ConnEvent | HttpExchange | Lost | FileStart
+Record = Frame | Tagged
 
-records_decoder: msgspec.msgpack.Decoder[list[Record]] = msgspec.msgpack.Decoder(list[Record])
+_columns: msgspec.msgpack.Decoder[tuple[list[int], list[int | Tagged], list[Any]]] = (
+    msgspec.msgpack.Decoder(tuple[list[int], list[int | Tagged], list[Any]])
+)
+
+
+def decode_block(raw: bytes) -> list[Record]:
+    """A block's records, in write order (raises :class:`msgspec.DecodeError` if damaged)."""
+    times, metas, datas = _columns.decode(raw)
+    if not len(times) == len(metas) == len(datas):
+        raise msgspec.DecodeError("columns of different lengths")
+    out: list[Record] = []
+    for ts, meta, data in zip(times, metas, datas, strict=True):
+        if type(meta) is int:
+            if not isinstance(data, str | bytes):
+                raise msgspec.DecodeError(f"frame data of type {type(data).__name__}")
+            out.append(Frame(data, ts, meta))
+        else:
+            out.append(meta)  # type: ignore[arg-type]
+    return out
 
 
 # -- layout --------------------------------------------------------------------------

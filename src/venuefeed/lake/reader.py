@@ -20,7 +20,7 @@ import heapq
 import mmap
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,16 +32,15 @@ from venuefeed.lake.format import (
     HEADER_LENGTH,
     HEADER_MAGIC,
     HEADER_TAG,
-    BinaryFrame,
     BlockHeader,
     ConnEvent,
     FileStart,
     HttpExchange,
     Lost,
-    TextFrame,
+    Record,
+    decode_block,
     hour_of,
     parse_partition,
-    records_decoder,
 )
 from venuefeed.log import get_logger
 from venuefeed.transport.websocket import Frame
@@ -117,7 +116,7 @@ def iter_file(
     start: int | None = None,
     end: int | None = None,
     report: ReadReport | None = None,
-) -> Iterator[TextFrame | BinaryFrame | ConnEvent | HttpExchange | Lost | FileStart]:
+) -> Iterator[Record]:
     """The records of one file with ``start <= ts_recv <= end``, in write order."""
     report = report if report is not None else ReadReport()
     report.files += 1
@@ -131,7 +130,7 @@ def iter_file(
 
 def _blocks(
     path: Path, data: mmap.mmap, size: int, start: int | None, end: int | None, report: ReadReport
-) -> Iterator[TextFrame | BinaryFrame | ConnEvent | HttpExchange | Lost | FileStart]:
+) -> Iterator[Record]:
     codec = pa.Codec("zstd")
     offset = 0
     while offset < size:
@@ -169,7 +168,7 @@ def _blocks(
             continue
         try:
             raw = codec.decompress(body, decompressed_size=header.raw, asbytes=True)
-            records = records_decoder.decode(raw)
+            records = decode_block(raw)
         except (pa.ArrowException, msgspec.DecodeError, OSError) as exc:
             report.damaged.append((path, offset - header.compressed, header.compressed,
                                    f"undecodable block: {exc}"))  # fmt: skip
@@ -179,17 +178,6 @@ def _blocks(
             if (start is None or ts >= start) and (end is None or ts <= end):
                 report.records += 1
                 yield record
-
-
-def _public(
-    records: Iterable[TextFrame | BinaryFrame | ConnEvent | HttpExchange | Lost | FileStart],
-) -> Iterator[Recorded]:
-    for record in records:
-        kind = type(record)
-        if kind is TextFrame or kind is BinaryFrame:
-            yield Frame(record.data, record.ts_recv, record.conn)  # type: ignore[union-attr]
-        elif kind is not FileStart:
-            yield record  # type: ignore[misc]
 
 
 def iter_frames(
@@ -210,9 +198,10 @@ def iter_frames(
     streams = [
         (
             (r.ts_recv, index, seq, r)
-            for seq, r in enumerate(_public(iter_file(path, start, end, report)))
+            for seq, r in enumerate(iter_file(path, start, end, report))
+            if type(r) is not FileStart
         )
         for index, path in enumerate(files)
     ]
     for *_, record in heapq.merge(*streams, key=lambda item: item[:3]):
-        yield record
+        yield record  # type: ignore[misc]  # FileStart was filtered out above

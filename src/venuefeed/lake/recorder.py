@@ -39,13 +39,7 @@ import msgspec
 import pyarrow as pa
 
 from venuefeed import __version__
-from venuefeed.lake.format import (
-    FORMAT_VERSION,
-    BlockHeader,
-    file_name,
-    hour_of,
-    partition_dir,
-)
+from venuefeed.lake.format import FORMAT_VERSION, BlockHeader, file_name, hour_of, partition_dir
 from venuefeed.log import get_logger
 from venuefeed.sinks.journal import fsync_dir
 from venuefeed.transport.websocket import SessionEvent
@@ -54,10 +48,9 @@ __all__ = ["Recorder", "RecorderStats", "VenueRecorder"]
 
 log = get_logger("venuefeed.lake.recorder")
 
-# Queue items are frames ``(venue, ts_recv, conn, data)`` or other records
-# ``(venue, ts_recv, record, size)``, the record a msgpack tuple already tagged.
 _CONN_EVENT, _HTTP, _LOST, _FILE_START = 2, 3, 4, 5
 _SKIPPED_HEADERS = frozenset({"set-cookie"})
+_HOUR_NS = 3600 * 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -84,28 +77,43 @@ class _OpenFile:
 
 class VenueRecorder:
     """One venue's tap: a :class:`~venuefeed.transport.websocket.SessionTap` and an
-    :class:`~venuefeed.transport.http.HttpTap`. Runs on the event loop; never blocks."""
+    :class:`~venuefeed.transport.http.HttpTap`. Runs on the event loop; never blocks.
 
-    __slots__ = ("_rec", "venue")
+    A frame is queued as three appends to three deques (receive time; connection;
+    data), not as a tuple: a tuple per frame is a garbage-collector-tracked
+    allocation, and the collections it triggers doubled the tap's cost. Other
+    records put their tagged tuple where the connection goes and their size
+    where the data goes. The writer takes as many items as ``data`` holds (it is
+    appended last), so it never sees half an item.
+    """
+
+    __slots__ = ("_conn", "_data", "_lost", "_rec", "_ts", "venue")
 
     def __init__(self, recorder: Recorder, venue: str) -> None:
         self._rec = recorder
         self.venue = venue
+        self._ts: deque[int] = deque()
+        self._conn: deque[int | tuple[Any, ...]] = deque()
+        self._data: deque[bytes | str | int] = deque()
+        self._lost: list[int] | None = None
+        """``[first ts, last ts, count]`` of frames not recorded (buffer full)."""
 
     def on_frame(self, data: bytes | str, ts_recv: int, conn: int) -> None:
         rec = self._rec
         if rec._queued - rec._released > rec.max_buffer_bytes:
-            rec._lose(self.venue, ts_recv)
+            self._lose(ts_recv)
             return
-        if rec._losing:
-            rec._resume(self.venue)
+        if self._lost is not None:
+            self._resume()
         rec._queued += len(data)
-        rec._queue.append((self.venue, ts_recv, conn, data))
+        self._ts.append(ts_recv)
+        self._conn.append(conn)
+        self._data.append(data)
 
     def on_session(self, event: SessionEvent) -> None:
         record = (_CONN_EVENT, event.ts_recv, event.conn, event.kind, event.subscriptions,
                   event.down_since)  # fmt: skip
-        self._rec._put(self.venue, event.ts_recv, record, 64)
+        self._put(event.ts_recv, record, 64)
 
     def on_http(
         self,
@@ -119,9 +127,51 @@ class VenueRecorder:
         body: bytes,
         error: str,
     ) -> None:
-        kept = tuple((k, v) for k, v in headers.items() if k.lower() not in _SKIPPED_HEADERS)
+        kept = tuple(
+            (str(k), str(v)) for k, v in headers.items() if k.lower() not in _SKIPPED_HEADERS
+        )
         record = (_HTTP, ts_recv, ts_sent, method, url, request_body, status, kept, body, error)
-        self._rec._put(self.venue, ts_recv, record, len(body) + len(request_body or b""))
+        self._put(ts_recv, record, len(body) + len(request_body or b""))
+
+    def _put(self, ts_recv: int, record: tuple[Any, ...], size: int) -> None:
+        rec = self._rec
+        if rec._queued - rec._released > rec.max_buffer_bytes:
+            self._lose(ts_recv)
+            return
+        if self._lost is not None:
+            self._resume()
+        rec._queued += size
+        self._ts.append(ts_recv)
+        self._conn.append(record)
+        self._data.append(size)
+
+    def _lose(self, ts_recv: int) -> None:
+        lost = self._lost
+        if lost is None:
+            self._lost = [ts_recv, ts_recv, 1]
+            log.error("recording buffer full: frames are not recorded until the writer "
+                      "catches up", venue=self.venue, problem=self._rec._problem)  # fmt: skip
+        else:
+            lost[1] = ts_recv
+            lost[2] += 1
+        self._rec.stats.lost += 1
+
+    def _resume(self) -> None:
+        """Queue a :class:`~venuefeed.lake.format.Lost` record for the frames not recorded."""
+        lost, self._lost = self._lost, None
+        if lost is not None:
+            since, last, count = lost
+            reason = f"recording buffer full ({self._rec._problem or 'writer behind'})"
+            self._ts.append(last)
+            self._conn.append((_LOST, last, since, count, reason))
+            self._data.append(0)
+            log.warning("recording resumed", venue=self.venue, frames_lost=count)
+
+    def _take(self) -> tuple[list[int], list[int | tuple[Any, ...]], list[bytes | str | int]]:
+        """Everything queued so far, in order, as three columns (writer thread)."""
+        n = len(self._data)
+        ts, conn, data = self._ts.popleft, self._conn.popleft, self._data.popleft
+        return [ts() for _ in range(n)], [conn() for _ in range(n)], [data() for _ in range(n)]
 
 
 class Recorder:
@@ -146,15 +196,13 @@ class Recorder:
         self.max_buffer_bytes = max_buffer_bytes
         self._codec = pa.Codec("zstd", compression_level=compression_level)
         self.stats = RecorderStats()
-        # loop side
-        self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0
-        self._losing: dict[str, list[int]] = {}
-        """Per venue ``[first ts, last ts, count]`` of frames not recorded (buffer full)."""
+        """Payload bytes queued by the taps (loop side)."""
         self._taps: dict[str, VenueRecorder] = {}
         # writer side
         self._released = 0
-        self._backlog: list[tuple[Any, ...]] = []
+        """Payload bytes written (writer side): queued - released is what waits."""
+        self._backlog: dict[str, _Columns] = {}
         self._files: dict[tuple[str, int], _OpenFile] = {}
         self._number = 0
         self._problem: str | None = None
@@ -164,42 +212,12 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    # -- loop side -----------------------------------------------------------
-
     def venue(self, name: str) -> VenueRecorder:
         """The tap for ``name`` (one per venue, shared by its sessions and HTTP clients)."""
         tap = self._taps.get(name)
         if tap is None:
             tap = self._taps[name] = VenueRecorder(self, name)
         return tap
-
-    def _put(self, venue: str, ts_recv: int, record: tuple[Any, ...], size: int) -> None:
-        if self._queued - self._released > self.max_buffer_bytes:
-            self._lose(venue, ts_recv)
-            return
-        if self._losing:
-            self._resume(venue)
-        self._queued += size
-        self._queue.append((venue, ts_recv, record, size))
-
-    def _lose(self, venue: str, ts_recv: int) -> None:
-        entry = self._losing.get(venue)
-        if entry is None:
-            self._losing[venue] = [ts_recv, ts_recv, 1]
-            log.error("recording buffer full: frames are not recorded until the writer "
-                      "catches up", venue=venue, problem=self._problem)  # fmt: skip
-        else:
-            entry[1] = ts_recv
-            entry[2] += 1
-        self.stats.lost += 1
-
-    def _resume(self, venue: str) -> None:
-        entry = self._losing.pop(venue, None)
-        if entry is not None:
-            since, last, count = entry
-            record = (_LOST, last, since, count, f"recording buffer full ({self._problem})")
-            self._queue.append((venue, last, record, 0))
-            log.warning("recording resumed", venue=venue, frames_lost=count)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -218,13 +236,13 @@ class Recorder:
         self._stopping = True
         self._wake.set()
         thread.join()
-        for venue in list(self._losing):  # the hole is marked even when nothing followed it
-            self._resume(venue)
+        for tap in self._taps.values():  # the hole is marked even when nothing followed it
+            tap._resume()
         self._flush()
         for key in list(self._files):
             self._close_file(key)
-        if self._backlog or self._queue:
-            pending = len(self._backlog) + len(self._queue)
+        pending = sum(len(columns.ts) for columns in self._backlog.values())
+        if pending:
             log.error("recording closed with records not written", records=pending,
                       problem=self._problem)  # fmt: skip
 
@@ -233,11 +251,9 @@ class Recorder:
         if self._problem is not None and self._problem_since is not None:
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._problem_since))
             out.append(f"recording: cannot write to {self.root}: {self._problem} (since {since})")
-        if self._losing:
-            lost = sum(entry[2] for entry in self._losing.values())
-            out.append(f"recording: buffer full, {lost} frame(s) not recorded so far")
-        if self._thread is not None and not self._thread.is_alive() and not self._stopping:
-            out.append("recording: the writer thread stopped (see the log)")
+        losing = [tap._lost[2] for tap in self._taps.values() if tap._lost is not None]
+        if losing:
+            out.append(f"recording: buffer full, {sum(losing)} frame(s) not recorded so far")
         return out
 
     def view(self) -> dict[str, Any]:
@@ -256,72 +272,64 @@ class Recorder:
     # -- writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while not self._stopping:
-                self._wake.wait(self.flush_interval)
-                self._wake.clear()
+        while not self._stopping:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
                 self._flush()
-        except Exception:  # a bug here must show, not end recording silently
-            log.exception("recorder thread failed")
-            raise
+            except Exception as exc:  # our bug: show it, count what it cost, keep recording
+                log.exception("recorder failed to write a batch; it is not recorded")
+                self.stats.lost += sum(len(columns.ts) for columns in self._backlog.values())
+                self._backlog.clear()
+                self._problem = f"writer failed: {type(exc).__name__}: {exc}"
+                self._problem_since = self._problem_since or time.time()
 
     def _flush(self) -> None:
-        """Write what is queued, one block per partition; keep it for later on a disk error."""
-        queue, backlog = self._queue, self._backlog
-        while True:
-            try:
-                backlog.append(queue.popleft())
-            except IndexError:
-                break
-        if backlog:
-            groups: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-            for item in backlog:
-                groups.setdefault((item[0], hour_of(item[1])), []).append(item)
-            self._backlog = []
-            for key, items in groups.items():
-                if self._backlog:  # a write failed this round: keep the rest, in order
-                    self._backlog.extend(items)
-                    continue
+        """Write what is queued, one block per venue and hour; on a disk error keep it."""
+        failed = False
+        for venue, tap in list(self._taps.items()):
+            columns = _Columns(*tap._take())
+            held = self._backlog.pop(venue, None)
+            if held is not None:
+                columns = held.extend(columns)
+            if not columns.ts:
+                continue
+            if failed:  # the disk refused this round: keep the rest for the next one
+                self._backlog[venue] = columns
+                continue
+            for hour, lo, hi in columns.hours():
                 try:
-                    self._write_block(key, items)
+                    self._write_block((venue, hour), columns, lo, hi)
                 except OSError as exc:
-                    self._failed(key, exc)
-                    self._backlog.extend(items)
-            if not self._backlog and self._problem is not None:
-                down = round(time.time() - (self._problem_since or 0), 1)
-                log.info("recording writes again", after_s=down)
-                self._problem = self._problem_since = None
+                    self._failed((venue, hour), exc)
+                    self._backlog[venue] = columns.slice(lo, len(columns.ts))
+                    failed = True
+                    break
+        if not failed and self._problem is not None and not self._backlog:
+            down = round(time.time() - (self._problem_since or 0), 1)
+            log.info("recording writes again", after_s=down)
+            self._problem = self._problem_since = None
         self._sync_and_retire()
 
-    def _write_block(self, key: tuple[str, int], items: list[tuple[Any, ...]]) -> None:
-        records: list[tuple[Any, ...]] = []
-        size = 0
+    def _write_block(self, key: tuple[str, int], columns: _Columns, lo: int, hi: int) -> None:
+        ts, meta, data = columns.ts[lo:hi], columns.meta[lo:hi], columns.data[lo:hi]
         handle = self._files.get(key)
         if handle is None or handle.size >= self.max_file_bytes:
             if handle is not None:
                 self._close_file(key)
-            handle = self._open_file(key, items[0][1])
-            records.append((_FILE_START, items[0][1], key[0], FORMAT_VERSION,
-                            f"venuefeed {__version__} pid {self._pid}"))  # fmt: skip
-        for item in items:
-            payload = item[2]
-            if type(payload) is tuple:
-                records.append(payload)
-                size += item[3]
-            else:
-                data = item[3]
-                records.append((0 if type(data) is str else 1, item[1], payload, data))
-                size += len(data)
-        raw = msgspec.msgpack.encode(records)
+            handle = self._open_file(key, ts[0])
+            start = (_FILE_START, ts[0], key[0], FORMAT_VERSION,
+                     f"venuefeed {__version__} pid {self._pid}")  # fmt: skip
+            ts, meta, data = [ts[0], *ts], [start, *meta], [0, *data]
+        raw = msgspec.msgpack.encode((ts, meta, data))
         body = self._codec.compress(raw, asbytes=True)
-        header = BlockHeader(len(body), len(raw), zlib.crc32(body), len(records),
-                             items[0][1], items[-1][1])  # fmt: skip
-        _write_all(handle.fd, header.pack() + body)
-        handle.size += len(header.pack()) + len(body)
+        header = BlockHeader(len(body), len(raw), zlib.crc32(body), len(ts), ts[0], ts[-1]).pack()
+        _write_all(handle.fd, header + body)
+        handle.size += len(header) + len(body)
         handle.touched = True
-        self._released += size
+        self._released += sum(d if isinstance(d, int) else len(d) for d in data)
         stats = self.stats
-        stats.frames += len(items)
+        stats.frames += hi - lo
         stats.blocks += 1
         stats.raw_bytes += len(raw)
         stats.compressed_bytes += len(body)
@@ -369,6 +377,40 @@ class Recorder:
         self._problem = cause
         if key in self._files:
             self._close_file(key)
+
+
+class _Columns:
+    """Queued items as columns: receive times, connection (or a tagged record), data (or size)."""
+
+    __slots__ = ("data", "meta", "ts")
+
+    def __init__(
+        self, ts: list[int], meta: list[int | tuple[Any, ...]], data: list[bytes | str | int]
+    ) -> None:
+        self.ts, self.meta, self.data = ts, meta, data
+
+    def extend(self, more: _Columns) -> _Columns:
+        self.ts += more.ts
+        self.meta += more.meta
+        self.data += more.data
+        return self
+
+    def slice(self, lo: int, hi: int) -> _Columns:
+        return _Columns(self.ts[lo:hi], self.meta[lo:hi], self.data[lo:hi])
+
+    def hours(self) -> list[tuple[int, int, int]]:
+        """``(hour, lo, hi)`` runs of items in the same UTC hour (receive times rarely go back)."""
+        runs: list[tuple[int, int, int]] = []
+        lo, low, high, hour = 0, -1, -1, 0
+        for i, ts in enumerate(self.ts):
+            if not low <= ts < high:
+                if i:
+                    runs.append((hour, lo, i))
+                hour, lo = ts // _HOUR_NS, i
+                low, high = hour * _HOUR_NS, (hour + 1) * _HOUR_NS
+        if self.ts:
+            runs.append((hour, lo, len(self.ts)))
+        return runs
 
 
 def _write_all(fd: int, data: bytes) -> None:
