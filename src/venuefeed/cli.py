@@ -836,6 +836,91 @@ def export_data(
         )
 
 
+@app.command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL (DuckDB dialect); see the names below.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet.")] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file (parquet needs one; csv: stdout).")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows a table shows at most.", min=1)] = 1000,
+) -> None:
+    """SQL over the Parquet lake (lake.<table>) and the store (store.<table>).
+
+    Unqualified trades, books, book_levels, book_deltas, candles, quotes, gaps
+    and markets are the store's when there is one, else the lake's.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from venuefeed.lake.query import Catalog, QueryError, StoreSource
+
+    if fmt not in ("table", "csv", "parquet"):
+        raise typer.BadParameter("must be table, csv or parquet", param_hint="--format")
+    if fmt == "parquet" and out is None:
+        raise typer.BadParameter("parquet output needs --out FILE", param_hint="--out")
+    if out is not None:
+        check_writable_dir(out.parent, "--out", shown=out)
+    cfg = settings()
+    store: StoreSource | None = None
+    if "postgres" in cfg.storage.sinks:
+        store = StoreSource("postgres", database_url=postgres_url(cfg),
+                            pg_schema=cfg.storage.postgres_schema)  # fmt: skip
+    elif cfg.storage.sqlite_path.exists():
+        check_database_file(cfg.storage.sqlite_path, "storage.sqlite_path (--db)", create=False)
+        store = StoreSource("sqlite", sqlite_path=cfg.storage.sqlite_path)
+    lake = cfg.storage.parquet_root if cfg.storage.parquet_root.is_dir() else None
+    if store is None and lake is None:
+        raise ConfigError(
+            f"nothing to query: no database at {cfg.storage.sqlite_path} (--db) and no "
+            f"Parquet lake at {cfg.storage.parquet_root} (storage.parquet_root)"
+        )
+    catalog = Catalog(lake, store)
+    try:
+        result = catalog.run(sql)
+    except QueryError as exc:
+        raise ConfigError(f"query: {exc}") from None
+    finally:
+        catalog.close()
+    if fmt == "parquet":
+        assert out is not None
+        pq.write_table(result, out, compression="zstd")
+        console.print(f"{result.num_rows} row(s) written to {out}")
+    elif fmt == "csv":
+        if out is None:
+            sink = pacsv.CSVWriter(sys.stdout.buffer, result.schema)
+            sink.write_table(result)
+            sink.close()
+            sys.stdout.flush()
+        else:
+            pacsv.write_csv(result, out)
+            console.print(f"{result.num_rows} row(s) written to {out}")
+    else:
+        table = Table(*result.column_names)
+        for row in result.slice(0, max_rows).to_pylist():
+            table.add_row(*(_cell(v) for v in row.values()))
+        console.print(table)
+        if result.num_rows > max_rows:
+            console.print(f"{result.num_rows - max_rows} more row(s): --max-rows, or --format csv")
+
+
+def _cell(value: object) -> str:
+    """A query result value as text: decimals canonical (``0.5``, not ``0.500000000000``)."""
+    from decimal import Decimal
+
+    from venuefeed.exact import canon
+
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return canon(format(value, "f"))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value)
+
+
 def main() -> None:
     """Console-script entry point: operator mistakes end in one line and exit code 2.
 
