@@ -91,7 +91,7 @@ def _json_text(value: object) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = msgspec.json.decode(value)
+            return msgspec.json.encode(msgspec.json.decode(value)).decode()
         except msgspec.DecodeError:
             return value
     return msgspec.json.encode(value).decode()
