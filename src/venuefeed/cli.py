@@ -60,6 +60,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(whales_app, name="whales")
 app.add_typer(archive_app, name="archive")
+lake_app = typer.Typer(help="The Parquet lake's upkeep.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -902,6 +904,37 @@ def query(
         console.print(table)
         if result.num_rows > max_rows:
             console.print(f"{result.num_rows - max_rows} more row(s): --max-rows, or --format csv")
+
+
+@lake_app.command("compact")
+def lake_compact(
+    min_age: Annotated[
+        float | None,
+        typer.Option(
+            help="Leave parts younger than this many seconds (default: the setting).", min=0
+        ),
+    ] = None,
+) -> None:
+    """Merge the Parquet lake's small parts into large, sorted, de-duplicated files."""
+    from venuefeed.lake.compact import compact_lake
+
+    storage = settings().storage
+    root = storage.parquet_root
+    if not root.is_dir():
+        raise ConfigError(f"no Parquet lake at {root} (storage.parquet_root)")
+    age = storage.parquet_compact_min_age_seconds if min_age is None else min_age
+    result = compact_lake(root, min_age_seconds=age,
+                          target_bytes=storage.parquet_compact_target_bytes)  # fmt: skip
+    if result.skipped:
+        err_console.print(f"{root}: {result.skipped}")
+        raise typer.Exit(1)
+    console.print(
+        f"{result.partitions} partition(s): {result.files_before} file(s) -> {result.files_after}, "
+        f"{result.bytes_before:,} -> {result.bytes_after:,} bytes, "
+        f"{result.duplicates} repeated row(s) dropped"
+        + (f", {result.leftovers_removed} leftover part(s) removed" if result.leftovers_removed
+           else "")
+    )  # fmt: skip
 
 
 @app.command("book")

@@ -193,6 +193,18 @@ class StorageSettings(_Section):
     close_timeout_seconds: float = Field(
         default=5, gt=0, description="Bound on closing each sink at shutdown (spool replay, pools)."
     )
+    parquet_compact_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How often the service compacts the Parquet lake's small parts (0: never; "
+        "`venuefeed lake compact` does it on demand).",
+    )
+    parquet_compact_min_age_seconds: float = Field(
+        default=600, ge=0, description="Parts younger than this are left for a later run."
+    )
+    parquet_compact_target_bytes: int = Field(
+        default=128 * 2**20, ge=2**16, description="Files this large are not compacted again."
+    )
     dead_letter_path: Path = Path("venuefeed_data/dead_letters.jsonl")
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 

@@ -554,6 +554,9 @@ class Service:
         sup = self.supervisor
         sup.start("service:book-flush", self._flush_books_loop)
         sup.start("service:whales", self._whales_loop)
+        storage = self.settings.storage
+        if "parquet" in storage.sinks and storage.parquet_compact_interval_seconds > 0:
+            sup.start("service:lake-compaction", self._compaction_loop)
         self._started = True
         if continuous:
             await self.start_continuous()
@@ -695,6 +698,23 @@ class Service:
         while True:
             await asyncio.sleep(interval)
             await self.pipeline.flush_books()
+
+    async def _compaction_loop(self) -> None:
+        """Merge the Parquet sink's small parts now and then (:mod:`venuefeed.lake.compact`)."""
+        from venuefeed.lake.compact import compact_lake
+
+        storage = self.settings.storage
+        while True:
+            await asyncio.sleep(storage.parquet_compact_interval_seconds)
+            result = await asyncio.to_thread(
+                compact_lake, storage.parquet_root,
+                min_age_seconds=storage.parquet_compact_min_age_seconds,
+                target_bytes=storage.parquet_compact_target_bytes,
+            )  # fmt: skip
+            if result.partitions:
+                log.info("parquet lake compacted", partitions=result.partitions,
+                         files_before=result.files_before, files_after=result.files_after,
+                         duplicates=result.duplicates)  # fmt: skip
 
     async def _whales_loop(self) -> None:
         path = self.settings.storage.sqlite_path
