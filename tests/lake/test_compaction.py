@@ -1,4 +1,4 @@
-"""Lake compaction: small parts become one sorted, de-duplicated file per partition; readers agree."""
+"""Lake compaction: small parts become one sorted, de-duplicated file per partition."""
 
 from __future__ import annotations
 
