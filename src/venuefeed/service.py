@@ -36,6 +36,7 @@ from venuefeed.log import get_logger
 from venuefeed.metrics import INGESTION_ERRORS
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
 from venuefeed.pipeline.healer import ALL_INSTRUMENTS, TRADE_CAUSES, GapHealer
+from venuefeed.pipeline.history import InstrumentHistory
 from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.whales import WhaleWatch, whale_store
@@ -496,6 +497,8 @@ class Service:
         self.errors = ErrorLog()
         self.supervisor = Supervisor(errors=self.errors)
         self.hub = LiveHub()
+        self.history = InstrumentHistory()
+        self.hub.observer = self.history.observe
         self.writer = SinkWriter(
             self.sink,
             max_pending=settings.ingestion.queue_size,
