@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e chaos soak clean
+.PHONY: install demo test lint format bench bench-e2e chaos soak fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -36,6 +36,15 @@ bench: $(STAMP)
 	$(PY) bench/bench_recorder.py
 	$(PY) bench/bench_sinks.py
 	$(PY) bench/bench_e2e.py
+
+# A million seeded mutations of the recorded captures through every venue's parsers
+# and frame consumers; exits non-zero on any escaped exception or accepted invalid
+# value. Reproduce one input with: $(PY) -m venuefeed.testing.fuzz --replay <venue>:<entry>:<index>
+FUZZ_FRAMES ?= 1000000
+FUZZ_SEED ?= 1
+FUZZ_SECONDS ?= 1800
+fuzz: $(STAMP)
+	$(PY) -m venuefeed.testing.fuzz --frames $(FUZZ_FRAMES) --seed $(FUZZ_SEED) --seconds $(FUZZ_SECONDS)
 
 bench-e2e: $(STAMP)
 	$(PY) bench/bench_e2e.py

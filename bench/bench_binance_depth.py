@@ -6,8 +6,8 @@ the venue's 8-decimal text. Three figures:
 
 * ``baseline``: typed msgspec decode + a plain ``dict`` book keyed by the wire
   text (the reference the ARCHITECTURE budget is stated against);
-* ``decode``: :class:`venuefeed.venues.binance.parse.Parser` -> ``BookDelta``
-  (canonical strings included);
+* ``decode``: :func:`venuefeed.venues.binance.parse.parse_frame` -> ``BookDelta``
+  (every price and size checked and canonical);
 * ``decode+book``: the same plus :class:`DepthSync` applying it to the shared
   :class:`~venuefeed.book.OrderBook` (sequence check, sorted levels, crossing).
 
@@ -24,11 +24,15 @@ import msgspec
 
 from venuefeed.models import BookLevel, BookSnapshot
 from venuefeed.venues.binance.depth_sync import DepthSync
-from venuefeed.venues.binance.parse import Parser
+from venuefeed.venues.binance.parse import parse_frame
+from venuefeed.venues.rejects import Rejects
 
 FRAMES = 2000
 ROUNDS = 5
 MID = 6_000_000  # ticks of 0.01
+EVENT_MS = 1_700_000_000_000
+RECV = (EVENT_MS + 50) * 1_000_000
+"""Received 50 ms after the venue's event time: inside the parser's time window."""
 
 
 def _px(ticks: int) -> str:
@@ -44,7 +48,7 @@ def _frames() -> list[bytes]:
         asks = [[_px(MID + int(rng.expovariate(0.1))), _qty(rng)] for _ in range(10)]
         event = {
             "e": "depthUpdate",
-            "E": 1_700_000_000_000,
+            "E": EVENT_MS,
             "s": "BTCUSDT",
             "U": update_id + 1,
             "u": update_id + 20,
@@ -65,7 +69,7 @@ def _qty(rng: random.Random) -> str:
 def _sync(first: bytes) -> DepthSync:
     """A live book of 1000 levels a side that the first frame bridges."""
     sync = DepthSync("BTCUSDT")
-    sync.on_delta(Parser().parse(first, 0)[0])  # type: ignore[index,arg-type]
+    sync.on_delta(parse_frame(first, RECV, Rejects("binance"))[0])  # type: ignore[arg-type]
     sync.snapshot_started()
     sync.on_snapshot(
         BookSnapshot(
@@ -123,15 +127,15 @@ def main() -> None:
                     else:
                         side[price] = size
 
+    rejects = Rejects("binance")
+
     def decode(batch: list[bytes], _: DepthSync) -> None:
-        parse = Parser().parse
         for frame in batch:
-            parse(frame, 0)
+            parse_frame(frame, RECV, rejects)
 
     def decode_and_book(batch: list[bytes], sync: DepthSync) -> None:
-        parse = Parser().parse
         for frame in batch:
-            for event in parse(frame, 0):  # type: ignore[union-attr]
+            for event in parse_frame(frame, RECV, rejects):
                 sync.on_delta(event)  # type: ignore[arg-type]
 
     base = _measure(baseline, frames)
@@ -142,6 +146,7 @@ def main() -> None:
     print(
         f"decode + book (DepthSync/OrderBook): {full:6.2f} µs/frame ({full / base:.1f}x baseline)"
     )
+    print(f"frames refused: {rejects.total} (must be 0: every frame was parsed and applied)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Kalshi hot path: µs per ``orderbook_delta`` frame (prints figures, asserts nothing).
 
-Stages: typed decode only; decode + canonical increment (``book_change``);
-the whole feed (seq check, ``OrderBook.add``, BookDelta). The baseline is a
-plain ``msgspec.json.decode`` to dicts plus a dict book update.
+Stages: typed decode only; ``parse_frame`` (decode + checked canonical
+increment); the whole feed (seq check, ``OrderBook.add``, BookDelta). The
+baseline is a plain ``msgspec.json.decode`` to dicts plus a dict book update.
 
     PYTHONPATH=src python bench/bench_kalshi_parse.py
 """
@@ -15,10 +15,14 @@ from collections.abc import Callable
 import msgspec
 
 from venuefeed.venues.kalshi import parse
+from venuefeed.venues.kalshi import protocol as p
 from venuefeed.venues.kalshi.feed import KalshiFeed
+from venuefeed.venues.rejects import Rejects
 
 N = 200_000
 TICKER = "FED-23DEC-T3.00"
+RECV = 1669149842000 * 1_000_000
+"""A second after the frames' ``ts_ms``: inside the parser's time window."""
 
 
 def frames() -> list[bytes]:
@@ -68,13 +72,13 @@ def main() -> None:
         book[key] = book.get(key, 0.0) + float(msg["delta_fp"])
 
     timed("baseline: dict decode + dict book", baseline, data)
-    timed("typed decode (msgspec structs)", parse.decode_ws, data)
+    timed("typed decode (msgspec structs)", p.ws_decoder.decode, data)
+    rejects = Rejects("kalshi")
 
     def to_change(frame: bytes) -> object:
-        msg = parse.decode_ws(frame)
-        return parse.book_change(msg)  # type: ignore[arg-type]
+        return parse.parse_frame(frame, RECV, rejects)
 
-    timed("decode + canonical increment", to_change, data)
+    timed("parse_frame: decode + checked increment", to_change, data)
 
     feed = KalshiFeed({"books"})
     feed.subscribe_frames([TICKER])
@@ -92,10 +96,10 @@ def main() -> None:
     feed.on_frame(msgspec.json.encode(snapshot), 0, 0)
 
     def full(frame: bytes) -> object:
-        return feed.on_frame(frame, 0, 0)
+        return feed.on_frame(frame, RECV, 0)
 
     timed("feed: seq check + OrderBook.add + BookDelta", full, data)
-    print(f"gaps: {feed.gaps}")
+    print(f"gaps: {feed.gaps}, frames refused: {rejects.total + feed._rejects.total}")
 
 
 if __name__ == "__main__":

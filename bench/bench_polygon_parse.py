@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from venuefeed.venues.polygon.parse import parse_ws_frame
+from venuefeed.venues.polygon.parse import parse_frame
 from venuefeed.venues.polygon.protocol import WsEvent
 from venuefeed.venues.polygon.sim import Tape, ws_quote, ws_trade
+from venuefeed.venues.rejects import Rejects
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _floor = msgspec.json.Decoder(list[WsEvent])
@@ -45,15 +46,17 @@ def per_call_us(fn: Callable[[bytes], object], data: list[bytes], repeat: int = 
 
 
 def main() -> None:
-    recv = time.time_ns()
+    recv = 1_700_000_051 * 1_000_000_000  # just after the tape's last second
+    rejects = Rejects("polygon")
     print(f"{'frame':<28}{'bytes':>8}{'parse µs':>11}{'decode-only µs':>17}{'µs/event':>11}")
     for size, quotes in ((1, False), (5, False), (20, False), (20, True)):
         data = frames(size, quotes)
-        parse = per_call_us(lambda b: parse_ws_frame(b, recv), data)
+        parse = per_call_us(lambda b: parse_frame(b, recv, rejects), data)
         floor = per_call_us(_floor.decode, data)
         label = f"{size} {'T+Q' if quotes else 'T'} event(s)"
         avg = sum(map(len, data)) // len(data)
         print(f"{label:<28}{avg:>8}{parse:>11.2f}{floor:>17.2f}{parse / size:>11.2f}")
+    print(f"frames refused: {rejects.total} (must be 0: every event was parsed)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import msgspec
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.protocol import BookMsg, PriceChangeMsg, WsMessage
 from venuefeed.venues.polymarket.stream import PolymarketStream
+from venuefeed.venues.rejects import Rejects
 
 A = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 B = "48331043336612883890938759509493159234755048973500640148014422747788308965732"
@@ -22,6 +23,9 @@ MARKET = "0xdd22472e552920b8438158ea7238bfadfa4f736aa4cee91a6b86c39ead110917"
 
 
 H = "bf32b3746fff40c76c98021b7f3f07261169dd26"
+T0 = 1_729_000_000_000
+"""Venue time (ms) of the first frame; frames are received a second after it."""
+RECV = (T0 + 1_000) * 1_000_000
 
 
 def book_frame(token: str, ts: int, best_bid: int = 49, best_ask: int = 60) -> bytes:
@@ -57,18 +61,18 @@ def per_frame(fn: Callable[[], object], n: int) -> float:
 
 def main() -> None:
     n = 20_000
-    book = book_frame(A, 1)
-    changes = [change_frame(i, 10 + i) for i in range(64)]
+    book = book_frame(A, T0 + 1)
+    changes = [change_frame(i, T0 + 10 + i) for i in range(64)]
     decoder = msgspec.json.Decoder(list[WsMessage] | WsMessage)
-    fd = parse.FrameDecoder()
+    rejects = Rejects("polymarket")
 
     stream = PolymarketStream.__new__(PolymarketStream)
     PolymarketStream.__init__(stream, rest=None, url="ws://unused")  # type: ignore[arg-type]
     stream._subscribed = {A: None, B: None}
     stream.markets = {A: None, B: None}  # type: ignore[dict-item]
-    stream.on_frame(book, 0)
+    stream.on_frame(book, RECV)
     # B mirrors A: its asks already hold 0.51-0.55, so the venue tops in the changes match.
-    stream.on_frame(book_frame(B, 1, best_bid=40, best_ask=51), 0)
+    stream.on_frame(book_frame(B, T0 + 1, best_bid=40, best_ask=51), RECV)
 
     # Baseline: typed decode + a plain dict book.
     dict_book: dict[str, dict[str, str]] = {"bid": {}, "ask": {}}
@@ -93,19 +97,19 @@ def main() -> None:
                 side[item.price] = item.size
 
     def full_change() -> None:
-        stream.on_frame(changes[k[0] & 63], 0)
+        stream.on_frame(changes[k[0] & 63], RECV)
         k[0] += 1
 
     rows = [
         ("book frame: decode only", per_frame(lambda: decoder.decode(book), n)),
         (
             "book frame: decode + canonical snapshot",
-            per_frame(lambda: parse.parse_frame(book, 0, fd), n),
+            per_frame(lambda: parse.parse_frame(book, RECV, rejects), n),
         ),
         ("book frame: baseline (decode + dict book)", per_frame(baseline_book, n)),
         (
             "book frame: full (decode + snapshot + book)",
-            per_frame(lambda: stream.on_frame(book, 0), n),
+            per_frame(lambda: stream.on_frame(book, RECV), n),
         ),
         ("price_change (2 assets): decode only", per_frame(lambda: decoder.decode(changes[0]), n)),
         ("price_change: baseline (decode + dict book)", per_frame(baseline_change, n)),
@@ -115,6 +119,8 @@ def main() -> None:
         print(f"{label:58s} {micros:7.2f} µs/frame")
     states = {stream.books.get(t).state.value for t in (A, B)}
     print(f"books after the run: {states} (must be live: the changes were applied, not skipped)")
+    refused = rejects.total + stream.rejects.total
+    print(f"frames refused: {refused} (must be 0: every frame was parsed)")
 
 
 if __name__ == "__main__":

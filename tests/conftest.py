@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-CAPTURES = SHARED / "captures"
+CAPTURES = Path(__file__).resolve().parent / "captures"
+"""Recorded venue payloads, in the repository with their provenance (captures/SOURCES.md)."""
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the conformance golden files (tests/captures/*/golden) from the parsers; "
+        "review the diff before committing",
+    )
 
 
 def _missing(reason: str) -> None:
@@ -46,16 +55,10 @@ def require_browser() -> str:
     return path
 
 
-def require_captures() -> Path:
-    """The shared recorded venue payloads (a sibling checkout of shared/)."""
-    if not CAPTURES.is_dir():
-        _missing(f"venue captures not found at {CAPTURES}")
-    return CAPTURES
-
-
 @pytest.fixture
 def captures() -> Path:
-    return require_captures()
+    """The recorded venue payloads (``tests/captures``), one folder per venue."""
+    return CAPTURES
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -111,7 +112,7 @@ def test_book_matches_a_plain_dict_model(ops: list[tuple[bool, str, str]], depth
         existed = Decimal(price) in side
         result = (book._bids if is_bid else book._asks).apply([BookLevel(price, size)])
         if Decimal(size) == 0:
-            assert result is existed
+            assert (result is None) is existed
             side.pop(Decimal(price), None)
         else:
             side[Decimal(price)] = exact.canon(size)
@@ -119,3 +120,70 @@ def test_book_matches_a_plain_dict_model(ops: list[tuple[bool, str, str]], depth
     expected_asks = sorted(model[False].items())[:depth]
     assert [(Decimal(lv.price), lv.size) for lv in book.bids(depth)] == expected_bids
     assert [(Decimal(lv.price), lv.size) for lv in book.asks(depth)] == expected_asks
+
+
+# -- no input makes a book raise: a bad level costs a resync ---------------------------
+
+BAD_NUMBERS = ["x", "NaN", "nan", "inf", "-1", " 0.5", "", "1e5", "０.５", "1" * 40]
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_a_snapshot_with_an_invalid_level_is_refused_not_kept(bad: str) -> None:
+    for bids in ([(bad, "1")], [("0.5", bad)]):
+        book = OrderBook("v", "i")
+        assert book.load_snapshot(snap(bids, [("0.6", "1")])) is Inconsistency.INVALID_LEVEL
+        assert book.state is SyncState.RESYNCING
+        assert book.bids() == [] and book.best_bid() is None and not book.is_crossed()
+
+
+@pytest.mark.parametrize(
+    "bids", [*([(bad, "1")] for bad in BAD_NUMBERS), [("0.45", "-1")], [("0.45", "-0.5")]]
+)
+def test_a_delta_with_an_invalid_level_resyncs_and_the_book_stays_readable(
+    bids: list[tuple[str, str]],
+) -> None:
+    """Any price that is not a number, or a negative size, costs a resync.
+
+    (Other size text in a delta is the parser's to refuse: the delta path is
+    the book's hot loop and checks only what the book itself relies on.)
+    """
+    book = OrderBook("v", "i")
+    book.load_snapshot(snap([("0.4", "1")], [("0.6", "1")]))
+    assert book.apply_delta(delta(bids=bids)) is Inconsistency.INVALID_LEVEL
+    assert book.state is SyncState.RESYNCING
+    assert [lv.price for lv in book.bids()] == ["0.4"]  # nothing invalid was stored
+    assert book.mid() == Decimal("0.5")
+
+
+@pytest.mark.parametrize(("price", "change"), [("x", "1"), ("0.4", "NaN"), ("-0.4", "1")])
+def test_an_invalid_increment_resyncs(price: str, change: str) -> None:
+    book = OrderBook("v", "i")
+    book.load_snapshot(snap([("0.4", "1")], [("0.6", "1")]))
+    assert book.add("bid", price, change) is Inconsistency.INVALID_LEVEL
+    assert book.state is SyncState.RESYNCING
+    assert book.size_at("bid", "x") == "0"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.sampled_from([*BAD_NUMBERS, "0.5", "0.55", "0.45"]),
+            st.sampled_from(["0", "0.00", "1", "2.50", "-1", "-0.5"]),
+        ),
+        max_size=30,
+    )
+)
+def test_any_levels_leave_a_live_book_valid_and_uncrossed(ops: list[tuple[bool, str, str]]) -> None:
+    book = OrderBook("v", "i")
+    book.load_snapshot(snap([("0.4", "1")], [("0.6", "1")]))
+    for is_bid, price, size in ops:
+        level = [(price, size)]
+        book.apply_delta(delta(bids=level) if is_bid else delta(asks=level))
+        if book.state is not SyncState.LIVE:
+            book.load_snapshot(snap([("0.4", "1")], [("0.6", "1")]))
+        bid, ask = book.best_bid(), book.best_ask()
+        for lv in (bid, ask):
+            assert lv is None or (exact.checked(lv.price) == lv.price and lv.size != "0")
+        assert not book.is_crossed()
+        assert bid is None or ask is None or Decimal(bid.price) < Decimal(ask.price)

@@ -108,3 +108,65 @@ def test_add_examples() -> None:
     assert exact.add("10", "-10") == "0"
     assert exact.add("1", "-1.5") == "-0.5"
     assert exact.add("-0.25", "0.05") == "-0.2"
+
+
+# -- the boundary: checked() refuses what is not a plain finite decimal ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.50", "0.5"),
+        ("007", "7"),
+        ("-0.0", "0"),
+        ("4.00000200", "4.000002"),
+        ("-54.00", "-54"),
+        ("1" * 18, "1" * 18),
+    ],
+)
+def test_checked_canonicalises_plain_decimals(text: str, expected: str) -> None:
+    assert exact.checked(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", " ", " 0.5", "0.5 ", "\t1", ".5", "5.", "+5", "1e5", "1E-7", "NaN", "nan", "inf",
+        "-Infinity", "０.５", "٣", "1_000", "1,5", "0x10", "--1", "-", "1.2.3", "1" * 19,
+        "0." + "1" * 19, "\u00a01",
+    ],
+)  # fmt: skip
+def test_checked_refuses_everything_else(text: str) -> None:
+    assert exact.checked(text) is None
+
+
+@given(decimals)
+def test_checked_agrees_with_decimal_on_plain_text(value: Decimal) -> None:
+    text = f"{value:f}"
+    assert exact.checked(text) == exact.from_decimal(value)
+    assert Decimal(exact.checked(text) or "nan") == value
+
+
+@given(st.text(max_size=40))
+def test_checked_accepts_only_what_decimal_reads_as_a_finite_number(text: str) -> None:
+    out = exact.checked(text)
+    if out is not None:
+        assert Decimal(out) == Decimal(text) and Decimal(out).is_finite()
+        assert exact.checked(out) == out  # canonical text is a fixed point
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("114.125"), "114.125"),
+        (Decimal("1E-7"), "0.0000001"),
+        (Decimal("0E-10"), "0"),
+        (Decimal("NaN"), None),
+        (Decimal("-Infinity"), None),
+        (Decimal("1E+18"), None),
+        (Decimal("1E+999999999"), None),  # refused before formatting a gigabyte of zeros
+        (Decimal("1E-19"), None),
+    ],
+)
+def test_checked_decimal(value: Decimal, expected: str | None) -> None:
+    assert exact.checked_decimal(value) == expected

@@ -4,9 +4,12 @@ Every venue's book goes through here, so a venue module never keeps its own
 price-level dictionaries. A book is built from a :class:`~venuefeed.models.BookSnapshot`
 and moved by :class:`~venuefeed.models.BookDelta` events; anything that would
 make it wrong -- a sequence gap, a crossed book, the removal of a level we do
-not hold, a size going negative -- is reported as an :class:`Inconsistency`
-and the book is marked ``resyncing`` so the caller re-requests a snapshot for
-that one instrument.
+not hold, a size going negative, a level that is not a valid number -- is
+reported as an :class:`Inconsistency` and the book is marked ``resyncing`` so
+the caller re-requests a snapshot for that one instrument. No input makes a
+book raise: the parsers check every number at the boundary, and the book
+checks again, memoized, so a level that slipped past (or a caller that builds
+levels itself) costs a resync, never a ``float("x")`` or a ``NaN`` key.
 
 Levels are keyed by ``float(price)``: for the decimal strings venues send
 (at most 15 significant digits) distinct prices give distinct floats in the
@@ -56,34 +59,55 @@ class Inconsistency(enum.StrEnum):
     NO_SNAPSHOT = "delta_before_snapshot"
     TOP_MISMATCH = "top_of_book_mismatch"
     """The venue's own best bid/ask, sent with an update, disagrees with our book."""
+    REJECTED = "rejected_update"
+    """An update for this book was refused at the boundary (a bad number): the book missed it."""
+    INVALID_LEVEL = "invalid_level"
+    """A level whose price or size is not a valid number reached the book."""
 
 
 _KEYS: dict[str, float] = {}
 _KEYS_MAX = 100_000
 
 
-def price_key(price: str) -> float:
-    """The float key of a price text, memoized.
+def price_key(price: str) -> float | None:
+    """The float key of a price text, memoized; ``None`` if it is not a price.
 
     ``float()`` of an 8-decimal text costs ~220 ns here, a dict hit ~35 ns, and
     the prices that change are the few hundred near the touch, seen over and
-    over. Bounded: the memo is dropped and rebuilt when it reaches its limit.
+    over. Only valid prices (finite, >= 0, see :func:`venuefeed.exact.checked`)
+    enter the memo, so a hit needs no check. Bounded: the memo is dropped and
+    rebuilt when it reaches its limit.
     """
     key = _KEYS.get(price)
     if key is None:
+        text = exact.checked(price) if isinstance(price, str) else None
+        if text is None or text[0] == "-":
+            return None
         if len(_KEYS) >= _KEYS_MAX:
             _KEYS.clear()
-        key = _KEYS[price] = float(price)
+        key = _KEYS[price] = float(text)
     return key
+
+
+_SIZES: dict[str, str] = {}
+"""Valid size text -> canonical text (memoized like :data:`_KEYS`)."""
+
+
+def _size(size: str) -> str | None:
+    """The canonical text of a valid size (finite, >= 0), memoized; ``None`` otherwise."""
+    canonical = _SIZES.get(size)
+    if canonical is None:
+        text = exact.checked(size) if isinstance(size, str) else None
+        if text is None or text[0] == "-":
+            return None
+        if len(_SIZES) >= _KEYS_MAX:
+            _SIZES.clear()
+        canonical = _SIZES[size] = text
+    return canonical
 
 
 _CANON_PRICES: dict[float, str] = {}
 """Sort key -> canonical price text (prices recur; sizes do not), bounded like _KEYS."""
-
-
-def _is_zero(size: str) -> bool:
-    """True for ``"0"``, ``"0.00000000"``, ``"0.0"``: one C-level call, any spelling."""
-    return not size.strip("0.")
 
 
 class _Side:
@@ -103,35 +127,56 @@ class _Side:
         self.levels.clear()
         self.keys.clear()
 
-    def load(self, levels: list[BookLevel]) -> None:
-        self.levels = {price_key(lv.price): lv for lv in levels if not _is_zero(lv.size)}
+    def load(self, levels: list[BookLevel]) -> bool:
+        """Replace the side; False (and an empty side) if a level is not valid."""
+        loaded: dict[float, BookLevel] = {}
+        for level in levels:
+            key, size = price_key(level.price), _size(level.size)
+            if key is None or size is None:
+                self.clear()
+                return False
+            if size != "0":
+                loaded[key] = level
+        self.levels = loaded
         sign = self._sign
-        self.keys = sorted(sign * k for k in self.levels)
+        self.keys = sorted(sign * k for k in loaded)
+        return True
 
-    def apply(self, changes: list[BookLevel]) -> bool:
+    def apply(self, changes: list[BookLevel]) -> Inconsistency | None:
         """Set each level's absolute size (zero removes it).
 
-        Returns False if a change removed a level we did not hold. This loop is
-        the book's hot path: locals are bound once and nothing is allocated
-        per level (the venue's ``BookLevel`` is stored as it came).
+        Returns ``UNKNOWN_LEVEL`` if a change removed a level we did not hold,
+        ``INVALID_LEVEL`` (and stops) at a level that is not a valid number.
+        This loop is the book's hot path: locals are bound once, a price seen
+        before costs one dict lookup, and nothing is allocated per level (the
+        venue's ``BookLevel`` is stored as it came). Sizes come checked from
+        the parser; here any spelling of zero removes the level and a negative
+        size is refused, which is all the book itself relies on.
         """
         levels, keys, sign = self.levels, self.keys, self._sign
         memo = _KEYS
-        ok = True
+        problem = None
         for level in changes:
-            key = memo.get(level.price)
-            if key is None:
-                key = price_key(level.price)
-            if not level.size.strip("0."):
+            try:
+                key = memo[level.price]
+            except KeyError:
+                found = price_key(level.price)
+                if found is None:
+                    return Inconsistency.INVALID_LEVEL
+                key = found
+            size = level.size
+            if not size.strip("0."):
                 if levels.pop(key, None) is None:
-                    ok = False
+                    problem = Inconsistency.UNKNOWN_LEVEL
                 else:
                     del keys[bisect_left(keys, sign * key)]
+            elif size[0] == "-":
+                return Inconsistency.INVALID_LEVEL
             else:
                 if key not in levels:
                     insort(keys, sign * key)
                 levels[key] = level
-        return ok
+        return problem
 
     def best_key(self) -> float | None:
         keys = self.keys
@@ -160,7 +205,8 @@ class _Side:
         return out
 
     def size_at(self, price: str) -> str:
-        level = self.levels.get(price_key(price))
+        key = price_key(price)
+        level = self.levels.get(key) if key is not None else None
         return exact.canon(level.size) if level is not None else "0"
 
 
@@ -199,16 +245,16 @@ class OrderBook:
     # -- updates -----------------------------------------------------------
 
     def load_snapshot(self, snap: BookSnapshot) -> Inconsistency | None:
-        """Replace the book with a snapshot; a crossed snapshot is reported, not kept live."""
-        self._bids.load(snap.bids)
-        self._asks.load(snap.asks)
+        """Replace the book with a snapshot; a crossed or invalid one is reported, not kept live."""
+        valid = self._bids.load(snap.bids) & self._asks.load(snap.asks)
         self.sequence = snap.sequence
         self.checksum = snap.checksum
         self.ts_venue = snap.ts_venue
         self.ts_recv = snap.ts_recv
+        if not valid:
+            return self._fail(Inconsistency.INVALID_LEVEL)
         if self.is_crossed():
-            self.state = SyncState.RESYNCING
-            return Inconsistency.CROSSED
+            return self._fail(Inconsistency.CROSSED)
         self.state = SyncState.LIVE
         return None
 
@@ -228,14 +274,16 @@ class OrderBook:
             first = delta.first_sequence if delta.first_sequence is not None else seq
             if first > self.sequence + 1:
                 return self._fail(Inconsistency.GAP)
-        ok = self._bids.apply(delta.bids) & self._asks.apply(delta.asks)
+        problems = (self._bids.apply(delta.bids), self._asks.apply(delta.asks))
         if seq is not None:
             self.sequence = seq
         if delta.checksum is not None:
             self.checksum = delta.checksum
         self.ts_venue = delta.ts_venue
         self.ts_recv = delta.ts_recv
-        if not ok and not self.tolerate_unknown_removals:
+        if Inconsistency.INVALID_LEVEL in problems:
+            return self._fail(Inconsistency.INVALID_LEVEL)
+        if Inconsistency.UNKNOWN_LEVEL in problems and not self.tolerate_unknown_removals:
             return self._fail(Inconsistency.UNKNOWN_LEVEL)
         if self.is_crossed():
             return self._fail(Inconsistency.CROSSED)
@@ -244,10 +292,14 @@ class OrderBook:
     def add(self, side: BookSide, price: str, change: str) -> str | Inconsistency:
         """Add a signed increment to a level (Kalshi deltas); returns the new absolute size."""
         book_side = self._bids if side == "bid" else self._asks
-        size = exact.add(book_side.size_at(price), change)
+        if price_key(price) is None or exact.checked(change) is None:
+            return self._fail(Inconsistency.INVALID_LEVEL)
+        size = exact.add(book_side.size_at(price), exact.canon(change))
         if size.startswith("-"):
             return self._fail(Inconsistency.NEGATIVE_SIZE)
-        book_side.apply([BookLevel(exact.canon(price), size)])
+        problem = book_side.apply([BookLevel(exact.canon(price), size)])
+        if problem is Inconsistency.INVALID_LEVEL:
+            return self._fail(problem)
         return size
 
     def invalidate(self, reason: Inconsistency) -> Inconsistency:

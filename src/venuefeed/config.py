@@ -148,6 +148,17 @@ class IngestionSettings(_Section):
     completeness_interval_seconds: float = Field(
         default=1, gt=0, description="How often the durable completeness watermark advances."
     )
+    venue_time_past_seconds: float = Field(
+        default=7 * 86_400,
+        gt=0,
+        description="How old a live frame's venue time may be; older is refused as a bad "
+        "value. Book snapshots are exempt: their time is the book's last change.",
+    )
+    venue_time_future_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How far a venue time may lie past our receive time (clock skew).",
+    )
 
 
 class QualitySettings(_Section):

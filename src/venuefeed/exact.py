@@ -9,6 +9,16 @@ number entering a canonical event goes through :func:`canon`, which strips the
 trailing fractional zeros. Two canonical strings are equal exactly when the
 numbers are.
 
+Text from a venue is untrusted: :func:`checked` (strings) and
+:func:`checked_decimal` (JSON numbers decoded as ``Decimal``) are the boundary
+(ARCHITECTURE rule 3). They accept only a plain, finite, ASCII decimal of
+bounded length -- no spaces, signs other than a leading ``-``, exponents,
+``NaN``/``Infinity`` or full-width digits -- and return its canonical text, or
+``None``. Prices and sizes repeat (a book has a few hundred levels near the
+touch), so :func:`checked` remembers its answer per distinct string in a
+bounded memo: the check costs one dict lookup on the hot path. :func:`canon`
+trusts its input and is for text that already passed the boundary.
+
 ``Decimal`` is built only at the edges (storage, API, arithmetic on a few
 values such as Kalshi's ``1 - price``) through :func:`to_decimal`.
 """
@@ -18,8 +28,12 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "MAX_FRACTION_DIGITS",
+    "MAX_INTEGER_DIGITS",
     "add",
     "canon",
+    "checked",
+    "checked_decimal",
     "from_cents",
     "from_decimal",
     "from_number",
@@ -29,13 +43,86 @@ __all__ = [
 ]
 
 
+MAX_INTEGER_DIGITS = 18
+"""Digits before the point a venue number may have (10^18 exceeds any price,
+size or volume the venues publish; more is garbage, and would lose the book's
+float keys their exactness)."""
+MAX_FRACTION_DIGITS = 18
+"""Digits after the point (venues send at most 8; float artefacts of the Data
+API reach 16)."""
+_MAX_TEXT = 1 + MAX_INTEGER_DIGITS + 1 + MAX_FRACTION_DIGITS
+
+_CHECKED: dict[str, str] = {}
+"""Venue text -> canonical text, or ``""`` for text that is not a finite decimal."""
+_CHECKED_MAX = 1 << 17
+
+
+def checked(text: str) -> str | None:
+    """The canonical form of ``text`` if it is a plain finite decimal, else ``None``.
+
+    ``"0.50" -> "0.5"``, ``"007" -> "7"``, ``"-0.0" -> "0"``; ``" 0.5"``,
+    ``"0.5 "``, ``""``, ``".5"``, ``"5."``, ``"+5"``, ``"1e5"``, ``"NaN"``,
+    ``"inf"``, ``"０.５"`` (full-width) and anything longer than the digit
+    limits are ``None``. Memoized per distinct string (bounded: the memo is
+    dropped and rebuilt at its limit, so hostile input cannot grow it).
+    """
+    out = _CHECKED.get(text)
+    if out is None:
+        out = _check(text)
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[text] = out
+    return out or None
+
+
+def _check(text: str) -> str:
+    """Canonical text, or ``""`` (unmemoized core of :func:`checked`)."""
+    if not 0 < len(text) <= _MAX_TEXT or not text.isascii():
+        return ""
+    sign = "-" if text[0] == "-" else ""
+    whole, dot, frac = text[len(sign) :].partition(".")
+    # For ASCII text isdigit() is exactly [0-9]: no signs, spaces or exponents.
+    if not whole.isdigit() or (dot and not frac.isdigit()):
+        return ""
+    if len(whole) > MAX_INTEGER_DIGITS or len(frac) > MAX_FRACTION_DIGITS:
+        return ""
+    whole = whole.lstrip("0") or "0"
+    frac = frac.rstrip("0")
+    out = f"{whole}.{frac}" if frac else whole
+    return sign + out if out != "0" else "0"
+
+
+def checked_decimal(value: Decimal) -> str | None:
+    """The canonical text of a ``Decimal`` decoded from a JSON number, or ``None``.
+
+    ``None`` for ``NaN``/``Infinity`` (msgspec accepts them in strings) and for
+    magnitudes beyond the digit limits. ``str()`` of a ``Decimal`` switches to
+    exponent notation for large exponents, so it is short and cheap for any
+    value (``1E+999999999`` never becomes a gigabyte of zeros); plain text --
+    what venues send -- is checked on the spot, anything else takes the
+    careful path.
+    """
+    text = str(value)
+    if "E" in text or "N" in text or "n" in text:  # exponent, NaN/sNaN, Infinity
+        return _checked_exponent(value)
+    return checked(text)
+
+
+def _checked_exponent(value: Decimal) -> str | None:
+    if not value.is_finite():
+        return None
+    if value and not -MAX_FRACTION_DIGITS <= value.adjusted() < MAX_INTEGER_DIGITS:
+        return None
+    return checked(from_decimal(value))
+
+
 def canon(text: str) -> str:
     """Return the canonical form of a decimal string: no trailing fractional zeros.
 
     ``"0.50" -> "0.5"``, ``"13.00" -> "13"``, ``"0.00000000" -> "0"``,
     ``"-54.00" -> "-54"``. Text without a ``.`` is returned unchanged, so
-    integers cost one ``in`` test. The input is trusted to be decimal text;
-    :func:`validate` is the checked variant for untrusted input.
+    integers cost one ``in`` test. The input is trusted to be decimal text that
+    already passed :func:`checked`; never call it on venue input.
     """
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -98,11 +98,8 @@ class BookDelta(_Event, tag="book_delta", frozen=True, gc=False):
     """Changed levels of one instrument's book.
 
     Sizes are the new absolute size at that price; zero removes the level.
-    Levels carry the venue's decimal text as it came (exact, but possibly with
-    trailing zeros: ``"4.00000200"``) -- canonicalizing every level costs more
-    than the rest of the frame, and the book identifies levels by value anyway.
-    Everything the book emits (top-N snapshots, best bid/ask) and every stored
-    row is canonical.
+    Like every price and size, levels are checked and canonical when the parser
+    emits them (``"4.00000200"`` arrives as ``"4.000002"``).
     Venues that send increments (Kalshi) are turned into absolute sizes by the
     book before a delta is emitted. ``first_sequence``/``sequence`` bound the
     venue update ids the delta covers, for gap detection.

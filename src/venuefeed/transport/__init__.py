@@ -19,6 +19,7 @@ from venuefeed.transport.pagination import Page, paginate_cursor, paginate_offse
 from venuefeed.transport.ratelimit import TokenBucket
 from venuefeed.transport.websocket import (
     Frame,
+    Note,
     Reconnected,
     WsNotConnectedError,
     WsPolicy,
@@ -37,6 +38,7 @@ __all__ = [
     "HttpPolicy",
     "HttpRetryExhausted",
     "HttpStatusError",
+    "Note",
     "Page",
     "Reconnected",
     "Response",

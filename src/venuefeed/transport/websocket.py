@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Frame",
+    "Note",
     "Reconnected",
     "SessionEvent",
     "SessionTap",
@@ -214,7 +215,15 @@ class WsNotConnectedError(ConnectionError):
     """:meth:`WsSession.send` to a shard that has no live connection right now."""
 
 
-Item = Frame | Reconnected
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the consumer of a session put into its queue itself (:meth:`WsSession.inject`):
+    REST results and timer ticks reach a venue feed in order with its frames."""
+
+    payload: object
+
+
+Item = Frame | Reconnected | Note
 
 
 @dataclass(eq=False)
@@ -279,6 +288,7 @@ class WsSession:
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._stopped = False
+        self._ended = False
         self._log = get_logger("venuefeed.transport.websocket", venue=venue)
         self._m_text = metrics.WS_MESSAGES.labels(venue=venue, type="text")
         self._m_binary = metrics.WS_MESSAGES.labels(venue=venue, type="binary")
@@ -366,10 +376,39 @@ class WsSession:
             self._queue.put_nowait(None)
         self._log.info("websocket session stopped", frames=self.frames, reconnects=self.reconnects)
 
-    def __aiter__(self) -> AsyncIterator[Item]:
+    def __aiter__(self) -> AsyncIterator[Frame | Reconnected]:
+        """Item by item (frames and reconnect markers); batch consumers use :meth:`next_batch`."""
         return self._items()
 
-    async def _items(self) -> AsyncIterator[Item]:
+    async def next_batch(self, limit: int = 1024) -> list[Item]:
+        """Every item already queued (at most ``limit``), waiting for the first one.
+
+        Returns ``[]`` once the session is stopped and drained. Taking what has
+        accumulated in one call is what lets the consumer work in batches: one
+        wake-up per burst instead of one per frame.
+        """
+        queue = self._queue
+        if self._ended and queue.empty():
+            return []
+        item = await queue.get()
+        batch: list[Item] = []
+        while True:
+            if item is None:
+                self._ended = True
+                break
+            if type(item) is Reconnected:
+                self._queued_windows.pop(id(item), None)
+            batch.append(item)
+            if len(batch) >= limit or queue.empty():
+                break
+            item = queue.get_nowait()
+        return batch
+
+    async def inject(self, note: Note) -> None:
+        """Queue ``note`` behind the frames already received."""
+        await self._queue.put(note)
+
+    async def _items(self) -> AsyncIterator[Frame | Reconnected]:
         queue = self._queue
         while True:
             if self._stopped and queue.empty():
@@ -377,7 +416,9 @@ class WsSession:
             item = await queue.get()
             if item is None:
                 return
-            if type(item) is Reconnected:
+            if isinstance(item, Note):
+                continue  # notes belong to a batch consumer (the pump), which injects them
+            if isinstance(item, Reconnected):
                 self._queued_windows.pop(id(item), None)
             yield item
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from venuefeed.book import OrderBook
 from venuefeed.models import BookSnapshot, Candle, DataGap, Event, Market, Trade
+from venuefeed.venues.checks import TimeWindow
+from venuefeed.venues.rejects import Rejects
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
@@ -236,6 +238,10 @@ class VenueAdapter(abc.ABC):
             )
         self.settings = settings
         self.config = config
+        ingestion = config.ingestion
+        window = TimeWindow(ingestion.venue_time_past_seconds, ingestion.venue_time_future_seconds)
+        self.rejects = Rejects(self.name, window)
+        """Bad input from this venue, REST and stream alike, counted by reason."""
 
     @classmethod
     def why_no_data(cls, settings: VenueSettings) -> str:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from tests.venues.captures import ROOT
 from venuefeed.config import Settings, load_config
 
-
-def _captures() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "captures" / "kalshi"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("shared/captures/kalshi not found above the tests")
-
-
-CAPTURES = _captures()
+CAPTURES = ROOT / "kalshi"
 ANCHOR = 1_790_000_000 // 86_400 * 86_400
 """A fixed 'now' for simulators whose payloads must not depend on the wall clock."""
 

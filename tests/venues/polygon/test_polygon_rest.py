@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import TypeVar
 
 import msgspec
 import pytest
 
+from tests.venues.captures import load
 from venuefeed.config import Settings, VenueSettings
 from venuefeed.log import configure, get_logger
 from venuefeed.models import Candle, Trade
@@ -23,7 +22,6 @@ from venuefeed.venues.polygon.rest import relative_next_url
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S  # 2023-11-14T22:13:20Z, a fixed past instant
-CAPTURES = Path(__file__).parent / "captures"
 
 MakeAdapter = Callable[..., Adapter]
 
@@ -178,7 +176,7 @@ async def test_check_reports_market_and_latency(make_adapter: MakeAdapter) -> No
 
 
 def test_next_url_becomes_a_keyless_relative_cursor() -> None:
-    body = json.loads((CAPTURES / "clientpython_prerebrand_v3_quotes_AAPL.json").read_bytes())
+    body = load("polygon", "clientpython_prerebrand_v3_quotes_AAPL.json")
     old = body["next_url"]
     assert old.startswith("https://api.polygon.io/")
     rel = relative_next_url(old)

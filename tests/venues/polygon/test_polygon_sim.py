@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 
+from tests.venues.captures import ROOT
 from venuefeed.venues.polygon import Simulator
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-CAPTURES = Path(__file__).parent / "captures"
+CAPTURES = ROOT / "polygon"
 AUTH = {"Authorization": "Bearer test-key"}
 
 

@@ -1,8 +1,7 @@
-"""Helpers for the Polymarket tests: capture paths and an adapter wired to a simulator."""
+"""Helpers for the Polymarket tests: an adapter wired to a simulator."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from venuefeed.config import (
@@ -13,16 +12,6 @@ from venuefeed.config import (
     WebSocketSettings,
 )
 from venuefeed.venues.polymarket import Adapter, Simulator
-
-CAPTURES = next(
-    p / "shared" / "captures" / "polymarket"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "captures" / "polymarket").is_dir()
-)
-
-
-def capture(name: str) -> bytes:
-    return (CAPTURES / name).read_bytes()
 
 
 def make_adapter(sim: Simulator, **options: Any) -> Adapter:

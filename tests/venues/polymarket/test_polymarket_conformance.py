@@ -14,9 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.venues.captures import load, shape_errors
 from venuefeed.venues.polymarket import Simulator
-
-from .helpers import capture
 
 # Keys the reference documents as present in the live format but missing from a
 # (synthetic) capture of that type.
@@ -28,41 +27,6 @@ DOCUMENTED_EXTRAS: dict[str, set[str]] = {
         "pseudonym", "bio", "profileImage", "profileImageOptimized",
     },
 }  # fmt: skip
-
-
-def json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if value is None:
-        return "null"
-    return "array" if isinstance(value, list) else "object"
-
-
-def shape_errors(real: Any, sim: Any, path: str, extras: set[str], exact: bool = True) -> list[str]:
-    """Differences in keys and value types between a real and a simulated document.
-
-    ``exact``: sim keys must equal the real ones (plus documented extras);
-    otherwise sim keys need only be a subset (for Gamma's 90-key objects).
-    """
-    errors: list[str] = []
-    if json_type(real) != json_type(sim) and not (real is None or sim is None):
-        return [f"{path}: {json_type(sim)} where the capture has {json_type(real)}"]
-    if isinstance(real, dict):
-        missing = set(real) - set(sim)
-        extra = set(sim) - set(real) - extras
-        if exact and missing:
-            errors.append(f"{path}: missing keys {sorted(missing)}")
-        if extra:
-            errors.append(f"{path}: keys not in the capture {sorted(extra)}")
-        for key in set(real) & set(sim):
-            errors += shape_errors(real[key], sim[key], f"{path}.{key}", set(), exact)
-    elif isinstance(real, list) and real and sim:
-        errors += shape_errors(real[0], sim[0], f"{path}[0]", extras, exact)
-    return errors
 
 
 async def collect_ws_frames(sim: Simulator) -> dict[str, dict[str, Any]]:
@@ -109,7 +73,7 @@ async def test_websocket_frames_match_captures() -> None:
     }
     errors = []
     for kind, name in pairs.items():
-        real = json.loads(capture(name))
+        real = load("polymarket", name)
         errors += shape_errors(real, frames[kind], kind, DOCUMENTED_EXTRAS.get(kind, set()))
     assert errors == []
     # Best level last, as the venue sends it.
@@ -142,29 +106,29 @@ async def test_rest_documents_match_captures() -> None:
             trades = await get("/trades", limit="3")
             history = await get("/prices-history", market=token, interval="1d", fidelity="60")
     errors = shape_errors(
-        json.loads(capture("nautilus_crate_clob_book_response.json")), book, "book",
+        load("polymarket", "nautilus_crate_clob_book_response.json"), book, "book",
         DOCUMENTED_EXTRAS["book"],
     )  # fmt: skip
     errors += shape_errors(
-        json.loads(capture("nautilus_crate_gamma_market.json")),
+        load("polymarket", "nautilus_crate_gamma_market.json"),
         markets[0],
         "market",
         set(),
         exact=False,
     )
     errors += shape_errors(
-        json.loads(capture("nautilus_crate_gamma_event.json"))[0],
+        load("polymarket", "nautilus_crate_gamma_event.json")[0],
         events[0],
         "event",
         set(),
         exact=False,
     )
     errors += shape_errors(
-        json.loads(capture("nautilus_crate_data_api_trades_response.json"))[0], trades[0], "trade",
+        load("polymarket", "nautilus_crate_data_api_trades_response.json")[0], trades[0], "trade",
         DOCUMENTED_EXTRAS["data_trade"],
     )  # fmt: skip
     errors += shape_errors(
-        json.loads(capture("nautilus_it_http_responses_price_history.json")),
+        load("polymarket", "nautilus_it_http_responses_price_history.json"),
         history,
         "history",
         set(),

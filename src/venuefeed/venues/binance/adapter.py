@@ -27,7 +27,7 @@ from venuefeed.venues.base import (
     VenueStream,
 )
 from venuefeed.venues.binance.options import Options
-from venuefeed.venues.binance.parse import VENUE, FrameError
+from venuefeed.venues.binance.parse import VENUE
 from venuefeed.venues.binance.rest import BinanceRest
 from venuefeed.venues.binance.stream import BinanceStream
 
@@ -57,6 +57,7 @@ class Adapter(VenueAdapter):
             HttpPolicy.from_settings(settings),
             weight_per_minute=self.options.weight_per_minute,
             weight_window_seconds=self.options.weight_window_seconds,
+            rejects=self.rejects,
         )
         self.ws_policy = WsPolicy.from_settings(settings, config.ingestion)
         """Reconnect/heartbeat policy of the streams this adapter opens."""
@@ -83,7 +84,7 @@ class Adapter(VenueAdapter):
             await self.rest.ping()
             latency_ms = (time.perf_counter() - started) * 1000
             server_ns = await self.rest.server_time()
-        except (HttpError, FrameError) as exc:
+        except HttpError as exc:
             return CheckResult(VENUE, reachable=False, detail=str(exc))
         skew_ms = (time.time_ns() - server_ns) / 1e6
         return CheckResult(
@@ -95,4 +96,6 @@ class Adapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        return BinanceStream(self.rest, self.url("ws"), channels, self.options, self.ws_policy)
+        return BinanceStream(
+            self.rest, self.url("ws"), channels, self.options, self.ws_policy, self.rejects
+        )

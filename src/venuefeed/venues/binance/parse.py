@@ -1,4 +1,4 @@
-"""Binance spot frames and REST bodies -> canonical events. Pure: no I/O, no logging.
+"""Binance spot frames and REST bodies -> validated canonical events. Pure and total.
 
 Combined-stream frames are ``{"stream": "<symbol>@<kind>", "data": {...}}``.
 The stream name says what ``data`` is (spot ``bookTicker`` has no event type
@@ -15,41 +15,51 @@ Conventions fixed here:
   aggregate trades (``@aggTrade`` and REST ``aggTrades``) get an ``"a"``
   prefix (``"a966492862"``) because aggregate ids are a separate, smaller
   number space and would otherwise collide with plain trade ids.
-* Trade, ticker and kline prices and sizes are canonical strings
-  (:mod:`venuefeed.exact`). Depth levels keep the venue's 8-decimal text:
-  canonicalizing every level costs more than decoding the frame, and the book
-  identifies levels by value and emits canonical text (see ``BookDelta``).
+* Every price and size is checked and canonical (:mod:`venuefeed.venues.checks`):
+  finite, >= 0, ``"4.00000200"`` becomes ``"4.000002"``. Depth levels repeat
+  from frame to frame, so this is a dict lookup per number on the hot path.
+* An empty ``bookTicker`` side (price or quantity 0) is ``None``.
 
-Bad input raises :class:`FrameError` with a short, low-cardinality reason;
-the stream counts it, logs it once per reason and moves on.
+Bad input is a counted rejection in the injected
+:class:`~venuefeed.venues.rejects.Rejects` with a short, low-cardinality
+reason; nothing here raises. A control reply that reports an error is
+counted as ``control_error``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from venuefeed.exact import canon
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot, Candle, Event, TopOfBook, Trade
 from venuefeed.venues.binance import protocol as p
+from venuefeed.venues.checks import (
+    DECODE_ERRORS,
+    EARLIEST_NS,
+    PRICES,
+    SIZES,
+    Invalid,
+    in_window,
+    levels,
+)
+from venuefeed.venues.rejects import Rejects
 
 __all__ = [
     "AGG_TRADE_ID_PREFIX",
     "VENUE",
-    "FrameError",
-    "Parser",
-    "agg_trade_rows",
-    "agg_trades_to_events",
-    "kline_rows",
-    "klines_to_candles",
-    "parse_depth_snapshot",
+    "AggTradesPage",
+    "KlinesPage",
+    "parse_book",
+    "parse_candles",
     "parse_error",
     "parse_exchange_info",
-    "parse_klines",
+    "parse_frame",
+    "parse_recent_trades",
     "parse_server_time",
-    "parse_trades",
+    "parse_trades_page",
     "stream_kind",
 ]
 
@@ -58,14 +68,6 @@ AGG_TRADE_ID_PREFIX: Final = "a"
 _MS: Final = 1_000_000
 _PREFIX_B: Final = b'{"stream":"'
 _PREFIX_S: Final = '{"stream":"'
-
-
-class FrameError(ValueError):
-    """A frame or body that cannot be turned into events; ``reason`` labels the metric."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 def stream_kind(stream: str) -> str | None:
@@ -112,299 +114,441 @@ _envelope_decoder = msgspec.json.Decoder(p.Envelope)
 _control_decoder = msgspec.json.Decoder(p.ControlReply)
 _header_decoder = msgspec.json.Decoder(p.EventHeader)
 
+_KINDS: dict[str, str | None] = {}
+"""Stream name -> kind (a memo of :func:`stream_kind`, bounded)."""
+_KINDS_MAX: Final = 4096
 
-class Parser:
-    """Turns combined-stream frames into canonical events.
 
-    Holds no market state, only a cache of stream name -> kind. Depth levels
-    are decoded straight into :class:`BookLevel` (no per-level Python work);
-    the book identifies them by value and emits canonical text.
+def _kind(stream: str) -> str | None:
+    try:
+        return _KINDS[stream]
+    except KeyError:
+        kind = stream_kind(stream)
+        if len(_KINDS) < _KINDS_MAX:
+            _KINDS[stream] = kind
+        return kind
+
+
+def _fast_kind(data: bytes | str) -> str | None:
+    if isinstance(data, bytes):
+        if not data.startswith(_PREFIX_B):
+            return None
+        end = data.find(b'"', 11)
+        name = data[11:end].decode("ascii", "replace")
+    else:
+        if not data.startswith(_PREFIX_S):
+            return None
+        end = data.find('"', 11)
+        name = data[11:end]
+    return _kind(name)
+
+
+def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Event]:
+    """One combined-stream frame -> its checked events; anything else counted. Never raises.
+
+    ``serverShutdown`` notices and control acknowledgements yield no events
+    (the transport sees the close that follows a shutdown).
     """
-
-    __slots__ = ("_kinds", "_to_events")
-
-    def __init__(self) -> None:
-        self._kinds: dict[str, str | None] = {}
-        self._to_events: dict[str, Callable[[Any, int], list[Event]]] = {
-            "depth": self._depth,
-            "trade": self._trade,
-            "aggTrade": self._agg_trade,
-            "bookTicker": self._book_ticker,
-            "kline": self._kline,
-        }
-
-    def parse(self, data: bytes | str, ts_recv: int) -> list[Event] | p.ControlReply:
-        """One WebSocket frame -> its events, or the control reply it is.
-
-        Raises :class:`FrameError` for frames that are not valid JSON of a
-        known shape. ``serverShutdown`` notices yield no events: the transport
-        sees the close that follows.
-        """
-        kind = self._fast_kind(data)
+    kind: str | None = None
+    try:
+        kind = _fast_kind(data)
+        payload: Any = None
         if kind is not None:
             try:
-                envelope = _DECODERS[kind].decode(data)
-            except msgspec.DecodeError:
-                pass  # not the usual layout after all: take the general path
-            else:
-                return self._to_events[kind](envelope.data, ts_recv)
-        return self._parse_slow(data, ts_recv)
-
-    def _fast_kind(self, data: bytes | str) -> str | None:
-        if isinstance(data, bytes):
-            if not data.startswith(_PREFIX_B):
-                return None
-            end = data.find(b'"', 11)
-            name = data[11:end].decode("ascii", "replace")
-        else:
-            if not data.startswith(_PREFIX_S):
-                return None
-            end = data.find('"', 11)
-            name = data[11:end]
-        return self._kind(name)
-
-    def _kind(self, stream: str) -> str | None:
-        kinds = self._kinds
-        try:
-            return kinds[stream]
-        except KeyError:
-            kind = stream_kind(stream)
-            if len(kinds) < 4096:
-                kinds[stream] = kind
-            return kind
-
-    def _parse_slow(self, data: bytes | str, ts_recv: int) -> list[Event] | p.ControlReply:
-        try:
-            envelope = _envelope_decoder.decode(data)
-        except msgspec.DecodeError:
-            return self._control(data)
-        kind = self._kind(envelope.stream)
+                payload = _DECODERS[kind].decode(data).data
+            except DECODE_ERRORS:
+                payload = None  # not the usual layout after all: take the general path
+        if payload is None:
+            kind, payload = _slow(data, rejects)
         if kind is None:
-            try:
-                header = _header_decoder.decode(envelope.data)
-            except msgspec.DecodeError as exc:
-                raise FrameError("malformed", str(exc)) from None
-            if header.e == "serverShutdown":
-                return []
-            raise FrameError("unknown_stream", envelope.stream)
+            return []
+        return _CONVERT[kind](payload, ts_recv, rejects.window.live(ts_recv))
+    except Invalid as exc:
+        rejects.invalid(exc, kind or "frame", data)
+    except Exception as exc:  # a parser bug must not end the stream: counted, logged once
+        rejects.bug(exc, kind or "frame")
+    return []
+
+
+def _slow(data: bytes | str, rejects: Rejects) -> tuple[str | None, Any]:
+    try:
+        envelope = _envelope_decoder.decode(data)
+    except DECODE_ERRORS:
+        _control(data, rejects)
+        return None, None
+    kind = _kind(envelope.stream)
+    if kind is None:
         try:
-            payload = _PAYLOAD_DECODERS[kind].decode(envelope.data)
-        except msgspec.DecodeError as exc:
-            raise FrameError("malformed", str(exc)) from None
-        return self._to_events[kind](payload, ts_recv)
-
-    @staticmethod
-    def _control(data: bytes | str) -> p.ControlReply:
-        try:
-            reply = _control_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise FrameError("malformed", str(exc)) from None
-        if reply.id is None and reply.code is None:
-            raise FrameError("unknown_message")
-        return reply
-
-    # -- payload -> events ---------------------------------------------------
-
-    def _depth(self, d: p.DepthUpdate, ts_recv: int) -> list[Event]:
-        return [
-            BookDelta(
-                venue=VENUE,
-                instrument=d.s,
-                ts_venue=d.E * _MS,
-                ts_recv=ts_recv,
-                bids=d.b,
-                asks=d.a,
-                sequence=d.u,
-                first_sequence=d.U,
-            )
-        ]
-
-    def _trade(self, t: p.TradeEvent, ts_recv: int) -> list[Event]:
-        return [
-            Trade(
-                venue=VENUE,
-                instrument=t.s,
-                ts_venue=t.T * _MS,
-                ts_recv=ts_recv,
-                trade_id=str(t.t),
-                price=canon(t.p),
-                size=canon(t.q),
-                side="sell" if t.m else "buy",
-            )
-        ]
-
-    def _agg_trade(self, t: p.AggTradeEvent, ts_recv: int) -> list[Event]:
-        return [_agg_trade(t, t.s, ts_recv)]
-
-    def _book_ticker(self, t: p.BookTickerEvent, ts_recv: int) -> list[Event]:
-        return [
-            TopOfBook(
-                venue=VENUE,
-                instrument=t.s,
-                ts_venue=0,
-                ts_recv=ts_recv,
-                bid_price=canon(t.b),
-                bid_size=canon(t.B),
-                ask_price=canon(t.a),
-                ask_size=canon(t.A),
-                sequence=t.u,
-            )
-        ]
-
-    def _kline(self, e: p.KlineEvent, ts_recv: int) -> list[Event]:
-        k = e.k
-        return [
-            Candle(
-                venue=VENUE,
-                instrument=e.s,
-                ts_venue=e.E * _MS,
-                ts_recv=ts_recv,
-                interval=k.i,
-                open_time=k.t * _MS,
-                close_time=k.T * _MS,
-                open=canon(k.o),
-                high=canon(k.h),
-                low=canon(k.l),
-                close=canon(k.c),
-                volume=canon(k.v),
-                trades=k.n,
-                closed=k.x,
-            )
-        ]
+            header = _header_decoder.decode(envelope.data)
+        except DECODE_ERRORS as exc:
+            rejects.reject("malformed", str(exc)[:200], data)
+            return None, None
+        if header.e != "serverShutdown":
+            rejects.reject("unknown_stream", envelope.stream[:60])
+        return None, None
+    try:
+        return kind, _PAYLOAD_DECODERS[kind].decode(envelope.data)
+    except DECODE_ERRORS as exc:
+        rejects.reject("malformed", str(exc)[:200], data)
+        return None, None
 
 
-def _agg_trade(t: p.AggTradeEvent | p.AggTrade, symbol: str, ts_recv: int) -> Trade:
+def _control(data: bytes | str, rejects: Rejects) -> None:
+    """A reply to a control message: counted when it reports an error, else nothing."""
+    try:
+        reply = _control_decoder.decode(data)
+    except DECODE_ERRORS as exc:
+        rejects.reject("malformed", str(exc)[:200], data)
+        return
+    if reply.code is not None:
+        rejects.reject("control_error", f"{reply.code}: {reply.msg} (id {reply.id})"[:300])
+    elif reply.id is None:
+        rejects.reject("unknown_message", sample=data)
+
+
+# -- payload -> events -------------------------------------------------------------------
+
+
+_KNOWN_PRICES: Final = PRICES.known
+_KNOWN_SIZES: Final = SIZES.known
+
+
+def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    """A diff-depth update: the hottest path of the venue, so written out.
+
+    Each level is checked and made canonical through the number memos (two
+    dict lookups per level when both texts were seen before); a text not seen
+    before sends the whole update through :func:`levels`, which checks and
+    learns it.
+    """
+    if d.u < d.U:
+        raise Invalid("invalid_sequence", f"U {d.U} > u {d.u}")
+    ts = d.E * _MS
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", d.E)
+    prices, sizes = _KNOWN_PRICES, _KNOWN_SIZES
+    try:
+        bids = [BookLevel(prices[price], sizes[size]) for price, size in d.b]
+        asks = [BookLevel(prices[price], sizes[size]) for price, size in d.a]
+    except KeyError:
+        bids, asks = levels(d.b), levels(d.a)
+    return [
+        BookDelta(
+            venue=VENUE,
+            instrument=d.s,
+            ts_venue=ts,
+            ts_recv=ts_recv,
+            bids=bids,
+            asks=asks,
+            sequence=d.u,
+            first_sequence=d.U,
+        )
+    ]
+
+
+def _trade(t: p.TradeEvent, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    return [
+        Trade(
+            venue=VENUE,
+            instrument=t.s,
+            ts_venue=in_window(t.T * _MS, bounds),
+            ts_recv=ts_recv,
+            trade_id=str(t.t),
+            price=PRICES[t.p],
+            size=SIZES[t.q],
+            side="sell" if t.m else "buy",
+        )
+    ]
+
+
+def _agg_trade_event(t: p.AggTradeEvent, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    return [_agg_trade(t, t.s, ts_recv, bounds)]
+
+
+def _agg_trade(
+    t: p.AggTradeEvent | p.AggTrade, symbol: str, ts_recv: int, bounds: tuple[int, int]
+) -> Trade:
     return Trade(
         venue=VENUE,
         instrument=symbol,
-        ts_venue=t.T * _MS,
+        ts_venue=in_window(t.T * _MS, bounds),
         ts_recv=ts_recv,
         trade_id=f"{AGG_TRADE_ID_PREFIX}{t.a}",
-        price=canon(t.p),
-        size=canon(t.q),
+        price=PRICES[t.p],
+        size=SIZES[t.q],
         side="sell" if t.m else "buy",
     )
 
 
+def _quote(price: str, size: str) -> tuple[str | None, str | None]:
+    """One book-ticker side; an empty side (price or quantity 0) is ``(None, None)``."""
+    price, size = PRICES[price], SIZES[size]
+    return (None, None) if price == "0" or size == "0" else (price, size)
+
+
+def _book_ticker(t: p.BookTickerEvent, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    bid_price, bid_size = _quote(t.b, t.B)
+    ask_price, ask_size = _quote(t.a, t.A)
+    return [
+        TopOfBook(
+            venue=VENUE,
+            instrument=t.s,
+            ts_venue=0,
+            ts_recv=ts_recv,
+            bid_price=bid_price,
+            bid_size=bid_size,
+            ask_price=ask_price,
+            ask_size=ask_size,
+            sequence=t.u,
+        )
+    ]
+
+
+def _bar_times(open_ms: int, close_ms: int, bounds: tuple[int, int]) -> tuple[int, int]:
+    """A bar's open and close in ns: the open within history, the close not before it.
+
+    A bar may open long before it is reported (monthly bars), so its open is
+    checked against the history bounds, not the live window.
+    """
+    open_ns = in_window(open_ms * _MS, (EARLIEST_NS, bounds[1]))
+    if close_ms < open_ms:
+        raise Invalid("invalid_candle_times", f"close {close_ms} < open {open_ms}")
+    return open_ns, close_ms * _MS
+
+
+def _kline(e: p.KlineEvent, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
+    k = e.k
+    open_ns, close_ns = _bar_times(k.t, k.T, bounds)
+    return [
+        Candle(
+            venue=VENUE,
+            instrument=e.s,
+            ts_venue=in_window(e.E * _MS, bounds),
+            ts_recv=ts_recv,
+            interval=k.i,
+            open_time=open_ns,
+            close_time=close_ns,
+            open=PRICES[k.o],
+            high=PRICES[k.h],
+            low=PRICES[k.l],
+            close=PRICES[k.c],
+            volume=SIZES[k.v],
+            trades=_non_negative(k.n),
+            closed=k.x,
+        )
+    ]
+
+
+def _non_negative(count: int) -> int:
+    if count < 0:
+        raise Invalid("invalid_size", count)
+    return count
+
+
+_CONVERT: Final[dict[str, Callable[[Any, int, tuple[int, int]], list[Event]]]] = {
+    "depth": _depth,
+    "trade": _trade,
+    "aggTrade": _agg_trade_event,
+    "bookTicker": _book_ticker,
+    "kline": _kline,
+}
+
+
 # -- REST bodies --------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _RowTime(msgspec.Struct, gc=False):
+    """What paging needs of an ``aggTrades`` row: its id and time (other keys ignored)."""
+
+    a: int
+    T: int
+
+
+class _BarOpen(msgspec.Struct, array_like=True, gc=False):
+    """What paging needs of a kline row: its open time (the rest of the array ignored)."""
+
+    open_time: int
+
 
 _depth_decoder = msgspec.json.Decoder(p.DepthSnapshot)
 _agg_trades_decoder = msgspec.json.Decoder(list[p.AggTrade])
+_agg_trade_decoder = msgspec.json.Decoder(p.AggTrade)
+_row_times_decoder = msgspec.json.Decoder(list[_RowTime])
 _trades_decoder = msgspec.json.Decoder(list[p.RestTrade])
+_trade_decoder = msgspec.json.Decoder(p.RestTrade)
 _klines_decoder = msgspec.json.Decoder(list[p.KlineRow])
+_kline_decoder = msgspec.json.Decoder(p.KlineRow)
+_bar_opens_decoder = msgspec.json.Decoder(list[_BarOpen])
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _time_decoder = msgspec.json.Decoder(p.ServerTime)
 _exchange_info_decoder = msgspec.json.Decoder(p.ExchangeInfo)
 _error_decoder = msgspec.json.Decoder(p.ErrorBody)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, what: str) -> Any:
+def _rows(
+    body: bytes,
+    fast: msgspec.json.Decoder[list[T]],
+    one: msgspec.json.Decoder[T],
+    what: str,
+    rejects: Rejects,
+) -> list[T] | None:
+    """An array body: all rows at once, or row by row when one is bad (counted, left out)."""
     try:
-        return decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise FrameError("malformed", f"{what}: {exc}") from None
+        return fast.decode(body)
+    except DECODE_ERRORS:
+        pass
+    raws = rejects.decode(_raw_list_decoder, body, "malformed")
+    if raws is None:
+        return None
+    return [row for row in rejects.decode_each(one, raws, f"malformed_{what}_row") if row]
 
 
-def _canon_levels(levels: list[p.Level]) -> list[BookLevel]:
-    return [BookLevel(canon(price), canon(size)) for price, size in levels]
+def parse_book(body: bytes, symbol: str, ts_recv: int, rejects: Rejects) -> BookSnapshot | None:
+    """``GET /api/v3/depth`` -> a snapshot whose ``sequence`` is ``lastUpdateId``, or ``None``.
 
-
-def parse_depth_snapshot(body: bytes, symbol: str, ts_recv: int) -> BookSnapshot:
-    """``GET /api/v3/depth`` -> a snapshot whose ``sequence`` is ``lastUpdateId``.
-
-    The body carries no time, so ``ts_venue`` is 0.
+    The body carries no time, so ``ts_venue`` is 0. A crossed book is refused.
     """
-    snap: p.DepthSnapshot = _decode(_depth_decoder, body, "depth")
+    snap = rejects.decode(_depth_decoder, body, "malformed")
+    return None if snap is None else rejects.guard("depth", _snapshot, snap, symbol, ts_recv)
+
+
+def _snapshot(snap: p.DepthSnapshot, symbol: str, ts_recv: int) -> BookSnapshot:
+    bids, asks = levels(snap.bids), levels(snap.asks)
+    best_bid = max((Decimal(lv.price) for lv in bids if lv.size != "0"), default=None)
+    best_ask = min((Decimal(lv.price) for lv in asks if lv.size != "0"), default=None)
+    if best_bid is not None and best_ask is not None and best_bid >= best_ask:
+        raise Invalid("crossed_book", f"{symbol}: {best_bid} >= {best_ask}")
     return BookSnapshot(
         venue=VENUE,
         instrument=symbol,
         ts_venue=0,
         ts_recv=ts_recv,
-        bids=_canon_levels(snap.bids),
-        asks=_canon_levels(snap.asks),
+        bids=bids,
+        asks=asks,
         sequence=snap.lastUpdateId,
     )
 
 
-def agg_trade_rows(body: bytes) -> list[p.AggTrade]:
-    """The typed rows of an ``aggTrades`` body, for callers that page on ``a``/``T``."""
-    rows: list[p.AggTrade] = _decode(_agg_trades_decoder, body, "aggTrades")
-    return rows
+class AggTradesPage(NamedTuple):
+    """A page of ``GET /api/v3/aggTrades``: the valid trades, and every row's (id, time ms).
+
+    Paging walks on the rows the venue sent, refused ones included, so one
+    bad row neither ends the walk early nor makes it fetch the same page again.
+    """
+
+    trades: list[Trade]
+    rows: list[tuple[int, int]]
 
 
-def agg_trades_to_events(rows: list[p.AggTrade], symbol: str, ts_recv: int) -> list[Trade]:
-    return [_agg_trade(row, symbol, ts_recv) for row in rows]
+def parse_trades_page(
+    body: bytes, symbol: str, ts_recv: int, rejects: Rejects
+) -> AggTradesPage | None:
+    """``GET /api/v3/aggTrades`` -> trades with ``"a"``-prefixed ids, or ``None``.
+
+    ``None`` (counted) when the body is not an array of rows with an id and a
+    time: without those the range cannot be walked safely.
+    """
+    times = rejects.decode(_row_times_decoder, body, "malformed")
+    rows = (
+        _rows(body, _agg_trades_decoder, _agg_trade_decoder, "aggTrades", rejects) if times else []
+    )
+    if times is None or rows is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    trades = [rejects.guard("aggTrade", _agg_trade, row, symbol, ts_recv, bounds) for row in rows]
+    return AggTradesPage([t for t in trades if t is not None], [(r.a, r.T) for r in times])
 
 
-def parse_trades(body: bytes, symbol: str, ts_recv: int) -> list[Trade]:
-    """``GET /api/v3/trades`` -> trades with the venue's plain trade ids."""
-    rows: list[p.RestTrade] = _decode(_trades_decoder, body, "trades")
-    return [
-        Trade(
-            venue=VENUE,
-            instrument=symbol,
-            ts_venue=row.time * _MS,
-            ts_recv=ts_recv,
-            trade_id=str(row.id),
-            price=canon(row.price),
-            size=canon(row.qty),
-            side="sell" if row.isBuyerMaker else "buy",
-        )
-        for row in rows
-    ]
+def parse_recent_trades(
+    body: bytes, symbol: str, ts_recv: int, rejects: Rejects
+) -> list[Trade] | None:
+    """``GET /api/v3/trades`` -> trades with the venue's plain trade ids, or ``None``."""
+    rows = _rows(body, _trades_decoder, _trade_decoder, "trades", rejects)
+    if rows is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    trades = [rejects.guard("trade", _rest_trade, row, symbol, ts_recv, bounds) for row in rows]
+    return [t for t in trades if t is not None]
 
 
-def kline_rows(body: bytes) -> list[p.KlineRow]:
-    """The typed rows of a ``klines`` body, for callers that page on open time."""
-    rows: list[p.KlineRow] = _decode(_klines_decoder, body, "klines")
-    return rows
+def _rest_trade(row: p.RestTrade, symbol: str, ts_recv: int, bounds: tuple[int, int]) -> Trade:
+    return Trade(
+        venue=VENUE,
+        instrument=symbol,
+        ts_venue=in_window(row.time * _MS, bounds),
+        ts_recv=ts_recv,
+        trade_id=str(row.id),
+        price=PRICES[row.price],
+        size=SIZES[row.qty],
+        side="sell" if row.isBuyerMaker else "buy",
+    )
 
 
-def klines_to_candles(
-    rows: list[p.KlineRow], symbol: str, interval: str, ts_recv: int, now_ms: int
-) -> list[Candle]:
-    """Kline rows -> candles; a bar is ``closed`` once its close time is before ``now_ms``."""
-    return [
-        Candle(
-            venue=VENUE,
-            instrument=symbol,
-            ts_venue=row.close_time * _MS,
-            ts_recv=ts_recv,
-            interval=interval,
-            open_time=row.open_time * _MS,
-            close_time=row.close_time * _MS,
-            open=canon(row.open),
-            high=canon(row.high),
-            low=canon(row.low),
-            close=canon(row.close),
-            volume=canon(row.volume),
-            trades=row.trades,
-            closed=row.close_time < now_ms,
-        )
-        for row in rows
-    ]
+class KlinesPage(NamedTuple):
+    """A page of ``GET /api/v3/klines``: the valid candles, and every row's open time (ms)."""
+
+    candles: list[Candle]
+    open_times: list[int]
 
 
-def parse_klines(
-    body: bytes, symbol: str, interval: str, ts_recv: int, now_ms: int
-) -> list[Candle]:
-    """``GET /api/v3/klines`` (rows of 12-element arrays) -> candles."""
-    return klines_to_candles(kline_rows(body), symbol, interval, ts_recv, now_ms)
+def parse_candles(
+    body: bytes, symbol: str, interval: str, ts_recv: int, rejects: Rejects
+) -> KlinesPage | None:
+    """``GET /api/v3/klines`` (rows of 12-element arrays) -> candles, or ``None``.
+
+    A bar is ``closed`` once its close time is before ``ts_recv``.
+    """
+    opens = rejects.decode(_bar_opens_decoder, body, "malformed")
+    rows = _rows(body, _klines_decoder, _kline_decoder, "klines", rejects) if opens else []
+    if opens is None or rows is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    candles = [rejects.guard("kline", _bar, row, symbol, interval, ts_recv, bounds) for row in rows]
+    return KlinesPage([c for c in candles if c is not None], [o.open_time for o in opens])
 
 
-def parse_server_time(body: bytes) -> int:
-    """``GET /api/v3/time`` -> the venue's clock in ns."""
-    reply: p.ServerTime = _decode(_time_decoder, body, "time")
+def _bar(
+    row: p.KlineRow, symbol: str, interval: str, ts_recv: int, bounds: tuple[int, int]
+) -> Candle:
+    open_ns, close_ns = _bar_times(row.open_time, row.close_time, bounds)
+    return Candle(
+        venue=VENUE,
+        instrument=symbol,
+        ts_venue=close_ns,
+        ts_recv=ts_recv,
+        interval=interval,
+        open_time=open_ns,
+        close_time=close_ns,
+        open=PRICES[row.open],
+        high=PRICES[row.high],
+        low=PRICES[row.low],
+        close=PRICES[row.close],
+        volume=SIZES[row.volume],
+        trades=_non_negative(row.trades),
+        closed=close_ns < ts_recv,
+    )
+
+
+def parse_server_time(body: bytes, rejects: Rejects) -> int | None:
+    """``GET /api/v3/time`` -> the venue's clock in ns, or ``None``."""
+    reply = rejects.decode(_time_decoder, body, "malformed")
+    if reply is None:
+        return None
+    if not 0 < reply.serverTime < 1 << 53:
+        rejects.reject("invalid_timestamp", str(reply.serverTime))
+        return None
     return reply.serverTime * _MS
 
 
-def parse_exchange_info(body: bytes) -> p.ExchangeInfo:
-    info: p.ExchangeInfo = _decode(_exchange_info_decoder, body, "exchangeInfo")
-    return info
+def parse_exchange_info(body: bytes, rejects: Rejects) -> p.ExchangeInfo | None:
+    return rejects.decode(_exchange_info_decoder, body, "malformed")
 
 
 def parse_error(body: bytes) -> p.ErrorBody | None:
     """The venue's ``{"code", "msg"}`` error body, or None if the body is something else."""
     try:
         return _error_decoder.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None

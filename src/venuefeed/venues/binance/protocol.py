@@ -6,8 +6,8 @@ straight into these structs with no renaming table and no intermediate dict
 removed trade-stream order ids ``b``/``a`` in old recordings, the testnet
 ``st``) are simply not declared: ``msgspec`` skips unknown keys.
 
-Book levels are decoded as ``tuple[str, str]``: cheaper than building a
-``BookLevel`` here, since the parser builds the canonical level anyway.
+Book levels are decoded as ``tuple[str, str]``: the parser checks each
+number and builds the canonical ``BookLevel`` itself.
 
 Sources: BSD ``web-socket-streams.md`` and ``rest-api.md`` (see
 ``shared/docs/venue-protocols.md`` section 3) and the captures in
@@ -19,8 +19,6 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
-
-from venuefeed.models import BookLevel
 
 __all__ = [
     "INTERVAL_MS",
@@ -95,8 +93,8 @@ class DepthUpdate(msgspec.Struct, gc=False):
     s: str
     U: int
     u: int
-    b: list[BookLevel]
-    a: list[BookLevel]
+    b: list[Level]
+    a: list[Level]
 
 
 class TradeEvent(msgspec.Struct, gc=False):

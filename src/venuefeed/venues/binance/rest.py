@@ -28,10 +28,10 @@ from venuefeed.venues.binance import parse
 from venuefeed.venues.binance.protocol import (
     INTERVAL_MS,
     KLINE_INTERVALS,
-    AggTrade,
     ExchangeInfo,
     depth_weight,
 )
+from venuefeed.venues.rejects import Rejects, usable
 
 __all__ = ["BinanceRest"]
 
@@ -66,6 +66,7 @@ class BinanceRest:
         *,
         weight_per_minute: int = 6000,
         weight_window_seconds: float = 60.0,
+        rejects: Rejects | None = None,
     ) -> None:
         self.http = HttpClient(parse.VENUE, base_url, policy, retry_statuses=(418,))
         self.weight_per_minute = weight_per_minute
@@ -76,6 +77,7 @@ class BinanceRest:
         )
         self.used_weight = 0
         """The venue's last reported ``X-MBX-USED-WEIGHT-1M``."""
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         await self.http.close()
@@ -100,22 +102,26 @@ class BinanceRest:
         body = await self.get(
             "/api/v3/depth", {"symbol": symbol, "limit": limit}, depth_weight(limit), "depth"
         )
-        return parse.parse_depth_snapshot(body, symbol, time.time_ns())
+        snap = parse.parse_book(body, symbol, time.time_ns(), self.rejects)
+        return usable(snap, parse.VENUE, "/api/v3/depth")
 
     async def server_time(self) -> int:
         """The venue's clock in ns."""
-        return parse.parse_server_time(await self._get("time", {}))
+        server = parse.parse_server_time(await self._get("time", {}), self.rejects)
+        return usable(server, parse.VENUE, "/api/v3/time")
 
     async def ping(self) -> None:
         await self._get("ping", {})
 
     async def exchange_info(self) -> ExchangeInfo:
-        return parse.parse_exchange_info(await self._get("exchangeInfo", {}))
+        info = parse.parse_exchange_info(await self._get("exchangeInfo", {}), self.rejects)
+        return usable(info, parse.VENUE, "/api/v3/exchangeInfo")
 
     async def recent_trades(self, symbol: str, limit: int = 500) -> list[Trade]:
         """``GET /api/v3/trades``: the latest trades, with plain (unprefixed) trade ids."""
         body = await self._get("trades", {"symbol": symbol, "limit": min(limit, PAGE_LIMIT)})
-        return parse.parse_trades(body, symbol, time.time_ns())
+        trades = parse.parse_recent_trades(body, symbol, time.time_ns(), self.rejects)
+        return usable(trades, parse.VENUE, "/api/v3/trades")
 
     async def _get(self, name: str, params: Mapping[str, Any]) -> bytes:
         return await self.get(f"/api/v3/{name}", params, _WEIGHTS[name], name)
@@ -133,28 +139,28 @@ class BinanceRest:
         window = first_ms
         while window <= last_ms:
             window_end = min(window + AGG_TRADES_WINDOW_MS - 1, last_ms)
-            rows = await self._agg_trades(
+            page = await self._agg_trades(
                 {"symbol": symbol, "startTime": window, "endTime": window_end}
             )
-            for trade in parse.agg_trades_to_events(rows, symbol, time.time_ns()):
+            for trade in page.trades:
                 yield trade
-            if len(rows) < PAGE_LIMIT:
+            if len(page.rows) < PAGE_LIMIT:
                 window = window_end + 1
                 continue
             while True:
-                page = await self._agg_trades({"symbol": symbol, "fromId": rows[-1].a + 1})
-                kept = [row for row in page if last_ms >= row.T]
-                for trade in parse.agg_trades_to_events(kept, symbol, time.time_ns()):
-                    yield trade
-                if len(kept) < len(page) or len(page) < PAGE_LIMIT:
+                page = await self._agg_trades({"symbol": symbol, "fromId": page.rows[-1][0] + 1})
+                for trade in page.trades:
+                    if trade.ts_venue <= last_ms * 1_000_000:
+                        yield trade
+                if any(ms > last_ms for _, ms in page.rows) or len(page.rows) < PAGE_LIMIT:
                     return  # past the end of the range, or at the newest trade
-                rows = page
 
-    async def _agg_trades(self, params: Mapping[str, Any]) -> list[AggTrade]:
+    async def _agg_trades(self, params: Mapping[str, Any]) -> parse.AggTradesPage:
         body = await self.get(
             "/api/v3/aggTrades", {**params, "limit": PAGE_LIMIT}, _WEIGHTS["aggTrades"], "aggTrades"
         )
-        return parse.agg_trade_rows(body)
+        page = parse.parse_trades_page(body, params["symbol"], time.time_ns(), self.rejects)
+        return usable(page, parse.VENUE, "/api/v3/aggTrades")
 
     async def fetch_candles(
         self, symbol: str, interval: str, start_ns: int, end_ns: int
@@ -180,13 +186,15 @@ class BinanceRest:
                 "limit": PAGE_LIMIT,
             }
             body = await self.get("/api/v3/klines", params, _WEIGHTS["klines"], "klines")
-            rows = [r for r in parse.kline_rows(body) if first_ms <= r.open_time <= last_ms]
-            now = time.time_ns()
-            for candle in parse.klines_to_candles(rows, symbol, interval, now, now // 1_000_000):
-                yield candle
+            parsed = parse.parse_candles(body, symbol, interval, time.time_ns(), self.rejects)
+            page = usable(parsed, parse.VENUE, "/api/v3/klines")
+            opens = [t for t in page.open_times if first_ms <= t <= last_ms]
+            for candle in page.candles:
+                if first_ms * 1_000_000 <= candle.open_time <= last_ms * 1_000_000:
+                    yield candle
             if span is not None:
                 cursor = chunk_end + 1
-            elif len(rows) < PAGE_LIMIT:
+            elif len(opens) < PAGE_LIMIT:
                 return
             else:
-                cursor = rows[-1].open_time + 1
+                cursor = opens[-1] + 1

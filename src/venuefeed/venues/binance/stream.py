@@ -39,8 +39,7 @@ from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProto
 from venuefeed.venues.base import Channel, VenueStream, disconnect_gap
 from venuefeed.venues.binance.depth_sync import DepthSync
 from venuefeed.venues.binance.options import Options
-from venuefeed.venues.binance.parse import VENUE, FrameError, Parser
-from venuefeed.venues.binance.protocol import ControlReply
+from venuefeed.venues.binance.parse import VENUE, parse_frame
 from venuefeed.venues.binance.rest import BinanceRest
 from venuefeed.venues.rejects import Rejects
 
@@ -84,13 +83,13 @@ class BinanceStream(VenueStream):
         channels: frozenset[Channel],
         options: Options,
         policy: WsPolicy,
+        rejects: Rejects | None = None,
     ) -> None:
         self._rest = rest
         self._options = options
         self._books_on = "books" in channels
         self._suffixes = _suffixes(channels, options)
         self.session: WsSession = WsSession(VENUE, BinanceProtocol(ws_base_url), policy)
-        self._parser = Parser()
         self._syncs: dict[str, DepthSync] = {}
         self._symbols: dict[str, None] = {}
         self._fetches: set[asyncio.Task[None]] = set()
@@ -99,7 +98,7 @@ class BinanceStream(VenueStream):
         self._room.set()
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
-        self._rejects = Rejects(VENUE)
+        self._rejects = rejects or Rejects(VENUE)
         self._log = get_logger("venuefeed.venues.binance.stream")
 
     @property
@@ -196,17 +195,8 @@ class BinanceStream(VenueStream):
             self._out.put_nowait(None)
 
     def _on_frame(self, frame: Frame) -> None:
-        try:
-            result = self._parser.parse(frame.data, frame.ts_recv)
-        except FrameError as exc:
-            self._reject(exc.reason, str(exc))
-            return
-        if isinstance(result, ControlReply):
-            if result.code is not None:
-                self._reject("control_error", f"{result.code}: {result.msg} (id {result.id})")
-            return
         put = self._out.put_nowait
-        for event in result:
+        for event in parse_frame(frame.data, frame.ts_recv, self._rejects):
             if type(event) is BookDelta:
                 sync = self._syncs.get(event.instrument)
                 if sync is None:
@@ -232,9 +222,6 @@ class BinanceStream(VenueStream):
             if sync is not None:
                 sync.on_reconnect()
 
-    def _reject(self, reason: str, detail: str) -> None:
-        self._rejects.reject(reason, detail)
-
     # -- snapshots ---------------------------------------------------------------------------
 
     def _fetch_snapshot(self, sync: DepthSync) -> None:
@@ -247,7 +234,7 @@ class BinanceStream(VenueStream):
         put = self._out.put_nowait
         try:
             snap = await self._rest.fetch_book(sync.symbol, self._options.depth_limit)
-        except (HttpError, FrameError) as exc:
+        except HttpError as exc:
             self._log.warning("binance depth snapshot failed", symbol=sync.symbol, error=str(exc))
             for event in sync.snapshot_failed(time.time_ns()):
                 put(event)

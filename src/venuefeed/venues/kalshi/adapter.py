@@ -62,7 +62,9 @@ class Adapter(VenueAdapter):
             self.credential("private_key"),
             self.credential("private_key_path"),
         )
-        self.rest = KalshiRest(self.url("rest"), HttpPolicy.from_settings(settings), self.signer)
+        self.rest = KalshiRest(
+            self.url("rest"), HttpPolicy.from_settings(settings), self.signer, self.rejects
+        )
 
     async def close(self) -> None:
         await self.rest.close()
@@ -170,4 +172,4 @@ class Adapter(VenueAdapter):
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
         policy = WsPolicy.from_settings(self.settings, self.config.ingestion)
-        return KalshiStream(self.url("ws"), self.require_signer(), channels, policy)
+        return KalshiStream(self.url("ws"), self.require_signer(), channels, policy, self.rejects)

@@ -73,7 +73,7 @@ class _Incident:
 class KalshiFeed:
     """Sequencing, books and commands for one stream (all connections)."""
 
-    def __init__(self, channels: Iterable[str]) -> None:
+    def __init__(self, channels: Iterable[str], rejects: Rejects | None = None) -> None:
         self.channels = [CHANNELS[c] for c in CHANNELS if c in set(channels)]
         self.books = Books(parse.VENUE)
         self.gaps = 0
@@ -83,7 +83,7 @@ class KalshiFeed:
         self._pending: dict[int, tuple[list[str], int]] = {}
         self._next_id = 1
         self._logged: set[str] = set()
-        self._rejects = Rejects(parse.VENUE)
+        self._rejects = rejects or Rejects(parse.VENUE)
         self._m_gap = metrics.BOOK_INCONSISTENCIES.labels(venue=parse.VENUE, reason="sequence_gap")
         self._m_resync = metrics.BOOK_RESYNCS.labels(venue=parse.VENUE)
 
@@ -174,29 +174,34 @@ class KalshiFeed:
         self, data: bytes | str, ts_recv: int, conn: int
     ) -> tuple[list[Event], list[Command]]:
         """Handle one frame; returns events to emit and commands to send."""
-        msg = parse.decode_ws(data)
-        if isinstance(msg, parse.Rejected):
-            self._reject(msg.reason, msg.detail)
-            return [], []
-        if isinstance(msg, p.WsOrderbookDelta):
-            return self._delta(msg, ts_recv, conn)
-        if isinstance(msg, p.WsTrade):
-            trade = parse.trade_event(msg, ts_recv)
-            if isinstance(trade, parse.Rejected):
-                self._reject(trade.reason, trade.detail)
-                return [], []
-            return [*self._trade_sequence(msg, ts_recv, conn), trade], []
-        if isinstance(msg, p.WsTicker):
-            return list(parse.ticker_events(msg, ts_recv)), []
-        if isinstance(msg, p.WsOrderbookSnapshot):
-            return self._snapshot(msg, ts_recv, conn)
-        if isinstance(msg, p.WsSubscribed):
-            self._subscribed(msg, conn)
-        elif isinstance(msg, p.WsUnsubscribed):
-            self._sids.get(conn, {}).pop(msg.sid, None)
-        elif isinstance(msg, p.WsError):
-            return self._error(msg, ts_recv, conn)
-        return [], []
+        events: list[Event] = []
+        commands: list[Command] = []
+        for item in parse.parse_frame(data, ts_recv, self._rejects):
+            if isinstance(item, parse.BookChange):
+                more, cmds = self._delta(item, ts_recv, conn)
+            elif isinstance(item, parse.TradeSequence):
+                events += self._trade_sequence(item, ts_recv, conn)
+                continue
+            elif isinstance(item, parse.Snapshot):
+                more, cmds = self._snapshot(item, ts_recv, conn)
+            elif isinstance(item, parse.Refused):
+                more, cmds = self._refused(item, ts_recv, conn)
+            elif isinstance(item, p.WsSubscribed):
+                self._subscribed(item, conn)
+                continue
+            elif isinstance(item, p.WsUnsubscribed):
+                self._sids.get(conn, {}).pop(item.sid, None)
+                continue
+            elif isinstance(item, p.WsError):
+                more, cmds = self._error(item, ts_recv, conn)
+            elif isinstance(item, p.WsOk):
+                continue
+            else:
+                events.append(item)
+                continue
+            events += more
+            commands += cmds
+        return events, commands
 
     # -- handlers ----------------------------------------------------------------
 
@@ -241,20 +246,21 @@ class KalshiFeed:
         return events, commands
 
     def _snapshot(
-        self, msg: p.WsOrderbookSnapshot, ts_recv: int, conn: int
+        self, item: parse.Snapshot, ts_recv: int, conn: int
     ) -> tuple[list[Event], list[Command]]:
-        state = self._sids.get(conn, {}).get(msg.sid)
+        state = self._sids.get(conn, {}).get(item.sid)
         if state is None:
-            self._reject("unknown_sid", str(msg.sid))
+            self._reject("unknown_sid", str(item.sid))
             return [], []
-        state.last_seq = msg.seq  # a snapshot resets the sid's baseline
-        snap = parse.snapshot_event(msg, ts_recv)
+        snap = item.book
+        state.last_seq = snap.sequence  # a snapshot resets the sid's baseline
         ticker = snap.instrument
         book = self.books.get(ticker)
         state.awaiting.discard(ticker)
         problem = book.load_snapshot(snap)
         if problem is not None:
-            return self._gap(state, msg.sid, conn, ts_recv, problem, f"{ticker}: crossed snapshot")
+            # Never published: a snapshot the book refuses is not the venue's book.
+            return self._gap(state, item.sid, conn, ts_recv, problem, f"{ticker} snapshot")
         events: list[Event] = [snap, self._state_event(ticker, ts_recv, "live", "snapshot")]
         if not state.awaiting:
             state.incident = None
@@ -274,70 +280,77 @@ class KalshiFeed:
                 )
         return healed
 
-    def _trade_sequence(self, msg: p.WsTrade, ts_recv: int, conn: int) -> list[Event]:
+    def _trade_sequence(self, item: parse.TradeSequence, ts_recv: int, conn: int) -> list[Event]:
         """A jump in a trade sid's ``seq`` means trades we never got: a gap for the back-fill."""
-        if msg.sid is None or msg.seq is None:
-            return []
-        state = self._sids.get(conn, {}).get(msg.sid)
+        state = self._sids.get(conn, {}).get(item.sid)
         if state is None:
             return []
         last, since = state.last_seq, state.last_trade_ns
         state.last_trade_ns = ts_recv
-        if last is not None and msg.seq <= last:
+        if last is not None and item.seq <= last:
             return []  # a replay or a late frame: the pipeline's dedup decides
-        state.last_seq = msg.seq
-        if last is None or msg.seq == last + 1:
+        state.last_seq = item.seq
+        if last is None or item.seq == last + 1:
             return []
         self.gaps += 1
         self._m_gap.inc()
-        tickers = state.tickers | {msg.msg.market_ticker}
+        tickers = state.tickers | {item.instrument}
         return [
             DataGap(
                 venue=parse.VENUE,
-                instrument=f"conn:{conn}/sid:{msg.sid}",
+                instrument=f"conn:{conn}/sid:{item.sid}",
                 ts_venue=0,
                 ts_recv=ts_recv,
                 cause="missed_trades",
                 start=since,
                 end=ts_recv,
-                detail=f"trade sid {msg.sid}: expected seq {last + 1}, got {msg.seq}",
+                detail=f"trade sid {item.sid}: expected seq {last + 1}, got {item.seq}",
                 instruments=tuple(sorted(tickers)),
             )
         ]
 
-    def _delta(
-        self, msg: p.WsOrderbookDelta, ts_recv: int, conn: int
+    def _refused(
+        self, item: parse.Refused, ts_recv: int, conn: int
     ) -> tuple[list[Event], list[Command]]:
-        state = self._sids.get(conn, {}).get(msg.sid)
+        """A book message of the sid was refused at the boundary: its books missed it."""
+        state = self._sids.get(conn, {}).get(item.sid)
         if state is None:
-            self._reject("unknown_sid", str(msg.sid))
+            self._reject("unknown_sid", str(item.sid))
             return [], []
-        seq = msg.seq
+        if state.last_seq is not None and item.seq <= state.last_seq:
+            return [], []  # a duplicate of what was applied already
+        detail = f"sid {item.sid}: seq {item.seq} refused ({item.reason.value})"
+        return self._gap(state, item.sid, conn, ts_recv, item.reason, detail)
+
+    def _delta(
+        self, change: parse.BookChange, ts_recv: int, conn: int
+    ) -> tuple[list[Event], list[Command]]:
+        state = self._sids.get(conn, {}).get(change.sid)
+        if state is None:
+            self._reject("unknown_sid", str(change.sid))
+            return [], []
+        seq = change.seq
         last = state.last_seq
         if last is None:
             return [], []  # waiting for the first snapshot of a (re)sync
         if seq <= last:
             return [], []  # a duplicate or a replay: already applied
         if seq != last + 1:
-            detail = f"sid {msg.sid}: expected seq {last + 1}, got {seq}"
-            return self._gap(state, msg.sid, conn, ts_recv, Inconsistency.GAP, detail)
+            detail = f"sid {change.sid}: expected seq {last + 1}, got {seq}"
+            return self._gap(state, change.sid, conn, ts_recv, Inconsistency.GAP, detail)
         state.last_seq = seq
-        ticker = msg.msg.market_ticker
+        ticker = change.instrument
         if ticker in state.awaiting:
-            return [], []
-        change = parse.book_change(msg)
-        if isinstance(change, parse.Rejected):
-            self._reject(change.reason, change.detail)
             return [], []
         book = self.books.get(ticker)
         if book.state is not SyncState.LIVE:
             return [], []
         size = book.add(change.side, change.price, change.change)
         if isinstance(size, Inconsistency):
-            return self._gap(state, msg.sid, conn, ts_recv, size, f"{ticker} {change}")
+            return self._gap(state, change.sid, conn, ts_recv, size, f"{ticker} {change}")
         if book.is_crossed():
             book.invalidate(Inconsistency.CROSSED)
-            return self._gap(state, msg.sid, conn, ts_recv, Inconsistency.CROSSED, ticker)
+            return self._gap(state, change.sid, conn, ts_recv, Inconsistency.CROSSED, ticker)
         previous = book.sequence
         book.sequence = seq
         book.ts_venue = change.ts_venue

@@ -1,4 +1,4 @@
-"""Kalshi bytes -> canonical events. Pure functions (ARCHITECTURE rule 1).
+"""Kalshi bytes -> validated canonical events. Pure and total (ARCHITECTURE rule 1).
 
 Kalshi books hold bids only, for YES and for NO. The canonical book of a
 market is the YES book: bids are the YES bids, asks are the NO bids seen from
@@ -10,17 +10,29 @@ only ever uses a few hundred price levels.
 Both wire generations are accepted: dollar/fixed-point strings (current) and
 integer cents/counts (recordings before 2026-03-12). Prices come out in
 dollars either way, so ``"0.4200"`` and ``42`` cents are the same level.
+
+Every number is checked here (:mod:`venuefeed.venues.checks`): prices are
+probabilities in [0, 1], sizes and counts >= 0, all canonical text; venue
+times lie in the receive-time window. :func:`parse_frame` returns what the
+feed needs besides canonical events: control messages (acks, errors), a
+:class:`Snapshot` or :class:`BookChange` tagged with its subscription and
+sequence number, and a :class:`Refused` when a book message of a
+subscription had to be refused (a bad number, a crossed snapshot) -- the feed
+then resynchronises that subscription, since its books missed an update.
+REST parsers return ``None`` for a body that is not the documented shape and
+otherwise refuse only the bad items. Nothing here raises.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
 from venuefeed import exact
+from venuefeed.book import Inconsistency
 from venuefeed.models import (
     BookLevel,
     BookSnapshot,
@@ -34,31 +46,38 @@ from venuefeed.models import (
     Trade,
 )
 from venuefeed.times import iso_to_ns
+from venuefeed.venues.checks import (
+    DECODE_ERRORS,
+    PROBABILITIES,
+    SIGNED,
+    SIZES,
+    Invalid,
+    in_window,
+)
+from venuefeed.venues.checks import levels as checked_levels  # ``levels`` names the wire lists
 from venuefeed.venues.kalshi import protocol as p
+from venuefeed.venues.rejects import Rejects
 
 __all__ = [
     "VENUE",
     "BookChange",
-    "Rejected",
-    "book_change",
+    "Item",
+    "Refused",
+    "Snapshot",
     "complement",
-    "decode_ws",
-    "iso_to_ns",
-    "market_from_wire",
+    "parse_book",
     "parse_candles",
     "parse_event_series",
+    "parse_frame",
     "parse_market",
     "parse_markets_page",
-    "parse_orderbook",
     "parse_series_tickers",
     "parse_trades_page",
-    "snapshot_event",
-    "ticker_events",
-    "trade_event",
 ]
 
-VENUE = "kalshi"
-
+VENUE: Final = "kalshi"
+_MS: Final = 1_000_000
+_S: Final = 1_000_000_000
 
 _STATUS = {
     # Values Kalshi returns on market objects.
@@ -80,16 +99,18 @@ _STATUS = {
 _STRUCTURE_TICK = {"linear_cent": "0.01", "deci_cent": "0.001", "tapered_deci_cent": "0.001"}
 
 
-class Rejected(msgspec.Struct, frozen=True):
-    """A frame that could not be used, and why (a bounded label for the metric)."""
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
+    """An ``orderbook_snapshot`` of subscription ``sid``; ``book.sequence`` is its ``seq``."""
 
-    reason: Literal["malformed_json", "unknown_type", "invalid_fields"]
-    detail: str = ""
+    sid: int
+    book: BookSnapshot
 
 
 class BookChange(msgspec.Struct, frozen=True, gc=False):
     """One Kalshi delta in canonical terms: a signed increment on one book level."""
 
+    sid: int
+    seq: int
     instrument: str
     side: Literal["bid", "ask"]
     price: str
@@ -97,7 +118,39 @@ class BookChange(msgspec.Struct, frozen=True, gc=False):
     ts_venue: int
 
 
-# -- numbers and times -------------------------------------------------------------
+class TradeSequence(msgspec.Struct, frozen=True, gc=False):
+    """The ``seq`` of a trade on subscription ``sid``: a jump means trades were missed."""
+
+    sid: int
+    seq: int
+    instrument: str
+
+
+class Refused(msgspec.Struct, frozen=True, gc=False):
+    """A book message ``seq`` of subscription ``sid`` was refused: its books missed it."""
+
+    sid: int
+    seq: int
+    reason: Inconsistency
+
+
+Item = (
+    p.WsSubscribed
+    | p.WsUnsubscribed
+    | p.WsOk
+    | p.WsError
+    | Snapshot
+    | BookChange
+    | TradeSequence
+    | Refused
+    | Trade
+    | TopOfBook
+    | PriceUpdate
+)
+"""What :func:`parse_frame` returns."""
+
+
+# -- numbers -------------------------------------------------------------------------
 
 _ONE = exact.to_decimal("1")
 _complements: dict[str, str] = {}
@@ -107,8 +160,9 @@ _COMPLEMENT_CACHE_MAX = 16_384
 def complement(price: str) -> str:
     """``1 - price`` as a canonical string (a NO bid price -> the YES ask price).
 
-    Cached because deltas repeat the same few hundred levels; the cache is
-    bounded so hostile input cannot grow it without limit.
+    ``price`` must be a checked probability (canonical, in [0, 1]), so the
+    result is one too. Cached because deltas repeat the same few hundred
+    levels; the cache is bounded so hostile input cannot grow it without limit.
     """
     cached = _complements.get(price)
     if cached is not None:
@@ -124,12 +178,23 @@ _cents: dict[int, str] = {}
 
 
 def _from_cents(cents: int) -> str:
+    """A legacy integer-cents price in dollars; only 0..100 cents is a price."""
     value = _cents.get(cents)
     if value is None:
-        value = exact.from_cents(cents)
-        if -1000 <= cents <= 1000:
-            _cents[cents] = value
+        if not 0 <= cents <= 100:
+            raise Invalid("invalid_price", cents)
+        value = _cents[cents] = exact.from_cents(cents)
     return value
+
+
+_COUNT_MAX: Final = 10**exact.MAX_INTEGER_DIGITS
+
+
+def _count(count: int, *, signed: bool = False) -> str:
+    """A legacy integer count (or signed delta) as text, within the digit limits."""
+    if not (-_COUNT_MAX if signed else 0) <= count < _COUNT_MAX:
+        raise Invalid("invalid_size", count)
+    return str(count)
 
 
 # -- markets -------------------------------------------------------------------------
@@ -137,7 +202,7 @@ def _from_cents(cents: int) -> str:
 
 def _tick_size(m: p.KMarket) -> str | None:
     if m.price_ranges:
-        steps = [exact.validate(r.step) for r in m.price_ranges]
+        steps = [PROBABILITIES[r.step] for r in m.price_ranges]
         return min(steps, key=exact.to_decimal)
     if m.price_level_structure in _STRUCTURE_TICK:
         return _STRUCTURE_TICK[m.price_level_structure]
@@ -146,7 +211,7 @@ def _tick_size(m: p.KMarket) -> str | None:
     return None
 
 
-def market_from_wire(m: p.KMarket, category: str | None = None) -> Market:
+def _market(m: p.KMarket, category: str | None = None) -> Market:
     """Canonical market: one instrument, the market ticker (its YES book).
 
     ``raw_hash`` digests the canonical fields (title, rules, times, status,
@@ -179,23 +244,79 @@ def market_from_wire(m: p.KMarket, category: str | None = None) -> Market:
     return msgspec.structs.replace(market, raw_hash=digest)
 
 
-def parse_markets_page(body: bytes, category: str | None = None) -> tuple[list[Market], str | None]:
-    page = msgspec.json.decode(body, type=p.MarketsPage)
-    return [market_from_wire(m, category) for m in page.markets], page.cursor
+T = TypeVar("T")
 
 
-def parse_market(body: bytes) -> Market:
-    return market_from_wire(msgspec.json.decode(body, type=p.MarketResponse).market)
+class _RawList(msgspec.Struct, frozen=True):
+    """A list page with its items still raw: the slow path when one item does not decode."""
+
+    markets: list[msgspec.Raw] = []
+    trades: list[msgspec.Raw] = []
+    cursor: str | None = None
 
 
-def parse_event_series(body: bytes) -> str:
+_markets_page = msgspec.json.Decoder(p.MarketsPage)
+_raw_list = msgspec.json.Decoder(_RawList)
+_kmarket = msgspec.json.Decoder(p.KMarket)
+_ktrade = msgspec.json.Decoder(p.KTrade)
+_market_response = msgspec.json.Decoder(p.MarketResponse)
+_event_response = msgspec.json.Decoder(p.EventResponse)
+_series_page = msgspec.json.Decoder(p.SeriesPage)
+_orderbook = msgspec.json.Decoder(p.OrderbookResponse)
+_trades_page = msgspec.json.Decoder(p.TradesPage)
+_candles = msgspec.json.Decoder(p.CandlesResponse)
+
+
+def _items(
+    body: bytes,
+    fast: Callable[[bytes], tuple[list[T], str | None]],
+    field: str,
+    one: msgspec.json.Decoder[T],
+    rejects: Rejects,
+) -> tuple[list[T], str | None] | None:
+    """A cursor page's items: all at once, or one by one when an item is bad (counted)."""
+    try:
+        return fast(body)
+    except DECODE_ERRORS:
+        pass
+    page = rejects.decode(_raw_list, body, f"malformed_{field}_page")
+    if page is None:
+        return None
+    items = rejects.decode_each(one, getattr(page, field), f"invalid_{field}_item")
+    return [item for item in items if item is not None], page.cursor
+
+
+def _fast_markets(body: bytes) -> tuple[list[p.KMarket], str | None]:
+    page = _markets_page.decode(body)
+    return page.markets, page.cursor
+
+
+def parse_markets_page(
+    body: bytes, rejects: Rejects, category: str | None = None
+) -> tuple[list[Market], str | None] | None:
+    """``GET /markets``: the page's valid markets and its cursor (``None``: body refused)."""
+    page = _items(body, _fast_markets, "markets", _kmarket, rejects)
+    if page is None:
+        return None
+    markets = [rejects.guard("market", _market, m, category) for m in page[0]]
+    return [m for m in markets if m is not None], page[1]
+
+
+def parse_market(body: bytes, rejects: Rejects) -> Market | None:
+    """``GET /markets/{ticker}``, or ``None`` (counted)."""
+    resp = rejects.decode(_market_response, body, "malformed_market")
+    return None if resp is None else rejects.guard("market", _market, resp.market)
+
+
+def parse_event_series(body: bytes, rejects: Rejects) -> str | None:
     """The series ticker of ``GET /events/{event_ticker}`` (needed for candle URLs)."""
-    return msgspec.json.decode(body, type=p.EventResponse).event.series_ticker
+    resp = rejects.decode(_event_response, body, "malformed_event")
+    return None if resp is None else resp.event.series_ticker
 
 
-def parse_series_tickers(body: bytes) -> tuple[list[str], str | None]:
-    page = msgspec.json.decode(body, type=p.SeriesPage)
-    return [s.ticker for s in page.series or ()], page.cursor
+def parse_series_tickers(body: bytes, rejects: Rejects) -> tuple[list[str], str | None] | None:
+    page = rejects.decode(_series_page, body, "malformed_series")
+    return None if page is None else ([s.ticker for s in page.series or ()], page.cursor)
 
 
 # -- books ---------------------------------------------------------------------------
@@ -206,7 +327,7 @@ def _dollar_bids(levels: Sequence[tuple[str, str]] | None, depth: int | None) ->
     if not levels:
         return []
     chosen = levels[::-1] if depth is None else levels[: -depth - 1 : -1]
-    return [BookLevel(exact.canon(price), exact.canon(size)) for price, size in chosen]
+    return checked_levels(chosen, PROBABILITIES, SIZES)
 
 
 def _dollar_asks(levels: Sequence[tuple[str, str]] | None, depth: int | None) -> list[BookLevel]:
@@ -214,32 +335,54 @@ def _dollar_asks(levels: Sequence[tuple[str, str]] | None, depth: int | None) ->
     if not levels:
         return []
     chosen = levels[::-1] if depth is None else levels[: -depth - 1 : -1]
-    return [BookLevel(complement(exact.canon(price)), exact.canon(size)) for price, size in chosen]
+    prices, sizes = PROBABILITIES, SIZES
+    return [BookLevel(complement(prices[price]), sizes[size]) for price, size in chosen]
 
 
 def _cent_bids(levels: Sequence[tuple[int, int]] | None, depth: int | None) -> list[BookLevel]:
     if not levels:
         return []
     chosen = levels[::-1] if depth is None else levels[: -depth - 1 : -1]
-    return [BookLevel(_from_cents(price), str(size)) for price, size in chosen]
+    return [BookLevel(_from_cents(price), _count(size)) for price, size in chosen]
 
 
 def _cent_asks(levels: Sequence[tuple[int, int]] | None, depth: int | None) -> list[BookLevel]:
     if not levels:
         return []
     chosen = levels[::-1] if depth is None else levels[: -depth - 1 : -1]
-    return [BookLevel(_from_cents(100 - price), str(size)) for price, size in chosen]
+    return [BookLevel(complement(_from_cents(price)), _count(size)) for price, size in chosen]
 
 
-def parse_orderbook(
-    body: bytes, instrument: str, ts_recv: int, depth: int | None = None
-) -> BookSnapshot:
-    """``GET /markets/{ticker}/orderbook`` -> the canonical top-``depth`` book.
+def _uncrossed(instrument: str, bids: list[BookLevel], asks: list[BookLevel]) -> None:
+    """A snapshot whose best bid meets its best ask is not a book the venue can hold.
+
+    Levels arrive in the venue's order, so the best level is found, not assumed.
+    Canonical [0, 1] text orders as the numbers do.
+    """
+    if bids and asks:
+        best_bid = max(lv.price for lv in bids)
+        best_ask = min(lv.price for lv in asks)
+        if best_bid >= best_ask:
+            raise Invalid("crossed_book", f"{instrument}: {best_bid} >= {best_ask}")
+
+
+def parse_book(
+    body: bytes, instrument: str, ts_recv: int, rejects: Rejects, depth: int | None = None
+) -> BookSnapshot | None:
+    """``GET /markets/{ticker}/orderbook`` -> the canonical top-``depth`` book, or ``None``.
 
     ``orderbook_fp`` (current) wins over the legacy ``orderbook`` key when a
-    transitional payload carries both.
+    transitional payload carries both. A crossed book is refused (counted).
     """
-    resp = msgspec.json.decode(body, type=p.OrderbookResponse)
+    resp = rejects.decode(_orderbook, body, "malformed_orderbook")
+    if resp is None:
+        return None
+    return rejects.guard("orderbook", _rest_book, resp, instrument, ts_recv, depth)
+
+
+def _rest_book(
+    resp: p.OrderbookResponse, instrument: str, ts_recv: int, depth: int | None
+) -> BookSnapshot:
     if resp.orderbook_fp is not None:
         bids = _dollar_bids(resp.orderbook_fp.yes_dollars, depth)
         asks = _dollar_asks(resp.orderbook_fp.no_dollars, depth)
@@ -248,6 +391,7 @@ def parse_orderbook(
         asks = _cent_asks(resp.orderbook.no, depth)
     else:
         bids, asks = [], []
+    _uncrossed(instrument, bids, asks)
     return BookSnapshot(
         venue=VENUE, instrument=instrument, ts_venue=0, ts_recv=ts_recv, bids=bids, asks=asks
     )
@@ -267,123 +411,175 @@ def _taker(side: str | None) -> Side:
 
 def _trade_price_size(
     dollars: str | None, cents: int | None, fp: str | None, count: int | None
-) -> tuple[str, str] | None:
+) -> tuple[str, str]:
     if dollars is not None:
-        price = exact.canon(dollars)
+        price = PROBABILITIES[dollars]
     elif cents is not None:
         price = _from_cents(cents)
     else:
-        return None
+        raise Invalid("invalid_fields", "trade without a price")
     if fp is not None:
-        size = exact.canon(fp)
+        size = SIZES[fp]
     elif count is not None:
-        size = str(count)
+        size = _count(count)
     else:
-        return None
+        raise Invalid("invalid_fields", "trade without a count")
     return price, size
 
 
-def parse_trades_page(body: bytes, ts_recv: int) -> tuple[list[Trade], str | None]:
-    """``GET /markets/trades`` -> trades (newest first, as the venue sends them)."""
-    page = msgspec.json.decode(body, type=p.TradesPage)
-    out: list[Trade] = []
-    for t in page.trades:
-        ps = _trade_price_size(t.yes_price_dollars, t.yes_price, t.count_fp, t.count)
-        if ps is None or not t.trade_id:
-            continue
-        out.append(
-            Trade(
-                venue=VENUE,
-                instrument=t.ticker,
-                ts_venue=iso_to_ns(t.created_time) or 0,
-                ts_recv=ts_recv,
-                trade_id=t.trade_id,
-                price=ps[0],
-                size=ps[1],
-                side=_taker(t.taker_outcome_side or t.taker_side),
-                market_id=t.ticker,
-            )
-        )
-    return out, page.cursor
+def _fast_trades(body: bytes) -> tuple[list[p.KTrade], str | None]:
+    page = _trades_page.decode(body)
+    return page.trades, page.cursor
+
+
+def parse_trades_page(
+    body: bytes, ts_recv: int, rejects: Rejects
+) -> tuple[list[Trade], str | None] | None:
+    """``GET /markets/trades`` -> valid trades (newest first, as sent) and the cursor."""
+    page = _items(body, _fast_trades, "trades", _ktrade, rejects)
+    if page is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    trades = [rejects.guard("trade", _rest_trade, t, ts_recv, bounds) for t in page[0]]
+    return [t for t in trades if t is not None], page[1]
+
+
+def _rest_trade(t: p.KTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
+    price, size = _trade_price_size(t.yes_price_dollars, t.yes_price, t.count_fp, t.count)
+    if not t.trade_id:
+        raise Invalid("invalid_fields", "trade without trade_id")
+    created = iso_to_ns(t.created_time)
+    return Trade(
+        venue=VENUE,
+        instrument=t.ticker,
+        ts_venue=in_window(created, bounds) if created is not None else 0,
+        ts_recv=ts_recv,
+        trade_id=t.trade_id,
+        price=price,
+        size=size,
+        side=_taker(t.taker_outcome_side or t.taker_side),
+        market_id=t.ticker,
+    )
 
 
 _INTERVALS = {1: "1m", 60: "1h", 1440: "1d"}
 
 
-def parse_candles(body: bytes, instrument: str, period_minutes: int, ts_recv: int) -> list[Candle]:
-    """Candlesticks of traded YES prices.
+def parse_candles(
+    body: bytes, instrument: str, period_minutes: int, ts_recv: int, rejects: Rejects
+) -> list[Candle] | None:
+    """Candlesticks of traded YES prices, or ``None`` (counted).
 
     A period without trades has null OHLC; it becomes a flat candle at the
     previous trade price with zero volume, or is left out when the market
-    never traded before it.
+    never traded before it. A candle with a bad number or time is refused alone.
     """
-    resp = msgspec.json.decode(body, type=p.CandlesResponse)
+    resp = rejects.decode(_candles, body, "malformed_candles")
+    if resp is None:
+        return None
     interval = _INTERVALS.get(period_minutes, f"{period_minutes}m")
-    period_ns = period_minutes * 60 * 1_000_000_000
-    out: list[Candle] = []
-    for c in resp.candlesticks:
-        price = c.price
-        close_time = c.end_period_ts * 1_000_000_000
-        if c.volume_fp is not None:
-            volume = exact.canon(c.volume_fp)
-        else:
-            volume = str(c.volume) if c.volume is not None else "0"
-        if (
-            price.open_dollars is not None
-            and price.high_dollars is not None
-            and price.low_dollars is not None
-            and price.close_dollars is not None
-        ):
-            o, h, lo, cl = (
-                exact.canon(price.open_dollars),
-                exact.canon(price.high_dollars),
-                exact.canon(price.low_dollars),
-                exact.canon(price.close_dollars),
-            )
-        elif price.previous_dollars is not None:
-            o = h = lo = cl = exact.canon(price.previous_dollars)
-            volume = "0"
-        else:
-            continue
-        out.append(
-            Candle(
-                venue=VENUE,
-                instrument=instrument,
-                ts_venue=close_time,
-                ts_recv=ts_recv,
-                interval=interval,
-                open_time=close_time - period_ns,
-                close_time=close_time,
-                open=o,
-                high=h,
-                low=lo,
-                close=cl,
-                volume=volume,
-            )
-        )
-    return out
+    period_ns = period_minutes * 60 * _S
+    bounds = rejects.window.history(ts_recv)
+    # The current period ends after now: its end may lie one period in the future.
+    bounds = (bounds[0] + period_ns, bounds[1] + period_ns)
+    candles = [
+        rejects.guard("candle", _candle, c, instrument, interval, period_ns, ts_recv, bounds)
+        for c in resp.candlesticks
+    ]
+    return [c for c in candles if c is not None]
+
+
+def _candle(
+    c: p.KCandle,
+    instrument: str,
+    interval: str,
+    period_ns: int,
+    ts_recv: int,
+    bounds: tuple[int, int],
+) -> Candle | None:
+    price = c.price
+    close_time = in_window(c.end_period_ts * _S, bounds)
+    if c.volume_fp is not None:
+        volume = SIZES[c.volume_fp]
+    else:
+        volume = _count(c.volume) if c.volume is not None else "0"
+    ohlc = (price.open_dollars, price.high_dollars, price.low_dollars, price.close_dollars)
+    if None not in ohlc:
+        o, h, lo, cl = (PROBABILITIES[x] for x in ohlc if x is not None)
+    elif price.previous_dollars is not None:
+        o = h = lo = cl = PROBABILITIES[price.previous_dollars]
+        volume = "0"
+    else:
+        return None
+    return Candle(
+        venue=VENUE,
+        instrument=instrument,
+        ts_venue=close_time,
+        ts_recv=ts_recv,
+        interval=interval,
+        open_time=close_time - period_ns,
+        close_time=close_time,
+        open=o,
+        high=h,
+        low=lo,
+        close=cl,
+        volume=volume,
+    )
 
 
 # -- WebSocket -------------------------------------------------------------------------
 
 
-def decode_ws(data: bytes | str) -> p.WsMessage | Rejected:
-    """Decode one WebSocket frame; never raises."""
+def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Item]:
+    """One WebSocket frame (one message) -> its items; bad frames counted. Never raises."""
     try:
-        return p.ws_decoder.decode(data)
+        msg = p.ws_decoder.decode(data)
     except msgspec.ValidationError as exc:
-        try:
-            kind = p.type_decoder.decode(data).type
-        except msgspec.DecodeError:
-            kind = None
-        if kind is not None and kind not in p.KNOWN_TYPES:
-            return Rejected("unknown_type", kind[:40])
-        return Rejected("invalid_fields", str(exc)[:200])
-    except msgspec.DecodeError as exc:
-        return Rejected("malformed_json", str(exc)[:200])
+        _reject_undecodable(data, exc, rejects)
+        return []
+    except DECODE_ERRORS as exc:
+        rejects.reject("malformed_json", str(exc)[:200], data)
+        return []
+    try:
+        return _convert(msg, ts_recv, rejects.window.live(ts_recv))
+    except Invalid as exc:
+        rejects.invalid(exc, type(msg).__name__)
+        reason = Inconsistency.CROSSED if exc.reason == "crossed_book" else Inconsistency.REJECTED
+    except Exception as exc:  # a parser bug must not end the stream: counted, logged once
+        rejects.bug(exc, type(msg).__name__)
+        reason = Inconsistency.REJECTED
+    if isinstance(msg, p.WsOrderbookSnapshot | p.WsOrderbookDelta):
+        return [Refused(msg.sid, msg.seq, reason)]
+    return []
 
 
-def snapshot_event(m: p.WsOrderbookSnapshot, ts_recv: int) -> BookSnapshot:
+def _reject_undecodable(data: bytes | str, exc: Exception, rejects: Rejects) -> None:
+    try:
+        kind = p.type_decoder.decode(data).type
+    except DECODE_ERRORS:
+        kind = None
+    if kind is not None and kind not in p.KNOWN_TYPES:
+        rejects.reject("unknown_type", kind[:40])
+    else:
+        rejects.reject("invalid_fields", str(exc)[:200], data)
+
+
+def _convert(msg: p.WsMessage, ts_recv: int, bounds: tuple[int, int]) -> list[Item]:
+    if isinstance(msg, p.WsOrderbookDelta):
+        return [_book_change(msg, bounds)]
+    if isinstance(msg, p.WsTrade):
+        trade = _trade(msg, ts_recv, bounds)
+        if msg.sid is None or msg.seq is None:
+            return [trade]
+        return [TradeSequence(msg.sid, msg.seq, trade.instrument), trade]
+    if isinstance(msg, p.WsTicker):
+        return list(_ticker(msg, ts_recv, bounds))
+    if isinstance(msg, p.WsOrderbookSnapshot):
+        return [Snapshot(msg.sid, _snapshot(msg, ts_recv))]
+    return [msg]
+
+
+def _snapshot(m: p.WsOrderbookSnapshot, ts_recv: int) -> BookSnapshot:
     """An ``orderbook_snapshot`` as a canonical full book; its ``seq`` is the baseline."""
     msg = m.msg
     if msg.yes_dollars_fp is not None or msg.no_dollars_fp is not None:
@@ -392,6 +588,7 @@ def snapshot_event(m: p.WsOrderbookSnapshot, ts_recv: int) -> BookSnapshot:
     else:
         bids = _cent_bids(msg.yes, None)
         asks = _cent_asks(msg.no, None)
+    _uncrossed(msg.market_ticker, bids, asks)
     return BookSnapshot(
         venue=VENUE,
         instrument=msg.market_ticker,
@@ -403,70 +600,87 @@ def snapshot_event(m: p.WsOrderbookSnapshot, ts_recv: int) -> BookSnapshot:
     )
 
 
-def book_change(m: p.WsOrderbookDelta) -> BookChange | Rejected:
+def _book_change(m: p.WsOrderbookDelta, bounds: tuple[int, int]) -> BookChange:
     """An ``orderbook_delta`` as a signed increment on the canonical YES book."""
     msg = m.msg
     if msg.price_dollars is not None and msg.delta_fp is not None:
-        price = exact.canon(msg.price_dollars)
-        change = exact.canon(msg.delta_fp)
+        # The feed's hot path: a price or increment seen before is one dict lookup.
+        price = PROBABILITIES.known.get(msg.price_dollars) or PROBABILITIES.learn(msg.price_dollars)
+        change = SIGNED.known.get(msg.delta_fp) or SIGNED.learn(msg.delta_fp)
     elif msg.price is not None and msg.delta is not None:
         price = _from_cents(msg.price)
-        change = str(msg.delta)
+        change = _count(msg.delta, signed=True)
     else:
-        return Rejected("invalid_fields", "orderbook_delta without price/delta")
-    ts = msg.ts_ms * 1_000_000 if msg.ts_ms is not None else 0
+        raise Invalid("invalid_fields", "orderbook_delta without price/delta")
+    ts = 0
+    if msg.ts_ms is not None:
+        ts = msg.ts_ms * _MS
+        if not bounds[0] <= ts <= bounds[1]:
+            raise Invalid("timestamp_out_of_window", msg.ts_ms)
     if msg.side == "yes":
-        return BookChange(msg.market_ticker, "bid", price, change, ts)
-    return BookChange(msg.market_ticker, "ask", complement(price), change, ts)
+        return BookChange(m.sid, m.seq, msg.market_ticker, "bid", price, change, ts)
+    return BookChange(m.sid, m.seq, msg.market_ticker, "ask", complement(price), change, ts)
 
 
-def _ws_ts(ts: int | None, ts_ms: int | None) -> int:
+def _ws_ts(ts: int | None, ts_ms: int | None, bounds: tuple[int, int]) -> int:
     if ts_ms is not None:
-        return ts_ms * 1_000_000
+        return in_window(ts_ms * _MS, bounds)
     if ts is not None:
-        return ts * 1_000_000_000
+        return in_window(ts * _S, bounds)
     return 0
 
 
-def trade_event(m: p.WsTrade, ts_recv: int) -> Trade | Rejected:
+def _trade(m: p.WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     """A public ``trade`` message. Legacy frames without ``trade_id`` get a stable synthetic one."""
     msg = m.msg
-    ps = _trade_price_size(msg.yes_price_dollars, msg.yes_price, msg.count_fp, msg.count)
-    if ps is None:
-        return Rejected("invalid_fields", "trade without price/count")
-    ts_venue = _ws_ts(msg.ts, msg.ts_ms)
-    trade_id = msg.trade_id or f"{msg.market_ticker}:{ts_venue}:{ps[0]}:{ps[1]}"
+    price, size = _trade_price_size(msg.yes_price_dollars, msg.yes_price, msg.count_fp, msg.count)
+    ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
+    trade_id = msg.trade_id or f"{msg.market_ticker}:{ts_venue}:{price}:{size}"
     return Trade(
         venue=VENUE,
         instrument=msg.market_ticker,
         ts_venue=ts_venue,
         ts_recv=ts_recv,
         trade_id=trade_id,
-        price=ps[0],
-        size=ps[1],
+        price=price,
+        size=size,
         side=_taker(msg.taker_outcome_side or msg.taker_side),
         market_id=msg.market_ticker,
     )
 
 
-def _opt(text: str | None) -> str | None:
-    return exact.canon(text) if text is not None else None
+def _side(
+    price: str | None, size: str | None, empty: tuple[str, ...]
+) -> tuple[str | None, str | None]:
+    """One side of a ticker: ``(None, None)`` when the venue says it is empty.
+
+    An empty side comes as price ``"0.0000"`` (no bid) or ``"1.0000"`` (no
+    ask) with size ``"0.00"``; a side at size 0 quotes nothing whatever its
+    price, and neither does a bid at 0 or an ask at 0 or 1.
+    """
+    checked_price = PROBABILITIES.optional(price)
+    checked_size = SIZES.optional(size)
+    if checked_price is None or checked_price in empty or checked_size == "0":
+        return None, None
+    return checked_price, checked_size
 
 
-def ticker_events(m: p.WsTicker, ts_recv: int) -> list[TopOfBook | PriceUpdate]:
+def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfBook | PriceUpdate]:
     """A ``ticker`` message: the venue's top of book, plus the last price when present."""
     msg = m.msg
-    ts_venue = _ws_ts(msg.ts, msg.ts_ms)
+    ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
+    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, ("0",))
+    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, ("0", "1"))
     out: list[TopOfBook | PriceUpdate] = [
         TopOfBook(
             venue=VENUE,
             instrument=msg.market_ticker,
             ts_venue=ts_venue,
             ts_recv=ts_recv,
-            bid_price=_opt(msg.yes_bid_dollars),
-            bid_size=_opt(msg.yes_bid_size_fp),
-            ask_price=_opt(msg.yes_ask_dollars),
-            ask_size=_opt(msg.yes_ask_size_fp),
+            bid_price=bid_price,
+            bid_size=bid_size,
+            ask_price=ask_price,
+            ask_size=ask_size,
         )
     ]
     if msg.price_dollars is not None:
@@ -476,8 +690,8 @@ def ticker_events(m: p.WsTicker, ts_recv: int) -> list[TopOfBook | PriceUpdate]:
                 instrument=msg.market_ticker,
                 ts_venue=ts_venue,
                 ts_recv=ts_recv,
-                price=exact.canon(msg.price_dollars),
-                size=_opt(msg.last_trade_size_fp),
+                price=PROBABILITIES[msg.price_dollars],
+                size=SIZES.optional(msg.last_trade_size_fp),
                 source="ticker",
             )
         )

@@ -18,6 +18,7 @@ from venuefeed.models import BookSnapshot, Candle, Market, Trade
 from venuefeed.transport import HttpClient, HttpPolicy, paginate_cursor
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi.auth import Signer
+from venuefeed.venues.rejects import Rejects, usable
 
 __all__ = ["EVENTS_PAGE_MAX", "MARKETS_PAGE_MAX", "TRADES_PAGE_MAX", "KalshiRest"]
 
@@ -32,9 +33,16 @@ _PERIODS = {"1m": 1, "1h": 60, "1d": 1440}
 class KalshiRest:
     """Typed access to the public market-data endpoints (signed when a key is configured)."""
 
-    def __init__(self, base_url: str, policy: HttpPolicy, signer: Signer | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        policy: HttpPolicy,
+        signer: Signer | None,
+        rejects: Rejects | None = None,
+    ) -> None:
         self.http = HttpClient("kalshi", base_url, policy, signer=signer)
         self._series_of: dict[str, str] = {}
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         await self.http.close()
@@ -67,14 +75,17 @@ class KalshiRest:
 
         async def fetch(cursor: str | None) -> tuple[list[Market], str | None]:
             body = await self.get("/markets", {**base, "cursor": cursor}, endpoint="markets")
-            return parse.parse_markets_page(body, category)
+            return usable(
+                parse.parse_markets_page(body, self.rejects, category), parse.VENUE, "/markets"
+            )
 
         async for page in paginate_cursor(fetch):
             for market in page.items:
                 yield market
 
     async def market(self, ticker: str) -> Market:
-        return parse.parse_market(await self.get(f"/markets/{ticker}", endpoint="market"))
+        body = await self.get(f"/markets/{ticker}", endpoint="market")
+        return usable(parse.parse_market(body, self.rejects), parse.VENUE, "/markets/{ticker}")
 
     async def series_tickers(self, category: str) -> list[str]:
         """Series of one category (the venue files categories on series, not markets)."""
@@ -84,7 +95,7 @@ class KalshiRest:
             body = await self.get(
                 "/series", {"category": category, "cursor": cursor}, endpoint="series"
             )
-            return parse.parse_series_tickers(body)
+            return usable(parse.parse_series_tickers(body, self.rejects), parse.VENUE, "/series")
 
         async for page in paginate_cursor(fetch):
             out.extend(page.items)
@@ -98,7 +109,8 @@ class KalshiRest:
             if market.event_id is None:
                 raise ValueError(f"kalshi market {ticker} has no event")
             body = await self.get(f"/events/{market.event_id}", endpoint="event")
-            found = self._series_of[ticker] = parse.parse_event_series(body)
+            series = parse.parse_event_series(body, self.rejects)
+            found = self._series_of[ticker] = usable(series, parse.VENUE, "/events/{ticker}")
         return found
 
     # -- books, trades, candles ----------------------------------------------
@@ -109,7 +121,8 @@ class KalshiRest:
         body = await self.get(
             f"/markets/{ticker}/orderbook", {"depth": wire_depth}, endpoint="orderbook"
         )
-        return parse.parse_orderbook(body, ticker, time.time_ns(), depth or None)
+        snap = parse.parse_book(body, ticker, time.time_ns(), self.rejects, depth or None)
+        return usable(snap, parse.VENUE, "/markets/{ticker}/orderbook")
 
     async def trades(self, ticker: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
         """Trades of one market in ``[start_ns, end_ns]``, newest first as the venue pages them."""
@@ -122,7 +135,8 @@ class KalshiRest:
 
         async def fetch(cursor: str | None) -> tuple[list[Trade], str | None]:
             body = await self.get("/markets/trades", {**base, "cursor": cursor}, endpoint="trades")
-            return parse.parse_trades_page(body, time.time_ns())
+            page = parse.parse_trades_page(body, time.time_ns(), self.rejects)
+            return usable(page, parse.VENUE, "/markets/trades")
 
         async for page in paginate_cursor(fetch):
             for trade in page.items:
@@ -146,6 +160,7 @@ class KalshiRest:
                 {"start_ts": start, "end_ts": chunk_end, "period_interval": period},
                 endpoint="candlesticks",
             )
-            for candle in parse.parse_candles(body, ticker, period, time.time_ns()):
+            candles = parse.parse_candles(body, ticker, period, time.time_ns(), self.rejects)
+            for candle in usable(candles, parse.VENUE, "candlesticks"):
                 yield candle
             start = chunk_end + 1

@@ -21,6 +21,7 @@ from venuefeed.transport import Frame, WsNotConnectedError, WsPolicy, WsProtocol
 from venuefeed.venues.base import VenueStream, disconnect_gap
 from venuefeed.venues.kalshi.auth import Signer
 from venuefeed.venues.kalshi.feed import KalshiFeed
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["KalshiStream", "KalshiWsProtocol"]
 
@@ -62,8 +63,9 @@ class KalshiStream(VenueStream):
         signer: Signer,
         channels: Iterable[str],
         policy: WsPolicy | None = None,
+        rejects: Rejects | None = None,
     ) -> None:
-        self.feed = KalshiFeed(channels)
+        self.feed = KalshiFeed(channels, rejects)
         self.protocol = KalshiWsProtocol(ws_url, signer, self.feed)
         self.session: WsSession = WsSession("kalshi", self.protocol, policy or WsPolicy())
         self.snapshot_requests = 0

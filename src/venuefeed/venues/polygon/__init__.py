@@ -120,6 +120,7 @@ class Adapter(VenueAdapter):
             key,
             policy,
             page_limit=int(settings.options.get("page_limit", MAX_LIMIT)),
+            rejects=self.rejects,
         )
         self._ws_policy = WsPolicy.from_settings(settings, config.ingestion)
 
@@ -192,7 +193,7 @@ class Adapter(VenueAdapter):
         prefixes = [prefix for name, prefix in CHANNEL_PREFIXES.items() if name in channels]
         if not prefixes:
             raise Unsupported(f"polygon streams trades, quotes and candles, not {sorted(channels)}")
-        return PolygonStream(self.url("ws"), self._api_key, prefixes, self._ws_policy)
+        return PolygonStream(self.url("ws"), self._api_key, prefixes, self._ws_policy, self.rejects)
 
     def stream_books(self, instruments: Iterable[str]) -> AsyncIterator[Event]:
         raise Unsupported(

@@ -23,11 +23,16 @@ Canonical mapping decisions, documented once here:
   the bar's ``t``, ``close_time`` is open plus the nominal span (see
   :class:`Interval`); ``ts_venue`` is the close time.
 
-Bad input never raises out of :func:`parse_ws_frame`: it is counted in
-``venue_frames_rejected_total{venue="polygon",reason}``, logged once per reason
-and skipped, and good events of the same frame are kept. REST pages are
-all-or-nothing: a page that does not decode raises :class:`PageError`, because
-silently skipping part of a backfill would leave a hole nobody sees.
+* **Checks.** Every price and size is a finite decimal, >= 0, in canonical
+  text (Polygon sends JSON numbers; ``1e999``, ``NaN`` in a string and
+  negative sizes are refused); venue times lie in the receive-time window.
+
+Nothing here raises. Bad input is counted in the injected
+:class:`~venuefeed.venues.rejects.Rejects` (``venue_frames_rejected_total
+{venue="polygon",reason}``), logged once per reason and skipped; good events
+of the same frame or page are kept. A REST page that is not the documented
+shape at all is ``None``: the caller treats it as a failed request, because
+silently ending a backfill there would leave a hole nobody sees.
 """
 
 from __future__ import annotations
@@ -36,18 +41,27 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
-from venuefeed.exact import from_decimal
-from venuefeed.log import get_logger
 from venuefeed.models import Candle, Event, TopOfBook, Trade
+from venuefeed.venues.checks import (
+    DECODE_ERRORS,
+    EARLIEST_NS,
+    PRICES,
+    SIZES,
+    Invalid,
+    in_window,
+)
 from venuefeed.venues.rejects import Rejects
 
 from .protocol import (
+    AggBar,
     AggsResponse,
+    QuoteRow,
     QuotesResponse,
+    TradeRow,
     TradesResponse,
     WsAggregate,
     WsEvent,
@@ -59,18 +73,15 @@ from .protocol import (
 __all__ = [
     "VENUE",
     "Interval",
-    "PageError",
-    "WsBatch",
-    "parse_aggs_page",
+    "parse_candles",
+    "parse_frame",
     "parse_quotes_page",
     "parse_trades_page",
-    "parse_ws_frame",
     "trade_id",
 ]
 
 VENUE: Final = "polygon"
 _MS: Final = 1_000_000
-_log = get_logger(__name__)
 
 _frame_decoder = msgspec.json.Decoder(list[WsEvent])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -83,31 +94,10 @@ class _EvOnly(msgspec.Struct):
 
 
 _ev_decoder = msgspec.json.Decoder(_EvOnly)
-
-
-_Page = TypeVar("_Page", AggsResponse, TradesResponse, QuotesResponse)
-
-
-class PageError(ValueError):
-    """A REST page did not match the documented shape; the request should not be trusted."""
-
-
-_rejects = Rejects(VENUE)
-
-
-def _reject(reason: str, detail: str = "") -> None:
-    """Count a skipped frame or event; log the first occurrence of each reason."""
-    _rejects.reject(reason, detail)
+T = TypeVar("T")
 
 
 # -- WebSocket ---------------------------------------------------------------------
-
-
-class WsBatch(NamedTuple):
-    """What one WebSocket frame held: canonical events, and status messages for the stream."""
-
-    events: list[Event]
-    statuses: list[WsStatus]
 
 
 def trade_id(exchange: int, trf_id: int | None, venue_id: str) -> str:
@@ -115,49 +105,60 @@ def trade_id(exchange: int, trf_id: int | None, venue_id: str) -> str:
     return f"{exchange}:{trf_id or ''}:{venue_id}"
 
 
-def parse_ws_frame(data: bytes | str, ts_recv: int) -> WsBatch:
-    """Parse one WebSocket frame (a JSON array of events) into canonical events.
+def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Event | WsStatus]:
+    """One WebSocket frame (a JSON array of events) -> canonical events and status messages.
 
     The whole array decodes in one pass; only when that fails is it decoded
     element by element, so a bad or unknown element costs the good ones nothing.
+    Status messages are returned as they came: the stream acts on them.
     """
     try:
         items: list[WsEvent] = _frame_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        items = _salvage(data, exc)
-    events: list[Event] = []
-    statuses: list[WsStatus] = []
+    except DECODE_ERRORS as exc:
+        items = _salvage(data, exc, rejects)
+    bounds = rejects.window.live(ts_recv)
+    out: list[Event | WsStatus] = []
     for item in items:
-        if type(item) is WsTrade:
-            events.append(_ws_trade(item, ts_recv))
-        elif type(item) is WsQuote:
-            events.append(_ws_quote(item, ts_recv))
-        elif type(item) is WsAggregate:
-            events.append(_ws_candle(item, ts_recv))
-        elif type(item) is WsStatus:
-            statuses.append(item)
-    return WsBatch(events, statuses)
+        kind = type(item)
+        try:  # per event: a bad one costs itself only
+            if kind is WsTrade:
+                assert isinstance(item, WsTrade)
+                out.append(_ws_trade(item, ts_recv, bounds))
+            elif kind is WsQuote:
+                assert isinstance(item, WsQuote)
+                out.append(_ws_quote(item, ts_recv, bounds))
+            elif kind is WsAggregate:
+                assert isinstance(item, WsAggregate)
+                out.append(_ws_candle(item, ts_recv, bounds))
+            else:
+                assert isinstance(item, WsStatus)
+                out.append(item)
+        except Invalid as exc:
+            rejects.invalid(exc, kind.__name__)
+        except Exception as exc:  # a parser bug costs this event, never the stream
+            rejects.bug(exc, kind.__name__)
+    return out
 
 
-def _salvage(data: bytes | str, error: msgspec.DecodeError) -> list[WsEvent]:
+def _salvage(data: bytes | str, error: Exception, rejects: Rejects) -> list[WsEvent]:
     try:
         raws = _raw_list_decoder.decode(data)
-    except msgspec.DecodeError:
-        _reject("not_an_array" if _is_json(data) else "malformed_json", str(error))
+    except DECODE_ERRORS:
+        rejects.reject("not_an_array" if _is_json(data) else "malformed_json", str(error)[:200])
         return []
     good: list[WsEvent] = []
     for raw in raws:
         try:
             good.append(_event_decoder.decode(raw))
-        except msgspec.DecodeError as exc:
-            _reject(_classify(raw), str(exc))
+        except DECODE_ERRORS as exc:
+            rejects.reject(_classify(raw), str(exc)[:200])
     return good
 
 
 def _is_json(data: bytes | str) -> bool:
     try:
         msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return False
     return True
 
@@ -165,36 +166,51 @@ def _is_json(data: bytes | str) -> bool:
 def _classify(raw: msgspec.Raw) -> str:
     try:
         ev = _ev_decoder.decode(raw).ev
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return "invalid_event"
     return "invalid_event" if ev in _KNOWN_EV else "unknown_event"
 
 
-def _ws_trade(m: WsTrade, ts_recv: int) -> Trade:
+_PRICE_TEXT: Final = PRICES.known_decimals
+_SIZE_TEXT: Final = SIZES.known_decimals
+
+
+def _ws_trade(m: WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
+    ts = m.t * _MS
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", m.t)
+    # Most frames are trades: the number checks are written out (one memo lookup each).
+    price = _PRICE_TEXT.get(str(m.p)) or PRICES.learn_decimal(m.p)
+    size = _SIZE_TEXT.get(str(m.s)) or SIZES.learn_decimal(m.s)
     return Trade(
         venue=VENUE,
         instrument=m.sym,
-        ts_venue=m.t * _MS,
+        ts_venue=ts,
         ts_recv=ts_recv,
         trade_id=trade_id(m.x, m.trfi, m.i),
-        price=from_decimal(m.p),
-        size=from_decimal(m.s),
+        price=price,
+        size=size,
     )
 
 
 def _side(price: Decimal | None, size: Decimal | None) -> tuple[str | None, str | None]:
-    if price is None or not price:
+    """One quote side; a side quoted at price 0 (or size 0) is empty: ``(None, None)``."""
+    if price is None:
         return None, None
-    return from_decimal(price), None if size is None else from_decimal(size)
+    text = PRICES.decimal(price)
+    size_text = None if size is None else SIZES.decimal(size)
+    if text == "0" or size_text == "0":
+        return None, None
+    return text, size_text
 
 
-def _ws_quote(m: WsQuote, ts_recv: int) -> TopOfBook:
+def _ws_quote(m: WsQuote, ts_recv: int, bounds: tuple[int, int]) -> TopOfBook:
     bid_price, bid_size = _side(m.bp, m.bs)
     ask_price, ask_size = _side(m.ap, m.ask_size)
     return TopOfBook(
         venue=VENUE,
         instrument=m.sym,
-        ts_venue=m.t * _MS,
+        ts_venue=in_window(m.t * _MS, bounds),
         ts_recv=ts_recv,
         bid_price=bid_price,
         bid_size=bid_size,
@@ -204,21 +220,29 @@ def _ws_quote(m: WsQuote, ts_recv: int) -> TopOfBook:
     )
 
 
-def _ws_candle(m: WsAggregate, ts_recv: int) -> Candle:
-    close_time = m.e * _MS
+def _bar_open(open_ns: int, bounds: tuple[int, int]) -> int:
+    """A bar's open: anywhere in history up to the window's end (bars open before they report)."""
+    return in_window(open_ns, (EARLIEST_NS, bounds[1]))
+
+
+def _ws_candle(m: WsAggregate, ts_recv: int, bounds: tuple[int, int]) -> Candle:
+    open_time = _bar_open(m.s * _MS, bounds)
+    close_time = in_window(m.e * _MS, bounds)
+    if close_time < open_time:
+        raise Invalid("invalid_candle_times", f"e {m.e} < s {m.s}")
     return Candle(
         venue=VENUE,
         instrument=m.sym,
         ts_venue=close_time,
         ts_recv=ts_recv,
         interval="1m",
-        open_time=m.s * _MS,
+        open_time=open_time,
         close_time=close_time,
-        open=from_decimal(m.o),
-        high=from_decimal(m.h),
-        low=from_decimal(m.l),
-        close=from_decimal(m.c),
-        volume=from_decimal(m.v),
+        open=PRICES.decimal(m.o),
+        high=PRICES.decimal(m.h),
+        low=PRICES.decimal(m.l),
+        close=PRICES.decimal(m.c),
+        volume=SIZES.decimal(m.v),
     )
 
 
@@ -288,90 +312,139 @@ class Interval:
         return int(end.timestamp()) * 1_000_000_000 + rest_ns
 
 
-def _decode_page(decoder: msgspec.json.Decoder[_Page], body: bytes, what: str) -> _Page:
-    try:
-        return decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        _reject(f"bad_{what}_page", str(exc))
-        raise PageError(f"polygon {what} page does not match the documented shape: {exc}") from None
+class _RawPage(msgspec.Struct):
+    """A page with its rows still raw: the slow path when one row does not decode."""
+
+    status: str
+    results: list[msgspec.Raw] = []
+    next_url: str | None = None
 
 
+_raw_page_decoder = msgspec.json.Decoder(_RawPage)
 _aggs_decoder = msgspec.json.Decoder(AggsResponse)
 _trades_decoder = msgspec.json.Decoder(TradesResponse)
 _quotes_decoder = msgspec.json.Decoder(QuotesResponse)
+_bar_decoder = msgspec.json.Decoder(AggBar)
+_trade_row_decoder = msgspec.json.Decoder(TradeRow)
+_quote_row_decoder = msgspec.json.Decoder(QuoteRow)
+
+_Page = TypeVar("_Page", AggsResponse, TradesResponse, QuotesResponse)
 
 
-def parse_aggs_page(
-    body: bytes, symbol: str, interval: Interval, ts_recv: int
-) -> tuple[list[Candle], str | None]:
-    """An aggregates page -> (candles in the page's order, ``next_url`` or None).
+def _rows(
+    body: bytes,
+    fast: msgspec.json.Decoder[_Page],
+    one: msgspec.json.Decoder[T],
+    what: str,
+    rejects: Rejects,
+) -> tuple[list[T], str | None] | None:
+    """A page's rows and ``next_url``: all at once, or row by row when one is bad (counted).
+
+    ``None`` (counted) when the body is not a page at all.
+    """
+    try:
+        page = fast.decode(body)
+        return list(page.results), page.next_url or None  # type: ignore[arg-type]
+    except DECODE_ERRORS:
+        pass
+    raw = rejects.decode(_raw_page_decoder, body, f"bad_{what}_page")
+    if raw is None:
+        return None
+    rows = rejects.decode_each(one, raw.results, f"invalid_{what}_row")
+    return [row for row in rows if row is not None], raw.next_url or None
+
+
+def parse_candles(
+    body: bytes, symbol: str, interval: Interval, ts_recv: int, rejects: Rejects
+) -> tuple[list[Candle], str | None] | None:
+    """An aggregates page -> (candles in the page's order, ``next_url`` or None), or ``None``.
 
     A bar whose window has not ended at ``ts_recv`` (today's daily bar) is
     marked ``closed=False``: the venue will report it again with more volume.
     """
-    page = _decode_page(_aggs_decoder, body, "aggs")
-    candles = []
+    page = _rows(body, _aggs_decoder, _bar_decoder, "aggs", rejects)
+    if page is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
     name = interval.name
-    for bar in page.results:
-        open_time = bar.t * _MS
+
+    def candle(bar: AggBar) -> Candle:
+        open_time = _bar_open(bar.t * _MS, bounds)
         close_time = interval.close_after(open_time)
-        candles.append(
-            Candle(
-                venue=VENUE,
-                instrument=symbol,
-                ts_venue=close_time,
-                ts_recv=ts_recv,
-                interval=name,
-                open_time=open_time,
-                close_time=close_time,
-                open=from_decimal(bar.o),
-                high=from_decimal(bar.h),
-                low=from_decimal(bar.l),
-                close=from_decimal(bar.c),
-                volume=from_decimal(bar.v),
-                trades=bar.n,
-                closed=close_time <= ts_recv,
-            )
-        )
-    return candles, page.next_url or None
-
-
-def parse_trades_page(body: bytes, symbol: str, ts_recv: int) -> tuple[list[Trade], str | None]:
-    """A ``/v3/trades`` page -> (trades in the page's order, ``next_url`` or None)."""
-    page = _decode_page(_trades_decoder, body, "trades")
-    trades = [
-        Trade(
+        return Candle(
             venue=VENUE,
             instrument=symbol,
-            ts_venue=row.sip_timestamp,
+            ts_venue=close_time,
+            ts_recv=ts_recv,
+            interval=name,
+            open_time=open_time,
+            close_time=close_time,
+            open=PRICES.decimal(bar.o),
+            high=PRICES.decimal(bar.h),
+            low=PRICES.decimal(bar.l),
+            close=PRICES.decimal(bar.c),
+            volume=SIZES.decimal(bar.v),
+            trades=_count(bar.n),
+            closed=close_time <= ts_recv,
+        )
+
+    candles = [rejects.guard("bar", candle, bar) for bar in page[0]]
+    return [c for c in candles if c is not None], page[1]
+
+
+def _count(count: int | None) -> int | None:
+    if count is not None and count < 0:
+        raise Invalid("invalid_size", count)
+    return count
+
+
+def parse_trades_page(
+    body: bytes, symbol: str, ts_recv: int, rejects: Rejects
+) -> tuple[list[Trade], str | None] | None:
+    """A ``/v3/trades`` page -> (trades in the page's order, ``next_url`` or None), or ``None``."""
+    page = _rows(body, _trades_decoder, _trade_row_decoder, "trades", rejects)
+    if page is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+
+    def trade(row: TradeRow) -> Trade:
+        return Trade(
+            venue=VENUE,
+            instrument=symbol,
+            ts_venue=in_window(row.sip_timestamp, bounds),
             ts_recv=ts_recv,
             trade_id=trade_id(row.exchange, row.trf_id, row.id),
-            price=from_decimal(row.price),
-            size=from_decimal(row.size),
+            price=PRICES.decimal(row.price),
+            size=SIZES.decimal(row.size),
         )
-        for row in page.results
-    ]
-    return trades, page.next_url or None
+
+    trades = [rejects.guard("trade", trade, row) for row in page[0]]
+    return [t for t in trades if t is not None], page[1]
 
 
-def parse_quotes_page(body: bytes, symbol: str, ts_recv: int) -> tuple[list[TopOfBook], str | None]:
-    """A ``/v3/quotes`` page -> (top-of-book events in the page's order, ``next_url`` or None)."""
-    page = _decode_page(_quotes_decoder, body, "quotes")
-    quotes = []
-    for row in page.results:
+def parse_quotes_page(
+    body: bytes, symbol: str, ts_recv: int, rejects: Rejects
+) -> tuple[list[TopOfBook], str | None] | None:
+    """A ``/v3/quotes`` page -> (top-of-book events in order, ``next_url`` or None), or ``None``."""
+    page = _rows(body, _quotes_decoder, _quote_row_decoder, "quotes", rejects)
+    if page is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+
+    def quote(row: QuoteRow) -> TopOfBook:
         bid_price, bid_size = _side(row.bid_price, row.bid_size)
         ask_price, ask_size = _side(row.ask_price, row.ask_size)
-        quotes.append(
-            TopOfBook(
-                venue=VENUE,
-                instrument=symbol,
-                ts_venue=row.sip_timestamp,
-                ts_recv=ts_recv,
-                bid_price=bid_price,
-                bid_size=bid_size,
-                ask_price=ask_price,
-                ask_size=ask_size,
-                sequence=row.sequence_number,
-            )
+        return TopOfBook(
+            venue=VENUE,
+            instrument=symbol,
+            ts_venue=in_window(row.sip_timestamp, bounds),
+            ts_recv=ts_recv,
+            bid_price=bid_price,
+            bid_size=bid_size,
+            ask_price=ask_price,
+            ask_size=ask_size,
+            sequence=row.sequence_number,
         )
-    return quotes, page.next_url or None
+
+    quotes = [rejects.guard("quote", quote, row) for row in page[0]]
+    return [q for q in quotes if q is not None], page[1]

@@ -36,8 +36,9 @@ import msgspec
 
 from venuefeed.models import Candle, TopOfBook, Trade
 from venuefeed.transport import HttpClient, HttpPolicy, Page, paginate_cursor
+from venuefeed.venues.rejects import Rejects, usable
 
-from .parse import VENUE, Interval, parse_aggs_page, parse_quotes_page, parse_trades_page
+from .parse import VENUE, Interval, parse_candles, parse_quotes_page, parse_trades_page
 from .protocol import MarketStatusNow
 
 __all__ = ["MAX_LIMIT", "PolygonRest", "relative_next_url"]
@@ -49,7 +50,7 @@ _AUTH_QUERY_KEYS: Final = frozenset({"apikey", "api_key"})
 _status_decoder = msgspec.json.Decoder(MarketStatusNow)
 
 T = TypeVar("T", Trade, TopOfBook, Candle)
-PageParser = Callable[[bytes], tuple[list[T], str | None]]
+PageParser = Callable[[bytes], tuple[list[T], str | None] | None]
 
 
 def relative_next_url(next_url: str) -> str:
@@ -67,11 +68,18 @@ class PolygonRest:
     """The venue's REST endpoints as canonical pages, through the shared HTTP client."""
 
     def __init__(
-        self, base_url: str, api_key: str, policy: HttpPolicy, *, page_limit: int = MAX_LIMIT
+        self,
+        base_url: str,
+        api_key: str,
+        policy: HttpPolicy,
+        *,
+        page_limit: int = MAX_LIMIT,
+        rejects: Rejects | None = None,
     ) -> None:
         if not 1 <= page_limit <= MAX_LIMIT:
             raise ValueError(f"polygon page_limit must be between 1 and {MAX_LIMIT}")
         self.page_limit = page_limit
+        self.rejects = rejects or Rejects(VENUE)
         self.http = HttpClient(
             VENUE, base_url, policy, headers={"Authorization": f"Bearer {api_key}"}
         )
@@ -93,7 +101,7 @@ class PolygonRest:
             symbol,
             start_ns,
             end_ns,
-            lambda body: parse_trades_page(body, symbol, time.time_ns()),
+            lambda body: parse_trades_page(body, symbol, time.time_ns(), self.rejects),
             resume,
         )
 
@@ -106,7 +114,7 @@ class PolygonRest:
             symbol,
             start_ns,
             end_ns,
-            lambda body: parse_quotes_page(body, symbol, time.time_ns()),
+            lambda body: parse_quotes_page(body, symbol, time.time_ns(), self.rejects),
             resume,
         )
 
@@ -154,7 +162,7 @@ class PolygonRest:
             path,
             params,
             "aggs",
-            lambda body: parse_aggs_page(body, symbol, interval, time.time_ns()),
+            lambda body: parse_candles(body, symbol, interval, time.time_ns(), self.rejects),
             resume,
             prefix,
         )
@@ -191,5 +199,5 @@ class PolygonRest:
         parse: PageParser[T],
     ) -> tuple[list[T], str | None]:
         body = await self.http.get(path, params, endpoint=endpoint)
-        items, next_url = parse(body)
+        items, next_url = usable(parse(body), VENUE, endpoint)
         return items, relative_next_url(next_url) if next_url else None

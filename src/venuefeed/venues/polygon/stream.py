@@ -38,8 +38,9 @@ from venuefeed.log import get_logger
 from venuefeed.models import Event
 from venuefeed.transport import Reconnected, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import VenueStream, disconnect_gap
+from venuefeed.venues.rejects import Rejects
 
-from .parse import VENUE, parse_ws_frame
+from .parse import VENUE, parse_frame
 from .protocol import ClientAction, WsStatus
 
 __all__ = ["CHANNEL_PREFIXES", "PolygonProtocol", "PolygonStream"]
@@ -96,8 +97,10 @@ class PolygonStream(VenueStream):
         api_key: str,
         prefixes: Iterable[str],
         policy: WsPolicy | None = None,
+        rejects: Rejects | None = None,
     ) -> None:
         self._prefixes = tuple(prefixes)
+        self._rejects = rejects or Rejects(VENUE)
         self.session: WsSession = WsSession(
             VENUE, PolygonProtocol(url, api_key), policy or WsPolicy()
         )
@@ -144,11 +147,11 @@ class PolygonStream(VenueStream):
                     )
                 )  # fmt: skip
                 continue
-            events, statuses = parse_ws_frame(item.data, item.ts_recv)
-            for status in statuses:
-                self._on_status(status)
-            for event in events:
-                yield event
+            for event in parse_frame(item.data, item.ts_recv, self._rejects):
+                if isinstance(event, WsStatus):
+                    self._on_status(event)
+                else:
+                    yield event
 
     def _on_status(self, status: WsStatus) -> None:
         kind = status.status

@@ -67,6 +67,7 @@ class PolymarketAdapter(VenueAdapter):
             self.url("clob"),
             self.url("data"),
             HttpPolicy.from_settings(settings),
+            self.rejects,
         )
         self.stream_options = StreamOptions.from_options(settings.options)
         self.markets: dict[str, Market] = {}
@@ -227,6 +228,7 @@ class PolymarketAdapter(VenueAdapter):
             options=self.stream_options,
             ws_policy=policy,
             channels=channels,
+            rejects=self.rejects,
         )
         stream.register(set(self.markets.values()))
         return stream

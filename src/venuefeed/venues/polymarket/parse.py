@@ -1,20 +1,29 @@
-"""Pure Polymarket parsing: wire bytes and structs in, canonical events out.
+"""Pure Polymarket parsing: wire bytes in, validated canonical events out.
 
 Nothing here does I/O (ARCHITECTURE rule 1), so the live stream, replays,
-tests and the benchmark share it. Two layers:
+tests and the benchmark share it, and nothing here raises: every entry point
+turns bad input into a counted rejection (:class:`~venuefeed.venues.rejects.Rejects`).
 
-* :class:`FrameDecoder` turns one WebSocket frame (an object, an array of
-  objects, or a text notice such as ``PONG``) into typed
-  :mod:`.protocol` messages. The fast path is a single ``msgspec`` decode into
-  a tagged union; only when that fails does it fall back to decoding element
-  by element, so one bad or unknown element never costs the good ones.
-* Converters from those messages (and from REST responses) to canonical
-  events. The stream uses them directly because it also needs the venue's
-  own view of the top of book (``best_bid``/``best_ask`` on each change) to
-  check its local book; :func:`parse_frame` composes them for replays.
+* :func:`parse_frame` reads one WebSocket frame (an object, an array of
+  objects, or a text notice such as ``PONG``). The fast path is a single
+  ``msgspec`` decode into a tagged union; only when that fails does it decode
+  element by element, so one bad or unknown element never costs the good
+  ones. It returns canonical events plus what the stream needs beyond them:
+  a :class:`Change` (a delta with the venue's own top of book, to check the
+  local book against), a :class:`TickSize`, a :class:`Lost` (a change for an
+  asset was refused, so that asset's book missed it) and the
+  :class:`~venuefeed.models.Market` of a ``new_market``.
+* The REST parsers (:func:`parse_book`, :func:`parse_books`,
+  :func:`parse_markets_page`, :func:`parse_events_page`,
+  :func:`parse_trades_page`, :func:`parse_candles`) return ``None`` for a body
+  that is not the documented shape at all, and otherwise reject only the bad
+  items. Offset-paged lists keep one entry per item the venue sent (``None``
+  for a refused one): the pager advances by that count.
 
-Numbers stay canonical strings (:func:`venuefeed.exact.canon`); ``Decimal`` is
-only built for the Data API and Gamma, whose numbers are JSON numbers.
+Every number is checked at this boundary (:mod:`venuefeed.venues.checks`):
+prices are probabilities in [0, 1], sizes >= 0, all canonical text; venue
+times lie in the receive-time window. A book snapshot from the venue that is
+crossed is refused too (its asset is :class:`Lost`, so the stream reloads it).
 """
 
 from __future__ import annotations
@@ -23,17 +32,16 @@ import hashlib
 from collections.abc import Iterable
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
-from venuefeed import exact
+from venuefeed.book import Inconsistency
 from venuefeed.models import (
     BookDelta,
     BookLevel,
     BookSnapshot,
     Candle,
-    Event,
     Market,
     MarketStatus,
     MarketStatusChange,
@@ -44,6 +52,15 @@ from venuefeed.models import (
     Trade,
 )
 from venuefeed.times import iso_to_ns
+from venuefeed.venues.checks import (
+    DECODE_ERRORS,
+    EARLIEST_NS,
+    PROBABILITIES,
+    SIZES,
+    Invalid,
+    in_window,
+    ms_text,
+)
 from venuefeed.venues.polymarket.protocol import (
     BestBidAskMsg,
     BookMsg,
@@ -56,7 +73,9 @@ from venuefeed.venues.polymarket.protocol import (
     LastTradeMsg,
     MarketResolvedMsg,
     NewMarketMsg,
+    PriceChangeItem,
     PriceChangeMsg,
+    PriceHistory,
     TickSizeMsg,
     WireLevel,
     WsMessage,
@@ -66,26 +85,23 @@ from venuefeed.venues.rejects import Rejects
 __all__ = [
     "VENUE",
     "Change",
-    "FrameDecoder",
-    "Rejects",
+    "Item",
+    "Lost",
+    "TickSize",
     "book_hash",
     "book_snapshot",
-    "candles",
-    "data_trade",
-    "gamma_market",
-    "iso_to_ns",
-    "market_resolved",
-    "new_market",
+    "parse_book",
+    "parse_books",
+    "parse_candles",
+    "parse_events_page",
     "parse_frame",
-    "price_changes",
-    "tick_size_change",
-    "top_of_book",
-    "trade_from_ws",
+    "parse_markets_page",
+    "parse_trades_page",
     "trade_id",
 ]
 
 VENUE: Final = "polymarket"
-_MS: Final = 1_000_000
+_S: Final = 1_000_000_000
 _KNOWN_TYPES: Final = frozenset(
     {
         "book",
@@ -98,95 +114,312 @@ _KNOWN_TYPES: Final = frozenset(
     }
 )
 _SIDES: Final[dict[str, Side]] = {"BUY": "buy", "SELL": "sell", "buy": "buy", "sell": "sell"}
+_JSON_START: Final = frozenset({ord("{"), ord("["), "{", "["})
+_NOTICES: Final = frozenset({"PONG", b"PONG", "NO NEW ASSETS", b"NO NEW ASSETS"})
+"""Text frames the venue sends besides JSON: the heartbeat reply and a subscribe notice."""
 
 
-class FrameDecoder:
-    """One WebSocket frame -> typed market-channel messages; bad parts counted and skipped."""
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """One asset's changes from a ``price_change``, and the venue's top of book after them.
 
-    __slots__ = ("_any", "_fast", "_one", "_type_only", "rejects")
+    ``best_bid``/``best_ask`` are canonical, ``"0"`` when the venue says that
+    side is empty, ``None`` when the (older) message shape does not carry them.
+    (Items are msgspec structs: built per change, and far cheaper than a NamedTuple.)
+    """
 
-    def __init__(self, rejects: Rejects | None = None) -> None:
-        self.rejects = rejects or Rejects(VENUE)
-        self._fast = msgspec.json.Decoder(list[WsMessage] | WsMessage)
-        self._one = msgspec.json.Decoder(WsMessage)
-        self._any = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
-        self._type_only = msgspec.json.Decoder(EventTypeOnly)
+    delta: BookDelta
+    best_bid: str | None
+    best_ask: str | None
 
-    def decode(self, data: bytes | str) -> list[WsMessage]:
-        """Decode a frame. Text notices (``PONG``, ``NO NEW ASSETS``) yield nothing."""
-        if not data:
+
+class TickSize(msgspec.Struct, frozen=True, gc=False):
+    """A tick-size change: every level may be re-priced, so the asset's book is void."""
+
+    status: MarketStatusChange
+
+
+class Lost(msgspec.Struct, frozen=True, gc=False):
+    """An update for ``instrument`` was refused: its local book missed it and must be reloaded."""
+
+    instrument: str
+    reason: Inconsistency
+
+
+Item = (
+    BookSnapshot
+    | Change
+    | Trade
+    | PriceUpdate
+    | TopOfBook
+    | TickSize
+    | MarketStatusChange
+    | Market
+    | Lost
+)
+"""What :func:`parse_frame` returns, in frame order."""
+
+_fast = msgspec.json.Decoder(list[WsMessage] | WsMessage)
+_one = msgspec.json.Decoder(WsMessage)
+_any = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
+_type_only = msgspec.json.Decoder(EventTypeOnly)
+
+
+# -- WebSocket -------------------------------------------------------------------------
+
+
+def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Item]:
+    """Every item of one market-channel frame; bad messages counted in ``rejects``.
+
+    Text notices (``PONG``, ``NO NEW ASSETS``) yield nothing; other text is
+    counted as ``not_json``. Never raises.
+    """
+    if not data:
+        return []
+    if data[0] not in _JSON_START:
+        data = data.strip()
+        if not data or data in _NOTICES:
             return []
         if data[0] not in _JSON_START:
-            data = data.strip()
-            if not data or data[0] not in _JSON_START:
-                return []
-        try:
-            msg = self._fast.decode(data)
-        except msgspec.DecodeError:
-            return self._slow(data)
-        return msg if isinstance(msg, list) else [msg]
-
-    def _slow(self, data: bytes | str) -> list[WsMessage]:
-        try:
-            outer = self._any.decode(data)
-        except msgspec.DecodeError:
-            self.rejects.reject("malformed_json", sample=data)
+            rejects.reject("not_json", sample=data)
             return []
-        raws: list[Any] = outer if isinstance(outer, list) else [msgspec.Raw(_as_bytes(data))]
-        out: list[WsMessage] = []
-        for raw in raws:
-            try:
-                out.append(self._one.decode(raw))
-            except msgspec.DecodeError as exc:
-                self._reject_element(raw, exc)
-        return out
-
-    def _reject_element(self, raw: msgspec.Raw, exc: msgspec.DecodeError) -> None:
+    try:
+        decoded = _fast.decode(data)
+        messages = decoded if isinstance(decoded, list) else [decoded]
+    except DECODE_ERRORS:
+        messages = _salvage(data, rejects)
+    bounds = rejects.window.live(ts_recv)
+    out: list[Item] = []
+    for msg in messages:
         try:
-            event_type = self._type_only.decode(raw).event_type
-        except msgspec.DecodeError:
-            event_type = ""
-        if event_type and event_type not in _KNOWN_TYPES:
-            self.rejects.reject("unknown_event_type", event_type)
-        else:
-            self.rejects.reject("invalid_fields", f"{event_type}: {exc}", bytes(raw))
+            if type(msg) is PriceChangeMsg:  # most frames: skip the dispatch
+                out.extend(_price_changes(msg, ts_recv, bounds, rejects))
+            else:
+                _convert(msg, ts_recv, bounds, rejects, out)
+        except Invalid as exc:
+            rejects.invalid(exc, type(msg).__name__)
+            crossed = exc.reason == "crossed_book"
+            out.extend(_lost(msg, Inconsistency.CROSSED if crossed else Inconsistency.REJECTED))
+        except Exception as exc:  # a parser bug must not end the stream: counted, logged once
+            rejects.bug(exc, type(msg).__name__)
+            out.extend(_lost(msg, Inconsistency.REJECTED))
+    return out
 
 
-_JSON_START: Final = frozenset({ord("{"), ord("["), "{", "["})
+def _salvage(data: bytes | str, rejects: Rejects) -> list[WsMessage]:
+    try:
+        outer = _any.decode(data)
+    except DECODE_ERRORS:
+        rejects.reject("malformed_json", sample=data)
+        return []
+    raws: list[Any] = outer if isinstance(outer, list) else [msgspec.Raw(_as_bytes(data))]
+    out: list[WsMessage] = []
+    for raw in raws:
+        try:
+            out.append(_one.decode(raw))
+        except DECODE_ERRORS as exc:
+            _reject_element(raw, exc, rejects)
+    return out
+
+
+def _reject_element(raw: msgspec.Raw, exc: Exception, rejects: Rejects) -> None:
+    try:
+        event_type = _type_only.decode(raw).event_type
+    except DECODE_ERRORS:
+        event_type = ""
+    if event_type and event_type not in _KNOWN_TYPES:
+        rejects.reject("unknown_event_type", event_type[:40])
+    else:
+        rejects.reject("invalid_fields", f"{event_type[:40]}: {exc}", bytes(raw))
 
 
 def _as_bytes(data: bytes | str) -> bytes:
-    return data.encode() if isinstance(data, str) else data
+    return data.encode("utf-8", "replace") if isinstance(data, str) else data
 
 
-# -- small helpers -------------------------------------------------------------------
+def _lost(msg: object, reason: Inconsistency) -> list[Lost]:
+    """The assets whose books a refused message would have changed."""
+    if isinstance(msg, PriceChangeMsg):
+        if msg.price_changes is not None:
+            return [Lost(a, reason) for a in dict.fromkeys(i.asset_id for i in msg.price_changes)]
+        return [Lost(msg.asset_id, reason)] if msg.asset_id is not None else []
+    if isinstance(msg, BookMsg):
+        return [Lost(msg.asset_id, reason)]
+    return []
 
 
-def ms_to_ns(text: str) -> int:
-    """A venue millisecond timestamp (string) in ns."""
-    return int(text) * _MS
-
-
-def _canon(text: str) -> str:
-    """:func:`exact.canon` without the call when there is nothing to strip (the common case)."""
-    return exact.canon(text) if text[-1:] == "0" and "." in text else text
+def _convert(
+    msg: WsMessage, ts_recv: int, bounds: tuple[int, int], rejects: Rejects, out: list[Item]
+) -> None:
+    kind = type(msg)
+    if kind is PriceChangeMsg:
+        assert isinstance(msg, PriceChangeMsg)
+        out.extend(_price_changes(msg, ts_recv, bounds, rejects))
+    elif kind is BookMsg:
+        assert isinstance(msg, BookMsg)
+        out.append(_snapshot(msg, ts_recv, (EARLIEST_NS, bounds[1])))
+    elif kind is LastTradeMsg:
+        assert isinstance(msg, LastTradeMsg)
+        out.append(_trade(msg, ts_recv, bounds))
+    elif kind is BestBidAskMsg:
+        assert isinstance(msg, BestBidAskMsg)
+        out.append(_top_of_book(msg, ts_recv, bounds))
+    elif kind is TickSizeMsg:
+        assert isinstance(msg, TickSizeMsg)
+        out.append(_tick_size(msg, ts_recv, bounds))
+    elif kind is MarketResolvedMsg:
+        assert isinstance(msg, MarketResolvedMsg)
+        out.extend(_resolved(msg, ts_recv, bounds))
+    elif kind is NewMarketMsg:
+        assert isinstance(msg, NewMarketMsg)
+        out.append(_new_market(msg, bounds))
 
 
 def _levels(levels: list[WireLevel], descending: bool) -> list[BookLevel]:
-    """Canonical levels best-first, zero sizes dropped.
+    """Checked canonical levels best-first, zero sizes dropped.
 
     The venue sends the best level *last* (and third-party docs claim the
     opposite), so the order is always established here rather than trusted.
-    Polymarket prices lie in (0, 1]; for canonical text in that range
-    (``"0.45"``, ``"0.455"``, ``"1"``) string order *is* numeric order, so
-    the sort needs no ``float()`` per level.
+    For canonical text in [0, 1] (``"0.45"``, ``"0.455"``, ``"1"``) string
+    order *is* numeric order, so the sort needs no ``float()`` per level.
     """
-    out = [BookLevel(_canon(lv.price), _canon(lv.size)) for lv in levels if lv.size.strip("0.")]
+    prices, sizes = PROBABILITIES.known, SIZES.known
+    try:
+        out = [BookLevel(prices[lv.price], sizes[lv.size]) for lv in levels]
+    except KeyError:  # a number not seen before: check (and learn) each
+        out = [BookLevel(PROBABILITIES[lv.price], SIZES[lv.size]) for lv in levels]
+    out = [lv for lv in out if lv.size != "0"]
     out.sort(key=_PRICE, reverse=descending)
     return out
 
 
 _PRICE = attrgetter("price")
+
+
+def book_snapshot(
+    msg: BookMsg | BookSummary, ts_recv: int, rejects: Rejects, depth: int | None = None
+) -> BookSnapshot | None:
+    """A ``book`` frame or REST summary as a best-first snapshot (``depth`` levels per side).
+
+    ``None``, counted, when a number or the time fails its check or the book is
+    crossed (a book the venue itself cannot have: the caller reloads it).
+    """
+    try:
+        return _snapshot(msg, ts_recv, rejects.window.history(ts_recv), depth)
+    except Invalid as exc:
+        rejects.invalid(exc, "book")
+        return None
+
+
+def _snapshot(
+    msg: BookMsg | BookSummary, ts_recv: int, bounds: tuple[int, int], depth: int | None = None
+) -> BookSnapshot:
+    """``bounds``: a book's ``timestamp`` is the time of its last change, which for
+    a quiet market may lie weeks back, so only history bounds apply (not before
+    1990, not after the receive time)."""
+    bids = _levels(msg.bids, descending=True)
+    asks = _levels(msg.asks, descending=False)
+    ts_venue = in_window(ms_text(msg.timestamp), bounds)
+    if bids and asks and bids[0].price >= asks[0].price:  # canonical [0, 1] text orders as numbers
+        raise Invalid("crossed_book", f"{msg.asset_id[:24]}: {bids[0].price} >= {asks[0].price}")
+    if depth is not None:
+        bids, asks = bids[:depth], asks[:depth]
+    return BookSnapshot(
+        venue=VENUE,
+        instrument=msg.asset_id,
+        ts_venue=ts_venue,
+        ts_recv=ts_recv,
+        bids=bids,
+        asks=asks,
+        checksum=msg.hash or None,
+    )
+
+
+def _price_changes(
+    msg: PriceChangeMsg, ts_recv: int, bounds: tuple[int, int], rejects: Rejects
+) -> list[Change | Lost]:
+    """A ``price_change`` in any of its three shapes as one delta per asset.
+
+    Sizes are absolute (``"0"`` removes the level); BUY is the bid side. An
+    asset whose change fails a check is :class:`Lost` (the others go on).
+    This runs for most frames of the feed, so the time and number checks are
+    written out here rather than called.
+    """
+    text = msg.timestamp
+    if not (text.isdigit() and text.isascii() and len(text) <= 15):
+        raise Invalid("invalid_timestamp", text)
+    ts = int(text) * 1_000_000
+    if not bounds[0] <= ts <= bounds[1]:
+        raise Invalid("timestamp_out_of_window", ts)
+    items = msg.price_changes
+    if items is None:
+        items = _legacy_items(msg)
+    grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
+    lost: dict[str, None] = {}
+    prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
+    for item in items:
+        asset = item.asset_id
+        if asset in lost:
+            continue
+        side, best_bid, best_ask = item.side, item.best_bid, item.best_ask
+        try:
+            if side != "BUY" and side != "SELL":
+                raise Invalid("invalid_fields", f"price_change side {side!r}")
+            price, size = item.price, item.size
+            level = BookLevel(
+                prices.get(price) or learn_price(price), sizes.get(size) or SIZES.learn(size)
+            )
+            # The venue's top after the change; "" means that side is empty ("0").
+            if best_bid:
+                best_bid = prices.get(best_bid) or learn_price(best_bid)
+            elif best_bid == "":
+                best_bid = "0"
+            if best_ask:
+                best_ask = prices.get(best_ask) or learn_price(best_ask)
+            elif best_ask == "":
+                best_ask = "0"
+        except Invalid as exc:
+            rejects.invalid(exc, "price_change")
+            lost[asset] = None
+            grouped.pop(asset, None)
+            continue
+        entry = grouped.get(asset)
+        if entry is None:
+            entry = grouped[asset] = ([], [], [None, None, None])
+        (entry[0] if side == "BUY" else entry[1]).append(level)
+        top = entry[2]
+        top[0], top[1], top[2] = best_bid, best_ask, item.hash
+    out: list[Change | Lost] = [
+        Change(
+            BookDelta(
+                venue=VENUE,
+                instrument=asset,
+                ts_venue=ts,
+                ts_recv=ts_recv,
+                bids=bids,
+                asks=asks,
+                checksum=top[2] or None,
+            ),
+            top[0],
+            top[1],
+        )
+        for asset, (bids, asks, top) in grouped.items()
+    ]
+    if lost:
+        out.extend(Lost(asset, Inconsistency.REJECTED) for asset in lost)
+    return out
+
+
+def _legacy_items(msg: PriceChangeMsg) -> list[PriceChangeItem]:
+    """The two older ``price_change`` shapes as items of the current one (no venue top)."""
+    asset = msg.asset_id
+    if asset is None:
+        raise Invalid("invalid_fields", "price_change without price_changes or asset_id")
+    digest = msg.hash or ""
+    if msg.changes is not None:
+        return [PriceChangeItem(asset, c.price, c.size, c.side, digest) for c in msg.changes]
+    if msg.price is not None and msg.side is not None and msg.size is not None:
+        return [PriceChangeItem(asset, msg.price, msg.size, msg.side, digest)]
+    raise Invalid("invalid_fields", "price_change without changes")
 
 
 def trade_id(
@@ -212,140 +445,34 @@ def trade_id(
         key = f"{transaction_hash.lower()}|{asset_id}|{side}|{size}|{price}"
     else:
         key = f"ts:{timestamp_ms}|{asset_id}|{side}|{size}|{price}"
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=16).hexdigest()
 
 
-# -- WebSocket messages -> canonical events --------------------------------------------
-
-
-def book_snapshot(
-    msg: BookMsg | BookSummary, ts_recv: int, depth: int | None = None
-) -> BookSnapshot:
-    """A ``book`` frame or REST summary as a best-first snapshot (``depth`` levels per side)."""
-    bids = _levels(msg.bids, descending=True)
-    asks = _levels(msg.asks, descending=False)
-    if depth is not None:
-        bids, asks = bids[:depth], asks[:depth]
-    return BookSnapshot(
-        venue=VENUE,
-        instrument=msg.asset_id,
-        ts_venue=int(msg.timestamp) * _MS,
-        ts_recv=ts_recv,
-        bids=bids,
-        asks=asks,
-        checksum=msg.hash or None,
-    )
-
-
-Change = tuple[BookDelta, str | None, str | None]
-"""One asset's delta from a ``price_change`` and the venue's top after it (bid, ask)."""
-
-
-def price_changes(
-    msg: PriceChangeMsg, ts_recv: int, rejects: Rejects | None = None
-) -> list[Change]:
-    """A ``price_change`` in any of its three shapes as one delta per asset.
-
-    Sizes are absolute (``"0"`` removes the level); BUY is the bid side. The
-    per-asset ``best_bid``/``best_ask`` of the current shape come back with
-    each delta (the last item's, i.e. after all of that asset's changes) so the
-    caller can check its book; older shapes have none.
-    """
-    ts = int(msg.timestamp) * _MS
-    canon = _canon
-    items = msg.price_changes
-    if items is not None:
-        grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
-        for item in items:
-            entry = grouped.get(item.asset_id)
-            if entry is None:
-                entry = grouped[item.asset_id] = ([], [], [None, None, None])
-            side = item.side
-            level = BookLevel(canon(item.price), canon(item.size))
-            if side == "BUY":
-                entry[0].append(level)
-            elif side == "SELL":
-                entry[1].append(level)
-            else:
-                _reject(rejects, "invalid_fields", f"price_change side {side!r}")
-                continue
-            top = entry[2]
-            top[0], top[1], top[2] = item.best_bid, item.best_ask, item.hash
-        return [
-            (
-                BookDelta(
-                    venue=VENUE,
-                    instrument=asset,
-                    ts_venue=ts,
-                    ts_recv=ts_recv,
-                    bids=bids,
-                    asks=asks,
-                    checksum=top[2] or None,
-                ),
-                top[0],
-                top[1],
-            )
-            for asset, (bids, asks, top) in grouped.items()
-        ]
-    if msg.asset_id is None:
-        _reject(rejects, "invalid_fields", "price_change without price_changes or asset_id")
-        return []
-    if msg.changes is not None:
-        raw = [(c.side, c.price, c.size) for c in msg.changes]
-    elif msg.price is not None and msg.side is not None and msg.size is not None:
-        raw = [(msg.side, msg.price, msg.size)]
-    else:
-        _reject(rejects, "invalid_fields", "price_change without changes")
-        return []
-    bids: list[BookLevel] = []
-    asks: list[BookLevel] = []
-    for side, price, size in raw:
-        if side in ("BUY", "SELL"):
-            (bids if side == "BUY" else asks).append(BookLevel(canon(price), canon(size)))
-        else:
-            _reject(rejects, "invalid_fields", f"price_change side {side!r}")
-    delta = BookDelta(
-        venue=VENUE,
-        instrument=msg.asset_id,
-        ts_venue=ts,
-        ts_recv=ts_recv,
-        bids=bids,
-        asks=asks,
-        checksum=msg.hash or None,
-    )
-    return [(delta, None, None)]
-
-
-def _reject(rejects: Rejects | None, reason: str, detail: str) -> None:
-    if rejects is not None:
-        rejects.reject(reason, detail)
-
-
-def trade_from_ws(msg: LastTradeMsg, ts_recv: int) -> Trade | PriceUpdate:
+def _trade(msg: LastTradeMsg, ts_recv: int, bounds: tuple[int, int]) -> Trade | PriceUpdate:
     """A ``last_trade_price`` print: a :class:`Trade` when it has a size, else a price update.
 
     A print without size cannot be stored as a trade (the pipeline's G3 step
     may recover the size from REST trades), so it becomes a ``PriceUpdate``.
     """
     side = _SIDES.get(msg.side, "unknown")
-    price = exact.canon(msg.price)
-    ts_ms = int(msg.timestamp)
+    price = PROBABILITIES[msg.price]
+    ts = in_window(ms_text(msg.timestamp), bounds)
     if not msg.size:
         return PriceUpdate(
             venue=VENUE,
             instrument=msg.asset_id,
-            ts_venue=ts_ms * _MS,
+            ts_venue=ts,
             ts_recv=ts_recv,
             price=price,
             side=side,
         )
-    size = exact.canon(msg.size)
+    size = SIZES[msg.size]
     return Trade(
         venue=VENUE,
         instrument=msg.asset_id,
-        ts_venue=ts_ms * _MS,
+        ts_venue=ts,
         ts_recv=ts_recv,
-        trade_id=trade_id(msg.asset_id, side, size, price, msg.transaction_hash, ts_ms),
+        trade_id=trade_id(msg.asset_id, side, size, price, msg.transaction_hash, ts // 1_000_000),
         price=price,
         size=size,
         side=side,
@@ -353,36 +480,48 @@ def trade_from_ws(msg: LastTradeMsg, ts_recv: int) -> Trade | PriceUpdate:
     )
 
 
-def top_of_book(msg: BestBidAskMsg, ts_recv: int) -> TopOfBook:
-    """The venue's own best bid/ask (sizes are not sent)."""
+def _quote(text: str | None, empty: tuple[str, ...]) -> str | None:
+    """A quoted price, or ``None`` for a side the venue reports empty."""
+    if not text:
+        return None
+    price = PROBABILITIES[text]
+    return None if price in empty else price
+
+
+def _top_of_book(msg: BestBidAskMsg, ts_recv: int, bounds: tuple[int, int]) -> TopOfBook:
+    """The venue's own best bid/ask (sizes are not sent); an empty side is ``None``."""
     return TopOfBook(
         venue=VENUE,
         instrument=msg.asset_id,
-        ts_venue=int(msg.timestamp) * _MS,
+        ts_venue=in_window(ms_text(msg.timestamp), bounds),
         ts_recv=ts_recv,
-        bid_price=exact.canon(msg.best_bid) if msg.best_bid else None,
+        bid_price=_quote(msg.best_bid, ("0",)),
         bid_size=None,
-        ask_price=exact.canon(msg.best_ask) if msg.best_ask else None,
+        ask_price=_quote(msg.best_ask, ("0", "1")),
         ask_size=None,
     )
 
 
-def tick_size_change(msg: TickSizeMsg, ts_recv: int) -> MarketStatusChange:
+def _tick_size(msg: TickSizeMsg, ts_recv: int, bounds: tuple[int, int]) -> TickSize:
     """A tick-size change; the market stays open but every price grid shifts."""
-    return MarketStatusChange(
+    old, new = PROBABILITIES[msg.old_tick_size], PROBABILITIES[msg.new_tick_size]
+    status = MarketStatusChange(
         venue=VENUE,
         instrument=msg.asset_id,
-        ts_venue=int(msg.timestamp) * _MS,
+        ts_venue=in_window(ms_text(msg.timestamp), bounds),
         ts_recv=ts_recv,
         status=MarketStatus.OPEN,
         previous=MarketStatus.OPEN,
-        detail=f"tick_size {exact.canon(msg.old_tick_size)} -> {exact.canon(msg.new_tick_size)}",
+        detail=f"tick_size {old} -> {new}",
     )
+    return TickSize(status)
 
 
-def market_resolved(msg: MarketResolvedMsg, ts_recv: int) -> list[MarketStatusChange]:
+def _resolved(
+    msg: MarketResolvedMsg, ts_recv: int, bounds: tuple[int, int]
+) -> list[MarketStatusChange]:
     """One ``resolved`` status per outcome token, saying whether that token won."""
-    ts = int(msg.timestamp) * _MS
+    ts = in_window(ms_text(msg.timestamp), bounds)
     return [
         MarketStatusChange(
             venue=VENUE,
@@ -400,14 +539,14 @@ def market_resolved(msg: MarketResolvedMsg, ts_recv: int) -> list[MarketStatusCh
     ]
 
 
-def new_market(msg: NewMarketMsg) -> Market:
+def _new_market(msg: NewMarketMsg, bounds: tuple[int, int]) -> Market:
     """A ``new_market`` announcement as market metadata."""
     tokens = msg.clob_token_ids or msg.assets_ids
     outcomes = tuple(
         Outcome(name, token) for name, token in zip(msg.outcomes, tokens, strict=False)
     )
     market_id = msg.condition_id or msg.market
-    tick = exact.canon(msg.order_price_min_tick_size) if msg.order_price_min_tick_size else None
+    tick = PROBABILITIES.optional(msg.order_price_min_tick_size or None)
     status = MarketStatus.OPEN if msg.active else MarketStatus.UPCOMING
     event_id = msg.event_message.id if msg.event_message and msg.event_message.id else None
     category = msg.tags[0] if msg.tags else None
@@ -420,40 +559,62 @@ def new_market(msg: NewMarketMsg) -> Market:
         rules=msg.description,
         outcomes=outcomes,
         status=status,
-        open_time=int(msg.timestamp) * _MS,
+        open_time=in_window(ms_text(msg.timestamp), bounds),
         tick_size=tick,
         category=category,
         raw_hash=_market_hash(market_id, msg.question, msg.description, outcomes, None, tick, None),
     )
 
 
-def parse_frame(
-    data: bytes | str, ts_recv: int, decoder: FrameDecoder | None = None
-) -> list[Event]:
-    """Every canonical event in one WebSocket frame, without book bookkeeping (for replay).
-
-    ``new_market`` carries metadata, not an event, and is left to
-    :func:`new_market`; the live stream handles it.
-    """
-    dec = decoder or FrameDecoder()
-    out: list[Event] = []
-    for msg in dec.decode(data):
-        if isinstance(msg, PriceChangeMsg):
-            out.extend(change[0] for change in price_changes(msg, ts_recv, dec.rejects))
-        elif isinstance(msg, BookMsg):
-            out.append(book_snapshot(msg, ts_recv))
-        elif isinstance(msg, LastTradeMsg):
-            out.append(trade_from_ws(msg, ts_recv))
-        elif isinstance(msg, BestBidAskMsg):
-            out.append(top_of_book(msg, ts_recv))
-        elif isinstance(msg, TickSizeMsg):
-            out.append(tick_size_change(msg, ts_recv))
-        elif isinstance(msg, MarketResolvedMsg):
-            out.extend(market_resolved(msg, ts_recv))
-    return out
-
-
 # -- REST ------------------------------------------------------------------------------
+
+_summary = msgspec.json.Decoder(BookSummary)
+_summaries = msgspec.json.Decoder(list[BookSummary])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_markets = msgspec.json.Decoder(list[GammaMarket])
+_market = msgspec.json.Decoder(GammaMarket)
+_events = msgspec.json.Decoder(list[GammaEvent])
+_event = msgspec.json.Decoder(GammaEvent)
+_data_trades = msgspec.json.Decoder(list[DataTrade])
+_data_trade = msgspec.json.Decoder(DataTrade)
+_history = msgspec.json.Decoder(PriceHistory)
+
+T = TypeVar("T")
+
+
+def _items(
+    body: bytes,
+    fast: msgspec.json.Decoder[list[T]],
+    one: msgspec.json.Decoder[T],
+    what: str,
+    rejects: Rejects,
+) -> list[T | None] | None:
+    """A JSON array of items: all at once, or item by item when one of them is bad.
+
+    ``None`` for a body that is not an array; a bad item becomes ``None`` (and
+    is counted) so the list keeps one entry per item the venue sent.
+    """
+    try:
+        return list(fast.decode(body))
+    except DECODE_ERRORS:
+        pass
+    raws = rejects.decode(_raw_list, body, f"malformed_{what}")
+    return None if raws is None else rejects.decode_each(one, raws, f"invalid_{what}_item")
+
+
+def parse_book(
+    body: bytes, ts_recv: int, rejects: Rejects, depth: int | None = None
+) -> BookSnapshot | None:
+    """``GET /book``: the checked, best-first snapshot, or ``None`` (counted)."""
+    summary = rejects.decode(_summary, body, "malformed_book")
+    return None if summary is None else book_snapshot(summary, ts_recv, rejects, depth)
+
+
+def parse_books(body: bytes, rejects: Rejects) -> list[BookSummary] | None:
+    """``POST /books``: the decoded summaries (the stream checks their hashes, then
+    :func:`book_snapshot` validates them); an undecodable element is counted and left out."""
+    items = _items(body, _summaries, _summary, "book", rejects)
+    return None if items is None else [s for s in items if s is not None]
 
 
 def book_hash(summary: BookSummary) -> str:
@@ -479,7 +640,23 @@ def book_hash(summary: BookSummary) -> str:
     return hashlib.sha1(msgspec.json.encode(body), usedforsecurity=False).hexdigest()
 
 
-def data_trade(row: DataTrade, ts_recv: int) -> Trade | None:
+def parse_trades_page(body: bytes, ts_recv: int, rejects: Rejects) -> list[Trade | None] | None:
+    """A Data-API ``/trades`` or ``/activity`` page: one entry per row the venue sent.
+
+    ``None`` entries are rows that are not trades (``/activity`` also lists
+    splits, merges, rewards) or were refused; they keep the offset pager's count.
+    """
+    rows = _items(body, _data_trades, _data_trade, "trade", rejects)
+    if rows is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    return [
+        rejects.guard("data_trade", _data_row, row, ts_recv, bounds) if row is not None else None
+        for row in rows
+    ]
+
+
+def _data_row(row: DataTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade | None:
     """A Data-API trade row as a trade (None for non-trade activity rows).
 
     ``proxyWallet`` is the taker for ``/trades`` (``takerOnly`` defaults to
@@ -488,12 +665,13 @@ def data_trade(row: DataTrade, ts_recv: int) -> Trade | None:
     side = _SIDES.get(row.side)
     if side is None or row.type != "TRADE":
         return None
-    price = exact.from_decimal(row.price)
-    size = exact.from_decimal(row.size)
+    price = PROBABILITIES.decimal(row.price)
+    size = SIZES.decimal(row.size)
+    ts = in_window(row.timestamp * _S, bounds)
     return Trade(
         venue=VENUE,
         instrument=row.asset,
-        ts_venue=row.timestamp * 1_000_000_000,
+        ts_venue=ts,
         ts_recv=ts_recv,
         trade_id=trade_id(row.asset, side, size, price, row.transaction_hash, row.timestamp * 1000),
         price=price,
@@ -504,17 +682,37 @@ def data_trade(row: DataTrade, ts_recv: int) -> Trade | None:
     )
 
 
-def candles(
-    points: Iterable[HistoryPoint], instrument: str, interval_s: int, ts_recv: int
-) -> list[Candle]:
-    """Bars from ``/prices-history`` points: OHLC of the points inside each interval.
+def parse_candles(
+    body: bytes, instrument: str, interval_s: int, ts_recv: int, rejects: Rejects
+) -> list[Candle] | None:
+    """``GET /prices-history`` as bars: OHLC of the checked points inside each interval.
 
     The endpoint gives prices only, so ``volume`` is ``"0"`` and ``trades`` None.
+    A point with a bad price or time is counted and left out of its bar.
     """
+    history = rejects.decode(_history, body, "malformed_prices_history")
+    if history is None:
+        return None
+    bounds = rejects.window.history(ts_recv)
+    points = [
+        p
+        for point in history.history
+        if (p := rejects.guard("price_point", _point, point, bounds)) is not None
+    ]
+    return _bars(points, instrument, interval_s, ts_recv)
+
+
+def _point(point: HistoryPoint, bounds: tuple[int, int]) -> tuple[int, Decimal]:
+    in_window(point.t * _S, bounds)
+    return point.t, Decimal(PROBABILITIES.decimal(point.p))
+
+
+def _bars(
+    points: Iterable[tuple[int, Decimal]], instrument: str, interval_s: int, ts_recv: int
+) -> list[Candle]:
     out: list[Candle] = []
     bucket: int | None = None
     o = h = lo = c = Decimal(0)
-    sec = 1_000_000_000
 
     def close_bar() -> None:
         assert bucket is not None
@@ -522,26 +720,26 @@ def candles(
             Candle(
                 venue=VENUE,
                 instrument=instrument,
-                ts_venue=bucket * sec,
+                ts_venue=bucket * _S,
                 ts_recv=ts_recv,
                 interval=_interval_name(interval_s),
-                open_time=bucket * sec,
-                close_time=(bucket + interval_s) * sec - 1,
-                open=exact.from_decimal(o),
-                high=exact.from_decimal(h),
-                low=exact.from_decimal(lo),
-                close=exact.from_decimal(c),
+                open_time=bucket * _S,
+                close_time=(bucket + interval_s) * _S - 1,
+                open=PROBABILITIES.decimal(o),
+                high=PROBABILITIES.decimal(h),
+                low=PROBABILITIES.decimal(lo),
+                close=PROBABILITIES.decimal(c),
                 volume="0",
             )
         )
 
-    for point in sorted(points, key=lambda p: p.t):
-        start = point.t - point.t % interval_s
+    for t, price in sorted(points, key=lambda p: p[0]):
+        start = t - t % interval_s
         if start != bucket:
             if bucket is not None:
                 close_bar()
-            bucket, o, h, lo = start, point.p, point.p, point.p
-        h, lo, c = max(h, point.p), min(lo, point.p), point.p
+            bucket, o, h, lo = start, price, price, price
+        h, lo, c = max(h, price), min(lo, price), price
     if bucket is not None:
         close_bar()
     return out
@@ -554,6 +752,34 @@ def _interval_name(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def parse_markets_page(body: bytes, rejects: Rejects) -> list[Market | None] | None:
+    """A Gamma ``/markets`` page: one entry per market the venue sent (``None``: refused)."""
+    markets = _items(body, _markets, _market, "market", rejects)
+    if markets is None:
+        return None
+    return [rejects.guard("gamma_market", _gamma_market, m, None) if m else None for m in markets]
+
+
+def parse_events_page(body: bytes, rejects: Rejects) -> list[list[Market]] | None:
+    """A Gamma ``/events`` page: the markets of each event, one list per event sent.
+
+    One odd market is refused alone; an event that does not decode gives an
+    empty list, so the offset pager still counts it.
+    """
+    events = _items(body, _events, _event, "event", rejects)
+    if events is None:
+        return None
+    out: list[list[Market]] = []
+    for event in events:
+        markets: list[Market] = []
+        for m in event.markets if event is not None else ():
+            market = rejects.guard("gamma_market", _gamma_market, m, event)
+            if market is not None:
+                markets.append(market)
+        out.append(markets)
+    return out
+
+
 _str_list = msgspec.json.Decoder(list[str])
 
 
@@ -561,11 +787,11 @@ def _json_strings(text: str) -> list[str]:
     """Gamma's JSON-array-inside-a-string fields; malformed text is an empty list."""
     try:
         return _str_list.decode(text) if text else []
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return []
 
 
-def gamma_market(m: GammaMarket, event: GammaEvent | None = None) -> Market:
+def _gamma_market(m: GammaMarket, event: GammaEvent | None) -> Market:
     """A Gamma market (and its event, when listed through ``/events``) as metadata.
 
     Both outcome tokens are kept, in the venue's order. ``raw_hash`` covers
@@ -577,7 +803,7 @@ def gamma_market(m: GammaMarket, event: GammaEvent | None = None) -> Market:
     tokens = _json_strings(m.clob_token_ids)
     prices = _json_strings(m.outcome_prices)
     outcomes = tuple(
-        Outcome(name, token, exact.validate(prices[i]) if i < len(prices) and prices[i] else None)
+        Outcome(name, token, PROBABILITIES[prices[i]] if i < len(prices) and prices[i] else None)
         for i, (name, token) in enumerate(zip(names, tokens, strict=False))
     )
     if m.closed:
@@ -593,8 +819,10 @@ def gamma_market(m: GammaMarket, event: GammaEvent | None = None) -> Market:
     event_id = event.id if event is not None else (ref.id if ref is not None else None)
     tags = event.tags if event is not None else (ref.tags if ref is not None else [])
     category = m.category or (tags[0].label if tags else None)
-    tick = exact.from_decimal(m.order_price_min_tick_size) if m.order_price_min_tick_size else None
-    min_size = exact.from_decimal(m.order_min_size) if m.order_min_size is not None else None
+    tick = (
+        PROBABILITIES.decimal(m.order_price_min_tick_size) if m.order_price_min_tick_size else None
+    )
+    min_size = SIZES.decimal(m.order_min_size) if m.order_min_size is not None else None
     close_time = iso_to_ns(m.end_date)
     rules = m.description
     if m.resolution_source:

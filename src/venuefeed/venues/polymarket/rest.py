@@ -13,20 +13,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import msgspec
-
 from venuefeed import exact
 from venuefeed.models import BookSnapshot, Candle, Market, Trade
 from venuefeed.transport import HttpClient, HttpPolicy, paginate_offset
 from venuefeed.venues.base import HistoryLimit, MarketQuery
 from venuefeed.venues.polymarket import parse
-from venuefeed.venues.polymarket.protocol import (
-    BookSummary,
-    DataTrade,
-    GammaEvent,
-    GammaMarket,
-    PriceHistory,
-)
+from venuefeed.venues.polymarket.protocol import BookSummary
+from venuefeed.venues.rejects import Rejects, usable
 
 __all__ = ["GAMMA_PAGE", "PolymarketRest"]
 
@@ -39,21 +32,17 @@ TOKEN_BATCH = 50
 DATA_PAGE = 500
 DATA_MAX_OFFSET = 10_000
 
-_markets = msgspec.json.Decoder(list[GammaMarket])
-_events = msgspec.json.Decoder(list[GammaEvent])
-_summary = msgspec.json.Decoder(BookSummary)
-_summaries = msgspec.json.Decoder(list[BookSummary])
-_data_trades = msgspec.json.Decoder(list[DataTrade])
-_history = msgspec.json.Decoder(PriceHistory)
-
 
 class PolymarketRest:
     """REST calls of one adapter; owns the three HTTP clients."""
 
-    def __init__(self, gamma: str, clob: str, data: str, policy: HttpPolicy) -> None:
+    def __init__(
+        self, gamma: str, clob: str, data: str, policy: HttpPolicy, rejects: Rejects | None = None
+    ) -> None:
         self.gamma = HttpClient(parse.VENUE, gamma, policy)
         self.clob = HttpClient(parse.VENUE, clob, policy)
         self.data = HttpClient(parse.VENUE, data, policy)
+        self.rejects = rejects or Rejects(parse.VENUE)
 
     async def close(self) -> None:
         for client in (self.gamma, self.clob, self.data):
@@ -106,26 +95,27 @@ class PolymarketRest:
                         return
 
     async def _plain_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
-        async def fetch(offset: int, limit: int) -> list[GammaMarket]:
+        async def fetch(offset: int, limit: int) -> list[Market | None]:
             query = {**params, "include_tag": True, "limit": limit, "offset": offset}
             body = await self.gamma.get("/markets", query, endpoint="markets")
-            return _markets.decode(body)
+            return usable(parse.parse_markets_page(body, self.rejects), parse.VENUE, "/markets")
 
         async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
-            for raw in page.items:
-                yield parse.gamma_market(raw)
+            for market in page.items:
+                if market is not None:
+                    yield market
 
     async def _event_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
-        async def fetch(offset: int, limit: int) -> list[GammaEvent]:
+        async def fetch(offset: int, limit: int) -> list[list[Market]]:
             body = await self.gamma.get(
                 "/events", {**params, "limit": limit, "offset": offset}, endpoint="events"
             )
-            return _events.decode(body)
+            return usable(parse.parse_events_page(body, self.rejects), parse.VENUE, "/events")
 
         async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
-            for event in page.items:
-                for raw in event.markets:
-                    yield parse.gamma_market(raw, event)
+            for markets in page.items:
+                for market in markets:
+                    yield market
 
     async def markets_by_tokens(self, tokens: Iterable[str]) -> list[Market]:
         """The markets trading ``tokens`` (batched ``clob_token_ids`` as repeated keys)."""
@@ -137,30 +127,35 @@ class PolymarketRest:
                 {"clob_token_ids": wanted[i : i + TOKEN_BATCH], "limit": GAMMA_PAGE},
                 endpoint="markets",
             )
-            for raw in _markets.decode(body):
-                market = parse.gamma_market(raw)
-                out[market.market_id] = market
+            for market in usable(
+                parse.parse_markets_page(body, self.rejects), parse.VENUE, "/markets"
+            ):
+                if market is not None:
+                    out[market.market_id] = market
         return list(out.values())
 
     # -- books -------------------------------------------------------------------------
-
-    async def summary(self, token: str) -> BookSummary:
-        return _summary.decode(await self.clob.get("/book", {"token_id": token}, endpoint="book"))
 
     async def summaries(self, tokens: Sequence[str]) -> list[BookSummary]:
         """``POST /books`` in batches; unknown tokens are simply absent from the answer."""
         out: list[BookSummary] = []
         for i in range(0, len(tokens), TOKEN_BATCH):
             body = [{"token_id": t} for t in tokens[i : i + TOKEN_BATCH]]
-            out.extend(_summaries.decode(await self.clob.post("/books", body, endpoint="books")))
+            answer = await self.clob.post("/books", body, endpoint="books")
+            out.extend(usable(parse.parse_books(answer, self.rejects), parse.VENUE, "/books"))
         return out
 
     async def book(self, token: str, depth: int) -> BookSnapshot:
-        return parse.book_snapshot(await self.summary(token), time.time_ns(), depth)
+        body = await self.clob.get("/book", {"token_id": token}, endpoint="book")
+        snap = parse.parse_book(body, time.time_ns(), self.rejects, depth)
+        return usable(snap, parse.VENUE, "/book")
 
     async def books(self, tokens: Sequence[str], depth: int) -> list[BookSnapshot]:
         now = time.time_ns()
-        return [parse.book_snapshot(s, now, depth) for s in await self.summaries(tokens)]
+        snaps = [
+            parse.book_snapshot(s, now, self.rejects, depth) for s in await self.summaries(tokens)
+        ]
+        return [s for s in snaps if s is not None]
 
     # -- trades ------------------------------------------------------------------------
 
@@ -176,21 +171,20 @@ class PolymarketRest:
         done = False
         next_offset = 0
 
-        async def fetch(offset: int, limit: int) -> list[DataTrade]:
+        async def fetch(offset: int, limit: int) -> list[Trade | None]:
             if done:
                 return []
             body = await self.data.get(
                 path, {**params, "limit": limit, "offset": offset}, endpoint=path.strip("/")
             )
-            return _data_trades.decode(body)
+            return usable(
+                parse.parse_trades_page(body, time.time_ns(), self.rejects), parse.VENUE, path
+            )
 
-        now = time.time_ns()
         async for page in paginate_offset(fetch, limit=cap, max_offset=DATA_MAX_OFFSET):
-            for row in page.items:
-                trade = parse.data_trade(row, now)
-                if trade is not None:
-                    out.append(trade)
-            done = min(row.timestamp for row in page.items) * 1_000_000_000 < start_ns
+            trades = [t for t in page.items if t is not None]
+            out.extend(trades)
+            done = bool(trades) and min(t.ts_venue for t in trades) < start_ns
             next_offset = int(page.next_cursor or 0)
         # Not past the window start, and the next page was never asked for: the cap stopped us.
         if complete and not done and next_offset > DATA_MAX_OFFSET:
@@ -240,8 +234,10 @@ class PolymarketRest:
             "limit": limit,
         }
         body = await self.data.get("/trades", params, endpoint="trades")
-        now = time.time_ns()
-        return [t for row in _data_trades.decode(body) if (t := parse.data_trade(row, now))]
+        page = usable(
+            parse.parse_trades_page(body, time.time_ns(), self.rejects), parse.VENUE, "/trades"
+        )
+        return [t for t in page if t is not None]
 
     # -- prices -------------------------------------------------------------------------
 
@@ -257,8 +253,8 @@ class PolymarketRest:
             "fidelity": fidelity,
         }
         body = await self.clob.get("/prices-history", params, endpoint="prices_history")
-        history = _history.decode(body).history
-        return parse.candles(history, token, interval_s, time.time_ns())
+        candles = parse.parse_candles(body, token, interval_s, time.time_ns(), self.rejects)
+        return usable(candles, parse.VENUE, "/prices-history")
 
 
 def _window(rows: list[Trade], start_ns: int, end_ns: int, token: str | None) -> list[Trade]:

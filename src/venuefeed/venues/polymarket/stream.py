@@ -44,21 +44,24 @@ import msgspec
 from venuefeed import metrics
 from venuefeed.book import Books, Inconsistency, OrderBook, SyncState, price_key
 from venuefeed.log import get_logger
-from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event, Market
+from venuefeed.models import (
+    BookDelta,
+    BookSnapshot,
+    BookState,
+    DataGap,
+    Event,
+    Market,
+    MarketStatusChange,
+    PriceUpdate,
+    TopOfBook,
+    Trade,
+)
 from venuefeed.transport import Frame, HttpError, Reconnected, WsPolicy, WsProtocolBase, WsSession
 from venuefeed.venues.base import ALL_CHANNELS, Channel, VenueStream, disconnect_gap
 from venuefeed.venues.polymarket import parse
-from venuefeed.venues.polymarket.protocol import (
-    BestBidAskMsg,
-    BookMsg,
-    BookSummary,
-    LastTradeMsg,
-    MarketResolvedMsg,
-    NewMarketMsg,
-    PriceChangeMsg,
-    TickSizeMsg,
-)
+from venuefeed.venues.polymarket.protocol import BookSummary
 from venuefeed.venues.polymarket.rest import PolymarketRest
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["HashAudit", "MarketChannel", "PolymarketStream", "StreamOptions", "audit_verdict"]
 
@@ -182,6 +185,7 @@ class PolymarketStream(VenueStream):
         ws_policy: WsPolicy | None = None,
         channels: frozenset[Channel] = ALL_CHANNELS,
         on_market: Callable[[Market], None] | None = None,
+        rejects: Rejects | None = None,
     ) -> None:
         self.rest = rest
         self.options = options
@@ -192,7 +196,7 @@ class PolymarketStream(VenueStream):
         self.books = Books(_VENUE)
         self.markets: dict[str, Market] = {}
         """Known market metadata by token id."""
-        self.decoder = parse.FrameDecoder()
+        self.rejects = rejects or Rejects(_VENUE)
         self.hash_audit = HashAudit(options.hash_recheck_interval)
         self.audit_mismatches = 0
         self.resyncs = 0
@@ -303,45 +307,54 @@ class PolymarketStream(VenueStream):
                 await self._queue.put(out)
 
     def on_frame(self, data: bytes | str, ts_recv: int) -> list[Event]:
-        """Decode one frame, update the books, and return the events to publish."""
+        """Parse one frame, update the books, and return the events to publish."""
         out: list[Event] = []
         markets = self.markets
-        for msg in self.decoder.decode(data):
-            kind = type(msg)
-            if kind is PriceChangeMsg:
-                assert isinstance(msg, PriceChangeMsg)
-                for delta, best_bid, best_ask in parse.price_changes(
-                    msg, ts_recv, self.decoder.rejects
-                ):
-                    self._on_delta(delta, best_bid, best_ask, out)
-                    if delta.instrument not in markets:
-                        self._note_unknown(delta.instrument)
-            elif kind is BookMsg:
-                assert isinstance(msg, BookMsg)
-                self._on_snapshot(parse.book_snapshot(msg, ts_recv), out)
-                if msg.asset_id not in markets:
-                    self._note_unknown(msg.asset_id)
-            elif kind is LastTradeMsg:
-                assert isinstance(msg, LastTradeMsg)
+        for item in parse.parse_frame(data, ts_recv, self.rejects):
+            kind = type(item)
+            if kind is parse.Change:
+                assert isinstance(item, parse.Change)
+                self._on_delta(item.delta, item.best_bid, item.best_ask, out)
+                if item.delta.instrument not in markets:
+                    self._note_unknown(item.delta.instrument)
+            elif kind is BookSnapshot:
+                assert isinstance(item, BookSnapshot)
+                self._on_snapshot(item, out)
+                if item.instrument not in markets:
+                    self._note_unknown(item.instrument)
+            elif kind is Trade or kind is PriceUpdate:
+                assert isinstance(item, Trade | PriceUpdate)
                 if self._trades_on:
-                    out.append(parse.trade_from_ws(msg, ts_recv))
-                if msg.asset_id not in markets:
-                    self._note_unknown(msg.asset_id)
-            elif kind is BestBidAskMsg:
-                assert isinstance(msg, BestBidAskMsg)
+                    out.append(item)
+                if item.instrument not in markets:
+                    self._note_unknown(item.instrument)
+            elif kind is TopOfBook:
+                assert isinstance(item, TopOfBook)
                 if self._quotes_on:
-                    out.append(parse.top_of_book(msg, ts_recv))
-            elif kind is TickSizeMsg:
-                assert isinstance(msg, TickSizeMsg)
-                self._on_tick_size(msg, ts_recv, out)
-            elif kind is MarketResolvedMsg:
-                assert isinstance(msg, MarketResolvedMsg)
+                    out.append(item)
+            elif kind is parse.TickSize:
+                assert isinstance(item, parse.TickSize)
+                self._on_tick_size(item.status, out)
+            elif kind is MarketStatusChange:
+                assert isinstance(item, MarketStatusChange)
                 if self._status_on:
-                    out.extend(parse.market_resolved(msg, ts_recv))
-            elif kind is NewMarketMsg:
-                assert isinstance(msg, NewMarketMsg)
-                self._learn([parse.new_market(msg)])
+                    out.append(item)
+            elif kind is Market:
+                assert isinstance(item, Market)
+                self._learn([item])
+            elif kind is parse.Lost:
+                assert isinstance(item, parse.Lost)
+                self._on_lost(item, ts_recv, out)
         return out
+
+    def _on_lost(self, lost: parse.Lost, ts_recv: int, out: list[Event]) -> None:
+        """An update of this token was refused: its book missed it, so reload it."""
+        if lost.instrument not in self._subscribed or lost.instrument in self._tick_hold:
+            return  # not ours, or void until its fresh snapshot anyway
+        book = self.books.find(lost.instrument)
+        if book is not None and book.state is SyncState.LIVE:
+            book.invalidate(lost.reason)
+        self._fail(lost.instrument, lost.reason, ts_recv, out)
 
     def _on_delta(
         self, delta: BookDelta, best_bid: str | None, best_ask: str | None, out: list[Event]
@@ -385,10 +398,10 @@ class PolymarketStream(VenueStream):
             if previous is not SyncState.LIVE:
                 out.append(_state(token, snap.ts_recv, SyncState.LIVE, "snapshot"))
 
-    def _on_tick_size(self, msg: TickSizeMsg, ts_recv: int, out: list[Event]) -> None:
-        token = msg.asset_id
+    def _on_tick_size(self, status: MarketStatusChange, out: list[Event]) -> None:
+        token, ts_recv = status.instrument, status.ts_recv
         if self._status_on:
-            out.append(parse.tick_size_change(msg, ts_recv))
+            out.append(status)
         if token not in self._subscribed:
             return
         # Every resting level may be re-priced: the book is void until a fresh snapshot.
@@ -452,7 +465,9 @@ class PolymarketStream(VenueStream):
     def _load_rest(self, summary: BookSummary, now: int, out: list[Event], *, force: bool) -> None:
         if self.hash_audit.check(summary):
             self._recheck[summary.asset_id] = None
-        self._on_snapshot(parse.book_snapshot(summary, now), out, force=force)
+        snap = parse.book_snapshot(summary, now, self.rejects)
+        if snap is not None:
+            self._on_snapshot(snap, out, force=force)
 
     async def _audit_worker(self) -> None:
         """Round-robin comparison of live books with REST snapshots (plus hash re-checks)."""
@@ -502,7 +517,9 @@ class PolymarketStream(VenueStream):
         book = self.books.find(token)
         if book is None or book.state is not SyncState.LIVE:
             return
-        rest = parse.book_snapshot(summary, now)
+        rest = parse.book_snapshot(summary, now, self.rejects)
+        if rest is None:
+            return
         verdict = audit_verdict(book, rest, self._suspect.get(token))
         if verdict == "match":
             self._suspect.pop(token, None)
