@@ -85,13 +85,19 @@ class _Side:
 
     def __init__(self, levels: Sequence[BookLevel], complete: bool, best_high: bool) -> None:
         self.best_high = best_high
-        self.levels = {price_key(lv.price): lv for lv in levels if not _zero(lv.size)}
+        self.levels: dict[float, BookLevel] = {}
+        for level in levels:  # stored prices are checked text: a key is never missing
+            key = price_key(level.price)
+            if key is not None and not _zero(level.size):
+                self.levels[key] = level
         self.frontier: float | None = None
         if not complete and self.levels:
             self.frontier = min(self.levels) if best_high else max(self.levels)
 
     def set(self, price: str, size: str) -> None:
         key = price_key(price)
+        if key is None:
+            return
         if _zero(size):
             self.levels.pop(key, None)
         elif self._known(key):
