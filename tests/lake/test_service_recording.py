@@ -24,18 +24,25 @@ async def test_a_recording_holds_every_frame_subscription_and_rest_exchange(
 ) -> None:
     sim = Simulator(seed=4, tickers=("AAPL", "MSFT"), events_per_second=60)
     await sim.start()
+    sim.pause()  # no history before we listen: the start's back-fill stays small
     rec = tmp_path / "rec"
     extra = {
         "venues.polygon.instruments": ["AAPL", "MSFT"],
         "recording.enabled": True,
         "recording.path": rec,
         "recording.flush_interval_seconds": 0.05,
+        # The first start's back-fill of the simulator's history can fill the writer's queue
+        # (10,000) and hold the shutdown past the test's patience, recording or not: not
+        # what this test is about.
+        "ingestion.backfill_lookback_seconds": 0,
     }
     service = Service(settings_for({"polygon": sim}, tmp_path / "v.db", extra))
     frames_seen, subscriptions = 0, []
     try:
         await service.start()
         runner = service.runners["polygon"]
+        await wait_for(lambda: any(s.state.subs for s in sim.sockets))
+        sim.resume()
         await wait_for(lambda: runner.events > 20)
         await sim.disconnect_all()  # a second connection: its subscriptions are recorded too
         await wait_for(lambda: runner.stream is not None and runner.stream.state == "connected")
