@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_polymarket_parse.py
 	$(PY) bench/bench_kalshi_parse.py
 	$(PY) bench/bench_polygon_parse.py
+	$(PY) bench/bench_recorder.py
 	$(PY) bench/bench_sinks.py
 	$(PY) bench/bench_e2e.py
 

@@ -62,6 +62,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(whales_app, name="whales")
 app.add_typer(archive_app, name="archive")
+lake_app = typer.Typer(help="The Parquet lake's upkeep.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -497,9 +499,22 @@ def continuous(
     _service_command(body, continuous=False)
 
 
+_RECORD_HELP = "Record every venue frame (WebSocket and REST) into this folder (recording.*)."
+
+
+def _record_into(folder: Path | None) -> None:
+    """``--record DIR``: the same as ``recording.enabled`` and ``recording.path``."""
+    if folder is not None:
+        _State.overrides.update({"recording.enabled": True, "recording.path": folder})
+        _State.settings = None
+
+
 @app.command()
-def run() -> None:
+def run(
+    record: Annotated[Path | None, typer.Option("--record", help=_RECORD_HELP)] = None,
+) -> None:
     """The full service from config: ingestion, API and dashboard, until Ctrl+C or SIGTERM."""
+    _record_into(record)
 
     async def body(service: Any) -> None:
         await asyncio.Event().wait()
@@ -524,16 +539,19 @@ def demo(
     rate: Annotated[
         float, typer.Option(help="Simulated events per second per venue.", min=0)
     ] = 25.0,
+    record: Annotated[Path | None, typer.Option("--record", help=_RECORD_HELP)] = None,
 ) -> None:
     """Simulators + ingestion + SQLite + dashboard on this machine, no external service."""
     from venuefeed.demo import run_demo
 
+    _record_into(record)
     cfg = settings()
     if _State.overrides.get("logging.level") is None:  # keep the live screen readable
         configure_logging("WARNING", cfg.logging.format)
     final = run_async(
         lambda: run_demo(_State.config_path, duration=duration, db=cfg.storage.sqlite_path,
-                         api_port=port, seed=seed, events_per_second=rate, console=console)
+                         api_port=port, seed=seed, events_per_second=rate, console=console,
+                         record=record)
     )  # fmt: skip
     stored = final["details"]["writer"]["stored"]
     console.print(f"demo stopped cleanly: {stored} records stored in {cfg.storage.sqlite_path}")
@@ -849,6 +867,185 @@ def export_data(
             f"{result.exact_text} value(s) too wide for their decimal column: "
             "exported exactly as text in column _exact"
         )
+
+
+@app.command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL (DuckDB dialect); see the names below.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or parquet.")] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file (parquet needs one; csv: stdout).")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows a table shows at most.", min=1)] = 1000,
+) -> None:
+    """SQL over the Parquet lake (lake.<table>) and the store (store.<table>).
+
+    Unqualified trades, books, book_levels, book_deltas, candles, quotes, gaps
+    and markets are the store's when there is one, else the lake's.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from venuefeed.lake.query import Catalog, QueryError, StoreSource
+
+    if fmt not in ("table", "csv", "parquet"):
+        raise typer.BadParameter("must be table, csv or parquet", param_hint="--format")
+    if fmt == "parquet" and out is None:
+        raise typer.BadParameter("parquet output needs --out FILE", param_hint="--out")
+    if out is not None:
+        check_writable_dir(out.parent, "--out", shown=out)
+    cfg = settings()
+    store: StoreSource | None = None
+    if "postgres" in cfg.storage.sinks:
+        store = StoreSource("postgres", database_url=postgres_url(cfg),
+                            pg_schema=cfg.storage.postgres_schema)  # fmt: skip
+    elif cfg.storage.sqlite_path.exists():
+        check_database_file(cfg.storage.sqlite_path, "storage.sqlite_path (--db)", create=False)
+        store = StoreSource("sqlite", sqlite_path=cfg.storage.sqlite_path)
+    lake = cfg.storage.parquet_root if cfg.storage.parquet_root.is_dir() else None
+    if store is None and lake is None:
+        raise ConfigError(
+            f"nothing to query: no database at {cfg.storage.sqlite_path} (--db) and no "
+            f"Parquet lake at {cfg.storage.parquet_root} (storage.parquet_root)"
+        )
+    catalog = Catalog(lake, store)
+    try:
+        result = catalog.run(sql)
+    except QueryError as exc:
+        raise ConfigError(f"query: {exc}") from None
+    finally:
+        catalog.close()
+    if fmt == "parquet":
+        assert out is not None
+        pq.write_table(result, out, compression="zstd")
+        console.print(f"{result.num_rows} row(s) written to {out}")
+    elif fmt == "csv":
+        if out is None:
+            sink = pacsv.CSVWriter(sys.stdout.buffer, result.schema)
+            sink.write_table(result)
+            sink.close()
+            sys.stdout.flush()
+        else:
+            pacsv.write_csv(result, out)
+            console.print(f"{result.num_rows} row(s) written to {out}")
+    else:
+        table = Table(*result.column_names)
+        for row in result.slice(0, max_rows).to_pylist():
+            table.add_row(*(_cell(v) for v in row.values()))
+        console.print(table)
+        if result.num_rows > max_rows:
+            console.print(f"{result.num_rows - max_rows} more row(s): --max-rows, or --format csv")
+
+
+@lake_app.command("compact")
+def lake_compact(
+    min_age: Annotated[
+        float | None,
+        typer.Option(
+            help="Leave parts younger than this many seconds (default: the setting).", min=0
+        ),
+    ] = None,
+) -> None:
+    """Merge the Parquet lake's small parts into large, sorted, de-duplicated files."""
+    from venuefeed.lake.compact import compact_lake
+
+    storage = settings().storage
+    root = storage.parquet_root
+    if not root.is_dir():
+        raise ConfigError(f"no Parquet lake at {root} (storage.parquet_root)")
+    age = storage.parquet_compact_min_age_seconds if min_age is None else min_age
+    result = compact_lake(root, min_age_seconds=age,
+                          target_bytes=storage.parquet_compact_target_bytes)  # fmt: skip
+    if result.skipped:
+        err_console.print(f"{root}: {result.skipped}")
+        raise typer.Exit(1)
+    console.print(
+        f"{result.partitions} partition(s): {result.files_before} file(s) -> {result.files_after}, "
+        f"{result.bytes_before:,} -> {result.bytes_after:,} bytes, "
+        f"{result.duplicates} repeated row(s) dropped"
+        + (f", {result.leftovers_removed} leftover part(s) removed" if result.leftovers_removed
+           else "")
+    )  # fmt: skip
+
+
+@app.command("book")
+def book(
+    venue: Annotated[str, typer.Argument(help="Venue.")],
+    instrument: Annotated[str, typer.Argument(help="Instrument: token id, ticker or symbol.")],
+    at: Annotated[
+        str, typer.Option("--at", help="Instant: ISO date/time (UTC if no zone), unix s or ns.")
+    ],
+    depth: Annotated[int, typer.Option(help="Levels per side to show.", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The order book at any past instant, rebuilt from stored snapshots and deltas."""
+    from venuefeed.lake.book_at import SqliteHistory, book_at
+
+    cfg = settings()
+    _venue_name(venue)
+    instant = _parse_instant(at)
+    path = _database(write=False)
+    if not path.exists():
+        raise ConfigError(f"{path}: no database (--db)")
+    history = SqliteHistory(path)
+    try:
+        with _venuefeed_tables(path):
+            found = book_at(history, venue, instrument, instant,
+                            snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
+    finally:
+        history.close()
+    if found is None:
+        err_console.print(f"no stored book of {venue} {instrument} at or before {at}")
+        raise typer.Exit(1)
+    bids, asks = found.top(depth)
+    if as_json:
+        _print_json({
+            "venue": venue, "instrument": instrument, "at": instant,
+            "snapshot_ts": found.snapshot_ts, "changes_applied": found.changes,
+            "bids": [[lv.price, lv.size] for lv in bids],
+            "asks": [[lv.price, lv.size] for lv in asks],
+            "bids_complete": found.bids_complete, "asks_complete": found.asks_complete,
+        })  # fmt: skip
+        return
+    console.print(f"{venue} {instrument} at {instant}: snapshot of {found.snapshot_ts} "
+                  f"+ {found.changes} level change(s)")  # fmt: skip
+    table = Table("bid size", "bid", "ask", "ask size")
+    for i in range(max(len(bids), len(asks))):
+        bid = bids[i] if i < len(bids) else None
+        ask = asks[i] if i < len(asks) else None
+        table.add_row(bid.size if bid else "", bid.price if bid else "",
+                      ask.price if ask else "", ask.size if ask else "")  # fmt: skip
+    console.print(table)
+    for side, complete, shown in (("bids", found.bids_complete, bids),
+                                  ("asks", found.asks_complete, asks)):  # fmt: skip
+        if not complete and len(shown) < depth:
+            console.print(f"{side}: known to {len(shown)} level(s) only (the stored snapshot "
+                          "kept ingestion.book_depth levels)")  # fmt: skip
+
+
+def _parse_instant(text: str) -> int:
+    """``--at``: ns or unix seconds as digits (ns from 10^14 on), else an ISO date/time."""
+    if text.isdigit():
+        value = int(text)
+        return value if value >= 10**14 else value * 1_000_000_000
+    return _parse_time(text)
+
+
+def _cell(value: object) -> str:
+    """A query result value as text: decimals canonical (``0.5``, not ``0.500000000000``)."""
+    from decimal import Decimal
+
+    from venuefeed.exact import canon
+
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return canon(format(value, "f"))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value)
 
 
 def main() -> None:

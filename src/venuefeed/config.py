@@ -40,6 +40,7 @@ __all__ = [
     "IngestionSettings",
     "QualitySettings",
     "RateLimitSettings",
+    "RecordingSettings",
     "Settings",
     "StorageSettings",
     "VenueSettings",
@@ -239,8 +240,38 @@ class StorageSettings(_Section):
     close_timeout_seconds: float = Field(
         default=5, gt=0, description="Bound on closing each sink at shutdown (spool replay, pools)."
     )
+    parquet_compact_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How often the service compacts the Parquet lake's small parts (0: never; "
+        "`venuefeed lake compact` does it on demand).",
+    )
+    parquet_compact_min_age_seconds: float = Field(
+        default=600, ge=0, description="Parts younger than this are left for a later run."
+    )
+    parquet_compact_target_bytes: int = Field(
+        default=128 * 2**20, ge=2**16, description="Files this large are not compacted again."
+    )
     dead_letter_path: Path = Path("venuefeed_data/dead_letters.jsonl")
     dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+
+class RecordingSettings(_Section):
+    """Every venue frame, WebSocket and REST, kept verbatim (:mod:`venuefeed.lake.recorder`)."""
+
+    enabled: bool = False
+    path: Path = Path("venuefeed_data/recording")
+    flush_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often buffered frames are written and fsynced."
+    )
+    max_file_bytes: int = Field(default=128 * 2**20, ge=4096, description="Rotate files at this.")
+    max_buffer_bytes: int = Field(
+        default=256 * 2**20,
+        ge=2**16,
+        description="Frames waiting for the disk; beyond it they are not recorded (counted, "
+        "reported, and marked in the recording).",
+    )
+    compression_level: int = Field(default=3, ge=1, le=19, description="zstd level.")
 
 
 class BusSettings(_Section):
@@ -308,6 +339,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     whales: WhaleSettings = Field(default_factory=WhaleSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -41,7 +41,11 @@ async def start_simulators(seed: int, events_per_second: float) -> dict[str, Sim
 
 
 def demo_settings(
-    config: Path | None, sims: dict[str, SimulatorBase], db: Path, api_port: int | None
+    config: Path | None,
+    sims: dict[str, SimulatorBase],
+    db: Path,
+    api_port: int | None,
+    record: Path | None = None,
 ) -> Settings:
     """The user's config with only the simulated venues on, pointed at the simulators.
 
@@ -53,6 +57,8 @@ def demo_settings(
         "api.port": api_port,
         "whales.poll_interval_seconds": 5,
     }
+    if record is not None:
+        overrides.update({"recording.enabled": True, "recording.path": record})
     for name in load_config(config).venues:
         overrides[f"venues.{name}.enabled"] = name in sims
     for name, sim in sims.items():
@@ -130,6 +136,7 @@ async def run_demo(
     seed: int = 7,
     events_per_second: float = 25.0,
     console: Console | None = None,
+    record: Path | None = None,
 ) -> dict[str, Any]:
     """Run the demo until ``duration`` elapses or the task is cancelled; returns final status.
 
@@ -137,13 +144,13 @@ async def run_demo(
     the storage or the API port cannot be used.
     """
     console = console or Console()
-    checked = demo_settings(config, {}, db, api_port)
+    checked = demo_settings(config, {}, db, api_port, record)
     check_storage(checked)
     listener = _listen(checked)
     sims: dict[str, SimulatorBase] = {}
     try:
         sims = await start_simulators(seed, events_per_second)
-        settings = demo_settings(config, sims, db, api_port)
+        settings = demo_settings(config, sims, db, api_port, record)
         store = await asyncio.to_thread(whale_store, db)
         for sim in sims.values():
             for wallet in sim.whale_wallets:

@@ -45,6 +45,8 @@ def check_storage(settings: Settings) -> None:
         check_writable_dir(storage.parquet_root, "storage.parquet_root")
     if sinks & set(_NETWORK_SINKS):
         check_writable_dir(storage.spool_dir, "storage.spool_dir")
+    if settings.recording.enabled:
+        check_writable_dir(settings.recording.path, "recording.path (--record)")
 
 
 def postgres_url(settings: Settings) -> str:

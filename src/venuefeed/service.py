@@ -31,11 +31,13 @@ import msgspec
 from venuefeed import __version__
 from venuefeed.book import OrderBook, SyncState
 from venuefeed.config import Settings
+from venuefeed.lake.recorder import Recorder
 from venuefeed.log import get_logger
 from venuefeed.metrics import INGESTION_ERRORS
 from venuefeed.metrics_port import MetricsPort
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
 from venuefeed.pipeline.healer import ALL_INSTRUMENTS, TRADE_CAUSES, GapHealer
+from venuefeed.pipeline.history import InstrumentHistory
 from venuefeed.pipeline.live import LiveHub
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.whales import WhaleWatch, whale_store
@@ -44,6 +46,7 @@ from venuefeed.sinks.base import RawMessage, Sink, SinkUnavailable, Watermark
 from venuefeed.stats import ErrorLog, RollingCounters
 from venuefeed.supervisor import Supervisor
 from venuefeed.transport.backoff import Backoff
+from venuefeed.transport.http import tapping_http
 from venuefeed.venues.base import (
     CheckResult,
     MarketQuery,
@@ -86,6 +89,8 @@ class VenueRunner:
         self.settings = settings
         self.pipeline = pipeline
         self.supervisor = supervisor
+        self.recorder: Recorder | None = None
+        """Records the stream's frames when set (``recording.enabled``)."""
         self.stream: VenueStream | None = None
         self._last_stream: VenueStream | None = None
         self.instruments: set[str] = set(adapter.settings.instruments)
@@ -179,6 +184,8 @@ class VenueRunner:
         stream.on_gap = note_gap
         if self.settings.storage.raw_messages:
             stream.tap_raw(self._capture_raw)
+        if self.recorder is not None and stream.session is not None:
+            stream.session.tap = self.recorder.venue(self.name)
         if self.keeps_trades_complete:
             if self._loaded:
                 await self._open_restart_gap()
@@ -496,6 +503,8 @@ class Service:
         self.errors = ErrorLog()
         self.supervisor = Supervisor(errors=self.errors)
         self.hub = LiveHub()
+        self.history = InstrumentHistory()
+        self.hub.observer = self.history.observe
         self.writer = SinkWriter(
             self.sink,
             max_pending=settings.ingestion.queue_size,
@@ -510,6 +519,14 @@ class Service:
         self.pipeline.set_book_lookup(self._book_of)
         self.pipeline.set_title_lookup(self._title_of)
         self._echo = echo
+        self.recorder: Recorder | None = None
+        if settings.recording.enabled:
+            rec = settings.recording
+            self.recorder = Recorder(
+                rec.path, flush_interval=rec.flush_interval_seconds,
+                max_file_bytes=rec.max_file_bytes, max_buffer_bytes=rec.max_buffer_bytes,
+                compression_level=rec.compression_level,
+            )  # fmt: skip
         self.runners: dict[str, VenueRunner] = {}
         self.venue_errors: dict[str, str] = {}
         self.started_at = time.time()
@@ -529,21 +546,33 @@ class Service:
         await self.sink.start()
         self.sink_ok = True
         self.writer.start()
+        recorder = self.recorder
+        if recorder is not None:
+            await asyncio.to_thread(recorder.start)
         for name in known_venues():
             venue = self.settings.venues.get(name)
             if venue is None or not venue.enabled:
                 continue
             try:
-                adapter = adapter_class(name)(venue, self.settings)
+                if recorder is not None:  # the adapter's HTTP clients record their exchanges
+                    with tapping_http(recorder.venue):
+                        adapter = adapter_class(name)(venue, self.settings)
+                else:
+                    adapter = adapter_class(name)(venue, self.settings)
             except Exception as exc:  # misconfigured: report it, run the others
                 self.venue_errors[name] = f"{type(exc).__name__}: {exc}"
                 self.errors.add(name, "config", str(exc))
                 log.error("venue not started", venue=name, error=self.venue_errors[name])
                 continue
-            self.runners[name] = VenueRunner(adapter, self.settings, self.pipeline, self.supervisor)
+            runner = VenueRunner(adapter, self.settings, self.pipeline, self.supervisor)
+            runner.recorder = recorder
+            self.runners[name] = runner
         sup = self.supervisor
         sup.start("service:book-flush", self._flush_books_loop)
         sup.start("service:whales", self._whales_loop)
+        storage = self.settings.storage
+        if "parquet" in storage.sinks and storage.parquet_compact_interval_seconds > 0:
+            sup.start("service:lake-compaction", self._compaction_loop)
         self._started = True
         if continuous:
             await self.start_continuous()
@@ -568,6 +597,8 @@ class Service:
         if self.metrics_port is not None:
             self.metrics_port.close()
             self.metrics_port = None
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)
 
     async def __aenter__(self) -> Service:
         await self.start()
@@ -687,6 +718,23 @@ class Service:
             await asyncio.sleep(interval)
             await self.pipeline.flush_books()
 
+    async def _compaction_loop(self) -> None:
+        """Merge the Parquet sink's small parts now and then (:mod:`venuefeed.lake.compact`)."""
+        from venuefeed.lake.compact import compact_lake
+
+        storage = self.settings.storage
+        while True:
+            await asyncio.sleep(storage.parquet_compact_interval_seconds)
+            result = await asyncio.to_thread(
+                compact_lake, storage.parquet_root,
+                min_age_seconds=storage.parquet_compact_min_age_seconds,
+                target_bytes=storage.parquet_compact_target_bytes,
+            )  # fmt: skip
+            if result.partitions:
+                log.info("parquet lake compacted", partitions=result.partitions,
+                         files_before=result.files_before, files_after=result.files_after,
+                         duplicates=result.duplicates)  # fmt: skip
+
     async def _whales_loop(self) -> None:
         path = self.settings.storage.sqlite_path
         watched: int | None = None
@@ -743,6 +791,8 @@ class Service:
         if self._started and not self.sink_ok:
             out.append("storage: not connected")
         out.extend(self.writer.problems())
+        if self.recorder is not None:
+            out.extend(self.recorder.problems())
         for name, error in self.venue_errors.items():
             out.append(f"{name}: misconfigured: {error}")
         now = time.time_ns()
@@ -779,6 +829,7 @@ class Service:
                 "components": self.supervisor.view(),
                 "live_subscribers": self.hub.subscribers,
                 "whales_watched": len(self.pipeline.whales.addresses),
+                "recording": self.recorder.view() if self.recorder is not None else None,
             },
         }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +43,13 @@ class LiveHub:
     def __init__(self, recent_capacity: int = 2000) -> None:
         self._recent: deque[Event] = deque(maxlen=recent_capacity)
         self._subscribers: set[Subscription] = set()
+        self.observer: Callable[[Event], None] | None = None
+        """Sees every published event object (the instrument history); must not block."""
 
     def publish(self, event: Event) -> None:
         self._recent.append(event)
+        if self.observer is not None:
+            self.observer(event)
         if not self._subscribers:
             return
         data = event_dict(event)

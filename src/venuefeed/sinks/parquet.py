@@ -324,14 +324,20 @@ class ParquetSink(Sink):
             log.info("parquet rebuilt parts from the write-ahead log", records=replayed)
 
     def _load_seen(self) -> None:
-        parts = sorted(
-            self.root.glob("*/*/*/part-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True
-        )
+        # A compaction (venuefeed.lake.compact) may replace parts while this runs: a part
+        # that is gone has its rows in the compacted file, which is read instead.
+        dated: list[tuple[float, Path]] = []
+        for part in self.root.glob("*/*/*/part-*.parquet"):
+            with contextlib.suppress(FileNotFoundError):
+                dated.append((part.stat().st_mtime, part))
         ids: list[str] = []
-        for part in parts:
+        for _, part in sorted(dated, reverse=True):
             if len(ids) >= self._dedup_max:
                 break
-            column = pq.read_table(part, columns=["_id"]).column("_id").to_pylist()
+            try:
+                column = pq.read_table(part, columns=["_id"]).column("_id").to_pylist()
+            except FileNotFoundError:
+                continue
             ids.extend(i for i in column if i is not None)
         for record_id in reversed(ids[: self._dedup_max]):
             self._seen[record_id] = None

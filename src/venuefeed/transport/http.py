@@ -19,10 +19,12 @@ short outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiohttp
 import msgspec
@@ -44,7 +46,9 @@ __all__ = [
     "HttpPolicy",
     "HttpRetryExhausted",
     "HttpStatusError",
+    "HttpTap",
     "Response",
+    "tapping_http",
 ]
 
 Signer = Callable[[str, str], Mapping[str, str]]
@@ -53,6 +57,47 @@ FailureKind = Literal["timeout", "connection", "429", "5xx", "circuit_open"]
 _RECOVERABLE: frozenset[FailureKind] = frozenset({"timeout", "connection", "circuit_open"})
 _SECRET_QUERY_KEYS = frozenset({"apikey", "api_key", "key", "token", "secret", "signature"})
 _EXCERPT_CHARS = 200
+
+
+class HttpTap(Protocol):
+    """Sees every HTTP exchange of a client as it completes (the recorder).
+
+    ``url`` has credential-like query values masked; request headers (auth,
+    signatures) are never passed. ``status`` is 0 and ``error`` says why when no
+    response came (timeout, connection). Must not block: it runs on the loop.
+    """
+
+    def on_http(
+        self,
+        method: str,
+        url: str,
+        request_body: bytes | None,
+        ts_sent: int,
+        ts_recv: int,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        error: str,
+    ) -> None: ...
+
+
+_TAPS: ContextVar[Callable[[str], HttpTap] | None] = ContextVar("venuefeed_http_taps", default=None)
+
+
+@contextlib.contextmanager
+def tapping_http(taps: Callable[[str], HttpTap]) -> Iterator[None]:
+    """Every :class:`HttpClient` created inside gets ``taps(venue)`` as its tap.
+
+    Venue adapters build their HTTP clients themselves; this lets whoever
+    builds the adapter (the service, when recording) reach them without every
+    venue passing a tap through. Scoped to the ``with`` block and the current
+    context: clients created elsewhere are untouched.
+    """
+    token = _TAPS.set(taps)
+    try:
+        yield
+    finally:
+        _TAPS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -238,6 +283,9 @@ class HttpClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._log = get_logger("venuefeed.transport.http", venue=venue)
         self._wait_counter = metrics.RATE_LIMIT_WAIT.labels(venue=venue)
+        taps = _TAPS.get()
+        self.tap: HttpTap | None = taps(venue) if taps is not None else None
+        """Sees every exchange (see :func:`tapping_http`); off when None."""
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -362,19 +410,23 @@ class HttpClient:
             headers.update(self._signer(method, url.raw_path))
         session = self._get_session()
         start = time.perf_counter()
+        sent = time.time_ns()
         try:
             async with session.request(method, url, data=body, headers=headers) as resp:
                 data = await resp.read()
                 status, resp_headers = resp.status, resp.headers
         except TimeoutError as exc:
             metrics.HTTP_REQUESTS.labels(self.venue, label, "timeout").inc()
+            self._tap(method, url, body, sent, 0, {}, b"", "timeout")
             return _Failure("timeout", exc)
         except (aiohttp.ClientError, OSError) as exc:
             metrics.HTTP_REQUESTS.labels(self.venue, label, "connection").inc()
+            self._tap(method, url, body, sent, 0, {}, b"", f"connection: {type(exc).__name__}")
             return _Failure("connection", exc)
         finally:
             metrics.HTTP_LATENCY.labels(self.venue, label).observe(time.perf_counter() - start)
         metrics.HTTP_REQUESTS.labels(self.venue, label, str(status)).inc()
+        self._tap(method, url, body, sent, status, resp_headers, data, "")
         response = Response(status, resp_headers, data, str(url))
         if status == 429 or status >= 500 or status in self._retry_statuses:
             return _Failure(
@@ -384,6 +436,23 @@ class HttpClient:
                 parse_retry_after(resp_headers.get("Retry-After")),
             )
         return response
+
+    def _tap(
+        self,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        sent: int,
+        status: int,
+        headers: Mapping[str, str],
+        data: bytes,
+        error: str,
+    ) -> None:
+        tap = self.tap
+        if tap is not None:
+            tap.on_http(
+                method, _display(url), body, sent, time.time_ns(), status, headers, data, error
+            )
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily so the session binds to the loop that actually runs it.

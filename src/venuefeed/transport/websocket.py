@@ -51,6 +51,8 @@ __all__ = [
     "Frame",
     "Note",
     "Reconnected",
+    "SessionEvent",
+    "SessionTap",
     "WsNotConnectedError",
     "WsPolicy",
     "WsProtocol",
@@ -85,6 +87,34 @@ class Reconnected:
     conn: int
     ts_recv: int
     down_since: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """A change of what a connection carries, for a :class:`SessionTap` (the recorder).
+
+    ``connected``: connection ``conn`` is open and ``subscriptions`` were sent on it
+    (``down_since`` is set when it replaces a dropped one); ``subscribed`` /
+    ``unsubscribed``: a runtime change on the live connection; ``closed``: it ended.
+    """
+
+    kind: Literal["connected", "subscribed", "unsubscribed", "closed"]
+    conn: int
+    ts_recv: int
+    subscriptions: tuple[str, ...] = ()
+    down_since: int | None = None
+
+
+class SessionTap(Protocol):
+    """Sees every data frame and every subscription change of a session, in order.
+
+    Called on the event loop, inside the read loop: an implementation must not
+    block or do I/O (the recorder only queues for its writer thread).
+    """
+
+    def on_frame(self, data: bytes | str, ts_recv: int, conn: int) -> None: ...
+
+    def on_session(self, event: SessionEvent) -> None: ...
 
 
 class WsProtocol(Protocol):
@@ -245,6 +275,9 @@ class WsSession:
         self._on_state = on_state
         self.raw_tap: Callable[[bytes | str, int], None] | None = None
         """Called with every data frame and its receive time (raw capture); off when None."""
+        self.tap: SessionTap | None = None
+        """Sees frames with their connection and the subscriptions of each connection
+        (the recorder); off when None."""
         self._state = WsState.DISCONNECTED
         self._shards: list[_Shard] = []
         self._where: dict[str, _Shard] = {}
@@ -461,6 +494,11 @@ class WsSession:
             except (ConnectionError, aiohttp.ClientError) as exc:
                 # The reader sees the drop and the reconnect replays every subscription.
                 self._log.info("websocket send failed", conn=shard.index, error=str(exc))
+            if todo and self.tap is not None:
+                kind: Literal["subscribed", "unsubscribed"] = (
+                    "subscribed" if subscribe else "unsubscribed"
+                )
+                self.tap.on_session(SessionEvent(kind, shard.index, time.time_ns(), tuple(todo)))
 
     # -- per-shard connection loop -------------------------------------------
 
@@ -557,6 +595,10 @@ class WsSession:
                     await _send_frame(ws, frame)
                 shard.sent = set(subs)
                 shard.ws = ws
+                if self.tap is not None:
+                    self.tap.on_session(SessionEvent(
+                        "connected", shard.index, time.time_ns(), tuple(subs), down_since
+                    ))  # fmt: skip
             # From here on frames flow: the live data is complete again from ``opened``.
             shard.last_data = opened
             await self._set_shard_state(shard, WsState.CONNECTED)
@@ -589,6 +631,8 @@ class WsSession:
         except (ConnectionError, aiohttp.ClientError) as exc:
             self._log.warning("websocket send failed", conn=shard.index, error=str(exc))
         finally:
+            if shard.ws is not None and self.tap is not None:
+                self.tap.on_session(SessionEvent("closed", shard.index, time.time_ns()))
             shard.ws = None
             shard.sent = set()
             for task in (pinger, watchdog):
@@ -620,6 +664,8 @@ class WsSession:
                 shard.last_data = now
                 if self.raw_tap is not None:
                     self.raw_tap(data, now)
+                if self.tap is not None:
+                    self.tap.on_frame(data, now, index)
                 self.frames += 1
                 await self._put(Frame(data, now, index))
             elif kind is WSMsgType.PING:

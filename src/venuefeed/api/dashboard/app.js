@@ -119,7 +119,7 @@ function eventRow(ev) {
   tr.append(
     cell(fmtTime(ev.ts_venue || ev.ts_recv)),
     cell(ev.venue),
-    cell(ev.title || shortId(ev.instrument)),
+    instrumentCell(ev),
     cell(ev.outcome || ""),
     cell(kind),
     cell(`${ev.price ?? "–"} ${move.text}`.trim(), move.cls),
@@ -127,6 +127,17 @@ function eventRow(ev) {
   );
   tr.title = ev.instrument;
   return tr;
+}
+
+// The market cell links to the instrument's own page (ladder, depth, trades, gaps).
+function instrumentCell(ev) {
+  const td = document.createElement("td");
+  const a = document.createElement("a");
+  a.href = `/instrument?venue=${encodeURIComponent(ev.venue)}&id=${encodeURIComponent(ev.instrument)}`;
+  a.textContent = ev.title || shortId(ev.instrument);
+  a.className = "instrument";
+  td.append(a);
+  return td;
 }
 
 // ---- stats snapshot -------------------------------------------------------------
