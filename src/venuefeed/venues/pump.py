@@ -177,6 +177,7 @@ class FeedStream(VenueStream):
                     frames.append(item)
                     continue
                 if frames:
+                    self._count(frames)
                     await self._carry_out(feed.on_frames(frames), events)
                     frames = []
                 if type(item) is Reconnected:
@@ -184,13 +185,17 @@ class FeedStream(VenueStream):
                 elif type(item) is Note:
                     await self._note(item.payload, events)
             if frames:
-                counters.frames += len(frames)
-                last = frames[-1]
-                counters.last_frame_ns[last.conn] = last.ts_recv
+                self._count(frames)
                 await self._carry_out(feed.on_frames(frames), events)
             if events:
                 counters.events += len(events)
                 yield events
+
+    def _count(self, frames: list[Frame]) -> None:
+        counters = self.feed.counters
+        counters.frames += len(frames)
+        last = frames[-1]
+        counters.last_frame_ns[last.conn] = last.ts_recv
 
     async def _reconnected(self, item: Reconnected, events: list[Event]) -> None:
         instruments = self.feed.instruments(self.session.shard_subscriptions(item.conn))
@@ -213,6 +218,9 @@ class FeedStream(VenueStream):
 
     async def _carry_out(self, out: Output, events: list[Event] | None = None) -> None:
         """Publish ``out``'s events (into ``events``, or through the queue) and run its commands."""
+        if out.markets and self.on_market is not None:
+            for market in out.markets:
+                self.on_market(market)
         if out.events:
             if events is not None:
                 events.extend(out.events)
