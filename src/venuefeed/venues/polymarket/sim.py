@@ -22,6 +22,9 @@ walk costs a few dict operations; the NO token's book is the mirror of the YES
 book (NO bid at 1-p for every YES ask at p), which is what the venue's paired
 changes express. Everything is drawn from the seeded RNG, so a scenario is
 reproducible; everything sent that a test may check lands in ``self.truth``.
+Venue-specific truth kinds: ``ping_before_subscribe``, ``asset_cap_exceeded``,
+``subscribe``, ``tick_size_change`` and ``raw_frame`` (a scripted frame sent as
+given by :meth:`Simulator.send_raw`).
 """
 
 from __future__ import annotations
@@ -845,6 +848,12 @@ class Simulator(SimulatorBase):
         }
         self.truth.record("tick_size_change", token=token)
         self._broadcast([token], lambda _w: _encode(msg).decode())
+
+    async def send_raw(self, token: str, text: str) -> None:
+        """Send ``text`` as it is to the subscribers of ``token``: a scripted venue mistake
+        (a change the books disagree with), which the books do not reflect."""
+        self.truth.record("raw_frame", token=token)
+        self._broadcast([token], lambda _w: text)
 
     async def set_level(
         self, token: str, bid: bool, price_tick: int, size_cents: int, *, send: bool = True
