@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
     from venuefeed.sim.base import SimulatorBase
     from venuefeed.transport import WsSession
+    from venuefeed.venues.options import VenueOptions
 
 __all__ = [
     "VENUES",
@@ -228,6 +229,9 @@ class VenueAdapter(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]]
     trade_history_seconds: ClassVar[float | None] = None
     """How far back the venue's public trade history reaches (None: as far as asked)."""
+    options_type: ClassVar[type[VenueOptions] | None] = None
+    """The venue's typed ``options`` (:class:`~venuefeed.venues.options.VenueOptions`):
+    start-up checks every configured venue's keys against it. None: not declared."""
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         unknown = set(settings.urls) - set(self.default_urls)

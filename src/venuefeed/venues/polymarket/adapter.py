@@ -64,6 +64,7 @@ class PolymarketAdapter(VenueAdapter):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"markets", "books", "trades", "candles", "stream", "wallets"}
     )
+    options_type: ClassVar[type[Options]] = Options
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
@@ -74,7 +75,7 @@ class PolymarketAdapter(VenueAdapter):
             HttpPolicy.from_settings(settings),
             self.rejects,
         )
-        self.options = load_options(Options, self.name, settings.options)
+        self.options = load_options(self.options_type, self.name, settings.options)
         self.markets: dict[str, Market] = {}
         """Market metadata by token id, filled by discovery and look-ups."""
 
