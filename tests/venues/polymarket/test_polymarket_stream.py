@@ -204,7 +204,8 @@ async def test_unknown_markets_are_loaded_on_demand_in_one_batch() -> None:
             await got.until(lambda: len(learned) == 3)
             await asyncio.sleep(0.2)
             await got.close()
-        assert sim.requests["gamma_markets"] == 1
+        assert sim.requests["gamma_markets_keyset"] == 1  # one batched look-up
+        assert "gamma_markets" not in sim.requests  # the keyset list answered it
         assert set(tokens) <= set(feed_of(stream).markets)
         assert {m.market_id for m in learned} == {sim.market_of[t].condition_id for t in tokens}
 

@@ -68,14 +68,15 @@ class PolymarketAdapter(VenueAdapter):
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
+        self.options = load_options(self.options_type, self.name, settings.options)
         self.rest = PolymarketRest(
             self.url("gamma"),
             self.url("clob"),
             self.url("data"),
             HttpPolicy.from_settings(settings),
             self.rejects,
+            keyset=self.options.gamma_keyset,
         )
-        self.options = load_options(self.options_type, self.name, settings.options)
         self.markets: dict[str, Market] = {}
         """Market metadata by token id, filled by discovery and look-ups."""
 

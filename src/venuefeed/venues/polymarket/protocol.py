@@ -29,6 +29,7 @@ __all__ = [
     "DataTrade",
     "GammaEvent",
     "GammaEventRef",
+    "GammaKeysetPage",
     "GammaMarket",
     "GammaTag",
     "HistoryPoint",
@@ -358,3 +359,16 @@ class GammaEvent(msgspec.Struct, rename="camel", frozen=True):
     title: str = ""
     tags: list[GammaTag] = []
     markets: list[GammaMarket] = []
+
+
+class GammaKeysetPage(msgspec.Struct, frozen=True):
+    """A Gamma keyset page: ``{"markets": [...], "next_cursor": "..."}`` from
+    ``/markets/keyset``, ``{"events": [...], ...}`` from ``/events/keyset``.
+
+    Items stay raw so each is decoded alone: one odd market costs that market,
+    not the page. ``next_cursor`` is absent on the last page.
+    """
+
+    markets: list[msgspec.Raw] = []
+    events: list[msgspec.Raw] = []
+    next_cursor: str | None = None
