@@ -47,6 +47,8 @@ ENTRIES: Final[dict[str, dict[str, Entry]]] = {
         "books": lambda d, ts, rj, a: polymarket.parse_books(d, rj),
         "markets_page": lambda d, ts, rj, a: polymarket.parse_markets_page(d, rj),
         "events_page": lambda d, ts, rj, a: polymarket.parse_events_page(d, rj),
+        "markets_keyset": lambda d, ts, rj, a: polymarket.parse_markets_keyset(d, rj),
+        "events_keyset": lambda d, ts, rj, a: polymarket.parse_events_keyset(d, rj),
         "trades_page": lambda d, ts, rj, a: polymarket.parse_trades_page(d, ts, rj),
         "candles": lambda d, ts, rj, a: polymarket.parse_candles(
             d, a["instrument"], a["interval_s"], ts, rj
