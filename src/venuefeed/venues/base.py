@@ -142,6 +142,11 @@ class VenueStream(abc.ABC):
         session = self.session
         return session.reconnects if session is not None else 0
 
+    def stats(self) -> dict[str, Any]:
+        """The counters status shows; the generic pump (:class:`~venuefeed.venues.pump.FeedStream`)
+        adds frames, events, rejects by reason and the last frame per connection."""
+        return {"reconnects": self.reconnects}
+
     def complete_until(self, now: int) -> int:
         """Up to when this stream's data is complete (see :meth:`WsSession.complete_until`)."""
         session = self.session
