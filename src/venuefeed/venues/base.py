@@ -1,10 +1,16 @@
 """The contract every venue implements, and the registry that finds them.
 
-A venue is a folder (ARCHITECTURE rule 6): ``venues/<name>/`` holds
-``protocol.py`` (wire structs), ``parse.py`` (pure frame -> events), ``rest.py``
-and ``stream.py`` (I/O through :mod:`venuefeed.transport`), ``sim.py`` (the
-venue's local twin) and an ``__init__.py`` exposing ``Adapter`` and
-``Simulator``. Registering it is one line in :data:`VENUES`.
+A venue is a folder, the same modules in each: ``venues/<name>/`` holds
+``protocol.py`` (wire structs), ``parse.py`` (pure and total: ``parse_frame``
+and the REST page parsers), ``feed.py`` (the sans-IO venue state: books,
+sequences, checks; frames in, events and commands out), ``rest.py`` (REST
+through :mod:`venuefeed.transport`), ``options.py`` (typed, strict
+``Options``), ``adapter.py`` (whose live stream is the generic
+:class:`~venuefeed.venues.pump.FeedStream` around the feed), ``sim.py`` (the
+venue's routes and market model on the shared simulator) and an
+``__init__.py`` exposing ``Adapter``, ``Options`` and ``Simulator`` -- plus
+only the extras a venue truly needs (Kalshi's ``auth``/``archive``,
+Polymarket's ``wallets``). Registering it is one line in :data:`VENUES`.
 
 Capabilities differ -- Binance has no markets to discover, Polymarket no
 candles below a minute -- so each adapter declares what it supports in

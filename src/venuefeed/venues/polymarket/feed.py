@@ -461,6 +461,8 @@ class PolymarketFeed(VenueFeed):
 
     def _output(self, events: list[Event]) -> Output:
         """``events`` plus the fetches and markets gathered while producing them."""
+        if not self._wanted and not self._learned:  # nearly every batch
+            return Output(events, [])
         commands: list[Command] = []
         if self._wanted:
             commands.append(Fetch(BOOKS, tuple(self._wanted)))
