@@ -47,6 +47,7 @@ from venuefeed.transport import (
 )
 from venuefeed.venues.base import VenueStream, disconnect_gap
 from venuefeed.venues.feed import Fetch, Output, Send, VenueFeed
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["FeedStream", "Fetcher"]
 
@@ -104,6 +105,11 @@ class FeedStream(VenueStream):
     @property
     def state(self) -> str:
         return self.feed.state() or str(self.session.state)
+
+    @property
+    def rejects(self) -> Rejects:
+        """The feed's rejections (the adapter's, shared with its REST client)."""
+        return self.feed.rejects
 
     def book(self, instrument: str) -> OrderBook | None:
         return self.feed.book(instrument)
