@@ -106,13 +106,14 @@ class FeedStream(VenueStream):
         return self.feed.state() or str(self.session.state)
 
     def book(self, instrument: str) -> OrderBook | None:
-        return self.feed.book(instrument)
+        return self.feed.book(self.feed.canonical(instrument))
 
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
         self.session.raw_tap = tap
 
     async def subscribe(self, instruments: Iterable[str]) -> None:
-        new = [i for i in dict.fromkeys(instruments) if i not in self._subscribed]
+        canonical = self.feed.canonical
+        new = [i for i in dict.fromkeys(map(canonical, instruments)) if i not in self._subscribed]
         for instrument in new:
             self._subscribed[instrument] = None
         if new:
@@ -121,13 +122,14 @@ class FeedStream(VenueStream):
         await self._start()
 
     async def unsubscribe(self, instruments: Iterable[str]) -> None:
-        gone = [i for i in dict.fromkeys(instruments) if self._subscribed.pop(i, 0) is None]
+        names = dict.fromkeys(map(self.feed.canonical, instruments))
+        gone = [i for i in names if self._subscribed.pop(i, 0) is None]
         if gone:
             await self.session.unsubscribe(self.feed.subscriptions(gone))
             await self._carry_out(self.feed.on_unsubscribed(gone))
 
     async def resync(self, instrument: str) -> None:
-        await self._carry_out(self.feed.resync(instrument, time.time_ns()))
+        await self._carry_out(self.feed.resync(self.feed.canonical(instrument), time.time_ns()))
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
