@@ -32,8 +32,7 @@ from venuefeed.venues.feed import Fetch
 from venuefeed.venues.kalshi import parse as kalshi
 from venuefeed.venues.kalshi.feed import KalshiFeed
 from venuefeed.venues.polygon import parse as polygon
-from venuefeed.venues.polygon.protocol import WsStatus
-from venuefeed.venues.polygon.stream import PolygonStream
+from venuefeed.venues.polygon.feed import PolygonFeed
 from venuefeed.venues.polymarket import parse as polymarket
 from venuefeed.venues.polymarket.rest import PolymarketRest
 from venuefeed.venues.polymarket.stream import PolymarketStream
@@ -214,20 +213,14 @@ def _fetched_keys(commands: Iterable[object]) -> list[str]:
 
 
 class _Polygon:
-    """The stream's frame handling: parse, then status messages to the stream."""
+    """:meth:`PolygonFeed.on_frames`, one frame at a time: events out, statuses to the feed."""
 
     def __init__(self) -> None:
         self.rejects = Rejects(polygon.VENUE)
-        self.stream = PolygonStream("ws://127.0.0.1:9", "key", ["T", "Q", "AM"])
+        self.feed = PolygonFeed(("trades", "quotes", "candles"), self.rejects)
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        out: list[object] = []
-        for item in polygon.parse_frame(data, ts_recv, self.rejects):
-            if isinstance(item, WsStatus):
-                self.stream._on_status(item)  # what the stream does with a status
-            else:
-                out.append(item)
-        return out
+        return list(self.feed.on_frames([Frame(data, ts_recv, 0)]).events)
 
     def books(self) -> Iterable[OrderBook]:
         return ()
