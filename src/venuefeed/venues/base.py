@@ -1,10 +1,16 @@
 """The contract every venue implements, and the registry that finds them.
 
-A venue is a folder (ARCHITECTURE rule 6): ``venues/<name>/`` holds
-``protocol.py`` (wire structs), ``parse.py`` (pure frame -> events), ``rest.py``
-and ``stream.py`` (I/O through :mod:`venuefeed.transport`), ``sim.py`` (the
-venue's local twin) and an ``__init__.py`` exposing ``Adapter`` and
-``Simulator``. Registering it is one line in :data:`VENUES`.
+A venue is a folder of the same shape (the architecture rule of that name):
+``protocol.py`` (wire structs), ``parse.py`` (pure and total: ``parse_frame``
+and the REST page parsers), ``feed.py`` (the sans-IO ``<Venue>Feed``: books,
+sequences, checks; frames in, events and commands out), ``rest.py`` (REST
+through :mod:`venuefeed.transport`), ``options.py`` (typed ``Options``),
+``adapter.py`` (the ``Adapter``, whose stream is the generic
+:class:`~venuefeed.venues.pump.FeedStream` around its feed), ``sim.py`` (the
+venue's local twin) and an ``__init__.py`` exposing ``Adapter``, ``Options``
+and ``Simulator`` -- plus only the extras a venue truly needs (Kalshi's
+``auth.py`` and ``archive.py``, Polymarket's ``wallets.py``). Registering it is
+one line in :data:`VENUES`.
 
 Capabilities differ -- Binance has no markets to discover, Polymarket no
 candles below a minute -- so each adapter declares what it supports in
