@@ -121,13 +121,14 @@ async def test_418_ban_is_waited_out_and_retried() -> None:
 
 
 async def _burst_of_snapshots(max_in_flight: int) -> tuple[list[object], int, int]:
-    """30 depth snapshots at once (weight 150) against a venue whose window allows 100:
-    the results, and how many 429s and 418 bans the venue gave out."""
-    sim = Simulator(seed=3, weight_limit=100, weight_window_seconds=1, ban_seconds=1)
+    """24 depth snapshots at once (weight 120) against a venue whose one-second window
+    allows 50 -- however the burst straddles a window, one window overflows: the
+    results, and how many 429s and 418 bans the venue gave out."""
+    sim = Simulator(seed=3, weight_limit=50, weight_window_seconds=1, ban_seconds=1)
     await sim.start()
     adapter = make_adapter(sim, max_in_flight=max_in_flight)
     try:
-        calls = (adapter.fetch_book("BTCUSDT", 100) for _ in range(30))
+        calls = (adapter.fetch_book("BTCUSDT", 100) for _ in range(24))
         results = await asyncio.gather(*calls, return_exceptions=True)
     finally:
         await adapter.close()
@@ -141,8 +142,8 @@ async def test_a_flood_after_a_429_is_held_back_by_the_in_flight_limit() -> None
     results, refused, banned = await _burst_of_snapshots(max_in_flight=1)
     assert refused >= 1 and banned == 0
     assert all(isinstance(r, BookSnapshot) and r.bids and r.asks for r in results)
-    # Thirty on the wire at once: the ones already sent when the 429 came earn bans.
-    _, refused, banned = await _burst_of_snapshots(max_in_flight=30)
+    # All on the wire at once: the ones already sent when the 429 came earn bans.
+    _, refused, banned = await _burst_of_snapshots(max_in_flight=24)
     assert refused >= 1 and banned >= 1
 
 
