@@ -9,7 +9,9 @@ the venue's 8-decimal text. Three figures:
 * ``decode``: :func:`venuefeed.venues.binance.parse.parse_frame` -> ``BookDelta``
   (every price and size checked and canonical);
 * ``decode+book``: the same plus :class:`DepthSync` applying it to the shared
-  :class:`~venuefeed.book.OrderBook` (sequence check, sorted levels, crossing).
+  :class:`~venuefeed.book.OrderBook` (sequence check, sorted levels, crossing);
+* ``feed``: the same through :meth:`BinanceFeed.on_frames`, the pump's entry
+  point, in batches of ``BATCH`` frames.
 
 Prints figures only; run ``python bench/bench_binance_depth.py``.
 """
@@ -23,11 +25,14 @@ from collections.abc import Callable
 import msgspec
 
 from venuefeed.models import BookLevel, BookSnapshot
-from venuefeed.venues.binance.depth_sync import DepthSync
+from venuefeed.transport import Frame
+from venuefeed.venues.binance.feed import BinanceFeed, DepthSync
+from venuefeed.venues.binance.options import Options
 from venuefeed.venues.binance.parse import parse_frame
 from venuefeed.venues.rejects import Rejects
 
 FRAMES = 2000
+BATCH = 64
 ROUNDS = 5
 MID = 6_000_000  # ticks of 0.01
 EVENT_MS = 1_700_000_000_000
@@ -146,6 +151,17 @@ def main() -> None:
     print(
         f"decode + book (DepthSync/OrderBook): {full:6.2f} µs/frame ({full / base:.1f}x baseline)"
     )
+    feed = BinanceFeed(frozenset({"books"}), Options(), rejects)
+    feed.on_subscribed(["BTCUSDT"])
+    frames_in = [Frame(frame, RECV, 0) for frame in frames]
+
+    def through_feed(batch: list[bytes], sync: DepthSync) -> None:
+        feed.syncs["BTCUSDT"] = sync
+        for start in range(0, len(frames_in), BATCH):
+            feed.on_frames(frames_in[start : start + BATCH])
+
+    fed = _measure(through_feed, frames)
+    print(f"feed (BinanceFeed.on_frames, {BATCH}/batch): {fed:5.2f} µs/frame")
     print(f"frames refused: {rejects.total} (must be 0: every frame was parsed and applied)")
 
 

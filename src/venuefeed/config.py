@@ -78,6 +78,8 @@ class RateLimitSettings(_Section):
 
     requests_per_second: float = Field(default=10.0, gt=0)
     burst: int = Field(default=10, ge=1)
+    max_in_flight: int = Field(default=8, ge=1)
+    """Requests on the wire at once: after a 429 only these can still reach the venue."""
 
 
 class RetrySettings(_Section):

@@ -31,6 +31,7 @@ async def test_stream_disconnect_heal_and_clean_stop(tmp_path: Path) -> None:
         sim.resume()
         await wait_for(lambda: runner.events > 20)
         await sim.disconnect_all()  # a venue cut: the window is healed from REST
+        await wait_for(lambda: runner.view()["reconnects"] == 1)  # status: the real count
         await wait_for(lambda: runner.stream is not None and runner.stream.state == "connected")
         await wait_for(lambda: runner.events > 60)
         await wait_for(lambda: runner.healer.healed >= 2 and not runner.healer.view()["open"])

@@ -19,18 +19,20 @@ from typing import Any, Final
 import msgspec
 
 from venuefeed.book import OrderBook
-from venuefeed.models import EVENT_TYPES, BookDelta, BookSnapshot, Market
+from venuefeed.models import EVENT_TYPES, BookSnapshot, Market
 from venuefeed.testing import corpus
 from venuefeed.testing.fuzz import Runner, Seed, Target
 from venuefeed.transport import Frame
 from venuefeed.venues import base
 from venuefeed.venues.binance import parse as binance
-from venuefeed.venues.binance.depth_sync import DepthSync
+from venuefeed.venues.binance.feed import DEPTH as BINANCE_DEPTH
+from venuefeed.venues.binance.feed import BinanceFeed, DepthFetched
+from venuefeed.venues.binance.options import Options as BinanceOptions
+from venuefeed.venues.feed import Fetch
 from venuefeed.venues.kalshi import parse as kalshi
 from venuefeed.venues.kalshi.feed import KalshiFeed
 from venuefeed.venues.polygon import parse as polygon
-from venuefeed.venues.polygon.protocol import WsStatus
-from venuefeed.venues.polygon.stream import PolygonStream
+from venuefeed.venues.polygon.feed import PolygonFeed
 from venuefeed.venues.polymarket import parse as polymarket
 from venuefeed.venues.polymarket.feed import PolymarketFeed
 from venuefeed.venues.rejects import Rejects
@@ -169,57 +171,55 @@ class _Kalshi:
 
 
 class _Binance:
-    """The stream's frame handling: parse, then each symbol's :class:`DepthSync`.
+    """:meth:`BinanceFeed.on_frames`, one frame at a time, the seeds' symbols subscribed.
 
-    A snapshot the sync asks for is answered at once with the seed REST book
-    (re-labelled for the symbol), as the stream's background fetch would.
+    A snapshot the feed asks for is answered at once with the seed REST book
+    (re-labelled for the symbol), as the pump's background fetch would.
     """
 
-    def __init__(self, snapshot: BookSnapshot | None) -> None:
+    def __init__(self, symbols: list[str], snapshot: BookSnapshot | None) -> None:
         self.rejects = Rejects(binance.VENUE)
-        self.syncs: dict[str, DepthSync] = {}
+        self.feed = BinanceFeed(frozenset({"books", "trades", "quotes", "candles"}),
+                                BinanceOptions(), self.rejects)  # fmt: skip
+        self.feed.on_subscribed(symbols)
         self._snapshot = snapshot
+        self._asked: list[str] = []
+        """Snapshots asked for while answering the last ones: answered on the next frame."""
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        out: list[object] = []
-        for event in binance.parse_frame(data, ts_recv, self.rejects):
-            if type(event) is not BookDelta:
-                out.append(event)
-                continue
-            sync = self.syncs.get(event.instrument)
-            if sync is None and len(self.syncs) < 64:
-                sync = self.syncs[event.instrument] = DepthSync(event.instrument)
-            if sync is None:
-                continue
-            out += sync.on_delta(event)
-            if sync.wants_snapshot:
-                sync.snapshot_started()
-                if self._snapshot is None:
-                    out += sync.snapshot_failed(ts_recv)
-                else:
-                    snap = msgspec.structs.replace(self._snapshot, instrument=sync.symbol)
-                    out += sync.on_snapshot(snap)
-        return out
+        out = self.feed.on_frames([Frame(data, ts_recv, 0)])
+        events: list[object] = list(out.events)
+        asked = [*self._asked, *_fetched_keys(out.commands)]
+        if asked:
+            snap = self._snapshot
+            results = [
+                DepthFetched(
+                    s, None if snap is None else msgspec.structs.replace(snap, instrument=s)
+                )
+                for s in asked
+            ]
+            out = self.feed.on_fetched(BINANCE_DEPTH, results, ts_recv)
+            events += out.events
+        self._asked = _fetched_keys(out.commands)
+        return events
 
     def books(self) -> Iterable[OrderBook]:
-        return [sync.book for sync in self.syncs.values()]
+        return [sync.book for sync in self.feed.syncs.values()]
+
+
+def _fetched_keys(commands: Iterable[object]) -> list[str]:
+    return [key for command in commands if isinstance(command, Fetch) for key in command.keys]
 
 
 class _Polygon:
-    """The stream's frame handling: parse, then status messages to the stream."""
+    """:meth:`PolygonFeed.on_frames`, one frame at a time: events out, statuses to the feed."""
 
     def __init__(self) -> None:
         self.rejects = Rejects(polygon.VENUE)
-        self.stream = PolygonStream("ws://127.0.0.1:9", "key", ["T", "Q", "AM"])
+        self.feed = PolygonFeed(("trades", "quotes", "candles"), self.rejects)
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        out: list[object] = []
-        for item in polygon.parse_frame(data, ts_recv, self.rejects):
-            if isinstance(item, WsStatus):
-                self.stream._on_status(item)  # what the stream does with a status
-            else:
-                out.append(item)
-        return out
+        return list(self.feed.on_frames([Frame(data, ts_recv, 0)]).events)
 
     def books(self) -> Iterable[OrderBook]:
         return ()
@@ -238,12 +238,14 @@ def _consumer(venue: str, seeds: list[Seed], books: list[Seed]) -> Callable[[], 
     if venue == "binance":
         book = books[0] if books else None
         snap = binance.parse_book(book.data, "", book.ts_recv, Rejects(venue)) if book else None
-        return lambda: _Binance(snap)
+        symbols = sorted({m.decode() for s in seeds for m in _SYMBOL.findall(s.data)})
+        return lambda: _Binance(symbols, snap)
     return _Polygon
 
 
 _TICKER: Final = re.compile(rb'"market_ticker":"([^"]+)"')
 _SID: Final = re.compile(rb'"sid":(\d+)')
+_SYMBOL: Final = re.compile(rb'"s":"([A-Z0-9]{1,20})"')
 
 
 def targets(root: Path) -> list[Target]:

@@ -2,7 +2,8 @@
 
 Venue code says which path to call and how to read the answer; surviving the
 network is done here, once (ARCHITECTURE rule 2). A request goes through, in
-order: the host's circuit breaker (fail fast while a host is down), the
+order: the host's circuit breaker (fail fast while a host is down), a slot
+among the client's ``max_in_flight`` (a flood cannot outrun a 429), the
 venue's token bucket (never exceed its rate), the signer (a fresh signature on
 every attempt, since Kalshi's embeds a timestamp), then the send with a
 per-request timeout. Failures worth retrying (timeouts, connection errors,
@@ -115,6 +116,10 @@ class HttpPolicy:
     breaker_cooldown: float = 30.0
     rate: float = 10.0
     burst: int = 10
+    max_in_flight: int = 8
+    """Requests of one client on the wire at once. A venue's ``Retry-After`` stops only
+    the requests not yet sent; the ones already in flight land inside the penalty
+    window, and Binance bans an IP (418) that keeps sending after a 429."""
 
     @classmethod
     def from_settings(cls, venue: VenueSettings) -> HttpPolicy:
@@ -130,6 +135,7 @@ class HttpPolicy:
             breaker_cooldown=retry.breaker_cooldown_seconds,
             rate=limit.requests_per_second,
             burst=limit.burst,
+            max_in_flight=limit.max_in_flight,
         )
 
 
@@ -277,6 +283,9 @@ class HttpClient:
         self.base_url = base_url.rstrip("/")
         self.policy = policy
         self.limiter = TokenBucket(policy.rate, policy.burst)
+        self._slots = asyncio.Semaphore(policy.max_in_flight)
+        """Held from before the rate limiter until the answer is read and any
+        ``Retry-After`` is in the limiter, so a request waiting for a slot sees the penalty."""
         self._headers = dict(headers or {})
         self._signer = signer
         self._session: aiohttp.ClientSession | None = None
@@ -376,15 +385,18 @@ class HttpClient:
                 url=_display(url),
             )
         outcome_known = False
-        try:
-            waited = await self.limiter.acquire()
-            if waited > 0:
-                self._wait_counter.inc(waited)
-            result = await self._send(method, url, label, body)
-            outcome_known = True
-        finally:
-            if not outcome_known:
-                breaker.abandon()
+        async with self._slots:
+            try:
+                waited = await self.limiter.acquire()
+                if waited > 0:
+                    self._wait_counter.inc(waited)
+                result = await self._send(method, url, label, body)
+                outcome_known = True
+            finally:
+                if not outcome_known:
+                    breaker.abandon()
+            if not isinstance(result, Response) and result.retry_after is not None:
+                self.limiter.penalize(result.retry_after)
         if isinstance(result, Response):
             breaker.success()
             if 200 <= result.status < 300:
@@ -395,8 +407,6 @@ class HttpClient:
             breaker.failure()
         else:  # the host answered but told us to wait: no verdict, let a later probe decide
             breaker.abandon()
-        if result.retry_after is not None:
-            self.limiter.penalize(result.retry_after)
         metrics.HTTP_ERRORS.labels(self.venue, label, result.kind).inc()
         return result
 

@@ -86,6 +86,11 @@ class VenueFeed(abc.ABC):
 
     # -- subscriptions -------------------------------------------------------
 
+    def canonical(self, instrument: str) -> str:
+        """The venue's own spelling of ``instrument`` (Binance symbols are upper case),
+        so a subscription made as ``btcusdt`` is found again as ``BTCUSDT``."""
+        return instrument
+
     def subscriptions(self, instruments: Iterable[str]) -> list[str]:
         """The transport subscriptions that carry ``instruments`` (default: the same names)."""
         return list(instruments)

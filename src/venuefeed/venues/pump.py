@@ -112,13 +112,14 @@ class FeedStream(VenueStream):
         return self.feed.rejects
 
     def book(self, instrument: str) -> OrderBook | None:
-        return self.feed.book(instrument)
+        return self.feed.book(self.feed.canonical(instrument))
 
     def tap_raw(self, tap: Callable[[bytes | str, int], None]) -> None:
         self.session.raw_tap = tap
 
     async def subscribe(self, instruments: Iterable[str]) -> None:
-        new = [i for i in dict.fromkeys(instruments) if i not in self._subscribed]
+        canonical = self.feed.canonical
+        new = [i for i in dict.fromkeys(map(canonical, instruments)) if i not in self._subscribed]
         for instrument in new:
             self._subscribed[instrument] = None
         if new:
@@ -127,13 +128,14 @@ class FeedStream(VenueStream):
         await self._start()
 
     async def unsubscribe(self, instruments: Iterable[str]) -> None:
-        gone = [i for i in dict.fromkeys(instruments) if self._subscribed.pop(i, 0) is None]
+        names = dict.fromkeys(map(self.feed.canonical, instruments))
+        gone = [i for i in names if self._subscribed.pop(i, 0) is None]
         if gone:
             await self.session.unsubscribe(self.feed.subscriptions(gone))
             await self._carry_out(self.feed.on_unsubscribed(gone))
 
     async def resync(self, instrument: str) -> None:
-        await self._carry_out(self.feed.resync(instrument, time.time_ns()))
+        await self._carry_out(self.feed.resync(self.feed.canonical(instrument), time.time_ns()))
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -170,8 +172,8 @@ class FeedStream(VenueStream):
     async def batches(self) -> AsyncIterator[list[Event]]:
         """The events of each batch of received items, in order; ends after :meth:`close`."""
         await self._start()
-        feed, session = self.feed, self.session
-        counters = feed.counters
+        session = self.session
+        counters = self.feed.counters
         while True:
             items = await session.next_batch()
             if not items:
@@ -183,25 +185,25 @@ class FeedStream(VenueStream):
                     frames.append(item)
                     continue
                 if frames:
-                    self._count(frames)
-                    await self._carry_out(feed.on_frames(frames), events)
+                    await self._frames(frames, events)
                     frames = []
                 if type(item) is Reconnected:
                     await self._reconnected(item, events)
                 elif type(item) is Note:
                     await self._note(item.payload, events)
             if frames:
-                self._count(frames)
-                await self._carry_out(feed.on_frames(frames), events)
+                await self._frames(frames, events)
             if events:
                 counters.events += len(events)
                 yield events
 
-    def _count(self, frames: list[Frame]) -> None:
+    async def _frames(self, frames: list[Frame], events: list[Event]) -> None:
+        """Frames in a row (up to a marker, a fetch result or a tick): counted, then to the feed."""
         counters = self.feed.counters
         counters.frames += len(frames)
-        last = frames[-1]
-        counters.last_frame_ns[last.conn] = last.ts_recv
+        for frame in frames:
+            counters.last_frame_ns[frame.conn] = frame.ts_recv
+        await self._carry_out(self.feed.on_frames(frames), events)
 
     async def _reconnected(self, item: Reconnected, events: list[Event]) -> None:
         instruments = self.feed.instruments(self.session.shard_subscriptions(item.conn))

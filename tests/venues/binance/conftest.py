@@ -12,12 +12,13 @@ from venuefeed.transport import WsPolicy
 from venuefeed.venues.binance import Adapter, Simulator
 
 
-def make_adapter(sim: Simulator, **options: object) -> Adapter:
+def make_adapter(sim: Simulator, *, max_in_flight: int = 8, **options: object) -> Adapter:
     settings = VenueSettings(urls=sim.urls(), options=dict(options))
     settings.retry.backoff_base_seconds = 0.01
     settings.retry.backoff_max_seconds = 0.05
     settings.rate_limit.requests_per_second = 1000
     settings.rate_limit.burst = 100
+    settings.rate_limit.max_in_flight = max_in_flight
     adapter = Adapter(settings, Settings())
     adapter.ws_policy = WsPolicy(backoff_base=0.02, backoff_cap=0.1, idle_timeout=5.0)
     return adapter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from venuefeed import metrics
 from venuefeed.config import Settings, VenueSettings
-from venuefeed.models import Candle, Trade
+from venuefeed.models import BookSnapshot, Candle, Trade
 from venuefeed.sim.base import Faults
 from venuefeed.venues.binance import Adapter, Simulator, rest
 
@@ -117,6 +118,33 @@ async def test_418_ban_is_waited_out_and_retried() -> None:
         await sim.stop()
     assert snap.sequence is not None
     assert banned._value.get() > before
+
+
+async def _burst_of_snapshots(max_in_flight: int) -> tuple[list[object], int, int]:
+    """24 depth snapshots at once (weight 120) against a venue whose one-second window
+    allows 50 -- however the burst straddles a window, one window overflows: the
+    results, and how many 429s and 418 bans the venue gave out."""
+    sim = Simulator(seed=3, weight_limit=50, weight_window_seconds=1, ban_seconds=1)
+    await sim.start()
+    adapter = make_adapter(sim, max_in_flight=max_in_flight)
+    try:
+        calls = (adapter.fetch_book("BTCUSDT", 100) for _ in range(24))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await adapter.close()
+        await sim.stop()
+    return results, sim.truth.count("http_429"), sim.truth.count("http_418")
+
+
+async def test_a_flood_after_a_429_is_held_back_by_the_in_flight_limit() -> None:
+    # One request on the wire at a time: the 429's Retry-After reaches the rate limiter
+    # before the next request is let out, so the venue never sees one inside its window.
+    results, refused, banned = await _burst_of_snapshots(max_in_flight=1)
+    assert refused >= 1 and banned == 0
+    assert all(isinstance(r, BookSnapshot) and r.bids and r.asks for r in results)
+    # All on the wire at once: the ones already sent when the 429 came earn bans.
+    _, refused, banned = await _burst_of_snapshots(max_in_flight=24)
+    assert refused >= 1 and banned >= 1
 
 
 async def test_used_weight_header_keeps_the_client_under_the_limit() -> None:

@@ -16,7 +16,8 @@ from venuefeed.log import configure, get_logger
 from venuefeed.models import Candle, Trade
 from venuefeed.transport import HttpRetryExhausted, HttpStatusError
 from venuefeed.venues.base import Unsupported
-from venuefeed.venues.polygon import FREE_PLAN_RATE, Adapter, MissingApiKeyError, Simulator
+from venuefeed.venues.polygon import Adapter, Simulator
+from venuefeed.venues.polygon.adapter import FREE_PLAN_RATE, MissingApiKeyError
 from venuefeed.venues.polygon.parse import Interval, trade_id
 from venuefeed.venues.polygon.rest import relative_next_url
 
@@ -213,8 +214,11 @@ async def test_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     assert free.url("ws") == "wss://socket.massive.com/stocks"
     paid = Adapter(venue("k-123", rate_limit={"requests_per_second": 50, "burst": 50}), Settings())
     assert (paid.rest.http.policy.rate, paid.rest.http.policy.burst) == (50, 50)
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match=r"venues\.polygon\.options\.pagelimit: unknown option"):
         Adapter(venue("k-123", options={"pagelimit": 5}), Settings())
+    # WebSocket tuning is the shared websocket section, not a venue option.
+    with pytest.raises(ValueError, match=r"options\.ws_idle_timeout_seconds: unknown option"):
+        Adapter(venue("k-123", options={"ws_idle_timeout_seconds": 5}), Settings())
     with pytest.raises(ValueError, match="page_limit"):
         Adapter(venue("k-123", options={"page_limit": 50_001}), Settings())
     with pytest.raises(ValueError, match="polygon interval"):

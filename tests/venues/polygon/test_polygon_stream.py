@@ -12,14 +12,16 @@ from prometheus_client import REGISTRY
 
 from venuefeed.models import Candle, DataGap, Event, TopOfBook, Trade
 from venuefeed.venues.polygon import Adapter, Simulator
-from venuefeed.venues.polygon.stream import PolygonProtocol, PolygonStream
+from venuefeed.venues.polygon.feed import PolygonFeed
+from venuefeed.venues.polygon.protocol import PolygonProtocol
+from venuefeed.venues.pump import FeedStream
 
 S = 1_000_000_000
 MakeAdapter = Callable[..., Adapter]
 
 
 async def collect(
-    stream: PolygonStream, until: Callable[[list[Event]], bool], within: float = 5.0
+    stream: FeedStream, until: Callable[[list[Event]], bool], within: float = 5.0
 ) -> list[Event]:
     events: list[Event] = []
 
@@ -33,7 +35,7 @@ async def collect(
     return events
 
 
-async def reaches(stream: PolygonStream, state: str, within: float = 3.0) -> bool:
+async def reaches(stream: FeedStream, state: str, within: float = 3.0) -> bool:
     """Poll the stream's state (set by the consumer task as status frames arrive)."""
     for _ in range(int(within / 0.02)):
         if stream.state == state:
@@ -95,6 +97,7 @@ async def test_forced_disconnect_reports_a_gap_and_resumes(
             stream,
             lambda ev: sum(isinstance(e, DataGap) for e in ev) == 1 and isinstance(ev[-1], Trade),
         )
+        assert stream.reconnects == stream.stats()["reconnects"] == 1  # what status shows
     gaps = [e for e in after if isinstance(e, DataGap)]
     assert [(g.instrument, g.instruments) for g in gaps] == [("conn:0", ("AAPL", "MSFT"))]
     assert all(g.cause == "disconnect" and g.start <= g.end for g in gaps)
@@ -123,7 +126,8 @@ async def test_wrong_key_is_an_error_state_with_paced_retries(
         await stream.subscribe(["AAPL"])
         consumer = asyncio.ensure_future(collect(stream, lambda ev: False, within=10))
         assert await reaches(stream, "auth_failed")
-        assert stream.error == "auth_failed: authentication failed"
+        assert isinstance(stream.feed, PolygonFeed)
+        assert stream.feed.error == "auth_failed: authentication failed"
         await asyncio.sleep(1.0)
         consumer.cancel()
     attempts = sum(e["kind"] == "ws_open" for e in sim.truth.events)
@@ -148,7 +152,8 @@ async def test_second_connection_hits_max_connections(
         consumer = asyncio.ensure_future(collect(two, lambda ev: False, within=10))
         assert await reaches(two, "max_connections")
         consumer.cancel()
-        assert two.error is not None and "Maximum number of websocket connections" in two.error
+        error = two.feed.error  # type: ignore[attr-defined]
+        assert error is not None and "Maximum number of websocket connections" in error
         assert one.state == "connected"
 
 

@@ -12,10 +12,12 @@ serve the same public endpoints and streams and are a drop-in alternative
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, Candle, Trade
 from venuefeed.transport import HttpError, HttpPolicy, WsPolicy
 from venuefeed.venues.base import (
@@ -26,15 +28,20 @@ from venuefeed.venues.base import (
     VenueAdapter,
     VenueStream,
 )
+from venuefeed.venues.binance.feed import DEPTH, BinanceFeed, DepthFetched
 from venuefeed.venues.binance.options import Options
 from venuefeed.venues.binance.parse import VENUE
+from venuefeed.venues.binance.protocol import BinanceProtocol
 from venuefeed.venues.binance.rest import BinanceRest
-from venuefeed.venues.binance.stream import BinanceStream
+from venuefeed.venues.options import load_options
+from venuefeed.venues.pump import FeedStream
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
 
 __all__ = ["Adapter"]
+
+_log = get_logger("venuefeed.venues.binance")
 
 
 class Adapter(VenueAdapter):
@@ -51,7 +58,7 @@ class Adapter(VenueAdapter):
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
-        self.options = Options.from_mapping(settings.options)
+        self.options = load_options(Options, VENUE, settings.options)
         self.rest = BinanceRest(
             self.url("rest"),
             HttpPolicy.from_settings(settings),
@@ -96,6 +103,26 @@ class Adapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        return BinanceStream(
-            self.rest, self.url("ws"), channels, self.options, self.ws_policy, self.rejects
+        """The generic pump around a :class:`BinanceFeed`; its depth snapshots come from REST."""
+        return FeedStream(
+            BinanceFeed(channels, self.options, self.rejects),
+            BinanceProtocol(self.url("ws")),
+            self.ws_policy,
+            fetch=self._fetch,
         )
+
+    async def _fetch(self, what: str, keys: Sequence[str]) -> list[DepthFetched]:
+        """The depth snapshots a feed asked for, fetched side by side (the HTTP client
+        bounds how many are in flight); a failed one is ``DepthFetched(symbol, None)``."""
+        if what != DEPTH:
+            raise ValueError(f"binance feeds fetch only {DEPTH!r}, not {what!r}")
+        return await asyncio.gather(*(self._snapshot(symbol) for symbol in keys))
+
+    async def _snapshot(self, symbol: str) -> DepthFetched:
+        try:
+            return DepthFetched(
+                symbol, await self.rest.fetch_book(symbol, self.options.depth_limit)
+            )
+        except HttpError as exc:
+            _log.warning("binance depth snapshot failed", symbol=symbol, error=str(exc))
+            return DepthFetched(symbol, None)

@@ -1,22 +1,25 @@
-"""``venues.binance.options``: what a user may tune, checked when the adapter starts."""
+"""``venues.binance.options``: what a user may tune, checked when the adapter starts.
+
+Every key below is read by the adapter or its feed; an unknown key or a value
+out of range is an error naming ``venues.binance.options.<key>``, never a
+silent default.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
 from venuefeed.venues.binance.protocol import KLINE_INTERVALS
+from venuefeed.venues.options import VenueOptions
 
 __all__ = ["Options"]
 
 
-class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Binance adapter options; a typo is an error, not a silent default."""
+class Options(VenueOptions, frozen=True):
+    """Binance adapter options."""
 
     trade_stream: str = "trade"
     """``trade`` (every execution) or ``aggTrade`` (fills aggregated per taker order)."""
     kline_interval: str = "1m"
+    """The ``@kline_<interval>`` stream of the candles channel."""
     depth_speed: str = "100ms"
     """``100ms`` or ``1000ms`` diff-depth updates."""
     depth_limit: int = 1000
@@ -24,26 +27,21 @@ class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     weight_per_minute: int = 6000
     """The venue's REQUEST_WEIGHT limit per IP (``exchangeInfo.rateLimits``)."""
     weight_window_seconds: float = 60.0
-    max_pending: int = 10_000
-    """Events waiting for the consumer before the stream stops reading frames."""
+    """The length of the venue's weight window (``X-MBX-USED-WEIGHT-1M``: one minute)."""
 
-    @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> Options:
-        try:
-            options = msgspec.convert(raw, cls)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"venues.binance.options: {exc}") from None
+    def problems(self) -> dict[str, str]:
         checks = {
-            "trade_stream": options.trade_stream in ("trade", "aggTrade"),
-            "kline_interval": options.kline_interval in KLINE_INTERVALS,
-            "depth_speed": options.depth_speed in ("100ms", "1000ms"),
-            "depth_limit": 1 <= options.depth_limit <= 5000,
-            "weight_per_minute": options.weight_per_minute > 0,
-            "weight_window_seconds": options.weight_window_seconds > 0,
-            "max_pending": options.max_pending > 0,
+            "trade_stream": (
+                self.trade_stream in ("trade", "aggTrade"),
+                "must be trade or aggTrade",
+            ),
+            "kline_interval": (
+                self.kline_interval in KLINE_INTERVALS,
+                f"must be one of {', '.join(KLINE_INTERVALS)}",
+            ),
+            "depth_speed": (self.depth_speed in ("100ms", "1000ms"), "must be 100ms or 1000ms"),
+            "depth_limit": (1 <= self.depth_limit <= 5000, "must be between 1 and 5000"),
+            "weight_per_minute": (self.weight_per_minute > 0, "must be > 0"),
+            "weight_window_seconds": (self.weight_window_seconds > 0, "must be > 0"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = {name: getattr(options, name) for name in bad}
-            raise ValueError(f"venues.binance.options: invalid value(s) {values}")
-        return options
+        return {key: why for key, (ok, why) in checks.items() if not ok}

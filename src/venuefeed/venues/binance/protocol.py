@@ -16,15 +16,21 @@ Sources: BSD ``web-socket-streams.md`` and ``rest-api.md`` (see
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 
+from venuefeed.transport import WsProtocolBase
+
 __all__ = [
     "INTERVAL_MS",
     "KLINE_INTERVALS",
+    "MAX_STREAMS_PER_CONNECTION",
     "AggTrade",
     "AggTradeEvent",
+    "BinanceProtocol",
     "BookTickerEvent",
     "ControlReply",
     "DepthSnapshot",
@@ -63,6 +69,7 @@ INTERVAL_MS: Final[dict[str, int]] = {
 }
 """Kline intervals of fixed length (``1M``, calendar months, is the one without)."""
 KLINE_INTERVALS: Final = (*INTERVAL_MS, "1M")
+MAX_STREAMS_PER_CONNECTION: Final = 1024
 
 
 def depth_weight(limit: int) -> int:
@@ -186,6 +193,39 @@ class ControlReply(msgspec.Struct, gc=False):
     result: list[str] | None = None
     code: int | None = None
     msg: str | None = None
+
+
+class BinanceProtocol(WsProtocolBase):
+    """What the client says on the combined-stream socket (a transport ``WsProtocol``).
+
+    One connection per 1024 streams (``/stream``); subscriptions as
+    ``{"method": "SUBSCRIBE", "params": [...], "id": n}`` with an incrementing
+    id. Every (re)subscription of a connection is one message, never one per
+    stream: the venue closes a socket that sends more than 5 messages a
+    second. The venue pings every 20 s and cuts every connection after 24 h;
+    the transport answers the pings and reconnects.
+    """
+
+    max_subscriptions: int | None = MAX_STREAMS_PER_CONNECTION
+    app_ping: str | None = None  # the venue pings us; the transport pongs
+    app_ping_interval: float = 0.0
+
+    def __init__(self, ws_base_url: str) -> None:
+        self._url = ws_base_url.rstrip("/") + "/stream"
+        self._ids = itertools.count(1)
+
+    def url(self) -> str:
+        return self._url
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        return [self._control("SUBSCRIBE", subs)] if subs else []
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
+        return [self._control("UNSUBSCRIBE", subs)] if subs else []
+
+    def _control(self, method: str, subs: Sequence[str]) -> str:
+        message = {"method": method, "params": list(subs), "id": next(self._ids)}
+        return msgspec.json.encode(message).decode()
 
 
 # -- REST -------------------------------------------------------------------------

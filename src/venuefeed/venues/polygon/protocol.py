@@ -16,15 +16,19 @@ Sources: the official Massive REST/WebSocket specs and client test mocks
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
+
+from venuefeed.transport import WsProtocolBase
 
 __all__ = [
     "AggBar",
     "AggsResponse",
     "ClientAction",
     "MarketStatusNow",
+    "PolygonProtocol",
     "QuoteRow",
     "QuotesResponse",
     "TradeRow",
@@ -112,6 +116,45 @@ class ClientAction(msgspec.Struct):
 
     action: str
     params: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class PolygonProtocol(WsProtocolBase):
+    """What the client says on ``/stocks`` (a :class:`~venuefeed.transport.WsProtocol`).
+
+    The conversation (docs/venue-protocols.md §4.4): the server greets with
+    ``[{"ev":"status","status":"connected"}]``; the client sends
+    ``{"action":"auth","params":KEY}`` and gets ``auth_success``; then
+    ``{"action":"subscribe","params":"T.AAPL,Q.AAPL,AM.AAPL"}`` -- one
+    comma-separated string -- acknowledged per channel. The auth frame goes
+    out in :meth:`on_open`, before the transport replays subscriptions, and
+    the server handles a connection's frames in order, so every reconnect
+    re-authenticates before it resubscribes.
+    """
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self._url = url
+        self._api_key = api_key
+
+    def url(self) -> str:
+        return self._url
+
+    def on_open(self) -> Sequence[str | bytes]:
+        return [_encoder.encode(ClientAction("auth", self._api_key)).decode()]
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        return self._action("subscribe", subs)
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
+        return self._action("unsubscribe", subs)
+
+    @staticmethod
+    def _action(action: str, subs: Sequence[str]) -> list[str | bytes]:
+        if not subs:
+            return []
+        return [_encoder.encode(ClientAction(action, ",".join(subs))).decode()]
 
 
 # -- REST ----------------------------------------------------------------------------

@@ -1,6 +1,16 @@
-"""One symbol's local book, kept by Binance's documented diff-depth procedure. No I/O.
+"""The Binance live state, sans-IO: combined-stream frames in, events and snapshot fetches out.
 
-The procedure (BSD "How to manage a local order book correctly", spot):
+What comes out: trades (``@trade``, or ``@aggTrade`` with the ``trade_stream``
+option), quotes (``@bookTicker``), candles (``@kline_<interval>``) as parsed,
+and books kept per symbol by :class:`DepthSync`. When a book needs a REST
+snapshot the feed answers with ``Fetch("depth", (symbol,))``; the pump runs
+it in the background while the socket keeps being read and hands the result
+(a :class:`DepthFetched`) back to :meth:`BinanceFeed.on_fetched`, in order
+with the frames, so a snapshot and the deltas that follow it never swap
+places. Reconnect gaps are the pump's; the books survive a reconnect when the
+new connection's first update still follows them.
+
+The diff-depth procedure (BSD "How to manage a local order book correctly", spot):
 
 1. Buffer the ``depthUpdate`` events of the stream.
 2. Fetch a REST snapshot. If its ``lastUpdateId`` is below the first buffered
@@ -9,37 +19,174 @@ The procedure (BSD "How to manage a local order book correctly", spot):
    bridge the snapshot (``U <= lastUpdateId + 1 <= u``).
 4. From then on every event must start right after the previous one
    (``U == previous u + 1``; spot events carry no ``pu``). Anything else is a
-   gap: the book is no longer the venue's, so resynchronise from step 1.
+   gap: the book is no longer the venue's, so resynchronise that symbol from
+   step 1, with a ``DataGap`` opened when the trouble starts and healed when
+   the new snapshot is in ("nothing dies silently").
 
-The stream owns the I/O: it feeds :meth:`DepthSync.on_delta` with parsed
-deltas, fetches a snapshot whenever :attr:`DepthSync.wants_snapshot` turns
-true, and hands it to :meth:`DepthSync.on_snapshot`. Both return the
-canonical events to emit. Sequence and crossing checks are the shared
-:class:`~venuefeed.book.OrderBook`'s; removing a level we do not hold is
-normal here (the snapshot is depth-limited), so the book tolerates it.
-
-After a reconnect the book is kept, not discarded: if the new connection's
-first event still follows the book's update id, nothing was lost for the
-book and it carries on; otherwise it resynchronises, and the old book stays
-readable (marked resyncing) until the new snapshot replaces it.
+Sequence and crossing checks are the shared :class:`~venuefeed.book.OrderBook`'s;
+removing a level we do not hold is normal here (the snapshot is
+depth-limited), so the book tolerates it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
 from venuefeed import metrics
 from venuefeed.book import Inconsistency, OrderBook, SyncState
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event
+from venuefeed.transport import Frame
+from venuefeed.venues.base import Channel
+from venuefeed.venues.binance.options import Options
+from venuefeed.venues.binance.parse import VENUE, parse_frame
+from venuefeed.venues.feed import NOTHING, Command, Fetch, Output, VenueFeed
+from venuefeed.venues.rejects import Rejects
 
-__all__ = ["DepthSync", "Phase"]
+__all__ = ["DEPTH", "BinanceFeed", "DepthFetched", "DepthSync", "Phase"]
 
-VENUE: Final = "binance"
+DEPTH: Final = "depth"
+"""The :class:`~venuefeed.venues.feed.Fetch` kind of a REST depth snapshot."""
 STALE_SNAPSHOT: Final = "stale_snapshot"
+
+
+class DepthFetched(NamedTuple):
+    """One symbol's answer to ``Fetch(DEPTH, ...)``: its snapshot, or None when the fetch failed."""
+
+    symbol: str
+    snapshot: BookSnapshot | None
+
+
+class BinanceFeed(VenueFeed):
+    """Binance spot's feed for a changing set of symbols (see the module docstring)."""
+
+    venue = VENUE
+
+    def __init__(
+        self, channels: frozenset[Channel], options: Options, rejects: Rejects | None = None
+    ) -> None:
+        super().__init__()
+        self.rejects = rejects or Rejects(VENUE)
+        self._books_on = "books" in channels
+        self._suffixes = _suffixes(channels, options)
+        self._symbols: dict[str, None] = {}
+        self.syncs: dict[str, DepthSync] = {}
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def canonical(self, instrument: str) -> str:
+        return instrument.upper()
+
+    def subscriptions(self, instruments: Iterable[str]) -> list[str]:
+        """Stream names are lower case (``btcusdt@depth@100ms``)."""
+        return [f"{s.lower()}@{suffix}" for s in instruments for suffix in self._suffixes]
+
+    def instruments(self, subscriptions: Iterable[str]) -> list[str]:
+        return list(dict.fromkeys(s.partition("@")[0].upper() for s in subscriptions))
+
+    def on_subscribed(self, instruments: Sequence[str]) -> Output:
+        for symbol in instruments:
+            self._symbols[symbol] = None
+            if self._books_on:
+                self.syncs[symbol] = DepthSync(symbol)
+        return NOTHING
+
+    def on_unsubscribed(self, instruments: Sequence[str]) -> Output:
+        for symbol in instruments:
+            self._symbols.pop(symbol, None)
+            self.syncs.pop(symbol, None)
+        return NOTHING
+
+    # -- input -----------------------------------------------------------------------
+
+    def on_frames(self, frames: Sequence[Frame]) -> Output:
+        events: list[Event] = []
+        commands: list[Command] = []
+        syncs, symbols, rejects = self.syncs, self._symbols, self.rejects
+        for frame in frames:
+            for event in parse_frame(frame.data, frame.ts_recv, rejects):
+                if type(event) is BookDelta:
+                    sync = syncs.get(event.instrument)
+                    if sync is None:
+                        continue  # unsubscribed while the frame was in flight
+                    events += sync.on_delta(event)
+                    if sync.wants_snapshot:
+                        commands.append(_fetch(sync))
+                elif event.instrument in symbols:
+                    events.append(event)
+        return Output(events, commands)
+
+    def on_reconnected(self, conn: int, ts_recv: int) -> Output:
+        """Every book checks the next update against itself. A book on a connection that
+        was not replaced loses nothing by it: a following update is applied as before."""
+        for sync in self.syncs.values():
+            sync.on_reconnect()
+        return NOTHING
+
+    def on_fetched(self, what: str, results: Sequence[Any], ts_recv: int) -> Output:
+        events: list[Event] = []
+        commands: list[Command] = []
+        for result in results:
+            if type(result) is not DepthFetched:
+                continue
+            sync = self.syncs.get(result.symbol)
+            if sync is None:
+                continue  # unsubscribed meanwhile
+            if result.snapshot is None:
+                events += sync.snapshot_failed(ts_recv)
+            else:
+                events += sync.on_snapshot(result.snapshot)
+            if sync.wants_snapshot:
+                commands.append(_fetch(sync))
+        return Output(events, commands)
+
+    def on_fetch_failed(self, what: str, keys: Sequence[str], error: str) -> Output:
+        """The fetcher itself failed (it turns HTTP errors into ``DepthFetched(s, None)``);
+        the books wait for their next update to ask again, stamped with the newest frame."""
+        ts_recv = max(self.counters.last_frame_ns.values(), default=0)
+        events: list[Event] = []
+        for symbol in keys:
+            sync = self.syncs.get(symbol)
+            if sync is not None:
+                events += sync.snapshot_failed(ts_recv)
+        return Output(events, [])
+
+    def resync(self, instrument: str, ts_recv: int) -> Output:
+        """A fresh REST snapshot for one symbol; the socket stays as it is."""
+        sync = self.syncs.get(instrument)
+        if sync is None:
+            return NOTHING
+        events = sync.restart(ts_recv)
+        return Output(events, [_fetch(sync)] if sync.wants_snapshot else [])
+
+    def book(self, instrument: str) -> OrderBook | None:
+        sync = self.syncs.get(instrument)
+        return sync.book if sync is not None else None
+
+
+def _fetch(sync: DepthSync) -> Fetch:
+    sync.snapshot_started()
+    return Fetch(DEPTH, (sync.symbol,))
+
+
+def _suffixes(channels: frozenset[Channel], options: Options) -> list[str]:
+    suffixes = []
+    if "books" in channels:
+        suffixes.append("depth" if options.depth_speed == "1000ms" else "depth@100ms")
+    if "trades" in channels:
+        suffixes.append(options.trade_stream)
+    if "quotes" in channels:
+        suffixes.append("bookTicker")
+    if "candles" in channels:
+        suffixes.append(f"kline_{options.kline_interval}")
+    return suffixes
+
+
+# -- one symbol's book -------------------------------------------------------------------
 
 
 class Phase(enum.Enum):
@@ -51,7 +198,13 @@ class Phase(enum.Enum):
 
 
 class DepthSync:
-    """The diff-depth state machine of one symbol (see the module docstring)."""
+    """The diff-depth state machine of one symbol (steps in the module docstring).
+
+    After a reconnect the book is kept, not discarded: if the new connection's
+    first event still follows the book's update id, nothing was lost for the
+    book and it carries on; otherwise it resynchronises, and the old book stays
+    readable (marked resyncing) until the new snapshot replaces it.
+    """
 
     __slots__ = (
         "_buffer",
@@ -72,7 +225,7 @@ class DepthSync:
         self.buffer_dropped = 0
         """Buffered events pushed out while waiting for a snapshot (a later one will be needed)."""
         self.wants_snapshot = False
-        """True when the stream should start a snapshot fetch now."""
+        """True when a snapshot fetch should start now."""
         self.snapshot_in_flight = False
         self._gap: DataGap | None = None
         """The open gap of the current resync: stored when it starts, healed when it ends."""
@@ -186,13 +339,11 @@ class DepthSync:
             return []
         book = self.book
         problem = book.load_snapshot(snap)
-        applied = 0
         while problem is None and buffer:
             delta = buffer.popleft()
             if delta.sequence is not None and delta.sequence <= snap.sequence:
                 continue
             problem = book.apply_delta(delta)
-            applied += 1
         if problem is not None:
             metrics.BOOK_INCONSISTENCIES.labels(VENUE, problem.value).inc()
             metrics.BOOK_RESYNCS.labels(VENUE).inc()

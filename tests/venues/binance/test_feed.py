@@ -1,11 +1,15 @@
-"""The diff-depth procedure, step by step, on hand-made events."""
+"""The Binance feed, sans-IO: the diff-depth procedure step by step, then whole frames in."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from venuefeed.models import BookDelta, BookLevel, BookSnapshot, BookState, DataGap
-from venuefeed.venues.binance.depth_sync import DepthSync, Phase
+from venuefeed.models import BookDelta, BookLevel, BookSnapshot, BookState, DataGap, Trade
+from venuefeed.transport import Frame
+from venuefeed.venues.binance import Options
+from venuefeed.venues.binance.feed import DEPTH, BinanceFeed, DepthFetched, DepthSync, Phase
+from venuefeed.venues.feed import Fetch, Output
 
 
 def delta(
@@ -147,3 +151,77 @@ def test_crossed_book_resyncs() -> None:
     assert isinstance(opened, DataGap) and opened.cause == "crossed_book"
     assert isinstance(state, BookState) and state.reason == "crossed_book"
     assert sync.wants_snapshot
+
+
+# -- the whole feed: frames in, events and snapshot fetches out ----------------------------
+
+E_MS = 1_700_000_000_000
+RECV = (E_MS + 20) * 1_000_000
+
+
+def depth_frame(first: int, last: int, bids: Sequence[tuple[str, str]] = ()) -> Frame:
+    data = {"e": "depthUpdate", "E": E_MS, "s": "BTCUSDT", "U": first, "u": last,
+            "b": [list(level) for level in bids], "a": []}  # fmt: skip
+    body = json.dumps({"stream": "btcusdt@depth@100ms", "data": data})
+    return Frame(body, RECV + last, 0)
+
+
+def trade_frame(symbol: str, trade_id: int) -> Frame:
+    data = {"e": "trade", "E": E_MS, "s": symbol, "t": trade_id, "p": "100.5", "q": "0.1",
+            "T": E_MS, "m": False}  # fmt: skip
+    return Frame(json.dumps({"stream": f"{symbol.lower()}@trade", "data": data}), RECV, 0)
+
+
+def new_feed() -> BinanceFeed:
+    feed = BinanceFeed(frozenset({"books", "trades"}), Options())
+    assert feed.canonical("btcusdt") == "BTCUSDT"
+    assert feed.subscriptions(["BTCUSDT"]) == ["btcusdt@depth@100ms", "btcusdt@trade"]
+    assert feed.instruments(["btcusdt@depth@100ms", "btcusdt@trade"]) == ["BTCUSDT"]
+    feed.on_subscribed(["BTCUSDT"])
+    return feed
+
+
+def test_a_gap_in_frames_is_a_fetch_then_a_healed_gap() -> None:
+    feed = new_feed()
+    out = feed.on_frames([depth_frame(1, 1), depth_frame(2, 2), trade_frame("ETHUSDT", 7)])
+    # Buffered until the snapshot; one fetch however many updates wait; ETH is not subscribed.
+    assert out == Output([], [Fetch(DEPTH, ("BTCUSDT",))])
+    out = feed.on_fetched(DEPTH, [DepthFetched("BTCUSDT", snapshot(1))], RECV)
+    assert [type(e) for e in out.events] == [BookSnapshot, BookState] and not out.commands
+    assert out.events[0].sequence == 2  # type: ignore[union-attr]
+
+    out = feed.on_frames([trade_frame("BTCUSDT", 8), depth_frame(5, 6, bids=[("99", "0")])])
+    trade, opened, state = out.events
+    assert isinstance(trade, Trade) and trade.trade_id == "8"
+    assert isinstance(opened, DataGap) and (opened.cause, opened.healed) == ("sequence_gap", False)
+    assert isinstance(state, BookState) and state.state == "resyncing"
+    assert out.commands == [Fetch(DEPTH, ("BTCUSDT",))]
+
+    out = feed.on_fetched(DEPTH, [DepthFetched("BTCUSDT", snapshot(5))], RECV + 10)
+    healed = out.events[-1]
+    assert isinstance(healed, DataGap) and healed.healed and healed.start == opened.start
+    book = feed.book("BTCUSDT")
+    assert book is not None and book.sequence == 6 and book.bids() == [BookLevel("100", "1")]
+
+
+def test_a_failed_snapshot_is_asked_again_by_the_next_update() -> None:
+    feed = new_feed()
+    assert feed.on_frames([depth_frame(1, 1)]).commands == [Fetch(DEPTH, ("BTCUSDT",))]
+    out = feed.on_fetched(DEPTH, [DepthFetched("BTCUSDT", None)], RECV)
+    [state] = out.events
+    assert isinstance(state, BookState) and state.reason == "snapshot_failed"
+    assert feed.on_frames([depth_frame(2, 2)]).commands == [Fetch(DEPTH, ("BTCUSDT",))]
+
+
+def test_a_requested_resync_opens_a_gap_and_fetches_and_unsubscribe_forgets() -> None:
+    feed = new_feed()
+    feed.on_frames([depth_frame(1, 1)])
+    feed.on_fetched(DEPTH, [DepthFetched("BTCUSDT", snapshot(1))], RECV)
+    out = feed.resync("BTCUSDT", RECV + 5)
+    assert [type(e) for e in out.events] == [DataGap, BookState]
+    assert out.commands == [Fetch(DEPTH, ("BTCUSDT",))]
+    feed.on_unsubscribed(["BTCUSDT"])
+    assert feed.book("BTCUSDT") is None
+    # A snapshot landing after the unsubscribe changes nothing.
+    assert feed.on_fetched(DEPTH, [DepthFetched("BTCUSDT", snapshot(1))], RECV) == Output([], [])
+    assert feed.on_frames([depth_frame(2, 2), trade_frame("BTCUSDT", 9)]) == Output([], [])
