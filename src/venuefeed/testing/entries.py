@@ -22,7 +22,7 @@ from venuefeed.book import OrderBook
 from venuefeed.models import EVENT_TYPES, BookDelta, BookSnapshot, Market
 from venuefeed.testing import corpus
 from venuefeed.testing.fuzz import Runner, Seed, Target
-from venuefeed.transport import HttpPolicy
+from venuefeed.transport import Frame, HttpPolicy
 from venuefeed.venues import base
 from venuefeed.venues.binance import parse as binance
 from venuefeed.venues.binance.depth_sync import DepthSync
@@ -147,7 +147,8 @@ class _Polymarket:
 
 
 class _Kalshi:
-    """:meth:`KalshiFeed.on_frame`, its subscriptions acknowledged for the seeds' sids."""
+    """:meth:`KalshiFeed.on_frames` (one frame a batch), its subscriptions acknowledged for
+    the seeds' sids."""
 
     def __init__(self, tickers: list[str], sids: list[int]) -> None:
         self.rejects = Rejects(kalshi.VENUE)
@@ -159,11 +160,10 @@ class _Kalshi:
                 "id": sid,
                 "msg": {"channel": "orderbook_delta", "sid": sid},
             }
-            self.feed.on_frame(msgspec.json.encode(ack), 0, 0)
+            self.feed.on_frames([Frame(msgspec.json.encode(ack), 0, 0)])
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        events, _ = self.feed.on_frame(data, ts_recv, 0)
-        return list(events)
+        return list(self.feed.on_frames([Frame(data, ts_recv, 0)]).events)
 
     def books(self) -> Iterable[OrderBook]:
         return list(self.feed.books)
