@@ -214,7 +214,7 @@ class Adapter(VenueAdapter):
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
         """The generic pump around a :class:`KalshiFeed` of the wanted channels."""
         policy = WsPolicy.from_settings(self.settings, self.config.ingestion)
-        feed = KalshiFeed(channels, self.rejects)
+        feed = KalshiFeed(channels, self.rejects, self.options.quote_channel)
         protocol = KalshiWsProtocol(
             self.url("ws"), self.require_signer(), feed, self.options.markets_per_connection
         )

@@ -33,7 +33,15 @@ import msgspec
 from venuefeed import metrics
 from venuefeed.book import Books, Inconsistency, OrderBook, SyncState
 from venuefeed.log import get_logger
-from venuefeed.models import BookDelta, BookLevel, BookState, DataGap, Event
+from venuefeed.models import (
+    BookDelta,
+    BookLevel,
+    BookState,
+    DataGap,
+    Event,
+    MarketStatusChange,
+    TopOfBook,
+)
 from venuefeed.transport import Frame
 from venuefeed.venues.feed import NOTHING, Command, Output, Send, VenueFeed
 from venuefeed.venues.kalshi import parse
@@ -42,8 +50,14 @@ from venuefeed.venues.rejects import Rejects
 
 __all__ = ["CHANNELS", "KalshiFeed"]
 
-CHANNELS = {"books": "orderbook_delta", "trades": "trade", "quotes": "ticker"}
-"""Canonical channel -> Kalshi channel. Candles are not streamed."""
+CHANNELS = {
+    "books": "orderbook_delta",
+    "trades": "trade",
+    "quotes": "ticker",
+    "status": "market_lifecycle_v2",
+}
+"""Canonical channel -> Kalshi channel (quotes may be ``ticker_v2`` instead). No candles."""
+QUOTE_CHANNELS = ("ticker", "ticker_v2")
 _TERMINAL_ERRORS = frozenset({10, 17, 25})
 _PENDING_MAX = 4096
 
@@ -77,9 +91,21 @@ class KalshiFeed(VenueFeed):
 
     venue = parse.VENUE
 
-    def __init__(self, channels: Iterable[str], rejects: Rejects | None = None) -> None:
+    def __init__(
+        self,
+        channels: Iterable[str],
+        rejects: Rejects | None = None,
+        quote_channel: str = "ticker",
+    ) -> None:
         super().__init__()
-        self.channels = [CHANNELS[c] for c in CHANNELS if c in set(channels)]
+        wanted = set(channels)
+        self.channels = [
+            quote_channel if c == "quotes" else CHANNELS[c] for c in CHANNELS if c in wanted
+        ]
+        self._tickers: set[str] = set()
+        """Markets subscribed: lifecycle messages of others are not ours to publish."""
+        self._quotes: dict[str, tuple[str | None, str | None, str | None, str | None]] = {}
+        """Each market's last ``ticker_v2`` quote fields, which later deltas only amend."""
         self.books = Books(parse.VENUE)
         self.gaps = 0
         self.resyncs = 0
@@ -104,6 +130,7 @@ class KalshiFeed(VenueFeed):
         """One ``subscribe`` for all channels of ``tickers``; the acks map ids to sids."""
         if not tickers or not self.channels:
             return []
+        self._tickers.update(tickers)
         cmd_id = self._id()
         if len(self._pending) >= _PENDING_MAX:
             # Commands of a dropped connection are never acked; forget the oldest.
@@ -119,6 +146,9 @@ class KalshiFeed(VenueFeed):
     def unsubscribe_frames(self, tickers: Sequence[str]) -> list[str]:
         """Remove ``tickers`` from the sids holding them; a sid left empty is unsubscribed."""
         gone = set(tickers)
+        self._tickers -= gone
+        for ticker in gone:
+            self._quotes.pop(ticker, None)
         frames: list[str] = []
         for sids in self._sids.values():
             for sid, state in list(sids.items()):
@@ -228,6 +258,13 @@ class KalshiFeed(VenueFeed):
                     more, cmds = self._error(item, ts_recv, conn)
                 elif isinstance(item, p.WsOk):
                     continue
+                elif isinstance(item, parse.QuoteChange):
+                    events.append(self._quote(item, ts_recv))
+                    continue
+                elif isinstance(item, MarketStatusChange):
+                    if item.instrument in self._tickers:
+                        events.append(item)
+                    continue
                 else:
                     events.append(item)
                     continue
@@ -236,6 +273,27 @@ class KalshiFeed(VenueFeed):
         return Output(events, commands)
 
     # -- handlers ----------------------------------------------------------------
+
+    def _quote(self, change: parse.QuoteChange, ts_recv: int) -> TopOfBook:
+        """A ``ticker_v2`` delta merged into the market's quote: the whole top of book again."""
+        old = self._quotes.get(change.instrument, (None, None, None, None))
+        bid_price = change.bid_price if change.bid_price is not None else old[0]
+        bid_size = change.bid_size if change.bid_size is not None else old[1]
+        ask_price = change.ask_price if change.ask_price is not None else old[2]
+        ask_size = change.ask_size if change.ask_size is not None else old[3]
+        self._quotes[change.instrument] = (bid_price, bid_size, ask_price, ask_size)
+        bid_price, bid_size = parse.quote_side(bid_price, bid_size, parse.NO_BID)
+        ask_price, ask_size = parse.quote_side(ask_price, ask_size, parse.NO_ASK)
+        return TopOfBook(
+            venue=parse.VENUE,
+            instrument=change.instrument,
+            ts_venue=change.ts_venue,
+            ts_recv=ts_recv,
+            bid_price=bid_price,
+            bid_size=bid_size,
+            ask_price=ask_price,
+            ask_size=ask_size,
+        )
 
     def _subscribed(self, msg: p.WsSubscribed, conn: int) -> None:
         tickers: list[str] = []

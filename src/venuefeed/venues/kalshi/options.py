@@ -8,6 +8,7 @@ silently).
 
 from __future__ import annotations
 
+from venuefeed.venues.kalshi.feed import QUOTE_CHANNELS
 from venuefeed.venues.options import VenueOptions
 
 __all__ = ["Options"]
@@ -18,6 +19,9 @@ class Options(VenueOptions, frozen=True):
 
     markets_per_connection: int = 1000
     """Markets one WebSocket carries before another is opened (Kalshi error 26 guards a cap)."""
+    quote_channel: str = "ticker"
+    """``ticker`` (every message a full quote) or ``ticker_v2`` (only what changed; the feed
+    keeps each market's quote and publishes it whole)."""
     historical_tier: bool = True
     """Back-fill windows older than ``GET /historical/cutoff`` from ``/historical/trades``;
     off, they are asked of the live tier (which no longer has them)."""
@@ -28,6 +32,8 @@ class Options(VenueOptions, frozen=True):
         bad: dict[str, str] = {}
         if not 1 <= self.markets_per_connection <= 1000:
             bad["markets_per_connection"] = "must be between 1 and 1000"
+        if self.quote_channel not in QUOTE_CHANNELS:
+            bad["quote_channel"] = f"must be one of {', '.join(QUOTE_CHANNELS)}"
         if self.cutoff_refresh_seconds <= 0:
             bad["cutoff_refresh_seconds"] = "must be positive"
         return bad

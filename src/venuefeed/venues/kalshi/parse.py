@@ -39,6 +39,7 @@ from venuefeed.models import (
     Candle,
     Market,
     MarketStatus,
+    MarketStatusChange,
     Outcome,
     PriceUpdate,
     Side,
@@ -62,6 +63,7 @@ __all__ = [
     "VENUE",
     "BookChange",
     "Item",
+    "QuoteChange",
     "Refused",
     "Snapshot",
     "complement",
@@ -73,6 +75,7 @@ __all__ = [
     "parse_markets_page",
     "parse_series_tickers",
     "parse_trades_page",
+    "quote_side",
 ]
 
 VENUE: Final = "kalshi"
@@ -126,6 +129,18 @@ class TradeSequence(msgspec.Struct, frozen=True, gc=False):
     instrument: str
 
 
+class QuoteChange(msgspec.Struct, frozen=True, gc=False):
+    """A ``ticker_v2`` message: the checked top-of-book fields it carries (``None``: not sent,
+    so unchanged). The feed merges it into the market's last quote."""
+
+    instrument: str
+    ts_venue: int
+    bid_price: str | None = None
+    bid_size: str | None = None
+    ask_price: str | None = None
+    ask_size: str | None = None
+
+
 class Refused(msgspec.Struct, frozen=True, gc=False):
     """A book message ``seq`` of subscription ``sid`` was refused: its books missed it."""
 
@@ -143,9 +158,11 @@ Item = (
     | BookChange
     | TradeSequence
     | Refused
+    | QuoteChange
     | Trade
     | TopOfBook
     | PriceUpdate
+    | MarketStatusChange
 )
 """What :func:`parse_frame` returns."""
 
@@ -576,6 +593,12 @@ def _convert(msg: p.WsMessage, ts_recv: int, bounds: tuple[int, int]) -> list[It
         return list(_ticker(msg, ts_recv, bounds))
     if isinstance(msg, p.WsOrderbookSnapshot):
         return [Snapshot(msg.sid, _snapshot(msg, ts_recv))]
+    if isinstance(msg, p.WsTickerV2):
+        return list(_ticker_v2(msg, ts_recv, bounds))
+    if isinstance(msg, p.WsLifecycle):
+        return _lifecycle(msg, ts_recv, bounds)
+    if isinstance(msg, p.WsEventLifecycle):
+        return []
     return [msg]
 
 
@@ -649,28 +672,39 @@ def _trade(m: p.WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     )
 
 
-def _side(
+NO_BID: Final = ("0",)
+"""Bid prices that mean "no bid"."""
+NO_ASK: Final = ("0", "1")
+"""Ask prices that mean "no ask"."""
+
+
+def quote_side(
     price: str | None, size: str | None, empty: tuple[str, ...]
 ) -> tuple[str | None, str | None]:
-    """One side of a ticker: ``(None, None)`` when the venue says it is empty.
+    """One checked side of a quote: ``(None, None)`` when the venue says it is empty.
 
     An empty side comes as price ``"0.0000"`` (no bid) or ``"1.0000"`` (no
     ask) with size ``"0.00"``; a side at size 0 quotes nothing whatever its
     price, and neither does a bid at 0 or an ask at 0 or 1.
     """
-    checked_price = PROBABILITIES.optional(price)
-    checked_size = SIZES.optional(size)
-    if checked_price is None or checked_price in empty or checked_size == "0":
+    if price is None or price in empty or size == "0":
         return None, None
-    return checked_price, checked_size
+    return price, size
+
+
+def _side(
+    price: str | None, size: str | None, empty: tuple[str, ...]
+) -> tuple[str | None, str | None]:
+    """:func:`quote_side` of wire text (checked here)."""
+    return quote_side(PROBABILITIES.optional(price), SIZES.optional(size), empty)
 
 
 def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfBook | PriceUpdate]:
     """A ``ticker`` message: the venue's top of book, plus the last price when present."""
     msg = m.msg
     ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
-    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, ("0",))
-    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, ("0", "1"))
+    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, NO_BID)
+    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, NO_ASK)
     out: list[TopOfBook | PriceUpdate] = [
         TopOfBook(
             venue=VENUE,
@@ -696,3 +730,79 @@ def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfB
             )
         )
     return out
+
+
+def _ticker_v2(
+    m: p.WsTickerV2, ts_recv: int, bounds: tuple[int, int]
+) -> list[QuoteChange | PriceUpdate]:
+    """A ``ticker_v2`` delta: the quote fields it carries, plus the last price when present."""
+    msg = m.msg
+    ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
+    out: list[QuoteChange | PriceUpdate] = []
+    quoted = (msg.yes_bid_dollars, msg.yes_bid_size_fp, msg.yes_ask_dollars, msg.yes_ask_size_fp)
+    if any(field is not None for field in quoted):
+        out.append(
+            QuoteChange(
+                msg.market_ticker,
+                ts_venue,
+                PROBABILITIES.optional(msg.yes_bid_dollars),
+                SIZES.optional(msg.yes_bid_size_fp),
+                PROBABILITIES.optional(msg.yes_ask_dollars),
+                SIZES.optional(msg.yes_ask_size_fp),
+            )
+        )
+    if msg.price_dollars:  # "" when the market never traded
+        out.append(
+            PriceUpdate(
+                venue=VENUE,
+                instrument=msg.market_ticker,
+                ts_venue=ts_venue,
+                ts_recv=ts_recv,
+                price=PROBABILITIES[msg.price_dollars],
+                source="ticker_v2",
+            )
+        )
+    return out
+
+
+_LIFECYCLE_STATUS = {
+    "activated": MarketStatus.OPEN,
+    "deactivated": MarketStatus.PAUSED,
+    "determined": MarketStatus.RESOLVED,
+    "settled": MarketStatus.RESOLVED,
+}
+"""Lifecycle events that change a market's canonical status (``created`` is decided by its
+``open_ts``; date, tick-structure and metadata updates change no status)."""
+
+
+def _lifecycle(m: p.WsLifecycle, ts_recv: int, bounds: tuple[int, int]) -> list[Item]:
+    """A ``market_lifecycle_v2`` message as a :class:`MarketStatusChange`, when it is one."""
+    msg = m.msg
+    kind = msg.event_type
+    status = _LIFECYCLE_STATUS.get(kind)
+    when = msg.settled_ts if kind == "settled" else msg.determination_ts
+    if kind == "created":
+        opened = msg.open_ts is not None and msg.open_ts * _S <= ts_recv
+        status = MarketStatus.OPEN if opened else MarketStatus.UPCOMING
+    elif kind == "deactivated" and msg.is_deactivated is False:
+        status = MarketStatus.OPEN  # the flag cleared: trading resumed
+    if status is None:
+        return []
+    detail = kind
+    if msg.result:
+        if msg.result not in ("yes", "no", "scalar", "void"):
+            raise Invalid("invalid_fields", f"lifecycle result {msg.result[:20]!r}")
+        detail = f"{kind}: result {msg.result}"
+    ts_venue = (
+        in_window(when * _S, bounds) if when is not None and status is MarketStatus.RESOLVED else 0
+    )
+    return [
+        MarketStatusChange(
+            venue=VENUE,
+            instrument=msg.market_ticker,
+            ts_venue=ts_venue,
+            ts_recv=ts_recv,
+            status=status,
+            detail=detail,
+        )
+    ]

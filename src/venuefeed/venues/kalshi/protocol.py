@@ -36,12 +36,15 @@ __all__ = [
     "SeriesPage",
     "TradesPage",
     "WsError",
+    "WsEventLifecycle",
+    "WsLifecycle",
     "WsMessage",
     "WsOk",
     "WsOrderbookDelta",
     "WsOrderbookSnapshot",
     "WsSubscribed",
     "WsTicker",
+    "WsTickerV2",
     "WsTrade",
     "WsUnsubscribed",
 ]
@@ -316,6 +319,57 @@ class WsTicker(msgspec.Struct, frozen=True, tag="ticker", tag_field="type", gc=F
     sid: int | None = None
 
 
+class TickerV2Msg(msgspec.Struct, frozen=True, gc=False):
+    """``ticker_v2``: only what changed since the sid's previous message (a field absent is
+    unchanged); the volume and open-interest figures are increments."""
+
+    market_ticker: str
+    price_dollars: str | None = None
+    yes_bid_dollars: str | None = None
+    yes_ask_dollars: str | None = None
+    yes_bid_size_fp: str | None = None
+    yes_ask_size_fp: str | None = None
+    volume_delta_fp: str | None = None
+    open_interest_delta_fp: str | None = None
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class WsTickerV2(msgspec.Struct, frozen=True, tag="ticker_v2", tag_field="type", gc=False):
+    msg: TickerV2Msg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class LifecycleMsg(msgspec.Struct, frozen=True, gc=False):
+    """``market_lifecycle_v2``: ``event_type`` is ``created``, ``activated``, ``deactivated``,
+    ``close_date_updated``, ``determined``, ``settled``, ``price_level_structure_updated`` or
+    ``metadata_updated``; times are unix seconds."""
+
+    market_ticker: str
+    event_type: str
+    open_ts: int | None = None
+    close_ts: int | None = None
+    determination_ts: int | None = None
+    settled_ts: int | None = None
+    result: str | None = None
+    is_deactivated: bool | None = None
+
+
+class WsLifecycle(
+    msgspec.Struct, frozen=True, tag="market_lifecycle_v2", tag_field="type", gc=False
+):
+    msg: LifecycleMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class WsEventLifecycle(msgspec.Struct, frozen=True, tag="event_lifecycle", tag_field="type"):
+    """An event was created (sent on the lifecycle channel); nothing canonical follows from it."""
+
+    sid: int | None = None
+
+
 WsMessage = (
     WsSubscribed
     | WsUnsubscribed
@@ -325,6 +379,9 @@ WsMessage = (
     | WsOrderbookDelta
     | WsTrade
     | WsTicker
+    | WsTickerV2
+    | WsLifecycle
+    | WsEventLifecycle
 )
 """Every server message the client reads, told apart by ``type``."""
 
@@ -345,6 +402,9 @@ KNOWN_TYPES = frozenset(
         "orderbook_delta",
         "trade",
         "ticker",
+        "ticker_v2",
+        "market_lifecycle_v2",
+        "event_lifecycle",
     }
 )
 

@@ -437,15 +437,22 @@ EVENTS_LIMIT_MAX = 200
 SCAN_PER_PAGE = 20_000
 """Indices a filtered /markets page may scan before answering with a partial (never empty) page."""
 
-_PUBLIC_CHANNELS = frozenset({"orderbook_delta", "trade", "ticker"})
+_PUBLIC_CHANNELS = frozenset(
+    {"orderbook_delta", "trade", "ticker", "ticker_v2", "market_lifecycle_v2"}
+)
 _KNOWN_CHANNELS = _PUBLIC_CHANNELS | {
     "fill",
     "market_positions",
-    "market_lifecycle_v2",
     "communications",
     "order_group_updates",
-    "ticker_v2",
 }
+_LIFECYCLE_STATUS = {
+    "activated": "active",
+    "deactivated": "inactive",
+    "determined": "determined",
+    "settled": "finalized",
+}
+"""The REST ``status`` a market has after a lifecycle event."""
 _MARKET_STATUS_FILTER = {
     "unopened": "initialized",
     "open": "active",
@@ -519,6 +526,8 @@ class Simulator(SimulatorBase):
         self.trading = self.market_tickers(trading_markets) if trading_markets > 0 else []
         """Markets whose books and tape move (the first N open ones); 0 = a static venue."""
         self.requests: dict[str, int] = {}
+        self.lifecycle_status: dict[str, tuple[str, str]] = {}
+        """Markets a scenario moved through their lifecycle: ticker -> (REST status, result)."""
         self._page_fail_after: int | None = None
         self._page_fail_count = 0
         self._pages_served = 0
@@ -576,6 +585,43 @@ class Simulator(SimulatorBase):
         self._page_fail_after = self._pages_served + after_pages
         self._page_fail_count = failures
 
+    def lifecycle(self, ticker: str, event_type: str, result: str = "") -> None:
+        """Move ``ticker`` through a lifecycle event: ``market_lifecycle_v2`` to subscribers,
+        the REST status to match, and a ``market_lifecycle`` line in the ground truth."""
+        core = self.universe.core(self._index(ticker))
+        now = int(time.time())
+        msg: dict[str, Any] = {
+            "market_ticker": ticker,
+            "event_type": event_type,
+            "open_ts": core.open_ts,
+            "close_ts": core.close_ts,
+        }
+        if event_type == "deactivated":
+            msg["is_deactivated"] = True
+        if event_type == "determined":
+            msg.update(result=result, determination_ts=now)
+        if event_type == "settled":
+            msg.update(result=result, settled_ts=now)
+        status = _LIFECYCLE_STATUS.get(event_type)
+        if status is not None:
+            self.lifecycle_status[ticker] = (status, result)
+        self.truth.record("market_lifecycle", instrument=ticker, event_type=event_type,
+                          result=result)  # fmt: skip
+        for sock in self.sockets:
+            for sub in sock.state.subs.values():
+                if sub.channel != "market_lifecycle_v2":
+                    continue
+                if sub.tickers is not None and ticker not in sub.tickers:
+                    continue
+                frame = {"type": "market_lifecycle_v2", "sid": sub.sid, "msg": msg}
+                self.sockets.publish(sock, _encode(frame).decode())
+
+    def _index(self, ticker: str) -> int:
+        i = self.universe.market_index(ticker)
+        if i is None:
+            raise KeyError(ticker)
+        return i
+
     def canonical_book(self, ticker: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The market's current canonical book (bids desc, asks asc), for comparisons."""
         return self._book(ticker).canonical()
@@ -627,15 +673,20 @@ class Simulator(SimulatorBase):
     def _book(self, ticker: str) -> SimBook:
         book = self.books.get(ticker)
         if book is None:
-            i = self.universe.market_index(ticker)
-            if i is None:
-                raise KeyError(ticker)
-            book = self.books[ticker] = self.universe.initial_book(self.universe.core(i))
+            core = self.universe.core(self._index(ticker))
+            book = self.books[ticker] = self.universe.initial_book(core)
         return book
 
     def _market_dict(self, i: int) -> dict[str, Any]:
-        core = self.universe.core(i)
-        return self.universe.market_payload(core, self.books.get(core.ticker))
+        return self._payload(self.universe.core(i))
+
+    def _payload(self, core: MarketCore) -> dict[str, Any]:
+        """The market as REST shows it, after any lifecycle event a scenario sent."""
+        payload = self.universe.market_payload(core, self.books.get(core.ticker))
+        changed = self.lifecycle_status.get(core.ticker)
+        if changed is not None:
+            payload["status"], payload["result"] = changed
+        return payload
 
     async def _exchange_status(self, request: web.Request) -> web.Response:
         return web.json_response({"exchange_active": True, "trading_active": True})
@@ -714,7 +765,7 @@ class Simulator(SimulatorBase):
                 continue
             if max_close is not None and core.close_ts > max_close:
                 continue
-            out.append(u.market_payload(core, self.books.get(core.ticker)))
+            out.append(self._payload(core))
         return web.Response(
             body=_encode({"markets": out, "cursor": next_cursor}), content_type="application/json"
         )
@@ -1147,6 +1198,7 @@ class Simulator(SimulatorBase):
 
     def _change(self, ticker: str, book: SimBook, side: str, price: int, delta: int) -> None:
         levels = book.yes if side == "yes" else book.no
+        top_before = _top(book)
         new = levels.get(price, 0) + delta
         if new < 0:
             raise AssertionError("simulator produced a negative level")
@@ -1184,6 +1236,22 @@ class Simulator(SimulatorBase):
                     },
                 }
                 self.sockets.publish(sock, _encode(frame).decode())
+        top = _top(book)
+        if top != top_before:
+            self._ticker_v2(ticker, _top_fields(top, top_before))
+
+    def _ticker_v2(self, ticker: str, fields: dict[str, Any]) -> None:
+        """``ticker_v2`` to its subscribers: only ``fields``, the ones that changed."""
+        now_ms = time.time_ns() // 1_000_000
+        msg = {"market_ticker": ticker, **fields, "ts": now_ms // 1000, "ts_ms": now_ms}
+        for sock in self.sockets:
+            for sub in sock.state.subs.values():
+                if sub.channel != "ticker_v2":
+                    continue
+                if sub.tickers is not None and ticker not in sub.tickers:
+                    continue
+                frame = {"type": "ticker_v2", "sid": sub.sid, "msg": msg}
+                self.sockets.publish(sock, _encode(frame).decode())
 
     def _trade(self, ticker: str, book: SimBook) -> None:
         """A taker lifts the best opposite bid; the book and tape move together."""
@@ -1206,6 +1274,9 @@ class Simulator(SimulatorBase):
         )
         self.live_trades.setdefault(ticker, []).append(trade)
         self.truth.record_trade({"instrument": ticker, **trade, "sent_ns": now_ns})
+        self._ticker_v2(
+            ticker, {"price_dollars": dollars(yes_price, 3), "volume_delta_fp": fp(count)}
+        )
         ws_trade = {
             **{
                 k: v
@@ -1256,6 +1327,29 @@ class Simulator(SimulatorBase):
                 "time": iso(now_ms // 1000),
             },
         }
+
+
+Top = tuple[int | None, int, int | None, int]
+"""Best YES bid (mills) and its size, best NO bid and its size (hundredths)."""
+
+
+def _top(book: SimBook) -> Top:
+    by, bn = book.best("yes"), book.best("no")
+    return by, book.yes[by] if by else 0, bn, book.no[bn] if bn else 0
+
+
+def _top_fields(top: Top, before: Top) -> dict[str, str]:
+    """The ``ticker_v2`` fields of the YES quote that differ between ``before`` and ``top``
+    (an empty side is price 0 / 1 with size 0, as Kalshi sends it)."""
+    by, bys, bn, bns = top
+    fields: dict[str, str] = {}
+    if (by, bys) != before[:2]:
+        fields["yes_bid_dollars"] = dollars(by or 0, 3)
+        fields["yes_bid_size_fp"] = fp(bys)
+    if (bn, bns) != before[2:]:
+        fields["yes_ask_dollars"] = dollars(1000 - bn if bn else 1000, 3)
+        fields["yes_ask_size_fp"] = fp(bns)
+    return fields
 
 
 def _market_uuid(ticker: str) -> str:
