@@ -104,7 +104,12 @@ class Adapter(VenueAdapter):
             self.credential("private_key_path"),
         )
         self.rest = KalshiRest(
-            self.url("rest"), HttpPolicy.from_settings(settings), self.signer, self.rejects
+            self.url("rest"),
+            HttpPolicy.from_settings(settings),
+            self.signer,
+            self.rejects,
+            historical_tier=self.options.historical_tier,
+            cutoff_ttl=self.options.cutoff_refresh_seconds,
         )
 
     async def close(self) -> None:

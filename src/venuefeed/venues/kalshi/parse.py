@@ -62,6 +62,7 @@ from venuefeed.venues.rejects import Rejects
 __all__ = [
     "VENUE",
     "BookChange",
+    "Cutoffs",
     "Item",
     "QuoteChange",
     "Refused",
@@ -69,6 +70,7 @@ __all__ = [
     "complement",
     "parse_book",
     "parse_candles",
+    "parse_cutoffs",
     "parse_event_series",
     "parse_frame",
     "parse_market",
@@ -282,6 +284,7 @@ _series_page = msgspec.json.Decoder(p.SeriesPage)
 _orderbook = msgspec.json.Decoder(p.OrderbookResponse)
 _trades_page = msgspec.json.Decoder(p.TradesPage)
 _candles = msgspec.json.Decoder(p.CandlesResponse)
+_cutoff = msgspec.json.Decoder(p.CutoffResponse)
 
 
 def _items(
@@ -334,6 +337,36 @@ def parse_event_series(body: bytes, rejects: Rejects) -> str | None:
 def parse_series_tickers(body: bytes, rejects: Rejects) -> tuple[list[str], str | None] | None:
     page = rejects.decode(_series_page, body, "malformed_series")
     return None if page is None else ([s.ticker for s in page.series or ()], page.cursor)
+
+
+class Cutoffs(msgspec.Struct, frozen=True):
+    """Where Kalshi's live tier begins (ns): older settled markets and older trades are only
+    served by ``/historical/markets`` and ``/historical/trades``."""
+
+    markets_ns: int
+    trades_ns: int
+
+
+def _cutoff_ns(value: str | int | None, field: str, ts_recv: int) -> int:
+    ns = iso_to_ns(value) if isinstance(value, str) else None if value is None else value * _S
+    if ns is None or not 0 <= ns <= ts_recv + 86_400 * _S:
+        raise Invalid("invalid_timestamp", f"{field}: {value!r}"[:80])
+    return ns
+
+
+def parse_cutoffs(body: bytes, ts_recv: int, rejects: Rejects) -> Cutoffs | None:
+    """``GET /historical/cutoff``, or ``None`` (counted) when a cutoff is missing or absurd."""
+    resp = rejects.decode(_cutoff, body, "malformed_cutoff")
+    if resp is None:
+        return None
+    return rejects.guard("cutoff", _cutoffs, resp, ts_recv)
+
+
+def _cutoffs(resp: p.CutoffResponse, ts_recv: int) -> Cutoffs:
+    return Cutoffs(
+        _cutoff_ns(resp.market_settled_ts, "market_settled_ts", ts_recv),
+        _cutoff_ns(resp.trades_created_ts, "trades_created_ts", ts_recv),
+    )
 
 
 # -- books ---------------------------------------------------------------------------

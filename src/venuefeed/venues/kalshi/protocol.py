@@ -24,6 +24,7 @@ import msgspec
 
 __all__ = [
     "CandlesResponse",
+    "CutoffResponse",
     "EventsPage",
     "KCandle",
     "KEvent",
@@ -174,6 +175,14 @@ class KTrade(msgspec.Struct, frozen=True):
     # Legacy
     count: int | None = None
     yes_price: int | None = None
+
+
+class CutoffResponse(msgspec.Struct, frozen=True):
+    """``GET /historical/cutoff``: where the live tier ends (ISO text or unix seconds)."""
+
+    market_settled_ts: str | int | None = None
+    trades_created_ts: str | int | None = None
+    orders_updated_ts: str | int | None = None
 
 
 class TradesPage(msgspec.Struct, frozen=True):

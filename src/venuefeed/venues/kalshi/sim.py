@@ -510,12 +510,18 @@ class Simulator(SimulatorBase):
         ping_interval: float = 10.0,
         private_key_pem: bytes | None = None,
         trading_markets: int = 100,
+        historical_cutoff_ts: int | None = None,
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
         self._private_key_pem = private_key_pem
         if anchor_ts is None:
             anchor_ts = int(time.time()) // DAY * DAY
         self.universe = Universe(seed, markets, anchor_ts)
+        self.cutoff = (
+            historical_cutoff_ts if historical_cutoff_ts is not None else (anchor_ts - 365 * DAY)
+        )
+        """Unix seconds: markets settled and trades made before it are only served by the
+        ``/historical`` tier (default: a year back, so nothing the universe holds)."""
         self.public_key = load_public_key(public_key_pem) if public_key_pem else None
         self.events_per_second = events_per_second
         self.books: dict[str, SimBook] = {}
@@ -556,6 +562,9 @@ class Simulator(SimulatorBase):
         r.add_get(REST_PREFIX + "/portfolio/balance", self._balance)
         r.add_get(REST_PREFIX + "/markets", self._markets)
         r.add_get(REST_PREFIX + "/markets/trades", self._trades)
+        r.add_get(REST_PREFIX + "/historical/cutoff", self._cutoff)
+        r.add_get(REST_PREFIX + "/historical/markets", self._historical_markets)
+        r.add_get(REST_PREFIX + "/historical/trades", self._historical_trades)
         r.add_get(REST_PREFIX + "/markets/{ticker}", self._market)
         r.add_get(REST_PREFIX + "/markets/{ticker}/orderbook", self._orderbook)
         r.add_get(REST_PREFIX + "/events", self._events)
@@ -703,7 +712,19 @@ class Simulator(SimulatorBase):
             return default
         return int(raw)
 
-    async def _markets(self, request: web.Request) -> web.Response:
+    def historical(self, core: MarketCore) -> bool:
+        """Whether the market settled before the cutoff: then only ``/historical`` has it."""
+        return core.status == "finalized" and core.close_ts < self.cutoff
+
+    async def _cutoff(self, request: web.Request) -> web.Response:
+        stamp = iso(self.cutoff)
+        body = {"market_settled_ts": stamp, "trades_created_ts": stamp, "orders_updated_ts": stamp}
+        return web.json_response(body)
+
+    async def _historical_markets(self, request: web.Request) -> web.Response:
+        return await self._markets(request, historical=True)
+
+    async def _markets(self, request: web.Request, historical: bool = False) -> web.Response:
         q = request.query
         try:
             limit = self._int(request, "limit", 100)
@@ -759,6 +780,8 @@ class Simulator(SimulatorBase):
                 break
             scanned += 1
             core = u.core(i)
+            if self.historical(core) is not historical:
+                continue
             if want is not None and core.status != want:
                 continue
             if min_close is not None and core.close_ts < min_close:
@@ -899,7 +922,10 @@ class Simulator(SimulatorBase):
         trades.sort(key=lambda t: (t["ts_ms"], t["trade_id"]), reverse=True)
         return trades
 
-    async def _trades(self, request: web.Request) -> web.Response:
+    async def _historical_trades(self, request: web.Request) -> web.Response:
+        return await self._trades(request, historical=True)
+
+    async def _trades(self, request: web.Request, historical: bool = False) -> web.Response:
         q = request.query
         try:
             limit = self._int(request, "limit", 100)
@@ -924,6 +950,8 @@ class Simulator(SimulatorBase):
                 key=lambda t: (t["ts_ms"], t["trade_id"]),
                 reverse=True,
             )
+        cutoff_ms = self.cutoff * 1000
+        trades = [t for t in trades if (t["ts_ms"] < cutoff_ms) is historical]
         if min_ts is not None:
             trades = [t for t in trades if t["ts_ms"] >= min_ts * 1000]
         if max_ts is not None:
