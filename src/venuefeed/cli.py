@@ -308,7 +308,7 @@ def sim(
 
     async def serve() -> None:
         try:
-            simulator = cls(  # type: ignore[call-arg]
+            simulator = cls.standalone(
                 seed=seed, faults=fault_switches, events_per_second=events_per_second,
                 ground_truth=GroundTruth(path=truth, keep=False), **extra,
             )  # fmt: skip
