@@ -547,6 +547,15 @@ class Simulator(SimulatorBase):
         return cls(seed=seed, events_per_second=events_per_second, markets=200,
                    public_key_pem=public_pem, private_key_pem=private_pem)  # fmt: skip
 
+    @classmethod
+    def standalone(cls, **settings: Any) -> Simulator:
+        """A fresh test key pair unless one is given: every client must sign, as on Kalshi,
+        and ``venuefeed sim kalshi`` prints the key id and where the private key went."""
+        if "public_key_pem" not in settings:
+            private_pem, public_pem = generate_test_keypair()
+            settings.update(public_key_pem=public_pem, private_key_pem=private_pem)
+        return cls(**settings)
+
     def client_credentials(self) -> dict[str, str]:
         if self._private_key_pem is None:
             return {}
