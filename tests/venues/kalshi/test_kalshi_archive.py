@@ -71,8 +71,8 @@ def child(rest: str, out: Path, layout: str) -> subprocess.Popen[str]:
     )
 
 
-async def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = await asyncio.to_thread(proc.communicate, timeout=100)
+async def finish(proc: subprocess.Popen[str], limit: float = 100) -> dict[str, Any]:
+    out, err = await asyncio.to_thread(proc.communicate, timeout=limit)
     assert proc.returncode == 0, err[-3000:]
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
@@ -135,7 +135,7 @@ async def test_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
 async def test_200k_markets_complete_no_duplicates_flat_memory(tmp_path: Path) -> None:
     async with Simulator(seed=1, markets=200_000, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
-        result = await finish(child(sim.urls()["rest"], tmp_path, "jsonl"))
+        result = await finish(child(sim.urls()["rest"], tmp_path, "jsonl"), limit=300)
     assert result["ok"]
     records = jsonl_records(Path(result["dir"]))
     by_endpoint: dict[str, set[str]] = {}

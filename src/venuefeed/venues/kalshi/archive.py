@@ -216,13 +216,10 @@ class _Checkpoint:
         cur = self.db.execute("INSERT OR IGNORE INTO seen (h) VALUES (?)", (digest,))
         return cur.rowcount == 1
 
-    def stage(self, index: int, source: str, record_id: str, digest: str, ingested: str,
-              data: bytes) -> None:  # fmt: skip
-        """Keep one new record until its batch is written (inside the open transaction)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)",
-            (index, source, record_id, digest, ingested, data),
-        )
+    def stage(self, rows: list[tuple[int, str, str, str, str, bytes]]) -> None:
+        """Keep a page's new records until their batches are written (inside the transaction):
+        ``(index, source path, record_id, hash, ingestion_time, data)``."""
+        self.db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def staged(self, first: int, end: int) -> list[tuple[int, str, str, str, str, bytes]]:
         """The staged records ``first <= index < end``, in order."""
@@ -449,7 +446,8 @@ async def _fetch_page(http: HttpClient, endpoint: str, ck: _Checkpoint, log: _Lo
     ingested = _stamp()
     ids = _ID_DECODER
     ck.begin()
-    fresh = duplicates = 0
+    rows: list[tuple[int, str, str, str, str, bytes]] = []
+    duplicates = 0
     for raw in items:
         digest = hashlib.sha256(raw).digest()
         if not ck.add(digest):
@@ -457,9 +455,11 @@ async def _fetch_page(http: HttpClient, endpoint: str, ck: _Checkpoint, log: _Lo
             continue
         found = ids.decode(raw)
         record_id = found.ticker if id_field == "ticker" else found.event_ticker
-        ck.stage(state["records"], path, record_id, digest.hex(), ingested, bytes(raw))
-        state["records"] += 1
-        fresh += 1
+        rows.append((state["records"] + len(rows), path, record_id, digest.hex(), ingested,
+                     bytes(raw)))  # fmt: skip
+    ck.stage(rows)
+    fresh = len(rows)
+    state["records"] += fresh
     next_cursor = page.cursor or None
     if next_cursor is None or not items:  # this path is done: the next one, or the end
         state["source"] += 1
