@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from venuefeed.config import load_config
-from venuefeed.venues.kalshi import Adapter
+from venuefeed.venues.kalshi import Adapter, Simulator
+from venuefeed.venues.kalshi.auth import generate_test_keypair
 
 
 async def read_client_config(proc: asyncio.subprocess.Process) -> dict[str, Any]:
@@ -72,3 +74,13 @@ async def test_the_standalone_simulator_prints_a_key_that_signs() -> None:
         await asyncio.wait_for(proc.wait(), 10)
     assert result.reachable and result.authenticated, result.detail
     assert key_file(pem) == ("", 0)  # the key file goes with the simulator
+
+
+def test_a_harness_key_file_becomes_the_simulators_test_key(tmp_path: Path) -> None:
+    private_pem, _public = generate_test_keypair()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(private_pem)
+    sim = Simulator.standalone(key_file=str(key_file), markets=10)
+    assert sim.client_credentials()["private_key"] == private_pem.decode()
+    with pytest.raises(ValueError, match="key_file"):
+        Simulator.standalone(key_file=str(tmp_path / "missing.pem"))

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,7 +47,13 @@ from aiohttp import web
 
 from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
 from venuefeed.sim.sockets import Heartbeat, SimSocket, Sockets
-from venuefeed.venues.kalshi.auth import generate_test_keypair, load_public_key, verify_request
+from venuefeed.venues.kalshi.auth import (
+    CredentialsError,
+    generate_test_keypair,
+    load_public_key,
+    public_pem_of,
+    verify_request,
+)
 
 __all__ = ["REST_PREFIX", "WS_PATH", "Simulator"]
 
@@ -548,11 +555,19 @@ class Simulator(SimulatorBase):
                    public_key_pem=public_pem, private_key_pem=private_pem)  # fmt: skip
 
     @classmethod
-    def standalone(cls, **settings: Any) -> Simulator:
-        """A fresh test key pair unless one is given: every client must sign, as on Kalshi,
-        and ``venuefeed sim kalshi`` prints the key id and where the private key went."""
+    def standalone(cls, *, key_file: str | None = None, **settings: Any) -> Simulator:
+        """Every client must sign, as on Kalshi: with the private key in ``key_file`` (a harness
+        that holds its own test key: ``--set key_file=PATH``), else a fresh test key pair;
+        ``venuefeed sim kalshi`` prints the key id and where the private key went."""
         if "public_key_pem" not in settings:
-            private_pem, public_pem = generate_test_keypair()
+            if key_file is not None:
+                try:
+                    private_pem = Path(key_file).read_bytes()
+                    public_pem = public_pem_of(private_pem)
+                except (OSError, CredentialsError) as exc:
+                    raise ValueError(f"key_file {key_file}: {exc}") from None
+            else:
+                private_pem, public_pem = generate_test_keypair()
             settings.update(public_key_pem=public_pem, private_key_pem=private_pem)
         return cls(**settings)
 
