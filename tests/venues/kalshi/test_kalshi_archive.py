@@ -132,6 +132,7 @@ async def test_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # two passes over 200,000 records on a shared machine
 async def test_200k_markets_complete_no_duplicates_flat_memory(tmp_path: Path) -> None:
     async with Simulator(seed=1, markets=200_000, anchor_ts=ANCHOR, trading_markets=0) as sim:
         assert isinstance(sim, Simulator)
