@@ -219,7 +219,9 @@ class Adapter(VenueAdapter):
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
         """The generic pump around a :class:`KalshiFeed` of the wanted channels."""
         policy = WsPolicy.from_settings(self.settings, self.config.ingestion)
-        feed = KalshiFeed(channels, self.rejects, self.options.quote_channel)
+        feed = KalshiFeed(
+            channels, self.rejects, self.options.quote_channel, self.options.account_channels
+        )
         protocol = KalshiWsProtocol(
             self.url("ws"), self.require_signer(), feed, self.options.markets_per_connection
         )

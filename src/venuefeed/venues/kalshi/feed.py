@@ -58,6 +58,8 @@ CHANNELS = {
 }
 """Canonical channel -> Kalshi channel (quotes may be ``ticker_v2`` instead). No candles."""
 QUOTE_CHANNELS = ("ticker", "ticker_v2")
+ACCOUNT_CHANNELS = ["fill", "user_orders"]
+"""The key's own fills and order updates, published as ``AccountFill`` / ``AccountOrder``."""
 _TERMINAL_ERRORS = frozenset({10, 17, 25})
 _PENDING_MAX = 4096
 
@@ -96,12 +98,15 @@ class KalshiFeed(VenueFeed):
         channels: Iterable[str],
         rejects: Rejects | None = None,
         quote_channel: str = "ticker",
+        account: bool = False,
     ) -> None:
         super().__init__()
         wanted = set(channels)
         self.channels = [
             quote_channel if c == "quotes" else CHANNELS[c] for c in CHANNELS if c in wanted
         ]
+        if account:  # the key's own fills and orders (the connection is signed anyway)
+            self.channels += ACCOUNT_CHANNELS
         self._tickers: set[str] = set()
         """Markets subscribed: lifecycle messages of others are not ours to publish."""
         self._quotes: dict[str, tuple[str | None, str | None, str | None, str | None]] = {}

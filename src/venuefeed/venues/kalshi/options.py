@@ -22,6 +22,9 @@ class Options(VenueOptions, frozen=True):
     quote_channel: str = "ticker"
     """``ticker`` (every message a full quote) or ``ticker_v2`` (only what changed; the feed
     keeps each market's quote and publishes it whole)."""
+    account_channels: bool = True
+    """Also subscribe ``fill`` and ``user_orders``: the configured key's own fills and orders,
+    stored and published as ``account_fill`` / ``account_order`` events."""
     historical_tier: bool = True
     """Back-fill windows older than ``GET /historical/cutoff`` from ``/historical/trades``;
     off, they are asked of the live tier (which no longer has them)."""

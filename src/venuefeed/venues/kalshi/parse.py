@@ -34,6 +34,8 @@ import msgspec
 from venuefeed import exact
 from venuefeed.book import Inconsistency
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookLevel,
     BookSnapshot,
     Candle,
@@ -165,6 +167,8 @@ Item = (
     | TopOfBook
     | PriceUpdate
     | MarketStatusChange
+    | AccountFill
+    | AccountOrder
 )
 """What :func:`parse_frame` returns."""
 
@@ -632,6 +636,10 @@ def _convert(msg: p.WsMessage, ts_recv: int, bounds: tuple[int, int]) -> list[It
         return _lifecycle(msg, ts_recv, bounds)
     if isinstance(msg, p.WsEventLifecycle):
         return []
+    if isinstance(msg, p.WsFill):
+        return [_fill(msg, ts_recv, bounds)]
+    if isinstance(msg, p.WsUserOrder):
+        return [_user_order(msg, ts_recv, bounds)]
     return [msg]
 
 
@@ -839,3 +847,56 @@ def _lifecycle(m: p.WsLifecycle, ts_recv: int, bounds: tuple[int, int]) -> list[
             detail=detail,
         )
     ]
+
+
+def _account_side(side: str, action: str) -> Side:
+    """The account's side on the canonical YES book: buying NO sells YES, selling NO buys it."""
+    if side not in ("yes", "no") or action not in ("buy", "sell"):
+        raise Invalid("invalid_fields", f"side {side[:10]!r} action {action[:10]!r}")
+    return "buy" if (side == "yes") == (action == "buy") else "sell"
+
+
+def _fill(m: p.WsFill, ts_recv: int, bounds: tuple[int, int]) -> AccountFill:
+    """A ``fill`` of the key's own order as an :class:`AccountFill` (the fill id is the trade's:
+    one trade fills one order of the account once)."""
+    msg = m.msg
+    if msg.yes_price_dollars is None or msg.count_fp is None:
+        raise Invalid("invalid_fields", "fill without yes_price_dollars/count_fp")
+    return AccountFill(
+        venue=VENUE,
+        instrument=msg.market_ticker,
+        ts_venue=_ws_ts(msg.ts, msg.ts_ms, bounds),
+        ts_recv=ts_recv,
+        fill_id=f"{msg.trade_id}:{msg.order_id}",
+        order_id=msg.order_id,
+        trade_id=msg.trade_id,
+        side=_account_side(msg.side, msg.action),
+        price=PROBABILITIES[msg.yes_price_dollars],
+        size=SIZES[msg.count_fp],
+        is_taker=msg.is_taker,
+        fee=SIZES.optional(msg.fee_cost),
+    )
+
+
+_ORDER_STATUSES = frozenset({"resting", "canceled", "executed", "pending"})
+
+
+def _user_order(m: p.WsUserOrder, ts_recv: int, bounds: tuple[int, int]) -> AccountOrder:
+    """A ``user_order`` update as an :class:`AccountOrder`."""
+    msg = m.msg
+    if msg.status not in _ORDER_STATUSES:
+        raise Invalid("invalid_fields", f"order status {msg.status[:20]!r}")
+    updated = iso_to_ns(msg.last_update_time)
+    return AccountOrder(
+        venue=VENUE,
+        instrument=msg.ticker,
+        ts_venue=in_window(updated, bounds) if updated is not None else 0,
+        ts_recv=ts_recv,
+        order_id=msg.order_id,
+        status=msg.status,
+        side=_account_side(msg.side, msg.action),
+        price=PROBABILITIES.optional(msg.yes_price_dollars),
+        remaining_size=SIZES[msg.remaining_count_fp or "0"],
+        filled_size=SIZES[msg.fill_count_fp or "0"],
+        client_order_id=msg.client_order_id or None,
+    )

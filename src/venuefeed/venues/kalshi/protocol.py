@@ -38,6 +38,7 @@ __all__ = [
     "TradesPage",
     "WsError",
     "WsEventLifecycle",
+    "WsFill",
     "WsLifecycle",
     "WsMessage",
     "WsOk",
@@ -48,6 +49,7 @@ __all__ = [
     "WsTickerV2",
     "WsTrade",
     "WsUnsubscribed",
+    "WsUserOrder",
 ]
 
 DollarLevel = tuple[str, str]
@@ -373,6 +375,51 @@ class WsLifecycle(
     seq: int | None = None
 
 
+class FillMsg(msgspec.Struct, frozen=True, gc=False):
+    """``fill``: one fill of the key's own order; ``side``/``action`` are the order's
+    (``yes``/``no``, ``buy``/``sell``), ``yes_price_dollars`` the YES price."""
+
+    trade_id: str
+    order_id: str
+    market_ticker: str
+    side: str
+    action: str = "buy"
+    yes_price_dollars: str | None = None
+    count_fp: str | None = None
+    is_taker: bool | None = None
+    fee_cost: str | None = None
+    client_order_id: str | None = None
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class WsFill(msgspec.Struct, frozen=True, tag="fill", tag_field="type", gc=False):
+    msg: FillMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class UserOrderMsg(msgspec.Struct, frozen=True, gc=False):
+    """``user_orders``: the state of one of the key's own orders after a change."""
+
+    order_id: str
+    ticker: str
+    status: str
+    side: str
+    action: str = "buy"
+    yes_price_dollars: str | None = None
+    fill_count_fp: str | None = None
+    remaining_count_fp: str | None = None
+    client_order_id: str | None = None
+    last_update_time: str | None = None
+
+
+class WsUserOrder(msgspec.Struct, frozen=True, tag="user_order", tag_field="type", gc=False):
+    msg: UserOrderMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
 class WsEventLifecycle(msgspec.Struct, frozen=True, tag="event_lifecycle", tag_field="type"):
     """An event was created (sent on the lifecycle channel); nothing canonical follows from it."""
 
@@ -391,6 +438,8 @@ WsMessage = (
     | WsTickerV2
     | WsLifecycle
     | WsEventLifecycle
+    | WsFill
+    | WsUserOrder
 )
 """Every server message the client reads, told apart by ``type``."""
 
@@ -414,6 +463,8 @@ KNOWN_TYPES = frozenset(
         "ticker_v2",
         "market_lifecycle_v2",
         "event_lifecycle",
+        "fill",
+        "user_order",
     }
 )
 

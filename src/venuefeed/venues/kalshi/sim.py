@@ -444,15 +444,18 @@ EVENTS_LIMIT_MAX = 200
 SCAN_PER_PAGE = 20_000
 """Indices a filtered /markets page may scan before answering with a partial (never empty) page."""
 
-_PUBLIC_CHANNELS = frozenset(
-    {"orderbook_delta", "trade", "ticker", "ticker_v2", "market_lifecycle_v2"}
+_PUBLIC_CHANNELS = frozenset({"trade", "ticker", "ticker_v2", "market_lifecycle_v2"})
+_PRIVATE_CHANNELS = frozenset({"orderbook_delta", "fill", "user_orders"})
+"""Served to signed connections only (error 9 otherwise)."""
+_KNOWN_CHANNELS = (
+    _PUBLIC_CHANNELS
+    | _PRIVATE_CHANNELS
+    | {
+        "market_positions",
+        "communications",
+        "order_group_updates",
+    }
 )
-_KNOWN_CHANNELS = _PUBLIC_CHANNELS | {
-    "fill",
-    "market_positions",
-    "communications",
-    "order_group_updates",
-}
 _LIFECYCLE_STATUS = {
     "activated": "active",
     "deactivated": "inactive",
@@ -518,6 +521,7 @@ class Simulator(SimulatorBase):
         private_key_pem: bytes | None = None,
         trading_markets: int = 100,
         historical_cutoff_ts: int | None = None,
+        account_every: int = 4,
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
         self._private_key_pem = private_key_pem
@@ -539,6 +543,10 @@ class Simulator(SimulatorBase):
         self.trading = self.market_tickers(trading_markets) if trading_markets > 0 else []
         """Markets whose books and tape move (the first N open ones); 0 = a static venue."""
         self.requests: dict[str, int] = {}
+        self.account_every = account_every
+        """Every Nth trade is the signed account's own (taker) order: ``fill`` and
+        ``user_orders`` frames to its connections; 0 = the account never trades."""
+        self._account_trades = 0
         self.lifecycle_status: dict[str, tuple[str, str]] = {}
         """Markets a scenario moved through their lifecycle: ticker -> (REST status, result)."""
         self._page_fail_after: int | None = None
@@ -1101,9 +1109,8 @@ class Simulator(SimulatorBase):
             if channel not in _KNOWN_CHANNELS:
                 self._send_error(sock, cmd_id, 8, "Unknown channel name")
                 continue
-            if channel not in _PUBLIC_CHANNELS or (
-                channel == "orderbook_delta" and not conn.authenticated
-            ):
+            served = channel in _PUBLIC_CHANNELS or channel in _PRIVATE_CHANNELS
+            if not served or (channel in _PRIVATE_CHANNELS and not conn.authenticated):
                 self._send_error(sock, cmd_id, 9, "Authentication required")
                 continue
             if channel == "orderbook_delta" and not tickers:
@@ -1329,6 +1336,9 @@ class Simulator(SimulatorBase):
         self._ticker_v2(
             ticker, {"price_dollars": dollars(yes_price, 3), "volume_delta_fp": fp(count)}
         )
+        self._account_trades += 1
+        if self.account_every and self._account_trades % self.account_every == 0:
+            self._own_fill(ticker, trade, taker_yes, yes_price, count)
         ws_trade = {
             **{
                 k: v
@@ -1349,6 +1359,57 @@ class Simulator(SimulatorBase):
                     frame = {"type": "trade", "sid": sub.sid, "msg": ws_trade}
                 elif sub.channel == "ticker":
                     frame = self._ticker_frame(sub.sid, ticker, book, yes_price, count)
+                else:
+                    continue
+                self.sockets.publish(sock, _encode(frame).decode())
+
+    def _own_fill(
+        self, ticker: str, trade: dict[str, Any], taker_yes: bool, yes_price: int, count: int
+    ) -> None:
+        """The account was this trade's taker: its order executed in full in one fill."""
+        order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "kalshi-sim-order:" + trade["trade_id"]))
+        side = "yes" if taker_yes else "no"
+        now_ms = time.time_ns() // 1_000_000
+        self.truth.record("account_fill", instrument=ticker, trade_id=trade["trade_id"],
+                          order_id=order_id, side=side, count=count)  # fmt: skip
+        fill = {
+            "trade_id": trade["trade_id"],
+            "order_id": order_id,
+            "market_ticker": ticker,
+            "is_taker": True,
+            "side": side,
+            "action": "buy",
+            "yes_price_dollars": dollars(yes_price),
+            "no_price_dollars": dollars(1000 - yes_price),
+            "count_fp": fp(count),
+            "post_position_fp": fp(count),
+            "ts": now_ms // 1000,
+        }
+        order = {
+            "order_id": order_id,
+            "user_id": DEMO_KEY_ID,
+            "ticker": ticker,
+            "status": "executed",
+            "side": side,
+            "action": "buy",
+            "yes_price_dollars": dollars(yes_price),
+            "fill_count_fp": fp(count),
+            "remaining_count_fp": "0.00",
+            "initial_count_fp": fp(count),
+            "client_order_id": "",
+            "created_time": iso(now_ms // 1000),
+            "last_update_time": iso(now_ms // 1000),
+        }
+        for sock in self.sockets:
+            if not sock.state.authenticated:
+                continue
+            for sub in sock.state.subs.values():
+                if sub.tickers is not None and ticker not in sub.tickers:
+                    continue
+                if sub.channel == "fill":
+                    frame = {"type": "fill", "sid": sub.sid, "msg": fill}
+                elif sub.channel == "user_orders":
+                    frame = {"type": "user_order", "sid": sub.sid, "msg": order}
                 else:
                     continue
                 self.sockets.publish(sock, _encode(frame).decode())
