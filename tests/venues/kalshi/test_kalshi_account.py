@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings, until
 from venuefeed.models import AccountFill, AccountOrder, Event
 from venuefeed.sinks import bus
 from venuefeed.sinks.sqlite import SqliteStore, open_reader
@@ -17,14 +16,6 @@ from venuefeed.venues.kalshi import Adapter, Simulator
 from venuefeed.venues.kalshi.feed import KalshiFeed
 
 RECV = 1_787_155_203_000_000_000
-
-
-async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def test_a_fill_of_a_no_order_is_a_sell_on_the_yes_book_and_bad_sides_are_refused() -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 
 import pytest
 
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings, until
 from venuefeed import metrics
 from venuefeed.book import SyncState
 from venuefeed.models import BookDelta, BookSnapshot, DataGap, Event, Trade
@@ -21,14 +20,6 @@ from venuefeed.venues.kalshi.feed import KalshiFeed
 from venuefeed.venues.pump import FeedStream
 
 FAST = WsPolicy(backoff_base=0.05, backoff_cap=0.2, idle_timeout=5.0, stable_after=0.1)
-
-
-async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def books_equal(stream: FeedStream, sim: Simulator, tickers: list[str]) -> bool:

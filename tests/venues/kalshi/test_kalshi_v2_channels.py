@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings, until
 from venuefeed.models import Event, MarketStatus, MarketStatusChange, TopOfBook
 from venuefeed.transport import Frame
 from venuefeed.venues.kalshi import Adapter, Simulator
@@ -90,14 +89,6 @@ def test_lifecycle_events_become_status_changes_of_subscribed_markets_only() -> 
         (TICKER, MarketStatus.RESOLVED, "settled: result yes", now * 1_000_000_000),
     ]
     assert feed.rejects.counts == {}
-
-
-async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_simulator_serves_both_channels_and_the_quotes_match_its_books(

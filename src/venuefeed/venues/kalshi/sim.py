@@ -648,13 +648,22 @@ class Simulator(SimulatorBase):
             self.lifecycle_status[ticker] = (status, result)
         self.truth.record("market_lifecycle", instrument=ticker, event_type=event_type,
                           result=result)  # fmt: skip
+        self._publish("market_lifecycle_v2", "market_lifecycle_v2", ticker, msg)
+
+    def _publish(
+        self, channel: str, kind: str, ticker: str, msg: dict[str, Any], signed: bool = False
+    ) -> None:
+        """``msg`` as a ``kind`` frame to every subscription of ``channel`` that covers
+        ``ticker`` (of signed connections only, with ``signed``)."""
         for sock in self.sockets:
+            if signed and not sock.state.authenticated:
+                continue
             for sub in sock.state.subs.values():
-                if sub.channel != "market_lifecycle_v2":
+                if sub.channel != channel:
                     continue
                 if sub.tickers is not None and ticker not in sub.tickers:
                     continue
-                frame = {"type": "market_lifecycle_v2", "sid": sub.sid, "msg": msg}
+                frame = {"type": kind, "sid": sub.sid, "msg": msg}
                 self.sockets.publish(sock, _encode(frame).decode())
 
     def _index(self, ticker: str) -> int:
@@ -1303,14 +1312,7 @@ class Simulator(SimulatorBase):
         """``ticker_v2`` to its subscribers: only ``fields``, the ones that changed."""
         now_ms = time.time_ns() // 1_000_000
         msg = {"market_ticker": ticker, **fields, "ts": now_ms // 1000, "ts_ms": now_ms}
-        for sock in self.sockets:
-            for sub in sock.state.subs.values():
-                if sub.channel != "ticker_v2":
-                    continue
-                if sub.tickers is not None and ticker not in sub.tickers:
-                    continue
-                frame = {"type": "ticker_v2", "sid": sub.sid, "msg": msg}
-                self.sockets.publish(sock, _encode(frame).decode())
+        self._publish("ticker_v2", "ticker_v2", ticker, msg)
 
     def _trade(self, ticker: str, book: SimBook) -> None:
         """A taker lifts the best opposite bid; the book and tape move together."""
@@ -1400,19 +1402,8 @@ class Simulator(SimulatorBase):
             "created_time": iso(now_ms // 1000),
             "last_update_time": iso(now_ms // 1000),
         }
-        for sock in self.sockets:
-            if not sock.state.authenticated:
-                continue
-            for sub in sock.state.subs.values():
-                if sub.tickers is not None and ticker not in sub.tickers:
-                    continue
-                if sub.channel == "fill":
-                    frame = {"type": "fill", "sid": sub.sid, "msg": fill}
-                elif sub.channel == "user_orders":
-                    frame = {"type": "user_order", "sid": sub.sid, "msg": order}
-                else:
-                    continue
-                self.sockets.publish(sock, _encode(frame).decode())
+        self._publish("fill", "fill", ticker, fill, signed=True)
+        self._publish("user_orders", "user_order", ticker, order, signed=True)
 
     def _ticker_frame(
         self, sid: int, ticker: str, book: SimBook, last: int, last_size: int
