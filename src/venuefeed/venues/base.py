@@ -1,10 +1,15 @@
 """The contract every venue implements, and the registry that finds them.
 
 A venue is a folder (ARCHITECTURE rule 6): ``venues/<name>/`` holds
-``protocol.py`` (wire structs), ``parse.py`` (pure frame -> events), ``rest.py``
-and ``stream.py`` (I/O through :mod:`venuefeed.transport`), ``sim.py`` (the
-venue's local twin) and an ``__init__.py`` exposing ``Adapter`` and
-``Simulator``. Registering it is one line in :data:`VENUES`.
+``protocol.py`` (wire structs), ``parse.py`` (pure, total: ``parse_frame`` and
+the REST page parsers), ``feed.py`` (the sans-IO :class:`~venuefeed.venues.feed.VenueFeed`:
+books, sequences, checks), ``adapter.py`` (REST look-ups, and a stream that is
+the generic :class:`~venuefeed.venues.pump.FeedStream` around the feed),
+``rest.py`` (I/O through :mod:`venuefeed.transport`), ``options.py`` (typed,
+strict ``Options``), ``sim.py`` (the venue's routes and market model on the
+shared :mod:`venuefeed.sim`) and an ``__init__.py`` exposing ``Adapter``,
+``Simulator`` and ``Options`` -- plus only the extras a venue truly needs
+(Kalshi: ``auth.py``, ``archive.py``). Registering it is one line in :data:`VENUES`.
 
 Capabilities differ -- Binance has no markets to discover, Polymarket no
 candles below a minute -- so each adapter declares what it supports in
