@@ -110,3 +110,27 @@ def test_a_skip_in_a_trade_subscription_is_one_gap_for_the_back_fill() -> None:
     assert any(getattr(e, "trade_id", None) == "t5" for e in events)  # the trade still flows
     # A late or repeated frame is the pipeline's dedup business, not another gap.
     assert not [e for e in feed_one(feed, trade(4, 4), RECV + 3)[0] if isinstance(e, DataGap)]
+
+
+def test_a_liveness_resync_asks_for_that_market_only_and_holds_its_deltas_until_then() -> None:
+    feed = KalshiFeed({"books"})
+    feed.subscribe_frames([TICKER])
+    ack = {"type": "subscribed", "id": 1, "msg": {"channel": "orderbook_delta", "sid": 7}}
+    feed_one(feed, json.dumps(ack))
+    feed_one(feed, snapshot(1, [["0.4000", "5.00"]], [["0.5000", "5.00"]]))
+    events, commands = feed.resync(TICKER, RECV)
+    (command,) = commands
+    assert isinstance(command, Send)
+    assert json.loads(command.frame)["params"] == {
+        "sids": [7], "action": "get_snapshot", "market_tickers": [TICKER]
+    }  # fmt: skip
+    assert [(e.state, e.reason) for e in events if isinstance(e, BookState)] == [
+        ("resyncing", "liveness")
+    ]
+    # The sid's sequence is still checked (no gap), but the market's deltas wait.
+    assert feed_one(feed, delta(2, price_dollars="0.4000", delta_fp="1.00")) == ([], [])
+    events, _ = feed_one(feed, snapshot(3, [["0.4100", "2.00"]], [["0.5000", "5.00"]]))
+    assert [type(e) for e in events] == [BookSnapshot, BookState]
+    (event,), _ = feed_one(feed, delta(4, price_dollars="0.4100", delta_fp="1.00"))
+    assert event.bids[0].size == "3"  # type: ignore[union-attr]
+    assert feed.resync("KXOTHER-26AUG20-T1", RECV) == ([], [])
