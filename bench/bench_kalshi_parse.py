@@ -1,8 +1,10 @@
 """Kalshi hot path: µs per ``orderbook_delta`` frame (prints figures, asserts nothing).
 
 Stages: typed decode only; ``parse_frame`` (decode + checked canonical
-increment); the whole feed (seq check, ``OrderBook.add``, BookDelta). The
-baseline is a plain ``msgspec.json.decode`` to dicts plus a dict book update.
+increment); the whole feed (seq check, ``OrderBook.add``, BookDelta) through
+its batch entry point ``on_frames``, once with one frame a batch and once with
+64 (a burst, as the pump hands them over). The baseline is a plain
+``msgspec.json.decode`` to dicts plus a dict book update.
 
     PYTHONPATH=src python bench/bench_kalshi_parse.py
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from venuefeed.transport import Frame
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi import protocol as p
 from venuefeed.venues.kalshi.feed import KalshiFeed
@@ -80,9 +83,24 @@ def main() -> None:
 
     timed("parse_frame: decode + checked increment", to_change, data)
 
+    for batch in (1, 64):
+        feed = subscribed_feed()
+        items = [Frame(frame, RECV, 0) for frame in data]
+        batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+        start = time.perf_counter()
+        for chunk in batches:
+            feed.on_frames(chunk)
+        elapsed = time.perf_counter() - start
+        label = f"feed: seq check + OrderBook.add + BookDelta ({batch}/batch)"
+        print(f"{label:<44} {elapsed / len(data) * 1e6:6.2f} µs/frame")
+        print(f"gaps: {feed.gaps}, frames refused: {rejects.total + feed.rejects.total}")
+
+
+def subscribed_feed() -> KalshiFeed:
+    """A feed with one acknowledged ``orderbook_delta`` sid and a snapshot of ``TICKER``."""
     feed = KalshiFeed({"books"})
     feed.subscribe_frames([TICKER])
-    feed.on_frame(b'{"type":"subscribed","id":1,"msg":{"channel":"orderbook_delta","sid":1}}', 0, 0)
+    ack = b'{"type":"subscribed","id":1,"msg":{"channel":"orderbook_delta","sid":1}}'
     snapshot = {
         "type": "orderbook_snapshot",
         "sid": 1,
@@ -93,13 +111,8 @@ def main() -> None:
             "no_dollars_fp": [[f"{0.45 + i / 100:.4f}", "100.00"] for i in range(10)],
         },
     }
-    feed.on_frame(msgspec.json.encode(snapshot), 0, 0)
-
-    def full(frame: bytes) -> object:
-        return feed.on_frame(frame, RECV, 0)
-
-    timed("feed: seq check + OrderBook.add + BookDelta", full, data)
-    print(f"gaps: {feed.gaps}, frames refused: {rejects.total + feed._rejects.total}")
+    feed.on_frames([Frame(ack, 0, 0), Frame(msgspec.json.encode(snapshot), 0, 0)])
+    return feed
 
 
 if __name__ == "__main__":

@@ -162,18 +162,21 @@ async def soak(args: argparse.Namespace, workdir: Path) -> list[Sample]:
     db = workdir / "soak.db"
     rate = str(args.rate)
     quiet = {"VENUEFEED_LOGGING__LEVEL": "WARNING"}
+    private_pem, _public = generate_test_keypair()  # the Kalshi simulator verifies it
+    key_file = workdir / "kalshi-test-key.pem"
+    key_file.write_bytes(private_pem)
+    key_file.chmod(0o600)
     sims = [
         await Proc.start("sim-polymarket", workdir, "sim", "polymarket", "--port", "0",
                          "--seed", "7", "--events-per-second", rate, env=quiet),
         await Proc.start("sim-kalshi", workdir, "sim", "kalshi", "--port", "0", "--seed", "8",
-                         "--events-per-second", rate, env=quiet),
+                         "--events-per-second", rate, "--set", f"key_file={key_file}", env=quiet),
     ]  # fmt: skip
     service: Proc | None = None
     samples: list[Sample] = []
     try:
         pm_urls = await sims[0].read_urls("polymarket simulator on")
         kalshi_urls = await sims[1].read_urls("kalshi simulator on")
-        private_pem, _public = generate_test_keypair()  # the simulator accepts any signature
         env = {
             **quiet,
             "VENUEFEED_STORAGE__SQLITE_PATH": str(db),

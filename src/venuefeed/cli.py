@@ -311,7 +311,7 @@ def sim(
 
     async def serve() -> None:
         try:
-            simulator = cls(  # type: ignore[call-arg]
+            simulator = cls.standalone(
                 seed=seed, faults=fault_switches, events_per_second=events_per_second,
                 ground_truth=GroundTruth(path=truth, keep=False), **extra,
             )  # fmt: skip
@@ -368,7 +368,7 @@ def _client_config(venue: str, simulator: SimulatorBase, keys: Path) -> str:
 @archive_app.command("kalshi")
 def archive_kalshi(
     out: Annotated[
-        Path, typer.Option(help="Folder that holds kalshi_archive_<timestamp>/.")
+        Path, typer.Option(help="Folder that holds kalshi_atomic_ingestion_<timestamp>/.")
     ] = Path("."),
     layout: Annotated[str, typer.Option(help="files (one JSON per record), jsonl or parquet.")] = (
         "files"
@@ -378,7 +378,8 @@ def archive_kalshi(
         list[str] | None, typer.Option(help="series, events, markets (default: all three).")
     ] = None,
 ) -> None:
-    """Every Kalshi series, event and market; resumable (rerun continues), deduplicated."""
+    """Every Kalshi series, event and market (live and historical tier), in seed 004's
+    layout; resumable (rerun continues), deduplicated."""
     from venuefeed.venues.kalshi.archive import ENDPOINTS, ArchiveSummary, run_archive
 
     if layout not in ("files", "jsonl", "parquet"):
@@ -399,7 +400,10 @@ def archive_kalshi(
         )
 
     summary = run_async(go)
-    console.print(f"{summary.records} records archived; complete: {summary.ok}")
+    console.print(
+        f"{summary.records} records archived; complete: {summary.ok}; endpoints succeeded: "
+        f"{summary.success_rate:g} %; requests succeeded: {summary.request_success_rate:g} %"
+    )
     if not summary.ok:
         raise typer.Exit(1)
 

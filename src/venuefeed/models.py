@@ -28,6 +28,8 @@ import msgspec
 
 __all__ = [
     "EVENT_TYPES",
+    "AccountFill",
+    "AccountOrder",
     "BookDelta",
     "BookLevel",
     "BookSnapshot",
@@ -228,6 +230,39 @@ class WhaleTrade(_Event, tag="whale_trade", frozen=True, gc=False):
     known_whale: bool = False
 
 
+class AccountFill(_Event, tag="account_fill", frozen=True, gc=False):
+    """A fill of one of the configured account's own orders (never a public trade).
+
+    ``side`` is the account's side on the canonical book (``buy``: it bought the
+    instrument, e.g. YES); ``is_taker`` says whether its order took liquidity.
+    """
+
+    fill_id: str
+    order_id: str
+    side: Side
+    price: str
+    size: str
+    is_taker: bool | None = None
+    fee: str | None = None
+    trade_id: str | None = None
+
+
+class AccountOrder(_Event, tag="account_order", frozen=True, gc=False):
+    """A state of one of the configured account's own orders (placed, filled, cancelled).
+
+    ``status`` is ``resting``, ``canceled`` or ``executed``; sizes are what is
+    left and what has filled so far, ``price`` the limit on the canonical book.
+    """
+
+    order_id: str
+    status: str
+    side: Side
+    price: str | None
+    remaining_size: str
+    filled_size: str
+    client_order_id: str | None = None
+
+
 Event = (
     BookSnapshot
     | BookDelta
@@ -239,6 +274,8 @@ Event = (
     | BookState
     | DataGap
     | WhaleTrade
+    | AccountFill
+    | AccountOrder
 )
 """Any canonical event."""
 
@@ -253,6 +290,8 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
     BookState,
     DataGap,
     WhaleTrade,
+    AccountFill,
+    AccountOrder,
 )
 
 

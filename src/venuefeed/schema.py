@@ -389,7 +389,42 @@ DATA_GAPS = Table(
     indexes=(("venue", "healed"),),
 )
 
-TABLES: tuple[Table, ...] = (
+ACCOUNT_FILLS = Table(
+    "account_fills",
+    (
+        *_event_columns(),
+        C("fill_id", "text", False),
+        C("order_id", "text", False),
+        C("trade_id", "text"),
+        C("side", "text", False),
+        C("price", "decimal", False),
+        C("size", "decimal", False),
+        C("is_taker", "bool"),
+        C("fee", "decimal"),
+        *_TS,
+    ),
+    key=("venue", "fill_id"),
+    indexes=(("venue", "order_id"),),
+)
+
+ACCOUNT_ORDERS = Table(
+    "account_orders",
+    (
+        *_event_columns(),
+        C("order_id", "text", False),
+        C("status", "text", False),
+        C("side", "text", False),
+        C("price", "decimal"),
+        C("remaining_size", "decimal", False),
+        C("filled_size", "decimal", False),
+        C("client_order_id", "text"),
+        *_TS,
+    ),
+    key=("venue", "order_id", "status", "filled_size"),
+    indexes=(("venue", "ts_recv"),),
+)
+
+_INITIAL_TABLES: tuple[Table, ...] = (
     VENUES,
     MARKETS,
     MARKET_VERSIONS,
@@ -408,11 +443,13 @@ TABLES: tuple[Table, ...] = (
     WATERMARKS,
     DATA_GAPS,
 )
+TABLES: tuple[Table, ...] = (*_INITIAL_TABLES, ACCOUNT_FILLS, ACCOUNT_ORDERS)
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema", tables=TABLES),
+    Migration(1, "initial schema", tables=_INITIAL_TABLES),
     Migration(2, "gaps list the instruments they affected", columns=((DATA_GAPS, "instruments"),)),
+    Migration(3, "the account's own fills and orders", tables=(ACCOUNT_FILLS, ACCOUNT_ORDERS)),
 )
 """Forward-only. Never edit a released migration; append a new one."""
 

@@ -99,7 +99,7 @@ async def test_retries_exhausted_chains_the_last_cause(http_venue) -> None:
     http_venue.script("/x", Reply(503, {"error": {"code": 503, "message": "maintenance"}}))
     async with HttpClient("h-exhaust", http_venue.url(), policy(attempts=2)) as client:
         with pytest.raises(HttpRetryExhausted) as info:
-            await client.get("/x", extended_recovery=True)  # 5xx never enters recovery
+            await client.get("/x")
     assert len(http_venue.hits("/x")) == 3
     assert info.value.status == 503
     cause = info.value.__cause__
@@ -171,6 +171,17 @@ async def test_extended_recovery_waits_growing_steps_and_recovers(http_venue) ->
     assert hits[3] - hits[2] >= 0.05 * 2 and hits[4] - hits[3] >= 0.05 * 3
     events = [(e["event"], e.get("records")) for e in logs if "recover" in e["event"]]
     assert events == [("timeout recovery mode", 42), ("network recovered", 42)]
+
+
+async def test_extended_recovery_rides_out_5xx_too(http_venue) -> None:
+    Reply = http_venue.Reply
+
+    down = Reply(503, {"error": "internal error"})
+    http_venue.script("/archive", down, down, down, Reply(200, {"rows": 2}))
+    async with HttpClient("h-5xx", http_venue.url(), policy(attempts=1)) as client:
+        response = await client.request("GET", "/archive", extended_recovery=True)
+    assert response.body == b'{"rows": 2}'
+    assert len(http_venue.hits("/archive")) == 4  # 2 normal tries, then recovery tries 1..2
 
 
 async def test_extended_recovery_gives_up_with_records_logged(http_venue) -> None:

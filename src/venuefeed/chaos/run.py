@@ -144,8 +144,17 @@ class Run:
         self.venues = venues
         self.d = durations
         self.stores = stores
+        self._kalshi_key, _public = generate_test_keypair()
+        """The Kalshi test key: the client signs with it, the simulator verifies it."""
+        key_file = folder / "kalshi-test-key.pem"
+        if "kalshi" in venues:
+            key_file.write_bytes(self._kalshi_key)
+            key_file.chmod(0o600)
+        settings = {v: dict(_SIMS[v][1]) for v in venues}
+        if "kalshi" in venues:
+            settings["kalshi"]["key_file"] = str(key_file)
         self.sims = {
-            v: SimProcess(v, folder, seed=seed, events_per_second=_SIMS[v][0], settings=_SIMS[v][1])
+            v: SimProcess(v, folder, seed=seed, events_per_second=_SIMS[v][0], settings=settings[v])
             for v in venues
         }
         self.api_port = free_port()
@@ -194,10 +203,9 @@ class Run:
             venues["polygon"]["instruments"] = ["AAPL", "MSFT"]
             self._secrets["VENUEFEED_VENUES__POLYGON__CREDENTIALS__API_KEY"] = "test-key"
         if "kalshi" in self.sims:
-            private_pem, _ = generate_test_keypair()
             kalshi = "VENUEFEED_VENUES__KALSHI__CREDENTIALS__"
             self._secrets[kalshi + "API_KEY_ID"] = str(uuid.uuid4())
-            self._secrets[kalshi + "PRIVATE_KEY"] = private_pem.decode()
+            self._secrets[kalshi + "PRIVATE_KEY"] = self._kalshi_key.decode()
         s = self.stores
         storage: dict[str, Any] = {
             "sinks": list(s.sinks),

@@ -83,6 +83,12 @@ class SimulatorBase(abc.ABC):
         """A simulator set up for ``venuefeed demo`` (venues needing test keys override it)."""
         return cls(seed=seed, events_per_second=events_per_second)  # type: ignore[call-arg]
 
+    @classmethod
+    def standalone(cls, **settings: Any) -> SimulatorBase:
+        """The simulator ``venuefeed sim`` runs from ``settings``; a venue whose clients must
+        sign overrides it to hold test keys, which :meth:`client_credentials` then gives out."""
+        return cls(**settings)
+
     def client_credentials(self) -> dict[str, str]:
         """Credentials a client needs to talk to this simulator (test keys), by name."""
         return {}

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import msgspec
 
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookDelta,
     BookSnapshot,
     BookState,
@@ -46,6 +48,8 @@ TOPICS: dict[type[Any], str] = {
     Candle: "market_updates",
     BookState: "market_updates",
     DataGap: "market_updates",
+    AccountFill: "account_activity",
+    AccountOrder: "account_activity",
 }
 """Record type -> topic. Types not listed (watermarks) are not published."""
 

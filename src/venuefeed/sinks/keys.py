@@ -23,6 +23,8 @@ from typing import Any
 import msgspec
 
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookDelta,
     BookSnapshot,
     BookState,
@@ -61,6 +63,10 @@ def natural_key(record: Record) -> tuple[Any, ...]:
         return ("book_snapshot", r.venue, r.instrument, r.ts_venue, r.sequence, digest)
     if isinstance(r, WhaleTrade):
         return ("whale_trade", r.venue, r.trade_id, r.trader_address)
+    if isinstance(r, AccountFill):
+        return ("account_fill", r.venue, r.fill_id)
+    if isinstance(r, AccountOrder):
+        return ("account_order", r.venue, r.order_id, r.status, r.filled_size)
     if isinstance(r, Candle):
         return (
             "candle", r.venue, r.instrument, r.interval, r.open_time,

@@ -19,6 +19,8 @@ import msgspec
 from venuefeed import schema
 from venuefeed.exact import canon
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookDelta,
     BookSnapshot,
     Candle,
@@ -118,6 +120,20 @@ def gap_from_row(venue: str, row: Row) -> DataGap:
     )
 
 
+def _account_fill(f: AccountFill) -> Iterator[Row]:
+    yield (
+        f.venue, f.instrument, f.fill_id, f.order_id, f.trade_id, f.side, f.price, f.size,
+        f.is_taker, f.fee, f.ts_venue, f.ts_recv,
+    )  # fmt: skip
+
+
+def _account_order(o: AccountOrder) -> Iterator[Row]:
+    yield (
+        o.venue, o.instrument, o.order_id, o.status, o.side, o.price, o.remaining_size,
+        o.filled_size, o.client_order_id, o.ts_venue, o.ts_recv,
+    )  # fmt: skip
+
+
 def _whale(w: WhaleTrade) -> Iterator[Row]:
     yield (
         w.venue, w.trade_id, w.trader_address, w.market_id, w.instrument, w.side, w.size,
@@ -134,6 +150,8 @@ ROW_BUILDERS: dict[type[Any], tuple[schema.Table, Callable[[Any], Iterator[Row]]
     MarketStatusChange: (schema.MARKET_STATUS_CHANGES, _status),
     DataGap: (schema.DATA_GAPS, _gap),
     WhaleTrade: (schema.WHALE_ACTIVITY, _whale),
+    AccountFill: (schema.ACCOUNT_FILLS, _account_fill),
+    AccountOrder: (schema.ACCOUNT_ORDERS, _account_order),
 }
 """Event type -> (table, rows). Book snapshots and markets are handled separately."""
 

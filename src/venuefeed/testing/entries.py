@@ -148,7 +148,8 @@ class _Polymarket:
 
 
 class _Kalshi:
-    """:meth:`KalshiFeed.on_frame`, its subscriptions acknowledged for the seeds' sids."""
+    """:meth:`KalshiFeed.on_frames` (one frame a batch), its subscriptions acknowledged for
+    the seeds' sids."""
 
     def __init__(self, tickers: list[str], sids: list[int]) -> None:
         self.rejects = Rejects(kalshi.VENUE)
@@ -160,11 +161,10 @@ class _Kalshi:
                 "id": sid,
                 "msg": {"channel": "orderbook_delta", "sid": sid},
             }
-            self.feed.on_frame(msgspec.json.encode(ack), 0, 0)
+            self.feed.on_frames([Frame(msgspec.json.encode(ack), 0, 0)])
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        events, _ = self.feed.on_frame(data, ts_recv, 0)
-        return list(events)
+        return list(self.feed.on_frames([Frame(data, ts_recv, 0)]).events)
 
     def books(self) -> Iterable[OrderBook]:
         return list(self.feed.books)

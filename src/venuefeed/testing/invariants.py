@@ -26,6 +26,8 @@ from typing import Final
 from venuefeed import exact
 from venuefeed.book import OrderBook, SyncState
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookDelta,
     BookLevel,
     BookSnapshot,
@@ -108,9 +110,14 @@ def violations(event: object, bounds: tuple[int, int]) -> list[str]:
         _levels(event.asks, "ask", prob, out)
         if isinstance(event, BookSnapshot) and not out and _crossed(event.bids, event.asks):
             out.append("crossed book snapshot")
-    elif isinstance(event, Trade | WhaleTrade):
+    elif isinstance(event, Trade | WhaleTrade | AccountFill):
         _number(event.price, "price", probability=prob, out=out)
         _number(event.size, "size", probability=False, out=out)
+    elif isinstance(event, AccountOrder):
+        if event.price is not None:
+            _number(event.price, "price", probability=prob, out=out)
+        _number(event.remaining_size, "remaining_size", probability=False, out=out)
+        _number(event.filled_size, "filled_size", probability=False, out=out)
     elif isinstance(event, PriceUpdate):
         _number(event.price, "price", probability=prob, out=out)
         if event.size is not None:

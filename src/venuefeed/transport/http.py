@@ -12,9 +12,10 @@ per-request timeout. Failures worth retrying (timeouts, connection errors,
 venue's own error text.
 
 Long jobs (a bulk archive download) may ask for *extended recovery*: when the
-normal retries are spent on timeouts or connection errors, keep trying at
-growing intervals (60 s, 120 s, ...) rather than lose hours of progress to a
-short outage.
+normal retries are spent on timeouts, connection errors or 5xx answers (a
+host that is up but failing is an outage too), keep trying at growing
+intervals (60 s, 120 s, ...) rather than lose hours of progress to a short
+outage.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ __all__ = [
 Signer = Callable[[str, str], Mapping[str, str]]
 FailureKind = Literal["timeout", "connection", "429", "5xx", "circuit_open"]
 
-_RECOVERABLE: frozenset[FailureKind] = frozenset({"timeout", "connection", "circuit_open"})
+_RECOVERABLE: frozenset[FailureKind] = frozenset({"timeout", "connection", "5xx", "circuit_open"})
 _SECRET_QUERY_KEYS = frozenset({"apikey", "api_key", "key", "token", "secret", "signature"})
 _EXCERPT_CHARS = 200
 

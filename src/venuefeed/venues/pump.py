@@ -35,7 +35,7 @@ from typing import Any
 
 from venuefeed.book import OrderBook
 from venuefeed.log import get_logger
-from venuefeed.models import Event
+from venuefeed.models import DataGap, Event
 from venuefeed.transport import (
     Frame,
     Note,
@@ -225,11 +225,19 @@ class FeedStream(VenueStream):
             events.extend(payload.events)
 
     async def _carry_out(self, out: Output, events: list[Event] | None = None) -> None:
-        """Publish ``out``'s events (into ``events``, or through the queue) and run its commands."""
+        """Publish ``out``'s events (into ``events``, or through the queue) and run its commands.
+
+        A gap the feed opened (a sequence gap, missed trades) reaches ``on_gap``
+        before it is queued, like the pump's own disconnect gaps: the
+        completeness watermark must never pass a window nobody heard of.
+        """
         if out.markets and self.on_market is not None:
             for market in out.markets:
                 self.on_market(market)
         if out.events:
+            for event in out.events:
+                if type(event) is DataGap and not event.healed:
+                    self.open_gap(event)
             if events is not None:
                 events.extend(out.events)
             else:  # from a call outside the pump (subscribe, resync): in order, via the queue

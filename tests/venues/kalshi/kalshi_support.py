@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tests.venues.captures import ROOT
@@ -33,3 +35,12 @@ def kalshi_settings(
         overrides["venues.kalshi.credentials.private_key"] = private_pem.decode()
     overrides.update(extra)
     return load_config(overrides=overrides, environ={})
+
+
+async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
+    """Wait until ``check()`` holds (polling), or fail after ``limit`` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

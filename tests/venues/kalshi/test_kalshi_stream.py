@@ -1,36 +1,30 @@
-"""The authenticated stream against the simulator: gaps detected, healed, books equal."""
+"""The authenticated stream (the generic pump around the Kalshi feed) against the simulator:
+gaps detected, healed, books equal."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 
 import pytest
 
-from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
+from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings, until
 from venuefeed import metrics
 from venuefeed.book import SyncState
 from venuefeed.models import BookDelta, BookSnapshot, DataGap, Event, Trade
 from venuefeed.sim.base import Faults
 from venuefeed.transport import WsPolicy
 from venuefeed.venues.kalshi import Adapter, Simulator
-from venuefeed.venues.kalshi.stream import KalshiStream
+from venuefeed.venues.kalshi.adapter import KalshiWsProtocol
+from venuefeed.venues.kalshi.feed import KalshiFeed
+from venuefeed.venues.pump import FeedStream
 
 FAST = WsPolicy(backoff_base=0.05, backoff_cap=0.2, idle_timeout=5.0, stable_after=0.1)
 
 
-async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def books_equal(stream: KalshiStream, sim: Simulator, tickers: list[str]) -> bool:
+def books_equal(stream: FeedStream, sim: Simulator, tickers: list[str]) -> bool:
     for ticker in tickers:
-        book = stream.feed.books.find(ticker)
+        book = stream.book(ticker)
         if book is None or book.state is not SyncState.LIVE:
             return False
         ours = (
@@ -44,12 +38,12 @@ def books_equal(stream: KalshiStream, sim: Simulator, tickers: list[str]) -> boo
 
 async def run_stream(
     sim: Simulator, private: bytes, tickers: list[str], events: list[Event]
-) -> tuple[KalshiStream, asyncio.Task[None]]:
+) -> tuple[FeedStream, KalshiFeed, asyncio.Task[None]]:
     cfg = kalshi_settings(sim.urls()["rest"], sim.urls()["ws"], private)
     adapter = Adapter(cfg.venues["kalshi"], cfg)
-    stream = KalshiStream(
-        adapter.url("ws"), adapter.require_signer(), {"books", "trades", "quotes"}, FAST
-    )
+    feed = KalshiFeed({"books", "trades", "quotes"}, adapter.rejects)
+    protocol = KalshiWsProtocol(adapter.url("ws"), adapter.require_signer(), feed, 1000)
+    stream = FeedStream(feed, protocol, FAST)
 
     async def consume() -> None:
         async for event in stream:  # events must be visible while the stream runs
@@ -57,7 +51,7 @@ async def run_stream(
 
     task = asyncio.create_task(consume())
     await stream.subscribe(tickers)
-    return stream, task
+    return stream, feed, task
 
 
 async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]) -> None:
@@ -78,14 +72,14 @@ async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]
     await sim.start()
     events: list[Event] = []
     tickers = sim.market_tickers(12)
-    stream, task = await run_stream(sim, keypair[0], tickers, events)
+    stream, feed, task = await run_stream(sim, keypair[0], tickers, events)
     try:
         await until(
             lambda: any(s.channel == "trade" for k in sim.sockets for s in k.state.subs.values())
         )
         sim.resume()
         skips = lambda: [e for e in sim.truth.events if e["kind"] == "sequence_skip"]  # noqa: E731
-        await until(lambda: len(skips()) >= 5 and stream.feed.gaps >= 3)
+        await until(lambda: len(skips()) >= 5 and feed.gaps >= 3)
         sim.faults = Faults()  # heal: later deltas reveal any gap still pending
         await asyncio.sleep(0.3)
         sim.pause()
@@ -113,7 +107,7 @@ async def test_gaps_detected_and_healed_books_equal(keypair: tuple[bytes, bytes]
         assert gap.instrument.endswith(f"sid:{gap.detail.split()[1].rstrip(':')}")
         assert set(gap.instruments) <= set(tickers) and gap.instruments
         assert healed[key].end >= gap.start
-    assert stream.snapshot_requests >= 3
+    assert feed.snapshot_requests >= 3
     assert metrics.BOOK_RESYNCS.labels(venue="kalshi")._value.get() - resyncs_before >= 3
     # Trades carry no seq: every one the venue printed for these markets arrived (a duplicated
     # trade frame arrives twice; the pipeline's dedup, not the stream, makes it one row).
@@ -136,7 +130,7 @@ async def test_reconnect_resets_sids_and_resnapshots(keypair: tuple[bytes, bytes
     await sim.start()
     events: list[Event] = []
     tickers = sim.market_tickers(4)
-    stream, task = await run_stream(sim, keypair[0], tickers, events)
+    stream, _feed, task = await run_stream(sim, keypair[0], tickers, events)
     try:
         await until(lambda: stream.session.reconnects >= 2)
         sim.faults = Faults()

@@ -11,16 +11,22 @@ Credentials (``venues.kalshi.credentials``): ``api_key_id`` plus either
 ``private_key`` (the PEM text, e.g. from ``VENUEFEED_VENUES__KALSHI__CREDENTIALS__PRIVATE_KEY``)
 or ``private_key_path``. Market data over REST works without them; the
 WebSocket needs them even for public channels.
+
+The live stream is the generic :class:`~venuefeed.venues.pump.FeedStream`
+driving :class:`~venuefeed.venues.kalshi.feed.KalshiFeed`; the only Kalshi
+piece on the transport side is :class:`KalshiWsProtocol` (what to say on a
+connection: the signed upgrade and the subscribe commands).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import urlsplit
 
 from venuefeed.models import BookSnapshot, Candle, Market, MarketStatus, Trade
-from venuefeed.transport import HttpPolicy, HttpStatusError, WsPolicy
+from venuefeed.transport import HttpPolicy, HttpStatusError, WsPolicy, WsProtocolBase
 from venuefeed.transport.http import HttpError
 from venuefeed.venues.base import (
     ALL_CHANNELS,
@@ -32,13 +38,47 @@ from venuefeed.venues.base import (
     VenueStream,
 )
 from venuefeed.venues.kalshi.auth import CredentialsError, Signer, load_signer
+from venuefeed.venues.kalshi.feed import KalshiFeed
+from venuefeed.venues.kalshi.options import Options
 from venuefeed.venues.kalshi.rest import KalshiRest
-from venuefeed.venues.kalshi.stream import KalshiStream
+from venuefeed.venues.options import load_options
+from venuefeed.venues.pump import FeedStream
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
 
-__all__ = ["Adapter"]
+__all__ = ["Adapter", "KalshiWsProtocol"]
+
+
+class KalshiWsProtocol(WsProtocolBase):
+    """The Kalshi side of :class:`~venuefeed.transport.WsProtocol`.
+
+    Kalshi's server sends protocol Ping frames (body ``heartbeat``) every 10 s
+    and aiohttp answers them, so there is no application ping.
+    """
+
+    app_ping: str | None = None
+    app_ping_interval: float = 10.0
+
+    def __init__(self, ws_url: str, signer: Signer, feed: KalshiFeed, per_connection: int) -> None:
+        self._url = ws_url
+        self._path = urlsplit(ws_url).path or "/trade-api/ws/v2"
+        self._signer = signer
+        self._feed = feed
+        self.max_subscriptions: int | None = per_connection
+
+    def url(self) -> str:
+        return self._url
+
+    def handshake_headers(self) -> Mapping[str, str]:
+        # Signed on every (re)connect: the signature embeds a fresh timestamp.
+        return self._signer.headers("GET", self._path)
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        return self._feed.subscribe_frames(subs)
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
+        return self._feed.unsubscribe_frames(subs)
 
 
 class Adapter(VenueAdapter):
@@ -57,13 +97,19 @@ class Adapter(VenueAdapter):
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
+        self.options = load_options(Options, self.name, settings.options)
         self.signer: Signer | None = load_signer(
             self.credential("api_key_id"),
             self.credential("private_key"),
             self.credential("private_key_path"),
         )
         self.rest = KalshiRest(
-            self.url("rest"), HttpPolicy.from_settings(settings), self.signer, self.rejects
+            self.url("rest"),
+            HttpPolicy.from_settings(settings),
+            self.signer,
+            self.rejects,
+            historical_tier=self.options.historical_tier,
+            cutoff_ttl=self.options.cutoff_refresh_seconds,
         )
 
     async def close(self) -> None:
@@ -171,5 +217,12 @@ class Adapter(VenueAdapter):
     # -- streaming -----------------------------------------------------------
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
+        """The generic pump around a :class:`KalshiFeed` of the wanted channels."""
         policy = WsPolicy.from_settings(self.settings, self.config.ingestion)
-        return KalshiStream(self.url("ws"), self.require_signer(), channels, policy, self.rejects)
+        feed = KalshiFeed(
+            channels, self.rejects, self.options.quote_channel, self.options.account_channels
+        )
+        protocol = KalshiWsProtocol(
+            self.url("ws"), self.require_signer(), feed, self.options.markets_per_connection
+        )
+        return FeedStream(feed, protocol, policy)

@@ -1,33 +1,40 @@
 """``venuefeed archive kalshi``: every series, event and market, resumable, in constant memory.
 
-Layout (compatible with the archive tool Kalshi users already have)::
+Layout and record format as the Kalshi file-ingestion tool users already have
+(seed 004)::
 
-    kalshi_archive_<YYYYmmdd_HHMMSS>/
-        series/batch_0001/...   events/...   markets/batch_0001/0000_<ticker>.json
-        ingestion.log           session_summary.json      .checkpoint/<endpoint>.sqlite
+    kalshi_atomic_ingestion_<YYYYmmdd_HHMMSS>/
+        atomic_ingestion.log    atomic_session_summary_<YYYYmmdd_HHMMSS>.json
+        markets/batch_0000/ (records 0-999)   markets/batch_0001/ (1000-1999) ...
+        events/batch_0000/ ...  series/batch_0000/ ...   .checkpoint/<endpoint>.sqlite
 
-One batch is one API page (at most 1000 records, so at most 1000 files per
-folder). Each record is ``{endpoint, ingestion_time, record_id, record_hash,
-batch_info: {record_index, batch_number, total_records}, data}`` where
+A batch holds 1,000 records whatever the venue's page size (batches span
+pages), numbered from ``batch_0000``. Each record is ``{endpoint,
+ingestion_time, record_id, record_hash, batch_info: {record_index,
+batch_number, total_records}, data}``: ``endpoint`` is the API path it came
+from (``/markets``; ``/historical/markets`` for markets only the historical
+tier still serves -- the archive covers both tiers), ``record_index`` counts
+across the whole endpoint, ``total_records`` is the endpoint's total, and
 ``data`` is the venue's JSON *byte for byte* (``msgspec.Raw``: never
-re-encoded, no field lost) and ``record_hash`` its SHA-256. ``--layout jsonl``
-writes one ``batch_NNNN.jsonl`` per batch instead of a folder, ``parquet`` one
+re-encoded, no field lost) with ``record_hash`` its SHA-256, which also
+deduplicates within an endpoint. ``--layout jsonl`` writes one
+``batch_NNNN.jsonl`` per batch instead of a folder, ``parquet`` one
 ``batch_NNNN.parquet``.
 
-How it survives being killed: per endpoint, a SQLite checkpoint holds the
-cursor, the counters and the set of record hashes already written (on disk,
-so memory stays flat at 200,000+ records). A page is processed as one unit:
-new records are found with ``INSERT OR IGNORE`` into the hash set inside a
-transaction, the batch is written under a temporary name and renamed into
-place, and only then are the hashes and the next cursor committed. A kill
-before the commit loses nothing but that page, which the rerun fetches and
-writes again under the same batch name; a kill after it never rewrites it.
+The total is only known once an endpoint's last page is in, so an endpoint
+runs in two phases, both resumable from its SQLite checkpoint: *fetch* stages
+each page's new records (and their hashes, the cursor and the counters) in
+one transaction, on disk, so memory stays flat at 200,000+ records; *write*
+then cuts the staged records into batches, each written under a temporary
+name, renamed into place, and only then marked done. A kill loses at most the
+page or batch in flight, which the rerun redoes under the same name.
 Rerunning the same command resumes the newest unfinished archive in
 ``out_dir``; ``fresh=True`` starts a new one.
 
-Long network failures are ridden out by the transport's extended recovery
-mode; each request that needed retries counts as a network incident, and as a
-recovery when it finally succeeded.
+Long failures -- timeouts, refused connections and 5xx answers alike -- are
+ridden out by the transport's extended recovery mode. Every failed attempt
+is counted: the session summary reports, per endpoint and overall, the
+success rate of the requests and which endpoints completed.
 """
 
 from __future__ import annotations
@@ -68,13 +75,15 @@ __all__ = ["ArchiveSummary", "EndpointSummary", "Layout", "run_archive"]
 
 Layout = Literal["files", "jsonl", "parquet"]
 
-ENDPOINTS: dict[str, tuple[str, int | None, str]] = {
-    # endpoint -> (path, page size (None: the venue takes none), id field)
-    "series": ("/series", None, "ticker"),
-    "events": ("/events", EVENTS_PAGE_MAX, "event_ticker"),
-    "markets": ("/markets", MARKETS_PAGE_MAX, "ticker"),
+ENDPOINTS: dict[str, tuple[tuple[str, ...], int | None, str]] = {
+    # endpoint -> (paths read in turn, page size (None: the venue takes none), id field)
+    "series": (("/series",), None, "ticker"),
+    "events": (("/events",), EVENTS_PAGE_MAX, "event_ticker"),
+    "markets": (("/markets", "/historical/markets"), MARKETS_PAGE_MAX, "ticker"),
 }
-_PREFIX = "kalshi_archive_"
+BATCH_SIZE = 1000
+"""Records per batch folder (seed 004: 1,000 files a folder)."""
+_PREFIX = "kalshi_atomic_ingestion_"
 _COMPLETE = ".complete"
 _FAILURE_KINDS = ("timeout", "connection", "429", "5xx", "circuit_open")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -115,6 +124,10 @@ class EndpointSummary:
     records_per_second: float = 0.0
     network_incidents: int = 0
     recoveries: int = 0
+    failed_attempts: int = 0
+    """Requests that failed and were retried (timeouts, refused connections, 429, 5xx)."""
+    request_success_rate: float = 100.0
+    """Percent of the endpoint's requests that succeeded (pages / (pages + failed attempts))."""
     resumed: bool = False
     error: str | None = None
 
@@ -136,6 +149,19 @@ class ArchiveSummary:
     def records(self) -> int:
         return sum(e.records for e in self.endpoints.values())
 
+    @property
+    def success_rate(self) -> float:
+        """Percent of the endpoints that completed."""
+        done = sum(e.status == "success" for e in self.endpoints.values())
+        return round(100.0 * done / len(self.endpoints), 1) if self.endpoints else 100.0
+
+    @property
+    def request_success_rate(self) -> float:
+        """Percent of all requests of the session that succeeded."""
+        pages = sum(e.pages for e in self.endpoints.values())
+        failed = sum(e.failed_attempts for e in self.endpoints.values())
+        return _rate(pages, failed)
+
     def to_json(self) -> bytes:
         data: dict[str, Any] = {
             "archive_dir": str(self.archive_dir),
@@ -145,6 +171,13 @@ class ArchiveSummary:
             "resumed": self.resumed,
             "complete": self.ok,
             "total_records": self.records,
+            "files_saved": sum(e.files for e in self.endpoints.values()),
+            "success_rate": self.success_rate,
+            "request_success_rate": self.request_success_rate,
+            "successful_endpoints": [k for k, v in self.endpoints.items() if v.status == "success"],
+            "failed_endpoints": [k for k, v in self.endpoints.items() if v.status != "success"],
+            "network_incidents": sum(e.network_incidents for e in self.endpoints.values()),
+            "recoveries": sum(e.recoveries for e in self.endpoints.values()),
             "endpoints": {k: asdict(v) for k, v in self.endpoints.items()},
         }
         return msgspec.json.format(msgspec.json.encode(data), indent=2)
@@ -153,8 +186,14 @@ class ArchiveSummary:
 # -- checkpoint -------------------------------------------------------------------
 
 
+def _rate(succeeded: int, failed: int) -> float:
+    total = succeeded + failed
+    return round(100.0 * succeeded / total, 2) if total else 100.0
+
+
 class _Checkpoint:
-    """One endpoint's resumable state: cursor, counters and the on-disk set of hashes seen."""
+    """One endpoint's resumable state: cursor, counters, the on-disk set of hashes seen and
+    the records fetched but not yet written into batches."""
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None)
@@ -162,6 +201,10 @@ class _Checkpoint:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v BLOB)")
         self.db.execute("CREATE TABLE IF NOT EXISTS seen (h BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS staged (i INTEGER PRIMARY KEY, source TEXT, "
+            "record_id TEXT, hash TEXT, ingested TEXT, data BLOB)"
+        )
         row = self.db.execute("SELECT v FROM state WHERE k = 'state'").fetchone()
         self.state: dict[str, Any] = msgspec.json.decode(row[0]) if row else {}
 
@@ -173,7 +216,27 @@ class _Checkpoint:
         cur = self.db.execute("INSERT OR IGNORE INTO seen (h) VALUES (?)", (digest,))
         return cur.rowcount == 1
 
+    def stage(self, rows: list[tuple[int, str, str, str, str, bytes]]) -> None:
+        """Keep a page's new records until their batches are written (inside the transaction):
+        ``(index, source path, record_id, hash, ingestion_time, data)``."""
+        self.db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def staged(self, first: int, end: int) -> list[tuple[int, str, str, str, str, bytes]]:
+        """The staged records ``first <= index < end``, in order."""
+        rows = self.db.execute(
+            "SELECT i, source, record_id, hash, ingested, data FROM staged "
+            "WHERE i >= ? AND i < ? ORDER BY i",
+            (first, end),
+        )
+        return list(rows)
+
+    def unstage(self) -> None:
+        """Every batch is written: the staged copies are no longer needed."""
+        self.db.execute("DELETE FROM staged")
+
     def commit(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
         self.db.execute(
             "INSERT OR REPLACE INTO state (k, v) VALUES ('state', ?)",
             (msgspec.json.encode(self.state),),
@@ -248,6 +311,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _stamp() -> str:
+    """``20240914_111603``: the seed's ``ingestion_time`` and file-name stamp (UTC)."""
+    return datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+
+
 def _find_archive(out_dir: Path, fresh: bool) -> tuple[Path, bool]:
     """The newest unfinished archive to resume, or a new directory."""
     if not fresh and out_dir.exists():
@@ -259,7 +327,7 @@ def _find_archive(out_dir: Path, fresh: bool) -> tuple[Path, bool]:
         for path in candidates:
             if (path / ".checkpoint").is_dir() and not (path / _COMPLETE).exists():
                 return path, True
-    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+    stamp = _stamp()
     path = out_dir / f"{_PREFIX}{stamp}"
     n = 1
     while path.exists():
@@ -307,13 +375,10 @@ async def _archive_endpoint(
     summary: EndpointSummary,
     on_progress: Callable[[int, float], None],
 ) -> None:
-    path, page_size, id_field = ENDPOINTS[endpoint]
     root = archive / endpoint
     root.mkdir(parents=True, exist_ok=True)
     ck = _Checkpoint(archive / ".checkpoint" / f"{endpoint}.sqlite")
     state = ck.state
-    label = f"archive_{endpoint}"
-    ids = msgspec.json.Decoder(_Ids)
     try:
         if state.get("done"):
             _fill(summary, state, "success")
@@ -323,81 +388,14 @@ async def _archive_endpoint(
             summary.resumed = True
             log.write("endpoint_resumed", endpoint=endpoint, records=state.get("records", 0))
         else:
-            state.update(cursor=None, done=False, batches=0, records=0, files=0, pages=0)
-            state.update(duplicates=0, elapsed=0.0, incidents=0, recoveries=0)
-        on_progress(state["records"], 0.0)
-        while True:
-            started = time.monotonic()
-            params: dict[str, Any] = {"cursor": state["cursor"]}
-            if page_size is not None:
-                params["limit"] = page_size
-            failures_before = _failures(label)
-            try:
-                response = await http.request(
-                    "GET",
-                    path,
-                    params=params,
-                    endpoint=label,
-                    extended_recovery=True,
-                    progress=lambda: int(state["records"]),
-                )
-            except HttpError:
-                if _failures(label) > failures_before:
-                    state["incidents"] += 1
-                raise
-            if _failures(label) > failures_before:
-                state["incidents"] += 1
-                state["recoveries"] += 1
-                log.write("network_recovered", endpoint=endpoint, cursor=state["cursor"])
-            page = msgspec.json.decode(response.body, type=RawPage)
-            items = getattr(page, endpoint) or []
-            ingested = _now_iso()
-            ck.begin()
-            fresh: list[tuple[str, str, msgspec.Raw]] = []
-            duplicates = 0
-            for raw in items:
-                digest = hashlib.sha256(raw).digest()
-                if not ck.add(digest):
-                    duplicates += 1
-                    continue
-                found = ids.decode(raw)
-                record_id = found.ticker if id_field == "ticker" else found.event_ticker
-                fresh.append((record_id, digest.hex(), raw))
-            batch = state["batches"] + 1
-            if fresh:
-                records = [
-                    ArchiveRecord(
-                        endpoint=endpoint,
-                        ingestion_time=ingested,
-                        record_id=record_id,
-                        record_hash=digest_hex,
-                        batch_info=BatchInfo(index, batch, len(fresh)),
-                        data=raw,
-                    )
-                    for index, (record_id, digest_hex, raw) in enumerate(fresh)
-                ]
-                state["files"] += _write_batch(root, layout, batch, records)
-                state["batches"] = batch
-            next_cursor = page.cursor or None
-            state["cursor"] = next_cursor
-            state["records"] += len(fresh)
-            state["duplicates"] += duplicates
-            state["pages"] += 1
-            state["elapsed"] += time.monotonic() - started
-            state["done"] = next_cursor is None or not items
-            ck.commit()
-            log.write(
-                "page",
-                endpoint=endpoint,
-                page=state["pages"],
-                batch=batch if fresh else None,
-                records=len(fresh),
-                duplicates=duplicates,
-                total=state["records"],
-            )
+            state.update(source=0, cursor=None, fetched=False, written=0, done=False)
+            state.update(records=0, files=0, pages=0, duplicates=0, elapsed=0.0)
+            state.update(incidents=0, recoveries=0, failed_attempts=0)
+        on_progress(state["records"], state["elapsed"])
+        while not state["fetched"]:
+            await _fetch_page(http, endpoint, ck, log)
             on_progress(state["records"], state["elapsed"])
-            if state["done"]:
-                break
+        _write_batches(endpoint, root, layout, ck, log)
         _fill(summary, state, "success")
         log.write("endpoint_complete", endpoint=endpoint, records=summary.records)
     except (HttpError, OSError, msgspec.DecodeError, sqlite3.Error) as exc:
@@ -410,11 +408,113 @@ async def _archive_endpoint(
         ck.close()
 
 
+async def _fetch_page(http: HttpClient, endpoint: str, ck: _Checkpoint, log: _Log) -> None:
+    """Fetch the next page and stage its new records, with the cursor, in one transaction."""
+    paths, page_size, id_field = ENDPOINTS[endpoint]
+    state = ck.state
+    path = paths[state["source"]]
+    label = f"archive_{endpoint}"
+    started = time.monotonic()
+    params: dict[str, Any] = {"cursor": state["cursor"]}
+    if page_size is not None:
+        params["limit"] = page_size
+    failures_before = _failures(label)
+    try:
+        response = await http.request(
+            "GET",
+            path,
+            params=params,
+            endpoint=label,
+            extended_recovery=True,
+            progress=lambda: int(state["records"]),
+        )
+    except HttpError:
+        failed = int(_failures(label) - failures_before)
+        if failed:
+            state["incidents"] += 1
+            state["failed_attempts"] += failed
+        raise
+    failed = int(_failures(label) - failures_before)
+    if failed:
+        state["incidents"] += 1
+        state["recoveries"] += 1
+        state["failed_attempts"] += failed
+        log.write("network_recovered", endpoint=endpoint, path=path, cursor=state["cursor"],
+                  failed_attempts=failed)  # fmt: skip
+    page = msgspec.json.decode(response.body, type=RawPage)
+    items = getattr(page, endpoint) or []
+    ingested = _stamp()
+    ids = _ID_DECODER
+    ck.begin()
+    rows: list[tuple[int, str, str, str, str, bytes]] = []
+    duplicates = 0
+    for raw in items:
+        digest = hashlib.sha256(raw).digest()
+        if not ck.add(digest):
+            duplicates += 1
+            continue
+        found = ids.decode(raw)
+        record_id = found.ticker if id_field == "ticker" else found.event_ticker
+        rows.append((state["records"] + len(rows), path, record_id, digest.hex(), ingested,
+                     bytes(raw)))  # fmt: skip
+    ck.stage(rows)
+    fresh = len(rows)
+    state["records"] += fresh
+    next_cursor = page.cursor or None
+    if next_cursor is None or not items:  # this path is done: the next one, or the end
+        state["source"] += 1
+        state["cursor"] = None
+        state["fetched"] = state["source"] >= len(paths)
+    else:
+        state["cursor"] = next_cursor
+    state["duplicates"] += duplicates
+    state["pages"] += 1
+    state["elapsed"] += time.monotonic() - started
+    ck.commit()
+    log.write("page", endpoint=endpoint, path=path, page=state["pages"], records=fresh,
+              duplicates=duplicates, total=state["records"])  # fmt: skip
+
+
+_ID_DECODER = msgspec.json.Decoder(_Ids)
+
+
+def _write_batches(endpoint: str, root: Path, layout: Layout, ck: _Checkpoint, log: _Log) -> None:
+    """Cut the staged records into batches of :data:`BATCH_SIZE`, each marked done once renamed
+    into place; the endpoint's total is known by now and goes into every record."""
+    state = ck.state
+    total = int(state["records"])
+    batches = -(-total // BATCH_SIZE)
+    while state["written"] < batches:
+        started = time.monotonic()
+        number = int(state["written"])
+        rows = ck.staged(number * BATCH_SIZE, (number + 1) * BATCH_SIZE)
+        records = [
+            ArchiveRecord(
+                endpoint=source,
+                ingestion_time=ingested,
+                record_id=record_id,
+                record_hash=digest,
+                batch_info=BatchInfo(index, number, total),
+                data=msgspec.Raw(data),
+            )
+            for index, source, record_id, digest, ingested, data in rows
+        ]
+        state["files"] += _write_batch(root, layout, number, records)
+        state["written"] = number + 1
+        state["elapsed"] += time.monotonic() - started
+        ck.commit()
+        log.write("batch", endpoint=endpoint, batch=number, records=len(records), total=total)
+    ck.begin()
+    ck.unstage()
+    state["done"] = True
+    ck.commit()
+
+
 def _fill(summary: EndpointSummary, state: dict[str, Any], status: str) -> None:
     summary.status = status  # type: ignore[assignment]
     summary.records = int(state.get("records", 0))
     summary.files = int(state.get("files", 0))
-    summary.batches = int(state.get("batches", 0))
+    summary.batches = int(state.get("written", 0))
     summary.pages = int(state.get("pages", 0))
     summary.duplicates_skipped = int(state.get("duplicates", 0))
     summary.duration_seconds = round(float(state.get("elapsed", 0.0)), 3)
@@ -422,6 +522,8 @@ def _fill(summary: EndpointSummary, state: dict[str, Any], status: str) -> None:
     summary.records_per_second = round(summary.records / elapsed, 1) if elapsed > 0 else 0.0
     summary.network_incidents = int(state.get("incidents", 0))
     summary.recoveries = int(state.get("recoveries", 0))
+    summary.failed_attempts = int(state.get("failed_attempts", 0))
+    summary.request_success_rate = _rate(summary.pages, summary.failed_attempts)
 
 
 async def run_archive(
@@ -450,7 +552,7 @@ async def run_archive(
     summary = ArchiveSummary(
         archive_dir=archive, layout=layout, started_at=_now_iso(), resumed=resumed
     )
-    log = _Log(archive / "ingestion.log")
+    log = _Log(archive / "atomic_ingestion.log")
     log.write("session_start", resumed=resumed, layout=layout, endpoints=list(endpoints))
     http = HttpClient("kalshi", base_url, HttpPolicy.from_settings(venue), signer=signer)
     progress = _progress(show_progress)
@@ -464,10 +566,12 @@ async def run_archive(
         if progress is not None:
             progress.stop()
         summary.finished_at = _now_iso()
-        (archive / "session_summary.json").write_bytes(summary.to_json())
+        (archive / f"atomic_session_summary_{_stamp()}.json").write_bytes(summary.to_json())
         if summary.ok and set(endpoints) == set(ENDPOINTS):
             (archive / _COMPLETE).touch()
-        log.write("session_end", complete=summary.ok, records=summary.records)
+        log.write("session_end", complete=summary.ok, records=summary.records,
+                  success_rate=summary.success_rate,
+                  request_success_rate=summary.request_success_rate)  # fmt: skip
         log.close()
     return summary
 

@@ -168,6 +168,17 @@ def verify_request(
     return None
 
 
+def public_pem_of(private_pem: bytes) -> bytes:
+    """The public half (PEM) of a private key in PEM form (:class:`CredentialsError` if none)."""
+    try:
+        key = serialization.load_pem_private_key(private_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CredentialsError(f"not an unencrypted PEM private key: {exc}") from None
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def generate_test_keypair() -> tuple[bytes, bytes]:
     """A fresh 2048-bit RSA key pair as ``(private_pem, public_pem)`` for demos and tests."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -31,22 +31,40 @@ from dataclasses import dataclass, field
 import msgspec
 
 from venuefeed import metrics
-from venuefeed.book import Books, Inconsistency, SyncState
+from venuefeed.book import Books, Inconsistency, OrderBook, SyncState
 from venuefeed.log import get_logger
-from venuefeed.models import BookDelta, BookLevel, BookState, DataGap, Event
+from venuefeed.models import (
+    BookDelta,
+    BookLevel,
+    BookState,
+    DataGap,
+    Event,
+    MarketStatusChange,
+    TopOfBook,
+)
+from venuefeed.transport import Frame
+from venuefeed.venues.feed import NOTHING, Command, Output, Send, VenueFeed
 from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi import protocol as p
 from venuefeed.venues.rejects import Rejects
 
-__all__ = ["CHANNELS", "Command", "KalshiFeed"]
+__all__ = ["CHANNELS", "KalshiFeed"]
 
-CHANNELS = {"books": "orderbook_delta", "trades": "trade", "quotes": "ticker"}
-"""Canonical channel -> Kalshi channel. Lifecycle and candles are not streamed."""
+CHANNELS = {
+    "books": "orderbook_delta",
+    "trades": "trade",
+    "quotes": "ticker",
+    "status": "market_lifecycle_v2",
+}
+"""Canonical channel -> Kalshi channel (quotes may be ``ticker_v2`` instead). No candles."""
+QUOTE_CHANNELS = ("ticker", "ticker_v2")
+ACCOUNT_CHANNELS = ["fill", "user_orders"]
+"""The key's own fills and order updates, published as ``AccountFill`` / ``AccountOrder``."""
 _TERMINAL_ERRORS = frozenset({10, 17, 25})
 _PENDING_MAX = 4096
 
-Command = tuple[int, str]
-"""``(conn, frame)``: a frame the stream must send on one connection."""
+_Out = tuple[list[Event], list[Send]]
+"""What a handler answers: events, and frames to send (snapshot requests)."""
 
 _log = get_logger("venuefeed.venues.kalshi.feed")
 
@@ -70,20 +88,39 @@ class _Incident:
     """Markets still without a fresh snapshot; healed when empty."""
 
 
-class KalshiFeed:
+class KalshiFeed(VenueFeed):
     """Sequencing, books and commands for one stream (all connections)."""
 
-    def __init__(self, channels: Iterable[str], rejects: Rejects | None = None) -> None:
-        self.channels = [CHANNELS[c] for c in CHANNELS if c in set(channels)]
+    venue = parse.VENUE
+
+    def __init__(
+        self,
+        channels: Iterable[str],
+        rejects: Rejects | None = None,
+        quote_channel: str = "ticker",
+        account: bool = False,
+    ) -> None:
+        super().__init__()
+        wanted = set(channels)
+        self.channels = [
+            quote_channel if c == "quotes" else CHANNELS[c] for c in CHANNELS if c in wanted
+        ]
+        if account:  # the key's own fills and orders (the connection is signed anyway)
+            self.channels += ACCOUNT_CHANNELS
+        self._tickers: set[str] = set()
+        """Markets subscribed: lifecycle messages of others are not ours to publish."""
+        self._quotes: dict[str, tuple[str | None, str | None, str | None, str | None]] = {}
+        """Each market's last ``ticker_v2`` quote fields, which later deltas only amend."""
         self.books = Books(parse.VENUE)
         self.gaps = 0
         self.resyncs = 0
+        self.snapshot_requests = 0
         self._sids: dict[int, dict[int, _Sid]] = {}
         self._incidents: list[_Incident] = []
         self._pending: dict[int, tuple[list[str], int]] = {}
         self._next_id = 1
         self._logged: set[str] = set()
-        self._rejects = rejects or Rejects(parse.VENUE)
+        self.rejects = rejects or Rejects(parse.VENUE)
         self._m_gap = metrics.BOOK_INCONSISTENCIES.labels(venue=parse.VENUE, reason="sequence_gap")
         self._m_resync = metrics.BOOK_RESYNCS.labels(venue=parse.VENUE)
 
@@ -98,6 +135,7 @@ class KalshiFeed:
         """One ``subscribe`` for all channels of ``tickers``; the acks map ids to sids."""
         if not tickers or not self.channels:
             return []
+        self._tickers.update(tickers)
         cmd_id = self._id()
         if len(self._pending) >= _PENDING_MAX:
             # Commands of a dropped connection are never acked; forget the oldest.
@@ -113,6 +151,9 @@ class KalshiFeed:
     def unsubscribe_frames(self, tickers: Sequence[str]) -> list[str]:
         """Remove ``tickers`` from the sids holding them; a sid left empty is unsubscribed."""
         gone = set(tickers)
+        self._tickers -= gone
+        for ticker in gone:
+            self._quotes.pop(ticker, None)
         frames: list[str] = []
         for sids in self._sids.values():
             for sid, state in list(sids.items()):
@@ -144,20 +185,23 @@ class KalshiFeed:
             incident.awaiting -= gone  # closed at the next snapshot if nothing is left
         return frames
 
-    def _snapshot_request(self, sid: int) -> str:
-        cmd = {
-            "id": self._id(),
-            "cmd": "update_subscription",
-            "params": {"sids": [sid], "action": "get_snapshot"},
-        }
+    def _snapshot_request(self, sid: int, ticker: str | None = None) -> str:
+        params: dict[str, object] = {"sids": [sid], "action": "get_snapshot"}
+        if ticker is not None:
+            params["market_tickers"] = [ticker]
+        cmd = {"id": self._id(), "cmd": "update_subscription", "params": params}
         return msgspec.json.encode(cmd).decode()
 
     # -- input -----------------------------------------------------------------
 
-    def on_reconnected(self, conn: int, ts_recv: int) -> list[Event]:
+    def on_unsubscribed(self, instruments: Sequence[str]) -> Output:
+        """The unsubscribe frames already dropped the books; nothing left to say."""
+        return NOTHING
+
+    def on_reconnected(self, conn: int, ts_recv: int) -> Output:
         """The connection was replaced: its sids are void and its books must resnapshot.
 
-        The window itself is the stream's disconnect gap; open incidents of the
+        The window itself is the pump's disconnect gap; open incidents of the
         old sids stay open until their markets' new snapshots arrive.
         """
         events: list[Event] = []
@@ -168,42 +212,93 @@ class KalshiFeed:
                 book = self.books.get(ticker)
                 book.state = SyncState.RESYNCING
                 events.append(self._state_event(ticker, ts_recv, "resyncing", "reconnect"))
-        return events
+        return Output(events, [])
 
-    def on_frame(
-        self, data: bytes | str, ts_recv: int, conn: int
-    ) -> tuple[list[Event], list[Command]]:
-        """Handle one frame; returns events to emit and commands to send."""
+    def resync(self, instrument: str, ts_recv: int) -> Output:
+        """A liveness check doubts one book: ``get_snapshot`` for it alone, on its sid.
+
+        Its deltas are dropped until the snapshot lands; the sid's sequence
+        keeps being checked, so the other markets of the sid are not disturbed.
+        """
+        for conn, sids in self._sids.items():
+            for sid, state in sids.items():
+                if state.channel != "orderbook_delta" or instrument not in state.tickers:
+                    continue
+                state.awaiting.add(instrument)
+                self.books.get(instrument).state = SyncState.RESYNCING
+                self.resyncs += 1
+                self.snapshot_requests += 1
+                self._m_resync.inc()
+                event = self._state_event(instrument, ts_recv, "resyncing", "liveness")
+                return Output([event], [Send(conn, self._snapshot_request(sid, instrument))])
+        return NOTHING
+
+    def book(self, instrument: str) -> OrderBook | None:
+        return self.books.find(instrument)
+
+    def on_frames(self, frames: Sequence[Frame]) -> Output:
+        """A batch of frames, in arrival order: the events to publish and the frames to send."""
         events: list[Event] = []
         commands: list[Command] = []
-        for item in parse.parse_frame(data, ts_recv, self._rejects):
-            if isinstance(item, parse.BookChange):
-                more, cmds = self._delta(item, ts_recv, conn)
-            elif isinstance(item, parse.TradeSequence):
-                events += self._trade_sequence(item, ts_recv, conn)
-                continue
-            elif isinstance(item, parse.Snapshot):
-                more, cmds = self._snapshot(item, ts_recv, conn)
-            elif isinstance(item, parse.Refused):
-                more, cmds = self._refused(item, ts_recv, conn)
-            elif isinstance(item, p.WsSubscribed):
-                self._subscribed(item, conn)
-                continue
-            elif isinstance(item, p.WsUnsubscribed):
-                self._sids.get(conn, {}).pop(item.sid, None)
-                continue
-            elif isinstance(item, p.WsError):
-                more, cmds = self._error(item, ts_recv, conn)
-            elif isinstance(item, p.WsOk):
-                continue
-            else:
-                events.append(item)
-                continue
-            events += more
-            commands += cmds
-        return events, commands
+        rejects = self.rejects
+        for frame in frames:
+            conn, ts_recv = frame.conn, frame.ts_recv
+            for item in parse.parse_frame(frame.data, ts_recv, rejects):
+                if isinstance(item, parse.BookChange):
+                    more, cmds = self._delta(item, ts_recv, conn)
+                elif isinstance(item, parse.TradeSequence):
+                    events += self._trade_sequence(item, ts_recv, conn)
+                    continue
+                elif isinstance(item, parse.Snapshot):
+                    more, cmds = self._snapshot(item, ts_recv, conn)
+                elif isinstance(item, parse.Refused):
+                    more, cmds = self._refused(item, ts_recv, conn)
+                elif isinstance(item, p.WsSubscribed):
+                    self._subscribed(item, conn)
+                    continue
+                elif isinstance(item, p.WsUnsubscribed):
+                    self._sids.get(conn, {}).pop(item.sid, None)
+                    continue
+                elif isinstance(item, p.WsError):
+                    more, cmds = self._error(item, ts_recv, conn)
+                elif isinstance(item, p.WsOk):
+                    continue
+                elif isinstance(item, parse.QuoteChange):
+                    events.append(self._quote(item, ts_recv))
+                    continue
+                elif isinstance(item, MarketStatusChange):
+                    if item.instrument in self._tickers:
+                        events.append(item)
+                    continue
+                else:
+                    events.append(item)
+                    continue
+                events += more
+                commands += cmds
+        return Output(events, commands)
 
     # -- handlers ----------------------------------------------------------------
+
+    def _quote(self, change: parse.QuoteChange, ts_recv: int) -> TopOfBook:
+        """A ``ticker_v2`` delta merged into the market's quote: the whole top of book again."""
+        old = self._quotes.get(change.instrument, (None, None, None, None))
+        bid_price = change.bid_price if change.bid_price is not None else old[0]
+        bid_size = change.bid_size if change.bid_size is not None else old[1]
+        ask_price = change.ask_price if change.ask_price is not None else old[2]
+        ask_size = change.ask_size if change.ask_size is not None else old[3]
+        self._quotes[change.instrument] = (bid_price, bid_size, ask_price, ask_size)
+        bid_price, bid_size = parse.quote_side(bid_price, bid_size, parse.NO_BID)
+        ask_price, ask_size = parse.quote_side(ask_price, ask_size, parse.NO_ASK)
+        return TopOfBook(
+            venue=parse.VENUE,
+            instrument=change.instrument,
+            ts_venue=change.ts_venue,
+            ts_recv=ts_recv,
+            bid_price=bid_price,
+            bid_size=bid_size,
+            ask_price=ask_price,
+            ask_size=ask_size,
+        )
 
     def _subscribed(self, msg: p.WsSubscribed, conn: int) -> None:
         tickers: list[str] = []
@@ -218,7 +313,7 @@ class KalshiFeed:
             state.awaiting = set(tickers)
         self._sids.setdefault(conn, {})[msg.msg.sid] = state
 
-    def _error(self, msg: p.WsError, ts_recv: int, conn: int) -> tuple[list[Event], list[Command]]:
+    def _error(self, msg: p.WsError, ts_recv: int, conn: int) -> _Out:
         code = msg.msg.code
         if msg.id is not None and msg.id in self._pending:
             tickers, remaining = self._pending[msg.id]
@@ -235,7 +330,7 @@ class KalshiFeed:
             return [], []
         # Terminal for the channel: every book on this connection is suspect; resnapshot them.
         events: list[Event] = []
-        commands: list[Command] = []
+        commands: list[Send] = []
         for sid, state in self._sids.get(conn, {}).items():
             if state.channel == "orderbook_delta" and state.tickers:
                 more, cmds = self._gap(
@@ -245,9 +340,7 @@ class KalshiFeed:
                 commands += cmds
         return events, commands
 
-    def _snapshot(
-        self, item: parse.Snapshot, ts_recv: int, conn: int
-    ) -> tuple[list[Event], list[Command]]:
+    def _snapshot(self, item: parse.Snapshot, ts_recv: int, conn: int) -> _Out:
         state = self._sids.get(conn, {}).get(item.sid)
         if state is None:
             self._reject("unknown_sid", str(item.sid))
@@ -309,9 +402,7 @@ class KalshiFeed:
             )
         ]
 
-    def _refused(
-        self, item: parse.Refused, ts_recv: int, conn: int
-    ) -> tuple[list[Event], list[Command]]:
+    def _refused(self, item: parse.Refused, ts_recv: int, conn: int) -> _Out:
         """A book message of the sid was refused at the boundary: its books missed it."""
         state = self._sids.get(conn, {}).get(item.sid)
         if state is None:
@@ -322,9 +413,7 @@ class KalshiFeed:
         detail = f"sid {item.sid}: seq {item.seq} refused ({item.reason.value})"
         return self._gap(state, item.sid, conn, ts_recv, item.reason, detail)
 
-    def _delta(
-        self, change: parse.BookChange, ts_recv: int, conn: int
-    ) -> tuple[list[Event], list[Command]]:
+    def _delta(self, change: parse.BookChange, ts_recv: int, conn: int) -> _Out:
         state = self._sids.get(conn, {}).get(change.sid)
         if state is None:
             self._reject("unknown_sid", str(change.sid))
@@ -376,7 +465,7 @@ class KalshiFeed:
         ts_recv: int,
         reason: Inconsistency,
         detail: str,
-    ) -> tuple[list[Event], list[Command]]:
+    ) -> _Out:
         """Invalidate every book of the sid and ask for its snapshots (the documented cure)."""
         self.gaps += 1
         self.resyncs += 1
@@ -405,7 +494,8 @@ class KalshiFeed:
         for ticker in sorted(state.tickers):
             self.books.get(ticker).invalidate(reason)
             events.append(self._state_event(ticker, ts_recv, "resyncing", reason.value))
-        return events, [(conn, self._snapshot_request(sid))]
+        self.snapshot_requests += 1
+        return events, [Send(conn, self._snapshot_request(sid))]
 
     @staticmethod
     def _state_event(ticker: str, ts_recv: int, state: str, reason: str) -> BookState:
@@ -419,4 +509,4 @@ class KalshiFeed:
         )
 
     def _reject(self, reason: str, detail: str) -> None:
-        self._rejects.reject(reason, detail)
+        self.rejects.reject(reason, detail)

@@ -34,11 +34,14 @@ import msgspec
 from venuefeed import exact
 from venuefeed.book import Inconsistency
 from venuefeed.models import (
+    AccountFill,
+    AccountOrder,
     BookLevel,
     BookSnapshot,
     Candle,
     Market,
     MarketStatus,
+    MarketStatusChange,
     Outcome,
     PriceUpdate,
     Side,
@@ -61,18 +64,22 @@ from venuefeed.venues.rejects import Rejects
 __all__ = [
     "VENUE",
     "BookChange",
+    "Cutoffs",
     "Item",
+    "QuoteChange",
     "Refused",
     "Snapshot",
     "complement",
     "parse_book",
     "parse_candles",
+    "parse_cutoffs",
     "parse_event_series",
     "parse_frame",
     "parse_market",
     "parse_markets_page",
     "parse_series_tickers",
     "parse_trades_page",
+    "quote_side",
 ]
 
 VENUE: Final = "kalshi"
@@ -126,6 +133,18 @@ class TradeSequence(msgspec.Struct, frozen=True, gc=False):
     instrument: str
 
 
+class QuoteChange(msgspec.Struct, frozen=True, gc=False):
+    """A ``ticker_v2`` message: the checked top-of-book fields it carries (``None``: not sent,
+    so unchanged). The feed merges it into the market's last quote."""
+
+    instrument: str
+    ts_venue: int
+    bid_price: str | None = None
+    bid_size: str | None = None
+    ask_price: str | None = None
+    ask_size: str | None = None
+
+
 class Refused(msgspec.Struct, frozen=True, gc=False):
     """A book message ``seq`` of subscription ``sid`` was refused: its books missed it."""
 
@@ -143,9 +162,13 @@ Item = (
     | BookChange
     | TradeSequence
     | Refused
+    | QuoteChange
     | Trade
     | TopOfBook
     | PriceUpdate
+    | MarketStatusChange
+    | AccountFill
+    | AccountOrder
 )
 """What :func:`parse_frame` returns."""
 
@@ -265,6 +288,7 @@ _series_page = msgspec.json.Decoder(p.SeriesPage)
 _orderbook = msgspec.json.Decoder(p.OrderbookResponse)
 _trades_page = msgspec.json.Decoder(p.TradesPage)
 _candles = msgspec.json.Decoder(p.CandlesResponse)
+_cutoff = msgspec.json.Decoder(p.CutoffResponse)
 
 
 def _items(
@@ -317,6 +341,36 @@ def parse_event_series(body: bytes, rejects: Rejects) -> str | None:
 def parse_series_tickers(body: bytes, rejects: Rejects) -> tuple[list[str], str | None] | None:
     page = rejects.decode(_series_page, body, "malformed_series")
     return None if page is None else ([s.ticker for s in page.series or ()], page.cursor)
+
+
+class Cutoffs(msgspec.Struct, frozen=True):
+    """Where Kalshi's live tier begins (ns): older settled markets and older trades are only
+    served by ``/historical/markets`` and ``/historical/trades``."""
+
+    markets_ns: int
+    trades_ns: int
+
+
+def _cutoff_ns(value: str | int | None, field: str, ts_recv: int) -> int:
+    ns = iso_to_ns(value) if isinstance(value, str) else None if value is None else value * _S
+    if ns is None or not 0 <= ns <= ts_recv + 86_400 * _S:
+        raise Invalid("invalid_timestamp", f"{field}: {value!r}"[:80])
+    return ns
+
+
+def parse_cutoffs(body: bytes, ts_recv: int, rejects: Rejects) -> Cutoffs | None:
+    """``GET /historical/cutoff``, or ``None`` (counted) when a cutoff is missing or absurd."""
+    resp = rejects.decode(_cutoff, body, "malformed_cutoff")
+    if resp is None:
+        return None
+    return rejects.guard("cutoff", _cutoffs, resp, ts_recv)
+
+
+def _cutoffs(resp: p.CutoffResponse, ts_recv: int) -> Cutoffs:
+    return Cutoffs(
+        _cutoff_ns(resp.market_settled_ts, "market_settled_ts", ts_recv),
+        _cutoff_ns(resp.trades_created_ts, "trades_created_ts", ts_recv),
+    )
 
 
 # -- books ---------------------------------------------------------------------------
@@ -576,6 +630,16 @@ def _convert(msg: p.WsMessage, ts_recv: int, bounds: tuple[int, int]) -> list[It
         return list(_ticker(msg, ts_recv, bounds))
     if isinstance(msg, p.WsOrderbookSnapshot):
         return [Snapshot(msg.sid, _snapshot(msg, ts_recv))]
+    if isinstance(msg, p.WsTickerV2):
+        return list(_ticker_v2(msg, ts_recv, bounds))
+    if isinstance(msg, p.WsLifecycle):
+        return _lifecycle(msg, ts_recv, bounds)
+    if isinstance(msg, p.WsEventLifecycle):
+        return []
+    if isinstance(msg, p.WsFill):
+        return [_fill(msg, ts_recv, bounds)]
+    if isinstance(msg, p.WsUserOrder):
+        return [_user_order(msg, ts_recv, bounds)]
     return [msg]
 
 
@@ -649,28 +713,39 @@ def _trade(m: p.WsTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     )
 
 
-def _side(
+NO_BID: Final = ("0",)
+"""Bid prices that mean "no bid"."""
+NO_ASK: Final = ("0", "1")
+"""Ask prices that mean "no ask"."""
+
+
+def quote_side(
     price: str | None, size: str | None, empty: tuple[str, ...]
 ) -> tuple[str | None, str | None]:
-    """One side of a ticker: ``(None, None)`` when the venue says it is empty.
+    """One checked side of a quote: ``(None, None)`` when the venue says it is empty.
 
     An empty side comes as price ``"0.0000"`` (no bid) or ``"1.0000"`` (no
     ask) with size ``"0.00"``; a side at size 0 quotes nothing whatever its
     price, and neither does a bid at 0 or an ask at 0 or 1.
     """
-    checked_price = PROBABILITIES.optional(price)
-    checked_size = SIZES.optional(size)
-    if checked_price is None or checked_price in empty or checked_size == "0":
+    if price is None or price in empty or size == "0":
         return None, None
-    return checked_price, checked_size
+    return price, size
+
+
+def _side(
+    price: str | None, size: str | None, empty: tuple[str, ...]
+) -> tuple[str | None, str | None]:
+    """:func:`quote_side` of wire text (checked here)."""
+    return quote_side(PROBABILITIES.optional(price), SIZES.optional(size), empty)
 
 
 def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfBook | PriceUpdate]:
     """A ``ticker`` message: the venue's top of book, plus the last price when present."""
     msg = m.msg
     ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
-    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, ("0",))
-    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, ("0", "1"))
+    bid_price, bid_size = _side(msg.yes_bid_dollars, msg.yes_bid_size_fp, NO_BID)
+    ask_price, ask_size = _side(msg.yes_ask_dollars, msg.yes_ask_size_fp, NO_ASK)
     out: list[TopOfBook | PriceUpdate] = [
         TopOfBook(
             venue=VENUE,
@@ -696,3 +771,132 @@ def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfB
             )
         )
     return out
+
+
+def _ticker_v2(
+    m: p.WsTickerV2, ts_recv: int, bounds: tuple[int, int]
+) -> list[QuoteChange | PriceUpdate]:
+    """A ``ticker_v2`` delta: the quote fields it carries, plus the last price when present."""
+    msg = m.msg
+    ts_venue = _ws_ts(msg.ts, msg.ts_ms, bounds)
+    out: list[QuoteChange | PriceUpdate] = []
+    quoted = (msg.yes_bid_dollars, msg.yes_bid_size_fp, msg.yes_ask_dollars, msg.yes_ask_size_fp)
+    if any(field is not None for field in quoted):
+        out.append(
+            QuoteChange(
+                msg.market_ticker,
+                ts_venue,
+                PROBABILITIES.optional(msg.yes_bid_dollars),
+                SIZES.optional(msg.yes_bid_size_fp),
+                PROBABILITIES.optional(msg.yes_ask_dollars),
+                SIZES.optional(msg.yes_ask_size_fp),
+            )
+        )
+    if msg.price_dollars:  # "" when the market never traded
+        out.append(
+            PriceUpdate(
+                venue=VENUE,
+                instrument=msg.market_ticker,
+                ts_venue=ts_venue,
+                ts_recv=ts_recv,
+                price=PROBABILITIES[msg.price_dollars],
+                source="ticker_v2",
+            )
+        )
+    return out
+
+
+_LIFECYCLE_STATUS = {
+    "activated": MarketStatus.OPEN,
+    "deactivated": MarketStatus.PAUSED,
+    "determined": MarketStatus.RESOLVED,
+    "settled": MarketStatus.RESOLVED,
+}
+"""Lifecycle events that change a market's canonical status (``created`` is decided by its
+``open_ts``; date, tick-structure and metadata updates change no status)."""
+
+
+def _lifecycle(m: p.WsLifecycle, ts_recv: int, bounds: tuple[int, int]) -> list[Item]:
+    """A ``market_lifecycle_v2`` message as a :class:`MarketStatusChange`, when it is one."""
+    msg = m.msg
+    kind = msg.event_type
+    status = _LIFECYCLE_STATUS.get(kind)
+    when = msg.settled_ts if kind == "settled" else msg.determination_ts
+    if kind == "created":
+        opened = msg.open_ts is not None and msg.open_ts * _S <= ts_recv
+        status = MarketStatus.OPEN if opened else MarketStatus.UPCOMING
+    elif kind == "deactivated" and msg.is_deactivated is False:
+        status = MarketStatus.OPEN  # the flag cleared: trading resumed
+    if status is None:
+        return []
+    detail = kind
+    if msg.result:
+        if msg.result not in ("yes", "no", "scalar", "void"):
+            raise Invalid("invalid_fields", f"lifecycle result {msg.result[:20]!r}")
+        detail = f"{kind}: result {msg.result}"
+    ts_venue = (
+        in_window(when * _S, bounds) if when is not None and status is MarketStatus.RESOLVED else 0
+    )
+    return [
+        MarketStatusChange(
+            venue=VENUE,
+            instrument=msg.market_ticker,
+            ts_venue=ts_venue,
+            ts_recv=ts_recv,
+            status=status,
+            detail=detail,
+        )
+    ]
+
+
+def _account_side(side: str, action: str) -> Side:
+    """The account's side on the canonical YES book: buying NO sells YES, selling NO buys it."""
+    if side not in ("yes", "no") or action not in ("buy", "sell"):
+        raise Invalid("invalid_fields", f"side {side[:10]!r} action {action[:10]!r}")
+    return "buy" if (side == "yes") == (action == "buy") else "sell"
+
+
+def _fill(m: p.WsFill, ts_recv: int, bounds: tuple[int, int]) -> AccountFill:
+    """A ``fill`` of the key's own order as an :class:`AccountFill` (the fill id is the trade's:
+    one trade fills one order of the account once)."""
+    msg = m.msg
+    if msg.yes_price_dollars is None or msg.count_fp is None:
+        raise Invalid("invalid_fields", "fill without yes_price_dollars/count_fp")
+    return AccountFill(
+        venue=VENUE,
+        instrument=msg.market_ticker,
+        ts_venue=_ws_ts(msg.ts, msg.ts_ms, bounds),
+        ts_recv=ts_recv,
+        fill_id=f"{msg.trade_id}:{msg.order_id}",
+        order_id=msg.order_id,
+        trade_id=msg.trade_id,
+        side=_account_side(msg.side, msg.action),
+        price=PROBABILITIES[msg.yes_price_dollars],
+        size=SIZES[msg.count_fp],
+        is_taker=msg.is_taker,
+        fee=SIZES.optional(msg.fee_cost),
+    )
+
+
+_ORDER_STATUSES = frozenset({"resting", "canceled", "executed", "pending"})
+
+
+def _user_order(m: p.WsUserOrder, ts_recv: int, bounds: tuple[int, int]) -> AccountOrder:
+    """A ``user_order`` update as an :class:`AccountOrder`."""
+    msg = m.msg
+    if msg.status not in _ORDER_STATUSES:
+        raise Invalid("invalid_fields", f"order status {msg.status[:20]!r}")
+    updated = iso_to_ns(msg.last_update_time)
+    return AccountOrder(
+        venue=VENUE,
+        instrument=msg.ticker,
+        ts_venue=in_window(updated, bounds) if updated is not None else 0,
+        ts_recv=ts_recv,
+        order_id=msg.order_id,
+        status=msg.status,
+        side=_account_side(msg.side, msg.action),
+        price=PROBABILITIES.optional(msg.yes_price_dollars),
+        remaining_size=SIZES[msg.remaining_count_fp or "0"],
+        filled_size=SIZES[msg.fill_count_fp or "0"],
+        client_order_id=msg.client_order_id or None,
+    )

@@ -24,6 +24,7 @@ import msgspec
 
 __all__ = [
     "CandlesResponse",
+    "CutoffResponse",
     "EventsPage",
     "KCandle",
     "KEvent",
@@ -36,14 +37,19 @@ __all__ = [
     "SeriesPage",
     "TradesPage",
     "WsError",
+    "WsEventLifecycle",
+    "WsFill",
+    "WsLifecycle",
     "WsMessage",
     "WsOk",
     "WsOrderbookDelta",
     "WsOrderbookSnapshot",
     "WsSubscribed",
     "WsTicker",
+    "WsTickerV2",
     "WsTrade",
     "WsUnsubscribed",
+    "WsUserOrder",
 ]
 
 DollarLevel = tuple[str, str]
@@ -171,6 +177,14 @@ class KTrade(msgspec.Struct, frozen=True):
     # Legacy
     count: int | None = None
     yes_price: int | None = None
+
+
+class CutoffResponse(msgspec.Struct, frozen=True):
+    """``GET /historical/cutoff``: where the live tier ends (ISO text or unix seconds)."""
+
+    market_settled_ts: str | int | None = None
+    trades_created_ts: str | int | None = None
+    orders_updated_ts: str | int | None = None
 
 
 class TradesPage(msgspec.Struct, frozen=True):
@@ -316,6 +330,102 @@ class WsTicker(msgspec.Struct, frozen=True, tag="ticker", tag_field="type", gc=F
     sid: int | None = None
 
 
+class TickerV2Msg(msgspec.Struct, frozen=True, gc=False):
+    """``ticker_v2``: only what changed since the sid's previous message (a field absent is
+    unchanged); the volume and open-interest figures are increments."""
+
+    market_ticker: str
+    price_dollars: str | None = None
+    yes_bid_dollars: str | None = None
+    yes_ask_dollars: str | None = None
+    yes_bid_size_fp: str | None = None
+    yes_ask_size_fp: str | None = None
+    volume_delta_fp: str | None = None
+    open_interest_delta_fp: str | None = None
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class WsTickerV2(msgspec.Struct, frozen=True, tag="ticker_v2", tag_field="type", gc=False):
+    msg: TickerV2Msg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class LifecycleMsg(msgspec.Struct, frozen=True, gc=False):
+    """``market_lifecycle_v2``: ``event_type`` is ``created``, ``activated``, ``deactivated``,
+    ``close_date_updated``, ``determined``, ``settled``, ``price_level_structure_updated`` or
+    ``metadata_updated``; times are unix seconds."""
+
+    market_ticker: str
+    event_type: str
+    open_ts: int | None = None
+    close_ts: int | None = None
+    determination_ts: int | None = None
+    settled_ts: int | None = None
+    result: str | None = None
+    is_deactivated: bool | None = None
+
+
+class WsLifecycle(
+    msgspec.Struct, frozen=True, tag="market_lifecycle_v2", tag_field="type", gc=False
+):
+    msg: LifecycleMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class FillMsg(msgspec.Struct, frozen=True, gc=False):
+    """``fill``: one fill of the key's own order; ``side``/``action`` are the order's
+    (``yes``/``no``, ``buy``/``sell``), ``yes_price_dollars`` the YES price."""
+
+    trade_id: str
+    order_id: str
+    market_ticker: str
+    side: str
+    action: str = "buy"
+    yes_price_dollars: str | None = None
+    count_fp: str | None = None
+    is_taker: bool | None = None
+    fee_cost: str | None = None
+    client_order_id: str | None = None
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class WsFill(msgspec.Struct, frozen=True, tag="fill", tag_field="type", gc=False):
+    msg: FillMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class UserOrderMsg(msgspec.Struct, frozen=True, gc=False):
+    """``user_orders``: the state of one of the key's own orders after a change."""
+
+    order_id: str
+    ticker: str
+    status: str
+    side: str
+    action: str = "buy"
+    yes_price_dollars: str | None = None
+    fill_count_fp: str | None = None
+    remaining_count_fp: str | None = None
+    client_order_id: str | None = None
+    last_update_time: str | None = None
+
+
+class WsUserOrder(msgspec.Struct, frozen=True, tag="user_order", tag_field="type", gc=False):
+    msg: UserOrderMsg
+    sid: int | None = None
+    seq: int | None = None
+
+
+class WsEventLifecycle(msgspec.Struct, frozen=True, tag="event_lifecycle", tag_field="type"):
+    """An event was created (sent on the lifecycle channel); nothing canonical follows from it."""
+
+    sid: int | None = None
+
+
 WsMessage = (
     WsSubscribed
     | WsUnsubscribed
@@ -325,6 +435,11 @@ WsMessage = (
     | WsOrderbookDelta
     | WsTrade
     | WsTicker
+    | WsTickerV2
+    | WsLifecycle
+    | WsEventLifecycle
+    | WsFill
+    | WsUserOrder
 )
 """Every server message the client reads, told apart by ``type``."""
 
@@ -345,6 +460,11 @@ KNOWN_TYPES = frozenset(
         "orderbook_delta",
         "trade",
         "ticker",
+        "ticker_v2",
+        "market_lifecycle_v2",
+        "event_lifecycle",
+        "fill",
+        "user_order",
     }
 )
 

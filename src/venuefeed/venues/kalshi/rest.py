@@ -6,6 +6,13 @@ its ``signer`` hook, so a retried request carries a fresh timestamp.
 List endpoints are read at the largest page size the venue allows (1000
 markets or trades, 200 events) to keep the request count -- and the rate
 limit budget -- as small as possible.
+
+Kalshi keeps two tiers (``venue-protocols.md`` section 7.2): markets settled
+and trades made before the cutoffs of ``GET /historical/cutoff`` are served
+only by ``/historical/markets`` and ``/historical/trades``. :meth:`KalshiRest.trades`
+splits a window at the trades cutoff and asks each tier for its part, so a
+back-fill of an old window is not silently empty; the cutoffs advance, so an
+answer is kept for ``cutoff_ttl`` seconds only.
 """
 
 from __future__ import annotations
@@ -20,10 +27,18 @@ from venuefeed.venues.kalshi import parse
 from venuefeed.venues.kalshi.auth import Signer
 from venuefeed.venues.rejects import Rejects, usable
 
-__all__ = ["EVENTS_PAGE_MAX", "MARKETS_PAGE_MAX", "TRADES_PAGE_MAX", "KalshiRest"]
+__all__ = [
+    "EVENTS_PAGE_MAX",
+    "HISTORICAL_TRADES_PAGE_MAX",
+    "MARKETS_PAGE_MAX",
+    "TRADES_PAGE_MAX",
+    "KalshiRest",
+]
 
 MARKETS_PAGE_MAX = 1000
 TRADES_PAGE_MAX = 1000
+HISTORICAL_TRADES_PAGE_MAX = 200
+"""Reported as the historical trades cap by a third-party wrapper; staying under it is safe."""
 EVENTS_PAGE_MAX = 200
 BOOK_DEPTH_MAX = 100
 CANDLES_PER_REQUEST = 5000
@@ -39,10 +54,16 @@ class KalshiRest:
         policy: HttpPolicy,
         signer: Signer | None,
         rejects: Rejects | None = None,
+        *,
+        historical_tier: bool = True,
+        cutoff_ttl: float = 3600.0,
     ) -> None:
         self.http = HttpClient("kalshi", base_url, policy, signer=signer)
         self._series_of: dict[str, str] = {}
         self.rejects = rejects or Rejects(parse.VENUE)
+        self.historical_tier = historical_tier
+        self._cutoff_ttl = cutoff_ttl
+        self._cutoffs: tuple[float, parse.Cutoffs] | None = None
 
     async def close(self) -> None:
         await self.http.close()
@@ -124,19 +145,48 @@ class KalshiRest:
         snap = parse.parse_book(body, ticker, time.time_ns(), self.rejects, depth or None)
         return usable(snap, parse.VENUE, "/markets/{ticker}/orderbook")
 
+    async def cutoffs(self) -> parse.Cutoffs:
+        """``GET /historical/cutoff``, kept for ``cutoff_ttl`` seconds."""
+        now = time.monotonic()
+        if self._cutoffs is not None and now - self._cutoffs[0] < self._cutoff_ttl:
+            return self._cutoffs[1]
+        body = await self.get("/historical/cutoff", endpoint="historical_cutoff")
+        found = parse.parse_cutoffs(body, time.time_ns(), self.rejects)
+        cutoffs = usable(found, parse.VENUE, "/historical/cutoff")
+        self._cutoffs = (now, cutoffs)
+        return cutoffs
+
     async def trades(self, ticker: str, start_ns: int, end_ns: int) -> AsyncIterator[Trade]:
-        """Trades of one market in ``[start_ns, end_ns]``, newest first as the venue pages them."""
+        """Trades of one market in ``[start_ns, end_ns]`` from whichever tiers hold them.
+
+        Older than the trades cutoff: ``/historical/trades``; from it on:
+        ``/markets/trades``. Each tier pages newest first.
+        """
+        cut = (await self.cutoffs()).trades_ns if self.historical_tier else start_ns
+        if start_ns < cut:
+            old = ("/historical/trades", "historical_trades", HISTORICAL_TRADES_PAGE_MAX)
+            async for trade in self._trades(old, ticker, start_ns, min(end_ns, cut - 1)):
+                yield trade
+        if end_ns >= cut:
+            live = ("/markets/trades", "trades", TRADES_PAGE_MAX)
+            async for trade in self._trades(live, ticker, max(start_ns, cut), end_ns):
+                yield trade
+
+    async def _trades(
+        self, tier: tuple[str, str, int], ticker: str, start_ns: int, end_ns: int
+    ) -> AsyncIterator[Trade]:
+        path, label, page_size = tier
         base = {
             "ticker": ticker,
             "min_ts": start_ns // 1_000_000_000,
             "max_ts": -(-end_ns // 1_000_000_000),
-            "limit": TRADES_PAGE_MAX,
+            "limit": page_size,
         }
 
         async def fetch(cursor: str | None) -> tuple[list[Trade], str | None]:
-            body = await self.get("/markets/trades", {**base, "cursor": cursor}, endpoint="trades")
+            body = await self.get(path, {**base, "cursor": cursor}, endpoint=label)
             page = parse.parse_trades_page(body, time.time_ns(), self.rejects)
-            return usable(page, parse.VENUE, "/markets/trades")
+            return usable(page, parse.VENUE, path)
 
         async for page in paginate_cursor(fetch):
             for trade in page.items:

@@ -10,8 +10,13 @@ ascending with the best bid last, the RSA-PSS signed WebSocket handshake,
 protocol Ping frames with body ``heartbeat``, and 429s without
 ``Retry-After``.
 
-Markets come from :class:`~venuefeed.venues.kalshi.simdata.Universe` by
-index, so 200,000 markets cost nothing until asked for. The first
+Markets come from :class:`Universe` by index, so 200,000 markets cost
+nothing until asked for: market ``i`` is a pure function of ``(seed, i,
+anchor)`` -- its tickers come from its index, its times and quotes from a
+keyed hash -- and a cursor is just an encoded index. Only books that trading
+touched are materialised, in :class:`SimBook`. Prices are integer thousandths
+of a dollar ("mills") and sizes integer hundredths of a contract, the venue's
+own granularity, so the simulator never does float arithmetic on money. The first
 ``trading_markets`` open markets (the venue's busy ones) trade from start to
 stop whether or not anyone subscribed, and ``/markets/trades`` serves every
 trade they printed. Faults: the shared :class:`~venuefeed.sim.faults.Faults`
@@ -25,11 +30,16 @@ written to the ground-truth log.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -37,11 +47,395 @@ from aiohttp import web
 
 from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
 from venuefeed.sim.sockets import Heartbeat, SimSocket, Sockets
-from venuefeed.venues.kalshi import simdata
-from venuefeed.venues.kalshi.auth import generate_test_keypair, load_public_key, verify_request
-from venuefeed.venues.kalshi.simdata import SimBook, Universe, dollars, fp, iso
+from venuefeed.venues.kalshi.auth import (
+    CredentialsError,
+    generate_test_keypair,
+    load_public_key,
+    public_pem_of,
+    verify_request,
+)
 
 __all__ = ["REST_PREFIX", "WS_PATH", "Simulator"]
+
+# -- the market model -------------------------------------------------------------
+
+MARKETS_PER_EVENT = 8
+EVENTS_PER_SERIES = 25
+DAY = 86_400
+
+_CATEGORIES = ("Economics", "Politics", "Climate and Weather", "Financials", "Sports", "Crypto")
+_STRUCTURES = ("linear_cent",) * 7 + ("tapered_deci_cent",) * 2 + ("deci_cent",)
+_TICKER_RE = re.compile(r"^KXSIM(\d+)-26AUG(\d+)-T(\d+)$")
+_EVENT_RE = re.compile(r"^KXSIM(\d+)-26AUG(\d+)$")
+_SERIES_RE = re.compile(r"^KXSIM(\d+)$")
+
+
+def dollars(mills: int, places: int = 4) -> str:
+    """Thousandths of a dollar as Kalshi's dollar string: 420 -> ``"0.4200"``."""
+    text = f"{mills // 1000}.{mills % 1000:03d}"
+    return text + "0" * (places - 3) if places > 3 else text
+
+
+def fp(hundredths: int) -> str:
+    """Hundredths of a contract as a fixed-point count: 1300 -> ``"13.00"``."""
+    sign = "-" if hundredths < 0 else ""
+    h = abs(hundredths)
+    return f"{sign}{h // 100}.{h % 100:02d}"
+
+
+_days: dict[int, str] = {}
+
+
+def iso(ts: int) -> str:
+    """Unix seconds as ``2026-08-19T15:37:39Z``; the date part is cached (a hot path)."""
+    day, secs = divmod(ts, DAY)
+    date = _days.get(day)
+    if date is None:
+        date = datetime.fromtimestamp(day * DAY, UTC).strftime("%Y-%m-%d")
+        if len(_days) > 100_000:
+            _days.clear()
+        _days[day] = date
+    hours, rest = divmod(secs, 3600)
+    return f"{date}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+
+
+def encode_cursor(index: int) -> str:
+    return base64.urlsafe_b64encode(f"i:{index}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not text.startswith("i:") or not text[2:].isdigit():
+        return None
+    return int(text[2:])
+
+
+def valid_tick(structure: str, mills: int) -> bool:
+    """Whether a price is on the market's grid (``getting_started/fixed_point_migration.md``)."""
+    if not 1 <= mills <= 999:
+        return False
+    if structure == "deci_cent":
+        return True
+    if structure == "tapered_deci_cent" and (mills < 100 or mills > 900):
+        return True
+    return mills % 10 == 0
+
+
+@dataclass(frozen=True, slots=True)
+class MarketCore:
+    """The few attributes of a market that filters and quotes need."""
+
+    index: int
+    ticker: str
+    event_ticker: str
+    series_ticker: str
+    open_ts: int
+    close_ts: int
+    structure: str
+    best_yes: int
+    best_no: int
+    yes_size: int
+    no_size: int
+    last_price: int
+    status: str
+    result: str
+
+
+class SimBook:
+    """A live bids-only book (YES and NO) of one market."""
+
+    __slots__ = ("no", "structure", "yes")
+
+    def __init__(self, structure: str, yes: dict[int, int], no: dict[int, int]) -> None:
+        self.structure = structure
+        self.yes = yes
+        self.no = no
+
+    def best(self, side: str) -> int | None:
+        levels = self.yes if side == "yes" else self.no
+        return max(levels) if levels else None
+
+    def levels(self, side: str, depth: int = 0) -> list[list[str]]:
+        """Ascending, best last, as the venue sends them; ``depth`` best levels (0 = all)."""
+        levels = self.yes if side == "yes" else self.no
+        prices = sorted(levels)
+        if depth > 0:
+            prices = prices[-depth:]
+        return [[dollars(p), fp(levels[p])] for p in prices]
+
+    def canonical(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The canonical YES book (bids desc, asks asc) as canonical strings, for tests."""
+        bids = [
+            (_canon(dollars(p)), _canon(fp(self.yes[p]))) for p in sorted(self.yes, reverse=True)
+        ]
+        asks = [
+            (_canon(dollars(1000 - p)), _canon(fp(self.no[p])))
+            for p in sorted(self.no, reverse=True)
+        ]
+        return bids, asks
+
+
+def _canon(text: str) -> str:
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return text or "0"
+
+
+class Universe:
+    """All series, events and markets of a seeded simulator, by index."""
+
+    def __init__(self, seed: int, markets: int, anchor_ts: int) -> None:
+        self.seed = seed
+        self.n_markets = markets
+        self.n_events = -(-markets // MARKETS_PER_EVENT)
+        self.n_series = -(-self.n_events // EVENTS_PER_SERIES)
+        self.anchor = anchor_ts
+        self._key = seed.to_bytes(8, "little", signed=True)
+
+    # -- tickers -------------------------------------------------------------
+
+    @staticmethod
+    def series_ticker(s: int) -> str:
+        return f"KXSIM{s:05d}"
+
+    def event_ticker(self, e: int) -> str:
+        return f"{self.series_ticker(e // EVENTS_PER_SERIES)}-26AUG{e % EVENTS_PER_SERIES:02d}"
+
+    def market_ticker(self, i: int) -> str:
+        return f"{self.event_ticker(i // MARKETS_PER_EVENT)}-T{50 + i % MARKETS_PER_EVENT}"
+
+    def market_index(self, ticker: str) -> int | None:
+        m = _TICKER_RE.match(ticker)
+        if not m:
+            return None
+        s, k, t = (int(g) for g in m.groups())
+        if k >= EVENTS_PER_SERIES or not 50 <= t < 50 + MARKETS_PER_EVENT:
+            return None
+        i = (s * EVENTS_PER_SERIES + k) * MARKETS_PER_EVENT + (t - 50)
+        return i if i < self.n_markets else None
+
+    def event_index(self, ticker: str) -> int | None:
+        m = _EVENT_RE.match(ticker)
+        if not m:
+            return None
+        s, k = int(m.group(1)), int(m.group(2))
+        e = s * EVENTS_PER_SERIES + k
+        return e if k < EVENTS_PER_SERIES and e < self.n_events else None
+
+    def series_index(self, ticker: str) -> int | None:
+        m = _SERIES_RE.match(ticker)
+        if not m:
+            return None
+        s = int(m.group(1))
+        return s if s < self.n_series else None
+
+    def event_markets(self, e: int) -> range:
+        return range(e * MARKETS_PER_EVENT, min((e + 1) * MARKETS_PER_EVENT, self.n_markets))
+
+    def series_markets(self, s: int) -> range:
+        per = MARKETS_PER_EVENT * EVENTS_PER_SERIES
+        return range(s * per, min((s + 1) * per, self.n_markets))
+
+    def series_events(self, s: int) -> range:
+        return range(s * EVENTS_PER_SERIES, min((s + 1) * EVENTS_PER_SERIES, self.n_events))
+
+    # -- markets -------------------------------------------------------------
+
+    def core(self, i: int) -> MarketCore:
+        # One keyed hash gives all the draws: ~10x cheaper than seeding a Random per market.
+        bits = int.from_bytes(
+            hashlib.blake2b(i.to_bytes(8, "little"), digest_size=16, key=self._key).digest(),
+            "little",
+        )
+        bits, close_off = divmod(bits, 60 * DAY // 60)
+        bits, open_off = divmod(bits, 44 * 24)
+        bits, structure_pick = divmod(bits, len(_STRUCTURES))
+        bits, fair_pick = divmod(bits, 88)
+        bits, spread_pick = divmod(bits, 4)
+        bits, yes_pick = divmod(bits, 499)
+        bits, no_pick = divmod(bits, 499)
+        close_ts = self.anchor - 20 * DAY + close_off * 60
+        open_ts = close_ts - DAY - open_off * 3600
+        structure = _STRUCTURES[structure_pick]
+        if open_ts > self.anchor:
+            status, result = "initialized", ""
+        elif close_ts <= self.anchor - DAY:
+            status, result = "finalized", ("yes", "no")[bits & 1]
+        elif close_ts <= self.anchor:
+            status, result = "closed", ""
+        else:
+            status, result = "active", ""
+        fair = 60 + fair_pick * 10
+        half_spread = (10, 10, 20, 30)[spread_pick]
+        best_yes = fair - half_spread
+        best_no = 1000 - fair - half_spread
+        if status != "active" and status != "initialized":
+            best_yes_size = best_no_size = 0
+        else:
+            best_yes_size = (1 + yes_pick) * 100
+            best_no_size = (1 + no_pick) * 100
+        return MarketCore(
+            index=i,
+            ticker=self.market_ticker(i),
+            event_ticker=self.event_ticker(i // MARKETS_PER_EVENT),
+            series_ticker=self.series_ticker(i // (MARKETS_PER_EVENT * EVENTS_PER_SERIES)),
+            open_ts=open_ts,
+            close_ts=close_ts,
+            structure=structure,
+            best_yes=best_yes,
+            best_no=best_no,
+            yes_size=best_yes_size,
+            no_size=best_no_size,
+            last_price=fair,
+            status=status,
+            result=result,
+        )
+
+    def initial_book(self, core: MarketCore) -> SimBook:
+        """Best levels from the core, deeper levels from a book-specific stream."""
+        yes: dict[int, int] = {}
+        no: dict[int, int] = {}
+        if core.yes_size:
+            rng = random.Random(f"{self.seed}:{core.index}:book")
+            fine = core.structure != "linear_cent"
+            sides = ((yes, core.best_yes, core.yes_size), (no, core.best_no, core.no_size))
+            for side, best, size in sides:
+                side[best] = size
+                price = best
+                for _ in range(rng.randrange(0, 10)):
+                    price -= rng.randrange(1, 4) * (rng.choice((1, 10)) if fine else 10)
+                    if price < 1:
+                        break
+                    if valid_tick(core.structure, price):
+                        side[price] = rng.randrange(1, 2000) * 100 + rng.choice((0, 0, 0, 50))
+        return SimBook(core.structure, yes, no)
+
+    def market_payload(self, core: MarketCore, book: SimBook | None) -> dict[str, Any]:
+        """The market object as ``GET /markets`` returns it (every required field)."""
+        if book is not None:
+            by, bn = book.best("yes"), book.best("no")
+            ys = book.yes[by] if by is not None else 0
+            ns = book.no[bn] if bn is not None else 0
+        else:
+            by, bn, ys, ns = core.best_yes, core.best_no, core.yes_size, core.no_size
+            if not ys:
+                by = bn = None
+        yes_bid = by or 0
+        no_bid = bn or 0
+        yes_ask = 1000 - bn if bn else 1000
+        no_ask = 1000 - by if by else 1000
+        t = core.ticker
+        strike = 50 + core.index % MARKETS_PER_EVENT
+        close = iso(core.close_ts)
+        created = iso(core.open_ts - DAY)
+        yes_bid_s, yes_ask_s, last_s = dollars(yes_bid), dollars(yes_ask), dollars(core.last_price)
+        rules = (
+            f"If the simulated index for {core.event_ticker} is above {strike} at "
+            f"{close}, then the market resolves to Yes."
+        )
+        return {
+            "ticker": t,
+            "event_ticker": core.event_ticker,
+            "market_type": "binary",
+            "title": f"Will the simulated index be above {strike}?",
+            "subtitle": f"Above {strike}",
+            "yes_sub_title": f"Above {strike}",
+            "no_sub_title": f"{strike} or below",
+            "created_time": created,
+            "updated_time": created,
+            "open_time": iso(core.open_ts),
+            "close_time": close,
+            "expected_expiration_time": iso(core.close_ts + 3600),
+            "latest_expiration_time": iso(core.close_ts + 7 * DAY),
+            "settlement_timer_seconds": 3600,
+            "status": core.status,
+            "notional_value_dollars": "1.0000",
+            "yes_bid_dollars": yes_bid_s,
+            "yes_ask_dollars": yes_ask_s,
+            "no_bid_dollars": dollars(no_bid),
+            "no_ask_dollars": dollars(no_ask),
+            "yes_bid_size_fp": fp(ys),
+            "yes_ask_size_fp": fp(ns),
+            "last_price_dollars": last_s,
+            "previous_yes_bid_dollars": yes_bid_s,
+            "previous_yes_ask_dollars": yes_ask_s,
+            "previous_price_dollars": last_s,
+            "volume_fp": fp((core.index * 7919) % 1_000_000 * 100),
+            "volume_24h_fp": fp((core.index * 104729) % 10_000 * 100),
+            "open_interest_fp": fp((core.index * 1299709) % 100_000 * 100),
+            "liquidity_dollars": "0.0000",
+            "result": core.result,
+            "can_close_early": True,
+            "expiration_value": "",
+            "strike_type": "greater",
+            "floor_strike": strike,
+            "rules_primary": rules,
+            "rules_secondary": "Simulated market; see the venuefeed simulator for its rules.",
+            "price_level_structure": core.structure,
+            "price_ranges": _RANGES[core.structure],
+            "exchange_index": 0,
+        }
+
+    def event_payload(self, e: int) -> dict[str, Any]:
+        s = e // EVENTS_PER_SERIES
+        first = self.core(e * MARKETS_PER_EVENT)
+        return {
+            "event_ticker": self.event_ticker(e),
+            "series_ticker": self.series_ticker(s),
+            "sub_title": f"On {iso(first.close_ts)[:10]}",
+            "title": f"Simulated index level, event {e}",
+            "collateral_return_type": "MECNET",
+            "mutually_exclusive": False,
+            "category": _CATEGORIES[s % len(_CATEGORIES)],
+            "strike_date": iso(first.close_ts),
+            "available_on_brokers": False,
+            "settlement_sources": [{"name": "venuefeed", "url": "https://example.invalid/sim"}],
+            "last_updated_ts": iso(self.anchor - DAY),
+            "exchange_index": 0,
+        }
+
+    def event_status(self, e: int) -> str:
+        status = self.core(e * MARKETS_PER_EVENT).status
+        return {
+            "initialized": "unopened",
+            "active": "open",
+            "closed": "closed",
+            "finalized": "settled",
+        }[status]
+
+    def series_payload(self, s: int) -> dict[str, Any]:
+        return {
+            "ticker": self.series_ticker(s),
+            "frequency": ("daily", "weekly", "monthly", "one-off")[s % 4],
+            "title": f"Simulated index series {s}",
+            "category": _CATEGORIES[s % len(_CATEGORIES)],
+            "tags": ["simulated"],
+            "settlement_sources": [{"name": "venuefeed", "url": "https://example.invalid/sim"}],
+            "contract_url": "https://example.invalid/contract.pdf",
+            "contract_terms_url": "https://example.invalid/terms.pdf",
+            "fee_type": "quadratic",
+            "fee_multiplier": 1,
+            "additional_prohibitions": [],
+            "product_metadata": None,
+            "last_updated_ts": iso(self.anchor - DAY),
+        }
+
+
+_RANGES: dict[str, list[dict[str, str]]] = {
+    "linear_cent": [{"start": "0.0000", "end": "1.0000", "step": "0.0100"}],
+    "deci_cent": [{"start": "0.0000", "end": "1.0000", "step": "0.0010"}],
+    "tapered_deci_cent": [
+        {"start": "0.0000", "end": "0.1000", "step": "0.0010"},
+        {"start": "0.1000", "end": "0.9000", "step": "0.0100"},
+        {"start": "0.9000", "end": "1.0000", "step": "0.0010"},
+    ],
+}
+"""``price_ranges`` per ``price_level_structure`` (shared, never mutated)."""
+
+
+# -- the venue ----------------------------------------------------------------------
 
 REST_PREFIX = "/trade-api/v2"
 WS_PATH = "/trade-api/ws/v2"
@@ -50,15 +444,25 @@ EVENTS_LIMIT_MAX = 200
 SCAN_PER_PAGE = 20_000
 """Indices a filtered /markets page may scan before answering with a partial (never empty) page."""
 
-_PUBLIC_CHANNELS = frozenset({"orderbook_delta", "trade", "ticker"})
-_KNOWN_CHANNELS = _PUBLIC_CHANNELS | {
-    "fill",
-    "market_positions",
-    "market_lifecycle_v2",
-    "communications",
-    "order_group_updates",
-    "ticker_v2",
+_PUBLIC_CHANNELS = frozenset({"trade", "ticker", "ticker_v2", "market_lifecycle_v2"})
+_PRIVATE_CHANNELS = frozenset({"orderbook_delta", "fill", "user_orders"})
+"""Served to signed connections only (error 9 otherwise)."""
+_KNOWN_CHANNELS = (
+    _PUBLIC_CHANNELS
+    | _PRIVATE_CHANNELS
+    | {
+        "market_positions",
+        "communications",
+        "order_group_updates",
+    }
+)
+_LIFECYCLE_STATUS = {
+    "activated": "active",
+    "deactivated": "inactive",
+    "determined": "determined",
+    "settled": "finalized",
 }
+"""The REST ``status`` a market has after a lifecycle event."""
 _MARKET_STATUS_FILTER = {
     "unopened": "initialized",
     "open": "active",
@@ -116,12 +520,19 @@ class Simulator(SimulatorBase):
         ping_interval: float = 10.0,
         private_key_pem: bytes | None = None,
         trading_markets: int = 100,
+        historical_cutoff_ts: int | None = None,
+        account_every: int = 4,
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
         self._private_key_pem = private_key_pem
         if anchor_ts is None:
-            anchor_ts = int(time.time()) // simdata.DAY * simdata.DAY
+            anchor_ts = int(time.time()) // DAY * DAY
         self.universe = Universe(seed, markets, anchor_ts)
+        self.cutoff = (
+            historical_cutoff_ts if historical_cutoff_ts is not None else (anchor_ts - 365 * DAY)
+        )
+        """Unix seconds: markets settled and trades made before it are only served by the
+        ``/historical`` tier (default: a year back, so nothing the universe holds)."""
         self.public_key = load_public_key(public_key_pem) if public_key_pem else None
         self.events_per_second = events_per_second
         self.books: dict[str, SimBook] = {}
@@ -132,6 +543,12 @@ class Simulator(SimulatorBase):
         self.trading = self.market_tickers(trading_markets) if trading_markets > 0 else []
         """Markets whose books and tape move (the first N open ones); 0 = a static venue."""
         self.requests: dict[str, int] = {}
+        self.account_every = account_every
+        """Every Nth trade is the signed account's own (taker) order: ``fill`` and
+        ``user_orders`` frames to its connections; 0 = the account never trades."""
+        self._account_trades = 0
+        self.lifecycle_status: dict[str, tuple[str, str]] = {}
+        """Markets a scenario moved through their lifecycle: ticker -> (REST status, result)."""
         self._page_fail_after: int | None = None
         self._page_fail_count = 0
         self._pages_served = 0
@@ -144,6 +561,23 @@ class Simulator(SimulatorBase):
         private_pem, public_pem = generate_test_keypair()
         return cls(seed=seed, events_per_second=events_per_second, markets=200,
                    public_key_pem=public_pem, private_key_pem=private_pem)  # fmt: skip
+
+    @classmethod
+    def standalone(cls, *, key_file: str | None = None, **settings: Any) -> Simulator:
+        """Every client must sign, as on Kalshi: with the private key in ``key_file`` (a harness
+        that holds its own test key: ``--set key_file=PATH``), else a fresh test key pair;
+        ``venuefeed sim kalshi`` prints the key id and where the private key went."""
+        if "public_key_pem" not in settings:
+            if key_file is not None:
+                try:
+                    private_pem = Path(key_file).read_bytes()
+                    public_pem = public_pem_of(private_pem)
+                except (OSError, CredentialsError) as exc:
+                    raise ValueError(f"key_file {key_file}: {exc}") from None
+            else:
+                private_pem, public_pem = generate_test_keypair()
+            settings.update(public_key_pem=public_pem, private_key_pem=private_pem)
+        return cls(**settings)
 
     def client_credentials(self) -> dict[str, str]:
         if self._private_key_pem is None:
@@ -160,6 +594,9 @@ class Simulator(SimulatorBase):
         r.add_get(REST_PREFIX + "/portfolio/balance", self._balance)
         r.add_get(REST_PREFIX + "/markets", self._markets)
         r.add_get(REST_PREFIX + "/markets/trades", self._trades)
+        r.add_get(REST_PREFIX + "/historical/cutoff", self._cutoff)
+        r.add_get(REST_PREFIX + "/historical/markets", self._historical_markets)
+        r.add_get(REST_PREFIX + "/historical/trades", self._historical_trades)
         r.add_get(REST_PREFIX + "/markets/{ticker}", self._market)
         r.add_get(REST_PREFIX + "/markets/{ticker}/orderbook", self._orderbook)
         r.add_get(REST_PREFIX + "/events", self._events)
@@ -188,6 +625,52 @@ class Simulator(SimulatorBase):
         """503 for ``failures`` page requests once ``after_pages`` more cursor pages were served."""
         self._page_fail_after = self._pages_served + after_pages
         self._page_fail_count = failures
+
+    def lifecycle(self, ticker: str, event_type: str, result: str = "") -> None:
+        """Move ``ticker`` through a lifecycle event: ``market_lifecycle_v2`` to subscribers,
+        the REST status to match, and a ``market_lifecycle`` line in the ground truth."""
+        core = self.universe.core(self._index(ticker))
+        now = int(time.time())
+        msg: dict[str, Any] = {
+            "market_ticker": ticker,
+            "event_type": event_type,
+            "open_ts": core.open_ts,
+            "close_ts": core.close_ts,
+        }
+        if event_type == "deactivated":
+            msg["is_deactivated"] = True
+        if event_type == "determined":
+            msg.update(result=result, determination_ts=now)
+        if event_type == "settled":
+            msg.update(result=result, settled_ts=now)
+        status = _LIFECYCLE_STATUS.get(event_type)
+        if status is not None:
+            self.lifecycle_status[ticker] = (status, result)
+        self.truth.record("market_lifecycle", instrument=ticker, event_type=event_type,
+                          result=result)  # fmt: skip
+        self._publish("market_lifecycle_v2", "market_lifecycle_v2", ticker, msg)
+
+    def _publish(
+        self, channel: str, kind: str, ticker: str, msg: dict[str, Any], signed: bool = False
+    ) -> None:
+        """``msg`` as a ``kind`` frame to every subscription of ``channel`` that covers
+        ``ticker`` (of signed connections only, with ``signed``)."""
+        for sock in self.sockets:
+            if signed and not sock.state.authenticated:
+                continue
+            for sub in sock.state.subs.values():
+                if sub.channel != channel:
+                    continue
+                if sub.tickers is not None and ticker not in sub.tickers:
+                    continue
+                frame = {"type": kind, "sid": sub.sid, "msg": msg}
+                self.sockets.publish(sock, _encode(frame).decode())
+
+    def _index(self, ticker: str) -> int:
+        i = self.universe.market_index(ticker)
+        if i is None:
+            raise KeyError(ticker)
+        return i
 
     def canonical_book(self, ticker: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The market's current canonical book (bids desc, asks asc), for comparisons."""
@@ -240,15 +723,20 @@ class Simulator(SimulatorBase):
     def _book(self, ticker: str) -> SimBook:
         book = self.books.get(ticker)
         if book is None:
-            i = self.universe.market_index(ticker)
-            if i is None:
-                raise KeyError(ticker)
-            book = self.books[ticker] = self.universe.initial_book(self.universe.core(i))
+            core = self.universe.core(self._index(ticker))
+            book = self.books[ticker] = self.universe.initial_book(core)
         return book
 
     def _market_dict(self, i: int) -> dict[str, Any]:
-        core = self.universe.core(i)
-        return self.universe.market_payload(core, self.books.get(core.ticker))
+        return self._payload(self.universe.core(i))
+
+    def _payload(self, core: MarketCore) -> dict[str, Any]:
+        """The market as REST shows it, after any lifecycle event a scenario sent."""
+        payload = self.universe.market_payload(core, self.books.get(core.ticker))
+        changed = self.lifecycle_status.get(core.ticker)
+        if changed is not None:
+            payload["status"], payload["result"] = changed
+        return payload
 
     async def _exchange_status(self, request: web.Request) -> web.Response:
         return web.json_response({"exchange_active": True, "trading_active": True})
@@ -265,7 +753,19 @@ class Simulator(SimulatorBase):
             return default
         return int(raw)
 
-    async def _markets(self, request: web.Request) -> web.Response:
+    def historical(self, core: MarketCore) -> bool:
+        """Whether the market settled before the cutoff: then only ``/historical`` has it."""
+        return core.status == "finalized" and core.close_ts < self.cutoff
+
+    async def _cutoff(self, request: web.Request) -> web.Response:
+        stamp = iso(self.cutoff)
+        body = {"market_settled_ts": stamp, "trades_created_ts": stamp, "orders_updated_ts": stamp}
+        return web.json_response(body)
+
+    async def _historical_markets(self, request: web.Request) -> web.Response:
+        return await self._markets(request, historical=True)
+
+    async def _markets(self, request: web.Request, historical: bool = False) -> web.Response:
         q = request.query
         try:
             limit = self._int(request, "limit", 100)
@@ -305,7 +805,7 @@ class Simulator(SimulatorBase):
             indices = range(u.n_markets)
         start = 0
         if cursor:
-            decoded = simdata.decode_cursor(cursor)
+            decoded = decode_cursor(cursor)
             if decoded is None:
                 return _error(400, "invalid_cursor", "invalid cursor")
             start = decoded
@@ -317,17 +817,19 @@ class Simulator(SimulatorBase):
             if i < start:
                 continue
             if len(out) >= limit or (out and scanned >= SCAN_PER_PAGE):
-                next_cursor = simdata.encode_cursor(i)
+                next_cursor = encode_cursor(i)
                 break
             scanned += 1
             core = u.core(i)
+            if self.historical(core) is not historical:
+                continue
             if want is not None and core.status != want:
                 continue
             if min_close is not None and core.close_ts < min_close:
                 continue
             if max_close is not None and core.close_ts > max_close:
                 continue
-            out.append(u.market_payload(core, self.books.get(core.ticker)))
+            out.append(self._payload(core))
         return web.Response(
             body=_encode({"markets": out, "cursor": next_cursor}), content_type="application/json"
         )
@@ -377,7 +879,7 @@ class Simulator(SimulatorBase):
         if q.get("series_ticker"):
             s = u.series_index(q["series_ticker"])
             indices = u.series_events(s) if s is not None else range(0)
-        start = simdata.decode_cursor(cursor) if cursor else 0
+        start = decode_cursor(cursor) if cursor else 0
         if start is None:
             return _error(400, "invalid_cursor", "invalid cursor")
         status = q.get("status", "")
@@ -388,7 +890,7 @@ class Simulator(SimulatorBase):
             if e < start:
                 continue
             if len(out) >= limit:
-                next_cursor = simdata.encode_cursor(e)
+                next_cursor = encode_cursor(e)
                 break
             if status and u.event_status(e) != status:
                 continue
@@ -441,7 +943,7 @@ class Simulator(SimulatorBase):
         trades: list[dict[str, Any]] = []
         if core.status != "initialized":
             end = min(core.close_ts, self.universe.anchor)
-            begin = max(core.open_ts, end - 2 * simdata.DAY)
+            begin = max(core.open_ts, end - 2 * DAY)
             price = core.last_price
             for _ in range(rng.randrange(0, 40)):
                 ts = rng.randrange(begin, end)
@@ -461,7 +963,10 @@ class Simulator(SimulatorBase):
         trades.sort(key=lambda t: (t["ts_ms"], t["trade_id"]), reverse=True)
         return trades
 
-    async def _trades(self, request: web.Request) -> web.Response:
+    async def _historical_trades(self, request: web.Request) -> web.Response:
+        return await self._trades(request, historical=True)
+
+    async def _trades(self, request: web.Request, historical: bool = False) -> web.Response:
         q = request.query
         try:
             limit = self._int(request, "limit", 100)
@@ -486,15 +991,17 @@ class Simulator(SimulatorBase):
                 key=lambda t: (t["ts_ms"], t["trade_id"]),
                 reverse=True,
             )
+        cutoff_ms = self.cutoff * 1000
+        trades = [t for t in trades if (t["ts_ms"] < cutoff_ms) is historical]
         if min_ts is not None:
             trades = [t for t in trades if t["ts_ms"] >= min_ts * 1000]
         if max_ts is not None:
             trades = [t for t in trades if t["ts_ms"] <= max_ts * 1000]
-        start = simdata.decode_cursor(cursor) if cursor else 0
+        start = decode_cursor(cursor) if cursor else 0
         if start is None:
             return _error(400, "invalid_cursor", "invalid cursor")
         page = trades[start : start + limit]
-        nxt = simdata.encode_cursor(start + limit) if start + limit < len(trades) else ""
+        nxt = encode_cursor(start + limit) if start + limit < len(trades) else ""
         body = {"trades": [_rest_trade(t) for t in page], "cursor": nxt}
         return web.Response(body=_encode(body), content_type="application/json")
 
@@ -611,9 +1118,8 @@ class Simulator(SimulatorBase):
             if channel not in _KNOWN_CHANNELS:
                 self._send_error(sock, cmd_id, 8, "Unknown channel name")
                 continue
-            if channel not in _PUBLIC_CHANNELS or (
-                channel == "orderbook_delta" and not conn.authenticated
-            ):
+            served = channel in _PUBLIC_CHANNELS or channel in _PRIVATE_CHANNELS
+            if not served or (channel in _PRIVATE_CHANNELS and not conn.authenticated):
                 self._send_error(sock, cmd_id, 9, "Authentication required")
                 continue
             if channel == "orderbook_delta" and not tickers:
@@ -750,9 +1256,9 @@ class Simulator(SimulatorBase):
         anchor_price = best if best is not None else min(500, ceiling)
         price = anchor_price + rng.choice((-30, -20, -10, -10, -1, 0, 0, 1, 10))
         price = min(price, ceiling)
-        if not simdata.valid_tick(book.structure, price):
+        if not valid_tick(book.structure, price):
             price = price // 10 * 10
-        if not simdata.valid_tick(book.structure, price) or price > ceiling:
+        if not valid_tick(book.structure, price) or price > ceiling:
             return
         self._change(
             ticker, book, side, price, rng.randrange(1, 200) * 100 + rng.choice((0, 0, 50))
@@ -760,6 +1266,7 @@ class Simulator(SimulatorBase):
 
     def _change(self, ticker: str, book: SimBook, side: str, price: int, delta: int) -> None:
         levels = book.yes if side == "yes" else book.no
+        top_before = _top(book)
         new = levels.get(price, 0) + delta
         if new < 0:
             raise AssertionError("simulator produced a negative level")
@@ -797,6 +1304,15 @@ class Simulator(SimulatorBase):
                     },
                 }
                 self.sockets.publish(sock, _encode(frame).decode())
+        top = _top(book)
+        if top != top_before:
+            self._ticker_v2(ticker, _top_fields(top, top_before))
+
+    def _ticker_v2(self, ticker: str, fields: dict[str, Any]) -> None:
+        """``ticker_v2`` to its subscribers: only ``fields``, the ones that changed."""
+        now_ms = time.time_ns() // 1_000_000
+        msg = {"market_ticker": ticker, **fields, "ts": now_ms // 1000, "ts_ms": now_ms}
+        self._publish("ticker_v2", "ticker_v2", ticker, msg)
 
     def _trade(self, ticker: str, book: SimBook) -> None:
         """A taker lifts the best opposite bid; the book and tape move together."""
@@ -819,6 +1335,12 @@ class Simulator(SimulatorBase):
         )
         self.live_trades.setdefault(ticker, []).append(trade)
         self.truth.record_trade({"instrument": ticker, **trade, "sent_ns": now_ns})
+        self._ticker_v2(
+            ticker, {"price_dollars": dollars(yes_price, 3), "volume_delta_fp": fp(count)}
+        )
+        self._account_trades += 1
+        if self.account_every and self._account_trades % self.account_every == 0:
+            self._own_fill(ticker, trade, taker_yes, yes_price, count)
         ws_trade = {
             **{
                 k: v
@@ -842,6 +1364,46 @@ class Simulator(SimulatorBase):
                 else:
                     continue
                 self.sockets.publish(sock, _encode(frame).decode())
+
+    def _own_fill(
+        self, ticker: str, trade: dict[str, Any], taker_yes: bool, yes_price: int, count: int
+    ) -> None:
+        """The account was this trade's taker: its order executed in full in one fill."""
+        order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "kalshi-sim-order:" + trade["trade_id"]))
+        side = "yes" if taker_yes else "no"
+        now_ms = time.time_ns() // 1_000_000
+        self.truth.record("account_fill", instrument=ticker, trade_id=trade["trade_id"],
+                          order_id=order_id, side=side, count=count)  # fmt: skip
+        fill = {
+            "trade_id": trade["trade_id"],
+            "order_id": order_id,
+            "market_ticker": ticker,
+            "is_taker": True,
+            "side": side,
+            "action": "buy",
+            "yes_price_dollars": dollars(yes_price),
+            "no_price_dollars": dollars(1000 - yes_price),
+            "count_fp": fp(count),
+            "post_position_fp": fp(count),
+            "ts": now_ms // 1000,
+        }
+        order = {
+            "order_id": order_id,
+            "user_id": DEMO_KEY_ID,
+            "ticker": ticker,
+            "status": "executed",
+            "side": side,
+            "action": "buy",
+            "yes_price_dollars": dollars(yes_price),
+            "fill_count_fp": fp(count),
+            "remaining_count_fp": "0.00",
+            "initial_count_fp": fp(count),
+            "client_order_id": "",
+            "created_time": iso(now_ms // 1000),
+            "last_update_time": iso(now_ms // 1000),
+        }
+        self._publish("fill", "fill", ticker, fill, signed=True)
+        self._publish("user_orders", "user_order", ticker, order, signed=True)
 
     def _ticker_frame(
         self, sid: int, ticker: str, book: SimBook, last: int, last_size: int
@@ -869,6 +1431,29 @@ class Simulator(SimulatorBase):
                 "time": iso(now_ms // 1000),
             },
         }
+
+
+Top = tuple[int | None, int, int | None, int]
+"""Best YES bid (mills) and its size, best NO bid and its size (hundredths)."""
+
+
+def _top(book: SimBook) -> Top:
+    by, bn = book.best("yes"), book.best("no")
+    return by, book.yes[by] if by else 0, bn, book.no[bn] if bn else 0
+
+
+def _top_fields(top: Top, before: Top) -> dict[str, str]:
+    """The ``ticker_v2`` fields of the YES quote that differ between ``before`` and ``top``
+    (an empty side is price 0 / 1 with size 0, as Kalshi sends it)."""
+    by, bys, bn, bns = top
+    fields: dict[str, str] = {}
+    if (by, bys) != before[:2]:
+        fields["yes_bid_dollars"] = dollars(by or 0, 3)
+        fields["yes_bid_size_fp"] = fp(bys)
+    if (bn, bns) != before[2:]:
+        fields["yes_ask_dollars"] = dollars(1000 - bn if bn else 1000, 3)
+        fields["yes_ask_size_fp"] = fp(bns)
+    return fields
 
 
 def _market_uuid(ticker: str) -> str:
