@@ -21,12 +21,16 @@ from typing import Any
 
 import msgspec
 
+from venuefeed.lake.reader import iter_frames, venues
+from venuefeed.transport.websocket import Frame
+
 __all__ = [
     "SNAPSHOT_FIELDS",
     "TRADE_FIELDS",
     "Diff",
     "canonical_digest",
     "compare_rows",
+    "frame_times",
     "stored_snapshots",
     "stored_trades",
 ]
@@ -71,6 +75,21 @@ def stored_snapshots(db: Path) -> dict[tuple[str, str, int, int, str], Row]:
             out[(record["venue"], record["instrument"], record["ts_venue"], record["sequence"],
                  record["digest"])] = record  # fmt: skip
         return out
+
+
+def frame_times(root: Path) -> set[int]:
+    """Receive times of every WebSocket frame of a recording.
+
+    A stored row stamped with one of them came from the stream; others came
+    from the service's REST jobs (gap back-fill, snapshot passes), which a
+    replay of the streams does not re-run.
+    """
+    return {
+        record.ts_recv
+        for venue in venues(root)
+        for record in iter_frames(root, venue)
+        if type(record) is Frame
+    }
 
 
 def canonical_digest(db: Path) -> str:
