@@ -1035,6 +1035,67 @@ def replay_command(
     console.print(f"replayed in {result.seconds:.1f}s into {', '.join(cfg.storage.sinks)}")
 
 
+@app.command("replay-server")
+def replay_server_command(
+    folder: Annotated[Path, typer.Argument(help="Recording folder (recording.path).")],
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).", min=0, max=65535)
+    ] = 8765,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="1 = as recorded, 10 = ten times faster; 0 = as fast as possible.", min=0
+        ),
+    ] = 1.0,
+    start: Annotated[
+        str | None, typer.Option("--from", help="From this receive time (ISO or unix s/ns).")
+    ] = None,
+    venue: Annotated[list[str] | None, typer.Option(help="Venue(s); default all recorded.")] = None,
+    config_out: Annotated[
+        Path | None,
+        typer.Option("--config-out", help="Write a client config (YAML) pointing at the server."),
+    ] = None,
+) -> None:
+    """Serve a recorded session over each venue's own WebSocket and REST, until Ctrl+C.
+
+    ``venuefeed run`` (or any bot) connects to it as to the venues.
+    """
+    import yaml
+
+    from venuefeed.lake.replay_server import ReplayServer
+
+    settings()  # logging as configured
+    for name in venue or ():
+        _venue_name(name)
+    _recording_dir(folder)
+
+    async def serve() -> None:
+        server = ReplayServer(folder, speed=speed, only=venue,
+                              start=_parse_instant(start) if start else None)  # fmt: skip
+        await server.start(port=port)
+        try:
+            for name in server.venues:
+                urls = ", ".join(f"{k} {v}" for k, v in server.client_urls(name).items())
+                console.print(f"{name}: {urls}")
+            if config_out is not None:
+                tree: dict[str, Any] = {"venues": {}}
+                for key, value in server.client_settings().items():
+                    _, name, *rest = key.split(".")
+                    node = tree["venues"].setdefault(name, {})
+                    for part in rest[:-1]:
+                        node = node.setdefault(part, {})
+                    node[rest[-1]] = value
+                config_out.write_text(yaml.safe_dump(tree, sort_keys=True))
+                config_out.chmod(0o600)  # it holds the (test) keys a client signs with
+                console.print(f"client config written to {config_out}")
+            console.print(f"serving {folder} at {speed:g}x on port {server.port}; Ctrl+C stops")
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    run_async(serve)
+
+
 @app.command("book")
 def book(
     venue: Annotated[str, typer.Argument(help="Venue.")],

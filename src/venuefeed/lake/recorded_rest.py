@@ -8,13 +8,17 @@ replay's clock is served (before its first, the first). Hosts are not
 matched: one venue's endpoints are served from one place.
 
 Query values the recorder masked (credential-like keys, see
-:mod:`venuefeed.transport.http`) match any value. A request the recording
-never saw gets a 404 naming the problem, and is counted.
+:mod:`venuefeed.transport.http`) match any value. A request asked again later
+often differs only in a time it carries (a discovery window ending "now", a
+history page "since"): when nothing matches exactly, values that look like
+times (ISO date-times, 10- to 19-digit unix times) match any time. A request
+the recording never saw gets a 404 naming the problem, and is counted.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
@@ -28,6 +32,9 @@ __all__ = ["RecordedRest"]
 _MASK = "********"
 _KEPT_HEADERS = frozenset({"content-type", "retry-after", "link"})
 """Response headers worth replaying: how to read the body, and paging/backoff hints."""
+
+_TIME = "<time>"
+_TIME_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}[T ].*|\d{10,19}")
 
 Key = tuple[str, str, tuple[tuple[str, str], ...]]
 
@@ -47,10 +54,12 @@ class RecordedRest:
             self._masked.update(k for k, v in parse_qsl(query, keep_blank_values=True)
                                 if v == _MASK)  # fmt: skip
         self._by_key: dict[Key, list[HttpExchange]] = defaultdict(list)
+        self._by_shape: dict[Key, list[HttpExchange]] = defaultdict(list)
         for exchange in sorted(rows, key=lambda e: e.ts_recv):
             parts = urlsplit(exchange.url)
-            self._by_key[self._key(exchange.method, parts.path, parts.query)].append(exchange)
-        self._times = {key: [e.ts_recv for e in found] for key, found in self._by_key.items()}
+            key = self._key(exchange.method, parts.path, parts.query)
+            self._by_key[key].append(exchange)
+            self._by_shape[_shape(key)].append(exchange)
         self.served = 0
         self.unknown = 0
 
@@ -65,10 +74,10 @@ class RecordedRest:
     def answer(self, method: str, path: str, query: str) -> HttpExchange | None:
         """The recorded answer to this request at the replay's current time (None: never seen)."""
         key = self._key(method, path, query)
-        found = self._by_key.get(key)
+        found = self._by_key.get(key) or self._by_shape.get(_shape(key))
         if not found:
             return None
-        at = bisect.bisect_right(self._times[key], self._clock())
+        at = bisect.bisect_right(found, self._clock(), key=lambda e: e.ts_recv)
         return found[max(0, at - 1)]
 
     async def handle(self, request: web.Request, path: str) -> web.Response:
@@ -82,3 +91,9 @@ class RecordedRest:
         self.served += 1
         headers = {k: v for k, v in exchange.headers if k.lower() in _KEPT_HEADERS}
         return web.Response(status=exchange.status, body=exchange.body, headers=headers)
+
+
+def _shape(key: Key) -> Key:
+    """The key with time-like query values made alike."""
+    method, path, query = key
+    return method, path, tuple((k, _TIME if _TIME_LIKE.fullmatch(v) else v) for k, v in query)
