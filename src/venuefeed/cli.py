@@ -1106,22 +1106,31 @@ def book(
     depth: Annotated[int, typer.Option(help="Levels per side to show.", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The order book at any past instant, rebuilt from stored snapshots and deltas."""
-    from venuefeed.lake.book_at import SqliteHistory, book_at
+    """The order book at any past instant, rebuilt from stored snapshots and deltas.
+
+    From PostgreSQL when ``storage.sinks`` has it (as ``venuefeed query``), else SQLite.
+    """
+    from venuefeed.lake.book_at import BookAt, SqliteHistory, book_at
 
     cfg = settings()
     _venue_name(venue)
     instant = _parse_instant(at)
-    path = _database(write=False)
-    if not path.exists():
-        raise ConfigError(f"{path}: no database (--db)")
-    history = SqliteHistory(path)
-    try:
-        with _venuefeed_tables(path):
-            found = book_at(history, venue, instrument, instant,
-                            snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
-    finally:
-        history.close()
+    found: BookAt | None
+    if "postgres" in cfg.storage.sinks:
+        history = _postgres_book_history(cfg, venue, instrument, instant)
+        found = book_at(history, venue, instrument, instant,
+                        snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
+    else:
+        path = _database(write=False)
+        if not path.exists():
+            raise ConfigError(f"{path}: no database (--db)")
+        sqlite_history = SqliteHistory(path)
+        try:
+            with _venuefeed_tables(path):
+                found = book_at(sqlite_history, venue, instrument, instant,
+                                snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
+        finally:
+            sqlite_history.close()
     if found is None:
         err_console.print(f"no stored book of {venue} {instrument} at or before {at}")
         raise typer.Exit(1)
@@ -1149,6 +1158,24 @@ def book(
         if not complete and len(shown) < depth:
             console.print(f"{side}: known to {len(shown)} level(s) only (the stored snapshot "
                           "kept ingestion.book_depth levels)")  # fmt: skip
+
+
+def _postgres_book_history(cfg: Settings, venue: str, instrument: str, at: int) -> Any:
+    """What ``book --at`` needs from PostgreSQL; a missing schema or server as one line."""
+    import asyncpg
+
+    from venuefeed.lake.book_at import postgres_history
+
+    url, pg_schema = postgres_url(cfg), cfg.storage.postgres_schema
+    try:
+        return run_async(lambda: postgres_history(url, pg_schema, venue, instrument, at))
+    except asyncpg.UndefinedTableError:
+        raise ConfigError(
+            f"PostgreSQL schema {pg_schema!r} has no venuefeed tables: wrong "
+            "storage.postgres_schema, or nothing stored there yet"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise ConfigError(f"PostgreSQL: {exc}") from None
 
 
 def _parse_instant(text: str) -> int:
