@@ -10,13 +10,10 @@ run stored must be a state the replayed books went through, on every field.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from venuefeed.cli import main
 from venuefeed.config import load_config
 from venuefeed.lake.book_states import BookStates
 from venuefeed.lake.compare import (
@@ -28,6 +25,7 @@ from venuefeed.lake.compare import (
 )
 from venuefeed.lake.replay import replay
 
+from .conftest import Cli
 from .recorded import DEPTH, LiveRun, live_extra
 
 
@@ -79,15 +77,8 @@ async def test_replay_is_deterministic_and_equals_the_live_run(
     assert {k[:2] for k in live_snapshots} == {k[:2] for k in replayed}
 
 
-def cli(*args: str) -> int:
-    """``venuefeed ARGS`` in this process (a subprocess costs seconds of imports)."""
-    with mock.patch.object(sys, "argv", ["venuefeed", *args]), pytest.raises(SystemExit) as done:
-        main()
-    return int(done.value.code or 0)
-
-
 def test_replay_command_fills_the_configured_store(
-    live: LiveRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live: LiveRun, tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: Cli
 ) -> None:
     db = tmp_path / "cli.db"
     assert cli("--db", str(db), "replay", str(live.recording), "--venue", "kalshi") == 0
@@ -101,7 +92,7 @@ def test_replay_command_fills_the_configured_store(
 
 
 def test_replay_of_a_folder_that_is_no_recording_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: Cli
 ) -> None:
     assert cli("replay", str(tmp_path)) == 2
     err = capsys.readouterr().err

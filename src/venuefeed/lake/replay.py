@@ -260,8 +260,6 @@ class _VenueDriver:
         ended = asyncio.ensure_future(session.ended.wait())
         try:
             while True:
-                self.busy = False
-                self.clock.poke()
                 event = await self._next_event(events, ended)
                 if event is None:
                     break
@@ -291,7 +289,16 @@ class _VenueDriver:
         """
         stream = self.stream
         assert stream is not None
+        self.busy = True
         get = asyncio.ensure_future(anext(events))
+        # One step for the stream: an event it already holds (the rest of a frame's
+        # events) comes at once. Only a stream that has to wait for its next frame is
+        # idle -- releasing a frame earlier would change its books under events not yet
+        # through the pipeline.
+        await asyncio.sleep(0)
+        if not get.done():
+            self.busy = False
+            self.clock.poke()
         while True:
             await asyncio.wait({get, ended}, return_when=asyncio.FIRST_COMPLETED)
             if get.done():
