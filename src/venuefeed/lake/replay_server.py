@@ -73,7 +73,13 @@ class _Client:
 
 
 class ReplayServer(SimulatorBase):
-    """Serves the recording at ``root`` (from ``start`` ns) at ``speed`` times the pace."""
+    """Serves the recording at ``root`` at ``speed`` times the pace, from ``start`` (ns).
+
+    From ``start``: what each connection received before it is sent at once when
+    a client subscribes -- acknowledgements, the books' snapshots and every
+    change since, so the client's state at ``start`` is the recorded one --
+    and what came after, paced.
+    """
 
     venue = "replay"
 
@@ -94,8 +100,8 @@ class ReplayServer(SimulatorBase):
                        and (wanted is None or v in wanted)]  # fmt: skip
         self._segments: dict[str, list[_Segment]] = {}
         self._rest: dict[str, RecordedRest] = {}
-        self.origin: int | None = None
-        """Receive time of the first record served: the recording's clock starts here."""
+        self.origin: int | None = start
+        """Where the recording's clock starts: ``start``, else the first record."""
         self._started: float | None = None
         self.frames_sent = 0
         self._sent_ts = 0
@@ -103,15 +109,17 @@ class ReplayServer(SimulatorBase):
         self._twins: dict[str, SimulatorBase] = {}
         self.binary_as_text = 0
         for venue in self.venues:
-            self._load(venue, start)
+            self._load(venue, start is None)
+            if start is not None:
+                self._skip_replaced_before(venue, start)
 
-    def _load(self, venue: str, start: int | None) -> None:
+    def _load(self, venue: str, from_first: bool) -> None:
         """Read a venue's recording into per-connection segments and REST answers."""
         segments: list[_Segment] = []
         current: dict[int, _Segment] = {}
         exchanges: list[HttpExchange] = []
-        for record in iter_frames(self.root, venue, start):
-            if self.origin is None or record.ts_recv < self.origin:
+        for record in iter_frames(self.root, venue):
+            if from_first and (self.origin is None or record.ts_recv < self.origin):
                 self.origin = record.ts_recv
             if type(record) is Frame:
                 segment = current.get(record.conn)
@@ -132,6 +140,17 @@ class ReplayServer(SimulatorBase):
         self._segments[venue] = segments
         self._rest[venue] = RecordedRest(exchanges, self.clock)
 
+    def _skip_replaced_before(self, venue: str, start: int) -> None:
+        """A connection replaced before ``start`` is not served: its successor starts afresh."""
+        segments = self._segments[venue]
+        kept = []
+        for n, segment in enumerate(segments):
+            ended_before = segment.frames[-1][0] < start
+            if ended_before and any(s.conn == segment.conn for s in segments[n + 1 :]):
+                continue
+            kept.append(segment)
+        self._segments[venue] = kept
+
     # -- the recording's clock -----------------------------------------------------
 
     def clock(self) -> int:
@@ -150,6 +169,8 @@ class ReplayServer(SimulatorBase):
         if self.speed <= 0:
             return 0.0
         origin = self.origin or ts
+        if ts <= origin:  # before --from: at once
+            return 0.0
         return self._started + (ts - origin) / 1e9 / self.speed - time.monotonic()
 
     # -- SimulatorBase -------------------------------------------------------------
