@@ -978,13 +978,18 @@ def _use_config(config: Path | None) -> None:
         _State.settings = None
 
 
-def _recording_dir(folder: Path) -> Path:
+def _recording_dir(folder: Path, wanted: list[str] | None = None) -> Path:
     from venuefeed.lake.reader import venues
 
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such recording folder")
-    if not venues(folder):
+    recorded = venues(folder)
+    if not recorded:
         raise ConfigError(f"{folder}: not a recording (no venue=<name> folders)")
+    missing = sorted(set(wanted or ()) - set(recorded))
+    if missing:
+        raise ConfigError(f"{folder}: no recording of {', '.join(missing)} "
+                          f"(recorded: {', '.join(recorded)})")  # fmt: skip
     return folder
 
 
@@ -1017,7 +1022,7 @@ def replay_command(
     for name in venue or ():
         _venue_name(name)
     check_storage(cfg)
-    _recording_dir(folder)
+    _recording_dir(folder, venue)
     result = run_async(
         lambda: replay(folder, cfg, only=venue, speed=speed,
                        start=_parse_instant(start) if start else None,
@@ -1067,7 +1072,7 @@ def replay_server_command(
     settings()  # logging as configured
     for name in venue or ():
         _venue_name(name)
-    _recording_dir(folder)
+    _recording_dir(folder, venue)
 
     async def serve() -> None:
         server = ReplayServer(folder, speed=speed, only=venue,
