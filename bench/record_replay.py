@@ -149,21 +149,32 @@ async def drive_run(out: Path, config: Path, speed: float, patience: float) -> N
 
 def compare_run(out: Path, states: BookStates) -> None:
     from_stream = frame_times(out / "rec")
-    live = {k: r for k, r in stored_trades(out / "live.db").items() if r["ts_recv"] in from_stream}
+    live_all = stored_trades(out / "live.db")
+    live = {k: r for k, r in live_all.items() if r["ts_recv"] in from_stream}
     run = stored_trades(out / "run.db")
     trades = compare_rows(live, run, ignore=("ts_recv",))
-    line(f"run vs live, stream trades (every field but ts_recv): {trades.summary()}")
+    rest = compare_rows({k: live_all[k] for k in trades.only_right if k in live_all},
+                        {k: run[k] for k in trades.only_right}, ignore=("ts_recv",))  # fmt: skip
+    line(f"run vs live, stream trades (every field but ts_recv): {trades.summary()}; of the "
+         f"run's extra, {rest.equal} equal the live run's REST back-fill trades")  # fmt: skip
+    # The run's own REST snapshot passes were served the live run's recorded REST books.
+    live_rest = {(r["venue"], r["instrument"], r["digest"])
+                 for r in stored_snapshots(out / "live.db").values()
+                 if r["ts_recv"] not in from_stream}  # fmt: skip
     snaps = stored_snapshots(out / "run.db")
-    held = sum(1 for k, r in snaps.items() if states.holds(k, r, ignore=("ts_recv",)))
-    line(f"run's book snapshots: {len(snaps)}, {held} equal to a recorded book state on every "
-         f"field but ts_recv")  # fmt: skip
+    held = {k: r for k, r in snaps.items() if states.holds(k, r, ignore=("ts_recv",))}
+    rest_rows = [r for k, r in snaps.items() if k not in held]
+    served = sum(1 for r in rest_rows if (r["venue"], r["instrument"], r["digest"]) in live_rest)
+    line(f"run's book snapshots: {len(snaps)}; {len(held)} equal to a recorded book state on "
+         f"every field but ts_recv, {served} equal to a REST book the live run stored, "
+         f"{len(snaps) - len(held) - served} neither")  # fmt: skip
     last: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in sorted(snaps.values(), key=lambda r: r["ts_recv"]):
+    for row in sorted(held.values(), key=lambda r: r["ts_recv"]):
         last[(row["venue"], row["instrument"])] = row
     same = sum(1 for book, row in last.items()
                if {k: v for k, v in row.items() if k != "ts_recv"}
                == {k: v for k, v in states.final[book].items() if k != "ts_recv"})  # fmt: skip
-    line(f"run's final books equal to the live final books: {same} of {len(last)} "
+    line(f"run's last stream book states equal to the live final books: {same} of {len(last)} "
          f"(live books: {len(states.final)})")  # fmt: skip
 
 
@@ -172,7 +183,8 @@ def book_at_samples(out: Path, states: BookStates, samples: int) -> None:
     truth = [row for rows in states.states.values() for row in rows]
     chosen = rng.sample(truth, min(samples, len(truth)))
     history = SqliteHistory(out / "live.db")
-    equal = through_deltas = none = 0
+    from_stream = frame_times(out / "rec")
+    equal = through_deltas = none = from_rest = 0
     try:
         for state in chosen:
             venue, instrument, at = state["venue"], state["instrument"], state["ts_recv"]
@@ -187,12 +199,14 @@ def book_at_samples(out: Path, states: BookStates, samples: int) -> None:
                 levels = [BookLevel(p, s) for p, s in want]
                 ok &= shown[:DEPTH] == levels if complete else shown == levels[: len(shown)]
             equal += ok
+            from_rest += not ok and got.snapshot_ts not in from_stream
             through_deltas += got.changes > 0 and got.snapshot_ts < at
     finally:
         history.close()
     line(f"book --at on the live store at {len(chosen)} sampled instants: {equal} equal to the "
-         f"book (level for level, to the known depth), {len(chosen) - equal - none} not, {none} "
-         f"before any stored snapshot; {through_deltas} rebuilt through stored deltas")  # fmt: skip
+         f"book (level for level, to the known depth), {len(chosen) - equal - none} not ("
+         f"{from_rest} of them rebuilt on a REST snapshot-pass row), {none} before any stored "
+         f"snapshot; {through_deltas} rebuilt through stored deltas")  # fmt: skip
 
 
 async def main() -> None:
