@@ -976,6 +976,139 @@ def lake_compact(
     )  # fmt: skip
 
 
+_CONFIG_HELP = "YAML config file (the same as the global --config)."
+
+
+def _use_config(config: Path | None) -> None:
+    """A verb's own ``--config``: what the global one says, written after the verb."""
+    if config is not None:
+        _State.config_path = config
+        _State.settings = None
+
+
+def _recording_dir(folder: Path, wanted: list[str] | None = None) -> Path:
+    from venuefeed.lake.reader import venues
+
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such recording folder")
+    recorded = venues(folder)
+    if not recorded:
+        raise ConfigError(f"{folder}: not a recording (no venue=<name> folders)")
+    missing = sorted(set(wanted or ()) - set(recorded))
+    if missing:
+        raise ConfigError(f"{folder}: no recording of {', '.join(missing)} "
+                          f"(recorded: {', '.join(recorded)})")  # fmt: skip
+    return folder
+
+
+@app.command("replay")
+def replay_command(
+    folder: Annotated[Path, typer.Argument(help="Recording folder (recording.path).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=_CONFIG_HELP)] = None,
+    venue: Annotated[list[str] | None, typer.Option(help="Venue(s); default all recorded.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="From this receive time (ISO or unix s/ns).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Up to this receive time (ISO or unix s/ns).")
+    ] = None,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="1 = as recorded, 10 = ten times faster; 0 = as fast as possible.", min=0
+        ),
+    ] = 0.0,
+) -> None:
+    """Run a recording again through today's parsers, feeds and pipeline into the sinks.
+
+    Deterministic: the same recording gives the same rows on every run.
+    """
+    from venuefeed.lake.replay import replay
+
+    _use_config(config)
+    cfg = settings()
+    for name in venue or ():
+        _venue_name(name)
+    check_storage(cfg)
+    _recording_dir(folder, venue)
+    result = run_async(
+        lambda: replay(folder, cfg, only=venue, speed=speed,
+                       start=_parse_instant(start) if start else None,
+                       end=_parse_instant(end) if end else None)
+    )  # fmt: skip
+    for name, done in result.venues.items():
+        rejects = sum(done.rejects.values())
+        console.print(f"{name}: {done.frames} frames -> {done.events} events, "
+                      f"{done.reconnects} reconnect(s), {rejects} rejected, "
+                      f"{done.rest_served} REST answer(s) replayed"
+                      + (f", {done.lost} frame(s) missing from the recording" if done.lost
+                         else ""))  # fmt: skip
+    if result.damaged_blocks:
+        err_console.print(f"{result.damaged_blocks} damaged block(s) skipped (see the log)")
+    console.print(f"replayed in {result.seconds:.1f}s into {', '.join(cfg.storage.sinks)}")
+
+
+@app.command("replay-server")
+def replay_server_command(
+    folder: Annotated[Path, typer.Argument(help="Recording folder (recording.path).")],
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).", min=0, max=65535)
+    ] = 8765,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="1 = as recorded, 10 = ten times faster; 0 = as fast as possible.", min=0
+        ),
+    ] = 1.0,
+    start: Annotated[
+        str | None, typer.Option("--from", help="From this receive time (ISO or unix s/ns).")
+    ] = None,
+    venue: Annotated[list[str] | None, typer.Option(help="Venue(s); default all recorded.")] = None,
+    config_out: Annotated[
+        Path | None,
+        typer.Option("--config-out", help="Write a client config (YAML) pointing at the server."),
+    ] = None,
+) -> None:
+    """Serve a recorded session over each venue's own WebSocket and REST, until Ctrl+C.
+
+    ``venuefeed run`` (or any bot) connects to it as to the venues.
+    """
+    import yaml
+
+    from venuefeed.lake.replay_server import ReplayServer
+
+    settings()  # logging as configured
+    for name in venue or ():
+        _venue_name(name)
+    _recording_dir(folder, venue)
+
+    async def serve() -> None:
+        server = ReplayServer(folder, speed=speed, only=venue,
+                              start=_parse_instant(start) if start else None)  # fmt: skip
+        await server.start(port=port)
+        try:
+            for name in server.venues:
+                urls = ", ".join(f"{k} {v}" for k, v in server.client_urls(name).items())
+                console.print(f"{name}: {urls}")
+            if config_out is not None:
+                tree: dict[str, Any] = {"venues": {}}
+                for key, value in server.client_settings().items():
+                    _, name, *rest = key.split(".")
+                    node = tree["venues"].setdefault(name, {})
+                    for part in rest[:-1]:
+                        node = node.setdefault(part, {})
+                    node[rest[-1]] = value
+                config_out.write_text(yaml.safe_dump(tree, sort_keys=True))
+                config_out.chmod(0o600)  # it holds the (test) keys a client signs with
+                console.print(f"client config written to {config_out}")
+            console.print(f"serving {folder} at {speed:g}x on port {server.port}; Ctrl+C stops")
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    run_async(serve)
+
+
 @app.command("book")
 def book(
     venue: Annotated[str, typer.Argument(help="Venue.")],
@@ -986,22 +1119,31 @@ def book(
     depth: Annotated[int, typer.Option(help="Levels per side to show.", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The order book at any past instant, rebuilt from stored snapshots and deltas."""
-    from venuefeed.lake.book_at import SqliteHistory, book_at
+    """The order book at any past instant, rebuilt from stored snapshots and deltas.
+
+    From PostgreSQL when ``storage.sinks`` has it (as ``venuefeed query``), else SQLite.
+    """
+    from venuefeed.lake.book_at import BookAt, SqliteHistory, book_at
 
     cfg = settings()
     _venue_name(venue)
     instant = _parse_instant(at)
-    path = _database(write=False)
-    if not path.exists():
-        raise ConfigError(f"{path}: no database (--db)")
-    history = SqliteHistory(path)
-    try:
-        with _venuefeed_tables(path):
-            found = book_at(history, venue, instrument, instant,
-                            snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
-    finally:
-        history.close()
+    found: BookAt | None
+    if "postgres" in cfg.storage.sinks:
+        history = _postgres_book_history(cfg, venue, instrument, instant)
+        found = book_at(history, venue, instrument, instant,
+                        snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
+    else:
+        path = _database(write=False)
+        if not path.exists():
+            raise ConfigError(f"{path}: no database (--db)")
+        sqlite_history = SqliteHistory(path)
+        try:
+            with _venuefeed_tables(path):
+                found = book_at(sqlite_history, venue, instrument, instant,
+                                snapshot_depth=cfg.ingestion.book_depth)  # fmt: skip
+        finally:
+            sqlite_history.close()
     if found is None:
         err_console.print(f"no stored book of {venue} {instrument} at or before {at}")
         raise typer.Exit(1)
@@ -1029,6 +1171,24 @@ def book(
         if not complete and len(shown) < depth:
             console.print(f"{side}: known to {len(shown)} level(s) only (the stored snapshot "
                           "kept ingestion.book_depth levels)")  # fmt: skip
+
+
+def _postgres_book_history(cfg: Settings, venue: str, instrument: str, at: int) -> Any:
+    """What ``book --at`` needs from PostgreSQL; a missing schema or server as one line."""
+    import asyncpg
+
+    from venuefeed.lake.book_at import postgres_history
+
+    url, pg_schema = postgres_url(cfg), cfg.storage.postgres_schema
+    try:
+        return run_async(lambda: postgres_history(url, pg_schema, venue, instrument, at))
+    except asyncpg.UndefinedTableError:
+        raise ConfigError(
+            f"PostgreSQL schema {pg_schema!r} has no venuefeed tables: wrong "
+            "storage.postgres_schema, or nothing stored there yet"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise ConfigError(f"PostgreSQL: {exc}") from None
 
 
 def _parse_instant(text: str) -> int:

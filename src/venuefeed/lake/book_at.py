@@ -21,9 +21,10 @@ missing. The result says how deep each side is known. Instants between
 stored snapshots without stored deltas (``ingestion.store_book_deltas``
 off) give the snapshot's book and say so.
 
-The source is a :class:`BookHistory`: the SQL stores today; a recording
-replayed through the venue's feed can be one too (full-depth snapshots,
-every delta).
+The source is a :class:`BookHistory`: :class:`SqliteHistory` reads the
+SQLite store as it goes; PostgreSQL is read asynchronously, so
+:func:`postgres_history` reads the one snapshot and the changes after it
+first and answers from memory (:class:`LoadedHistory`).
 """
 
 from __future__ import annotations
@@ -31,14 +32,23 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from venuefeed import exact
 from venuefeed.book import price_key
 from venuefeed.models import BookLevel, BookSnapshot
 
-__all__ = ["BookAt", "BookHistory", "LevelChange", "SqliteHistory", "book_at"]
+__all__ = [
+    "BookAt",
+    "BookHistory",
+    "LevelChange",
+    "LoadedHistory",
+    "SqliteHistory",
+    "book_at",
+    "postgres_history",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,3 +195,76 @@ class SqliteHistory:
         )
         for ts_recv, side, price, size in rows:
             yield LevelChange(ts_recv, side, price, size)
+
+
+@dataclass
+class LoadedHistory:
+    """:class:`BookHistory` of one instrument at one instant, read beforehand."""
+
+    snapshot: BookSnapshot | None
+    level_changes: list[LevelChange]
+
+    def snapshot_at(self, venue: str, instrument: str, at: int) -> BookSnapshot | None:
+        snap = self.snapshot
+        if snap is None or (snap.venue, snap.instrument) != (venue, instrument):
+            return None
+        return snap if snap.ts_recv <= at else None
+
+    def changes(self, venue: str, instrument: str, start: int, end: int) -> Iterable[LevelChange]:
+        return [c for c in self.level_changes if start <= c.ts_recv <= end]
+
+
+async def postgres_history(
+    url: str, pg_schema: str, venue: str, instrument: str, at: int
+) -> LoadedHistory:
+    """What :func:`book_at` needs from the PostgreSQL store for ``instrument`` at ``at``.
+
+    Read in one read-only transaction. Changes of one receive time are applied
+    in the order the rows were written (``ctid``): a table only appended to
+    keeps it.
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            row = await conn.fetchrow(
+                "SELECT id, ts_venue, ts_recv, sequence, checksum "
+                f'FROM "{pg_schema}".book_snapshots '
+                "WHERE venue = $1 AND instrument = $2 AND ts_recv <= $3 "
+                "ORDER BY ts_recv DESC, id DESC LIMIT 1",
+                venue, instrument, at,
+            )  # fmt: skip
+            if row is None:
+                return LoadedHistory(None, [])
+            sides: dict[str, list[BookLevel]] = {"bid": [], "ask": []}
+            for level in await conn.fetch(
+                f'SELECT side, price, size FROM "{pg_schema}".book_levels '
+                "WHERE snapshot_id = $1 ORDER BY side, level",
+                row["id"],
+            ):
+                sides[level["side"]].append(BookLevel(_text(level["price"]), _text(level["size"])))
+            deltas = await conn.fetch(
+                f'SELECT ts_recv, side, price, size FROM "{pg_schema}".book_deltas '
+                "WHERE venue = $1 AND instrument = $2 AND ts_recv BETWEEN $3 AND $4 "
+                "ORDER BY ts_recv, ctid",
+                venue, instrument, row["ts_recv"], at,
+            )  # fmt: skip
+    finally:
+        await conn.close()
+    sequence = row["sequence"]
+    snapshot = BookSnapshot(
+        venue=venue, instrument=instrument, ts_venue=row["ts_venue"], ts_recv=row["ts_recv"],
+        bids=sides["bid"], asks=sides["ask"], sequence=None if sequence == -1 else sequence,
+        checksum=row["checksum"],
+    )  # fmt: skip
+    changes = [LevelChange(d["ts_recv"], d["side"], _text(d["price"]), _text(d["size"]))
+               for d in deltas]  # fmt: skip
+    return LoadedHistory(snapshot, changes)
+
+
+def _text(value: Any) -> str:
+    """A stored decimal as canonical text (PostgreSQL numerics come back as Decimal)."""
+    if isinstance(value, Decimal):
+        return exact.canon(format(value, "f"))
+    return str(value)

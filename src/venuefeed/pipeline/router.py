@@ -271,9 +271,12 @@ class Pipeline:
         self._dirty.discard(key)
         await self._store(snap)
 
-    async def flush_books(self, force: bool = False) -> int:
-        """Store books changed since their last stored snapshot (the trailing edge)."""
-        now = time.time_ns()
+    async def flush_books(self, force: bool = False, now: int | None = None) -> int:
+        """Store books changed since their last stored snapshot (the trailing edge).
+
+        ``now`` is the wall clock unless given: a replay passes the recording's clock.
+        """
+        now = time.time_ns() if now is None else now
         flushed = 0
         for key in list(self._dirty):
             if force or now - self._last_persist.get(key, 0) >= self._persist_ns:
