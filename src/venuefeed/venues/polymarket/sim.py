@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import json
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ import msgspec
 from aiohttp import web
 
 from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.shared_events import SHARED_EVENTS, SharedEvent, shared_close_ts
 from venuefeed.sim.sockets import SimSocket, Sockets
 
 __all__ = ["DEFAULT_WHALES", "Simulator"]
@@ -153,6 +155,11 @@ class Simulator(SimulatorBase):
         self._now = datetime.now(UTC).replace(microsecond=0)
         for index in range(markets):
             self._add_market(index)
+        # The last few of a catalogue big enough become the events Kalshi lists too; they
+        # were drawn all the same, so every seeded draw after this point is unchanged.
+        if markets >= 4 * len(SHARED_EVENTS):
+            for number, event in enumerate(SHARED_EVENTS):
+                self._replace(markets - len(SHARED_EVENTS) + number, event)
 
     # -- market state -------------------------------------------------------------------
 
@@ -190,10 +197,15 @@ class Simulator(SimulatorBase):
             event_title=f"{_CATEGORIES[kind]}: {subject}",
             closed=index % 13 == 12,
         )
+        self._list(market, rng, rng.randrange(20, 80))
+        return market
+
+    def _list(self, market: _Market, rng: random.Random, mid: int) -> None:
+        """Register ``market`` and give its YES book levels around ``mid`` (cents), NO mirrored."""
+        yes, no, condition = market.yes, market.no, market.condition_id
         self.markets.append(market)
         self.market_of[yes] = self.market_of[no] = market
         self.partner[yes], self.partner[no] = no, yes
-        mid = rng.randrange(20, 80)
         yes_book = _Book(condition)
         for depth in range(rng.randrange(3, 9)):
             yes_book.bids[mid - 1 - depth] = rng.randrange(100, 500_000)
@@ -208,7 +220,24 @@ class Simulator(SimulatorBase):
             asks={100 - t: s for t, s in yes_book.bids.items()},
             ts_ms=ts,
         )
-        return market
+
+    def _replace(self, index: int, shared: SharedEvent) -> None:
+        """Market ``index`` becomes one also listed on Kalshi, drawn from its own RNG."""
+        old = self.markets[index]
+        for token in (old.yes, old.no):
+            del self.books[token], self.partner[token], self.market_of[token]
+        rng = random.Random(f"{self.seed}:shared:{shared.key}")
+        end = datetime.fromtimestamp(shared_close_ts(self._now.timestamp(), shared), UTC)
+        slug = f"sim-{shared.key}"
+        yes, no = (str(rng.getrandbits(252)) for _ in range(2))
+        market = _Market(
+            id=str(500000 + index), condition_id=f"0x{rng.getrandbits(256):064x}",
+            question=shared.polymarket_question, slug=slug, description=shared.polymarket_rules,
+            category=_CATEGORIES[2], start=self._now - timedelta(days=7), end=end, yes=yes, no=no,
+            event_id=str(90000 + index), event_slug=slug, event_title=shared.polymarket_question,
+        )  # fmt: skip
+        self._list(market, rng, shared.polymarket_fair)
+        self.markets[index] = self.markets.pop()
 
     def _tick_ms(self) -> int:
         """Venue time in ms, strictly increasing so every event has its own timestamp."""
