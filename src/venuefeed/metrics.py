@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACTIVE_STREAMS",
+    "ARB_CONFIRMED_PAIRS",
+    "ARB_PAIR_EDGE",
     "BOOK_INCONSISTENCIES",
     "BOOK_RESYNCS",
     "CIRCUIT_STATE",
@@ -33,6 +35,7 @@ __all__ = [
     "SPOOL_BLOCKED",
     "SPOOL_BYTES",
     "TRADES_INGESTED",
+    "WHALE_POSITIONS",
     "WS_MESSAGES",
     "WS_RECONNECTIONS",
     "WS_STATE",
@@ -187,4 +190,15 @@ NATS_DUPLICATES = Counter(
     "nats_publish_duplicates_total",
     "JetStream publishes the server recognised as duplicates (Nats-Msg-Id) and dropped.",
     ["stream"],
+)
+ARB_PAIR_EDGE = Gauge(
+    "arb_pair_best_edge",
+    "Fee-adjusted edge per contract of the better cross of a confirmed Kalshi/Polymarket pair "
+    "(> 0: buying on one venue and selling on the other pays after both taker fees). The pair "
+    "label is bounded: only pairs a person confirmed are quoted.",
+    ["pair"],
+)
+ARB_CONFIRMED_PAIRS = Gauge("arb_confirmed_pairs", "Cross-venue pairs confirmed and quoted.")
+WHALE_POSITIONS = Counter(
+    "whale_position_changes_total", "Watched wallets' position changes.", ["venue", "action"]
 )

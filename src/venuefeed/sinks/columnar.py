@@ -94,6 +94,8 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "book_levels": ("ts_venue", "ts_recv"),
     "market_status_changes": ("ts_venue", "ts_recv"),
     "whale_activity": ("ts_venue", "detected_at"),
+    "whale_positions": ("ts_venue", "ts_recv"),
+    "pair_quotes": ("ts_venue", "ts_recv"),
     "candles": ("open_time", "ts_recv"),
     "data_gaps": ("start_ns",),
     "markets": ("updated_at",),

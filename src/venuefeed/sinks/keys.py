@@ -30,9 +30,11 @@ from venuefeed.models import (
     DataGap,
     Market,
     MarketStatusChange,
+    PairQuote,
     PriceUpdate,
     TopOfBook,
     Trade,
+    WhalePosition,
     WhaleTrade,
 )
 from venuefeed.sinks import rows
@@ -61,6 +63,10 @@ def natural_key(record: Record) -> tuple[Any, ...]:
         return ("book_snapshot", r.venue, r.instrument, r.ts_venue, r.sequence, digest)
     if isinstance(r, WhaleTrade):
         return ("whale_trade", r.venue, r.trade_id, r.trader_address)
+    if isinstance(r, WhalePosition):
+        return ("whale_position", r.venue, r.trader_address, r.instrument, r.ts_venue)
+    if isinstance(r, PairQuote):
+        return ("pair_quote", r.venue, r.instrument, r.ts_venue)
     if isinstance(r, Candle):
         return (
             "candle", r.venue, r.instrument, r.interval, r.open_time,
