@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
+import pytest
+
+from venuefeed.cli import main
 from venuefeed.config import PairsSettings
 from venuefeed.pairs.store import PairStore
 from venuefeed.pairs.suggestions import suggest_from_store
@@ -13,11 +16,17 @@ from venuefeed.pairs.suggestions import suggest_from_store
 from .conftest import Venues
 
 
-def cli(venues: Venues, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "venuefeed.cli", "--db", str(venues.db), "pairs", *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def cli(db: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``venuefeed --db DB pairs ARGS`` in this process (the entry point, its exit code)."""
+    capsys.readouterr()
+    with mock.patch.object(sys, "argv", ["venuefeed", "--db", str(db), "pairs", *args]):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 async def test_suggestions_are_the_cross_listed_events(venues: Venues) -> None:
@@ -33,36 +42,37 @@ async def test_suggestions_are_the_cross_listed_events(venues: Venues) -> None:
     assert max(c.score for c in loose if c.pair_id not in truth) < min(c.score for c in found)
 
 
-async def test_a_decision_survives_suggesting_again(venues: Venues) -> None:
+async def test_a_decision_survives_suggesting_again(
+    venues: Venues, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = PairStore(venues.db)
     first, second, *_ = sorted(venues.true_pairs())
-    assert cli(venues, "suggest").returncode == 0
-    done = cli(venues, "confirm", first, "--mapping", "yes_no")
-    assert done.returncode == 0, done.stderr
-    assert cli(venues, "reject", second).returncode == 0
-    assert cli(venues, "suggest").returncode == 0
+    code, out, _ = cli(venues.db, capsys, "suggest")
+    assert code == 0 and out.count("  suggested  ") == 5
+    assert cli(venues.db, capsys, "confirm", first, "--mapping", "yes_no")[0] == 0
+    assert cli(venues.db, capsys, "reject", second)[0] == 0
+    assert cli(venues.db, capsys, "suggest")[0] == 0
     rows = {p["pair_id"]: p for p in store.all()}
     assert (rows[first]["status"], rows[first]["mapping"]) == ("confirmed", "yes_no")
     assert rows[second]["status"] == "rejected"
     assert [p.pair_id for p in store.confirmed()] == [first]
-    listed = cli(venues, "list", "--status", "confirmed")
-    assert first in listed.stdout and second not in listed.stdout
+    code, out, _ = cli(venues.db, capsys, "list", "--status", "confirmed")
+    assert code == 0 and out.splitlines()[0].startswith(f"{first}  confirmed  ")
+    assert len(out.splitlines()) == 1
 
 
-async def test_unknown_pair_and_bad_mapping_are_one_line(venues: Venues) -> None:
-    unknown = cli(venues, "confirm", "NOPE~0x1")
-    assert unknown.returncode == 1 and "no pair NOPE~0x1" in unknown.stderr
-    bad = cli(venues, "confirm", "NOPE~0x1", "--mapping", "no_no")
-    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
-    assert "Traceback" not in bad.stderr
+async def test_unknown_pair_and_bad_mapping_are_one_line(
+    venues: Venues, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(venues.db, capsys, "confirm", "NOPE~0x1")
+    assert code == 1 and "no pair NOPE~0x1" in err
+    code, _, err = cli(venues.db, capsys, "confirm", "NOPE~0x1", "--mapping", "no_no")
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
 
 
-def test_suggest_before_discovery_says_what_to_run(tmp_path: Path) -> None:
-    db = tmp_path / "empty.db"
-    result = subprocess.run(
-        [sys.executable, "-m", "venuefeed.cli", "--db", str(db), "pairs", "suggest"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    expected = "error: no open kalshi markets stored: run `venuefeed discover`"
-    assert result.stderr.startswith(expected)
+def test_suggest_before_discovery_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(tmp_path / "empty.db", capsys, "suggest")
+    assert code == 2
+    assert err.startswith("error: no open kalshi markets stored: run `venuefeed discover`")
