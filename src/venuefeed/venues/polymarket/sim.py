@@ -533,6 +533,48 @@ class Simulator(SimulatorBase):
             return page
         return _json([_activity_row(r) for r in page])
 
+    def positions(self, wallet: str) -> dict[str, dict[str, Any]]:
+        """Ground truth: ``wallet``'s holdings by token, from its trades (a sale never goes
+        below zero: a wallet cannot sell what it does not hold), rows as ``/positions``."""
+        held: dict[str, dict[str, Any]] = {}
+        for row in self.trades:
+            if row["proxyWallet"] != wallet:
+                continue
+            token = row["asset"]
+            pos = held.setdefault(token, {"size": 0.0, "cost": 0.0, "row": row})
+            if row["side"] == "BUY":
+                pos["size"] += row["size"]
+                pos["cost"] += row["size"] * row["price"]
+            else:
+                keep = max(0.0, pos["size"] - row["size"])
+                pos["cost"] *= keep / pos["size"] if pos["size"] else 0.0
+                pos["size"] = keep
+        out = {}
+        for token, pos in held.items():
+            size = round(pos["size"], 2)
+            if size < 1:  # the venue's default sizeThreshold
+                continue
+            row = pos["row"]
+            market = self.market_of[token]
+            out[token] = {
+                "proxyWallet": wallet, "asset": token, "conditionId": row["conditionId"],
+                "size": size, "avgPrice": round(pos["cost"] / pos["size"], 4),
+                "curPrice": (max(self.books[token].bids) if self.books[token].bids else 0) / 100,
+                "title": row["title"], "slug": row["slug"], "eventSlug": row["eventSlug"],
+                "outcome": row["outcome"], "outcomeIndex": row["outcomeIndex"],
+                "oppositeAsset": self.partner[token], "endDate": _iso(market.end),
+                "redeemable": False, "mergeable": False, "negativeRisk": False,
+            }  # fmt: skip
+        return out
+
+    async def _positions(self, request: web.Request) -> web.StreamResponse:
+        self._count("positions")
+        user = request.query.get("user", "").lower()
+        if not user:
+            return web.json_response({"error": "user is required"}, status=400)
+        page = self._page(request, list(self.positions(user).values()), 500)
+        return page if isinstance(page, web.Response) else _json(page)
+
     def _count(self, endpoint: str) -> None:
         self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
 
@@ -958,6 +1000,7 @@ class Simulator(SimulatorBase):
         app.router.add_get("/prices-history", self._prices_history)
         app.router.add_get("/trades", self._data_trades)
         app.router.add_get("/activity", self._activity)
+        app.router.add_get("/positions", self._positions)
         app.router.add_get("/", self._health)
         app.router.add_get("/ws/market", self._ws)
 
