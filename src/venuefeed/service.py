@@ -34,7 +34,7 @@ from venuefeed.book import OrderBook, SyncState
 from venuefeed.config import Settings
 from venuefeed.lake.recorder import Recorder
 from venuefeed.log import get_logger
-from venuefeed.metrics import INGESTION_ERRORS
+from venuefeed.metrics import INGESTION_ERRORS, WHALE_POSITIONS
 from venuefeed.metrics_port import MetricsPort
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
 from venuefeed.pairs.quoter import PairQuoter
@@ -56,6 +56,7 @@ from venuefeed.venues.base import (
     Unsupported,
     VenueAdapter,
     VenueStream,
+    WalletSource,
     adapter_class,
     known_venues,
 )
@@ -359,6 +360,11 @@ class VenueRunner:
             key[len(prefix) :]: msgspec.json.decode(value, type=watcher.mark_type)
             for key, value in stored.items()
         }
+        held_prefix = f"positions:{self.name}:"
+        held = {
+            key[len(held_prefix) :]: msgspec.json.decode(value, type=watcher.holdings_type)
+            for key, value in (await sink.read_watermarks(held_prefix)).items()
+        }
         while True:
             wanted = self._watched()
             if set(wanted) != set(getattr(watcher, "wallets", wanted)):
@@ -371,7 +377,22 @@ class VenueRunner:
                     value = msgspec.json.encode(mark).decode()
                     await self.pipeline.writer.put(Watermark(prefix + source, value))
             marks = new_marks
+            held = await self._positions(watcher, held, held_prefix)
             await asyncio.sleep(self.settings.whales.poll_interval_seconds)
+
+    async def _positions(
+        self, watcher: WalletSource, held: dict[str, Any], prefix: str
+    ) -> dict[str, Any]:
+        """Publish the watched wallets' position changes; persist holdings that changed."""
+        changes, now_held = await watcher.poll_positions(held)
+        for change in changes:
+            WHALE_POSITIONS.labels(change.venue, change.action).inc()
+            await self.pipeline.process(change)
+        for wallet, holdings in now_held.items():
+            if held.get(wallet) != holdings:
+                value = msgspec.json.encode(holdings).decode()
+                await self.pipeline.writer.put(Watermark(prefix + wallet, value))
+        return now_held
 
     def _watched(self) -> list[str]:
         configured = self.adapter.settings.options.get("whale_wallets", ())
