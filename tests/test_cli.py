@@ -270,6 +270,7 @@ def test_every_verb_answers_a_mistake_in_one_line(tmp_path: Path, taken_port: in
           "--interval", "7q"], "interval '7q'"),
         (["continuous", "--interval", "0"], "--interval"),
         (["run", "--bogus"], "No such option: --bogus"),
+        (["test", "--venue", "polygon"], "polygon: no API key; set venues.polygon.credentials"),
     ]  # fmt: skip
     for args, expected in cases:
         assert_refused(run_cli("--db", db, *args), expected)
@@ -286,6 +287,12 @@ def test_demo_port_follows_the_documented_precedence(tmp_path: Path, taken_port:
     assert_refused(from_env, f"port {taken_port} is in use")
     settings = demo_settings(config, {}, tmp_path / "d.db", 0)
     assert settings.api.port == 0  # --port wins
+
+
+def test_demo_refuses_an_exposed_api_without_a_token_in_one_line(tmp_path: Path) -> None:
+    exposed = run_cli("--db", str(tmp_path / "d.db"), "demo", "--duration", "1",
+                      env={"VENUEFEED_API__HOST": "0.0.0.0"})  # fmt: skip
+    assert_refused(exposed, "non-loopback address '0.0.0.0' without a token")
 
 
 def test_secrets_never_reach_an_error_line(tmp_path: Path) -> None:
