@@ -271,6 +271,7 @@ def test_every_verb_answers_a_mistake_in_one_line(tmp_path: Path, taken_port: in
         (["continuous", "--interval", "0"], "--interval"),
         (["run", "--bogus"], "No such option: --bogus"),
         (["test", "--venue", "polygon"], "polygon: no API key; set venues.polygon.credentials"),
+        (["test", "--venue-name", "nasdaq"], "unknown venue 'nasdaq'"),  # seed 000's flag
     ]  # fmt: skip
     for args, expected in cases:
         assert_refused(run_cli("--db", db, *args), expected)

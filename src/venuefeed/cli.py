@@ -606,7 +606,9 @@ def status() -> None:
 
 @app.command("test")
 def test_venue(
-    venue: Annotated[str, typer.Option("--venue", help="Venue to check.")],
+    venue: Annotated[
+        str, typer.Option("--venue", "--venue-name", help="Venue to check (seed 000's flag too).")
+    ],
 ) -> None:
     """Check a venue: reachable? authenticated? Prints a clear verdict; exit 1 if not OK."""
     cfg = settings()
