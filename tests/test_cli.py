@@ -270,8 +270,6 @@ def test_every_verb_answers_a_mistake_in_one_line(tmp_path: Path, taken_port: in
           "--interval", "7q"], "interval '7q'"),
         (["continuous", "--interval", "0"], "--interval"),
         (["run", "--bogus"], "No such option: --bogus"),
-        (["test", "--venue", "polygon"], "polygon: no API key; set venues.polygon.credentials"),
-        (["test", "--venue-name", "nasdaq"], "unknown venue 'nasdaq'"),  # seed 000's flag
     ]  # fmt: skip
     for args, expected in cases:
         assert_refused(run_cli("--db", db, *args), expected)
@@ -288,6 +286,14 @@ def test_demo_port_follows_the_documented_precedence(tmp_path: Path, taken_port:
     assert_refused(from_env, f"port {taken_port} is in use")
     settings = demo_settings(config, {}, tmp_path / "d.db", 0)
     assert settings.api.port == 0  # --port wins
+
+
+def test_venue_test_mistakes_are_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "v.db")
+    no_key = run_cli("--db", db, "test", "--venue", "polygon")
+    assert_refused(no_key, "polygon: no API key; set venues.polygon.credentials")
+    assert_refused(run_cli("--db", db, "test", "--venue-name", "nasdaq"),  # seed 000's flag
+                   "unknown venue 'nasdaq'")  # fmt: skip
 
 
 def test_demo_refuses_an_exposed_api_without_a_token_in_one_line(tmp_path: Path) -> None:
