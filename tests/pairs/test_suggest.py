@@ -17,9 +17,14 @@ from .conftest import Venues
 
 
 def cli(db: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``venuefeed --db DB pairs ARGS`` in this process (the entry point, its exit code)."""
+    """``venuefeed --db DB pairs ARGS`` in this process (the entry point, its exit code).
+
+    The process-wide logging set-up is left alone: pointed at pytest's captured
+    stream, it would outlive this test.
+    """
     capsys.readouterr()
-    with mock.patch.object(sys, "argv", ["venuefeed", "--db", str(db), "pairs", *args]):
+    argv = ["venuefeed", "--db", str(db), "pairs", *args]
+    with mock.patch.object(sys, "argv", argv), mock.patch("venuefeed.cli.configure_logging"):
         try:
             main()
             code = 0

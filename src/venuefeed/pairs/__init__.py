@@ -3,6 +3,6 @@
 ``match`` suggests candidates, ``store`` keeps them and the decisions
 (``market_pairs``), ``fees`` and ``quote`` price a confirmed pair from two
 books, ``quoter`` does it continuously inside the service (``pair_quotes``,
-bus topic ``arb_spreads``, gauge ``arb_pair_best_edge``), and ``suggestions``
+bus topic ``arb_spreads``, gauges ``arb_best_edge``, ``arb_crossed_pairs``), and ``suggestions``
 is the one entry point the CLI and the API share.
 """

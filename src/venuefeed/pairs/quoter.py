@@ -12,14 +12,15 @@ it shows in :meth:`PairQuoter.view` as waiting.
 
 from __future__ import annotations
 
-import contextlib
+import math
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 
 import msgspec
 
 from venuefeed.book import OrderBook
 from venuefeed.config import PairsSettings
-from venuefeed.metrics import ARB_CONFIRMED_PAIRS, ARB_PAIR_EDGE
+from venuefeed.metrics import ARB_BEST_EDGE, ARB_CONFIRMED_PAIRS, ARB_CROSSED_PAIRS
 from venuefeed.models import PairQuote
 from venuefeed.pairs.quote import FeeSchedule, Top, pair_quote
 from venuefeed.pairs.store import ConfirmedPair
@@ -49,15 +50,14 @@ class PairQuoter:
         self.waiting: set[str] = set()
 
     def set_pairs(self, pairs: Iterable[ConfirmedPair]) -> None:
-        """The confirmed pairs now; a pair no longer confirmed leaves the gauge."""
+        """The confirmed pairs now; a pair no longer confirmed leaves the gauges."""
         self.pairs = list(pairs)
         current = {p.pair_id for p in self.pairs}
         for gone in set(self.last) - current:
             del self.last[gone]
-            with contextlib.suppress(KeyError):  # never quoted: no gauge to remove
-                ARB_PAIR_EDGE.remove(gone)
         self.waiting &= current
         ARB_CONFIRMED_PAIRS.set(len(self.pairs))
+        self._gauge()
 
     def instruments(self) -> dict[str, set[str]]:
         """Per venue, the instruments the confirmed pairs need streamed."""
@@ -81,10 +81,16 @@ class PairQuoter:
             if before is not None and _same(before, quote):
                 continue
             self.last[pair.pair_id] = quote
-            if quote.best_edge is not None:
-                ARB_PAIR_EDGE.labels(pair.pair_id).set(float(quote.best_edge))
             changed.append(quote)
+        if changed:
+            self._gauge()
         return changed
+
+    def _gauge(self) -> None:
+        """Metric labels stay bounded (no pair ids): the best edge and how many pairs cross."""
+        edges = [Decimal(q.best_edge) for q in self.last.values() if q.best_edge is not None]
+        ARB_BEST_EDGE.set(float(max(edges)) if edges else math.nan)
+        ARB_CROSSED_PAIRS.set(sum(1 for e in edges if e > 0))
 
     def view(self) -> dict[str, object]:
         """For status and the dashboard: the latest quote of every confirmed pair."""
