@@ -288,6 +288,20 @@ def test_demo_port_follows_the_documented_precedence(tmp_path: Path, taken_port:
     assert settings.api.port == 0  # --port wins
 
 
+def test_venue_test_mistakes_are_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "v.db")
+    no_key = run_cli("--db", db, "test", "--venue", "polygon")
+    assert_refused(no_key, "polygon: no API key; set venues.polygon.credentials")
+    assert_refused(run_cli("--db", db, "test", "--venue-name", "nasdaq"),  # seed 000's flag
+                   "unknown venue 'nasdaq'")  # fmt: skip
+
+
+def test_demo_refuses_an_exposed_api_without_a_token_in_one_line(tmp_path: Path) -> None:
+    exposed = run_cli("--db", str(tmp_path / "d.db"), "demo", "--duration", "1",
+                      env={"VENUEFEED_API__HOST": "0.0.0.0"})  # fmt: skip
+    assert_refused(exposed, "non-loopback address '0.0.0.0' without a token")
+
+
 def test_secrets_never_reach_an_error_line(tmp_path: Path) -> None:
     password = "pw-Hunter2-secret"
     cases = [

@@ -65,6 +65,11 @@ app.add_typer(whales_app, name="whales")
 app.add_typer(archive_app, name="archive")
 lake_app = typer.Typer(help="The Parquet lake's upkeep.", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
+pairs_app = typer.Typer(
+    help="The same question on Kalshi and Polymarket: suggest, confirm, reject, list.",
+    no_args_is_help=True,
+)
+app.add_typer(pairs_app, name="pairs")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -609,7 +614,9 @@ def status() -> None:
 
 @app.command("test")
 def test_venue(
-    venue: Annotated[str, typer.Option("--venue", help="Venue to check.")],
+    venue: Annotated[
+        str, typer.Option("--venue", "--venue-name", help="Venue to check (seed 000's flag too).")
+    ],
 ) -> None:
     """Check a venue: reachable? authenticated? Prints a clear verdict; exit 1 if not OK."""
     cfg = settings()
@@ -811,6 +818,79 @@ def whales_import(path: Annotated[Path, typer.Argument(help="YAML file of whales
         except ValueError as exc:
             raise ConfigError(f"{path}: {address}: {exc}") from None
     console.print(f"imported {len(entries)} whale(s) from {path}")
+
+
+@pairs_app.command("suggest")
+def pairs_suggest(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
+    min_score: Annotated[
+        float | None, typer.Option(min=0, max=100, help="Score floor (pairs.min_score).")
+    ] = None,
+) -> None:
+    """Score the discovered Kalshi and Polymarket markets; store the candidates."""
+    from venuefeed.pairs.store import PairStore
+    from venuefeed.pairs.suggestions import NoMarkets, suggest_from_store
+
+    store = PairStore(_database(write=True))
+    try:
+        found = suggest_from_store(store, settings().pairs, limit=limit, min_score=min_score)
+    except NoMarkets as exc:
+        raise ConfigError(str(exc)) from None
+    for c in found:  # one line a pair: ids are long, and a table would wrap them
+        _pair_line(c.pair_id, "suggested", c.score, c.mapping, c.kalshi.title, c.polymarket.title)
+    console.print(f"{len(found)} candidate(s); confirm with `venuefeed pairs confirm PAIR`")
+
+
+@pairs_app.command("confirm")
+def pairs_confirm(
+    pair: Annotated[str, typer.Argument(help="Pair id, as `pairs list` shows it.")],
+    mapping: Annotated[
+        str | None, typer.Option(help="yes_yes or yes_no: override the suggested mapping.")
+    ] = None,
+) -> None:
+    """Confirm a pair: the running service starts quoting it within seconds."""
+    _decide_pair(pair, "confirmed", mapping)
+
+
+@pairs_app.command("reject")
+def pairs_reject(pair: Annotated[str, typer.Argument(help="Pair id.")]) -> None:
+    """Reject a pair (kept, never suggested again)."""
+    _decide_pair(pair, "rejected", None)
+
+
+def _decide_pair(pair: str, status: Literal["confirmed", "rejected"], mapping: str | None) -> None:
+    from venuefeed.pairs.store import MAPPINGS, PairStore
+
+    if mapping is not None and mapping not in MAPPINGS:
+        raise typer.BadParameter(f"--mapping must be one of {', '.join(MAPPINGS)}")
+    store = PairStore(_database(write=True))
+    if not store.decide(pair, status, cast("Any", mapping)):
+        err_console.print(f"[red]no pair {pair}[/red] (run `venuefeed pairs suggest` first)")
+        raise typer.Exit(1)
+    console.print(f"{pair} {status}")
+
+
+@pairs_app.command("list")
+def pairs_list(
+    status: Annotated[
+        str | None, typer.Option(help="Only suggested, confirmed or rejected pairs.")
+    ] = None,
+) -> None:
+    """List stored pairs with their mapping and decision."""
+    from venuefeed.pairs.store import PairStore
+
+    if status is not None and status not in ("suggested", "confirmed", "rejected"):
+        raise typer.BadParameter("--status must be suggested, confirmed or rejected")
+    for p in PairStore(_database(write=False)).all(cast("Any", status)):
+        _pair_line(p["pair_id"], p["status"], p["score"], p["mapping"], p["kalshi_title"],
+                   p["polymarket_title"])  # fmt: skip
+
+
+def _pair_line(
+    pair: str, status: str, score: float, mapping: str, kalshi: str, polymarket: str
+) -> None:
+    """``PAIR  STATUS  SCORE  MAPPING  "kalshi title" ~ "polymarket title"``, unwrapped."""
+    print(f'{pair}  {status}  {score:.1f}  {mapping}  "{kalshi}" ~ "{polymarket}"')
 
 
 @app.command("export")

@@ -212,6 +212,28 @@ class WhaleSettings(_Section):
         return value
 
 
+class PairsSettings(_Section):
+    """Cross-venue pairs (``venuefeed pairs``) and their fee-adjusted quotes."""
+
+    quote_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often confirmed pairs are re-quoted."
+    )
+    refresh_seconds: float = Field(default=5.0, gt=0, description="Re-read confirmed pairs.")
+    contracts: int = Field(
+        default=100, ge=1, description="Order size the fees are worked out for (Kalshi rounds "
+        "an order's fee up to the cent, so the fee per contract depends on it)."
+    )  # fmt: skip
+    kalshi_taker_rate: Decimal = Field(
+        default=Decimal("0.07"), ge=0, description="Kalshi's taker fee: ceil(rate x C x P x (1-P))."
+    )
+    polymarket_taker_rate: Decimal = Field(
+        default=Decimal("0"), ge=0, description="Polymarket's taker fee rate: C x rate x P x (1-P) "
+        "(the market's fee schedule; 0 on fee-free markets)."
+    )  # fmt: skip
+    min_score: float = Field(default=70.0, ge=0, le=100, description="Suggest at or above this.")
+    max_close_gap_days: float = Field(default=3.0, gt=0, description="Close times this close.")
+
+
 SinkName = Literal["sqlite", "postgres", "parquet", "kafka", "nats"]
 
 
@@ -340,6 +362,7 @@ class Settings(BaseSettings):
     ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     whales: WhaleSettings = Field(default_factory=WhaleSettings)
+    pairs: PairsSettings = Field(default_factory=PairsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     bus: BusSettings = Field(default_factory=BusSettings)

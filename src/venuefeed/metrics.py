@@ -10,6 +10,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACTIVE_STREAMS",
+    "ARB_BEST_EDGE",
+    "ARB_CONFIRMED_PAIRS",
+    "ARB_CROSSED_PAIRS",
     "BOOK_INCONSISTENCIES",
     "BOOK_RESYNCS",
     "CIRCUIT_STATE",
@@ -33,6 +36,7 @@ __all__ = [
     "SPOOL_BLOCKED",
     "SPOOL_BYTES",
     "TRADES_INGESTED",
+    "WHALE_POSITIONS",
     "WS_MESSAGES",
     "WS_RECONNECTIONS",
     "WS_STATE",
@@ -187,4 +191,19 @@ NATS_DUPLICATES = Counter(
     "nats_publish_duplicates_total",
     "JetStream publishes the server recognised as duplicates (Nats-Msg-Id) and dropped.",
     ["stream"],
+)
+ARB_BEST_EDGE = Gauge(
+    "arb_best_edge",
+    "The largest fee-adjusted edge per contract among the confirmed Kalshi/Polymarket pairs "
+    "(> 0: buying on one venue and selling on the other pays after both taker fees; NaN while "
+    "none is quoted). Which pair: /api/v1/pairs/quotes, the pair_quotes table, arb_spreads.",
+)
+ARB_CROSSED_PAIRS = Gauge(
+    "arb_crossed_pairs", "Confirmed cross-venue pairs whose fee-adjusted edge is above 0."
+)
+ARB_CONFIRMED_PAIRS = Gauge("arb_confirmed_pairs", "Cross-venue pairs confirmed and quoted.")
+WHALE_POSITIONS = Counter(
+    "whale_position_changes_total",
+    "Watched wallets' position changes; kind: opened, increased, reduced, closed.",
+    ["venue", "kind"],
 )

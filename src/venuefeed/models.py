@@ -41,10 +41,12 @@ __all__ = [
     "MarketStatus",
     "MarketStatusChange",
     "Outcome",
+    "PairQuote",
     "PriceUpdate",
     "Side",
     "TopOfBook",
     "Trade",
+    "WhalePosition",
     "WhaleTrade",
     "event_decoder",
     "event_encoder",
@@ -263,6 +265,51 @@ class AccountOrder(_Event, tag="account_order", frozen=True, gc=False):
     client_order_id: str | None = None
 
 
+class WhalePosition(_Event, tag="whale_position", frozen=True, gc=False):
+    """A watched wallet's position in one outcome token changed.
+
+    ``action`` is ``opened``, ``increased``, ``reduced`` or ``closed``;
+    ``size`` the position after the change and ``previous`` before it (both
+    in shares), ``change`` the signed difference. ``instrument`` is the token,
+    ``market_id`` its market. The venue's positions endpoint has no time of
+    its own, so ``ts_venue`` is when the change was observed, like ``ts_recv``.
+    """
+
+    trader_address: str
+    action: Literal["opened", "increased", "reduced", "closed"]
+    size: str
+    previous: str
+    change: str
+    avg_price: str | None = None
+    market_id: str | None = None
+    title: str | None = None
+    outcome: str | None = None
+
+
+class PairQuote(_Event, tag="pair_quote", frozen=True, gc=False):
+    """The same outcome priced on two venues at once, for one confirmed cross-venue pair.
+
+    ``venue`` is ``"arb"`` and ``instrument`` the pair id. Every price is the
+    probability of the Kalshi market's YES outcome (a Polymarket book is
+    inverted when the pair maps YES to NO). ``edge_buy_kalshi`` is what one
+    contract earns, after both venues' taker fees, buying YES on Kalshi at its
+    ask and selling it (buying the other side) on Polymarket at its bid;
+    ``edge_buy_polymarket`` the reverse; ``best_edge`` the larger of the two
+    (``None`` while a side of a book is empty). Positive means a cross.
+    """
+
+    kalshi_market: str
+    polymarket_token: str
+    mapping: Literal["yes_yes", "yes_no"]
+    kalshi_bid: str | None
+    kalshi_ask: str | None
+    polymarket_bid: str | None
+    polymarket_ask: str | None
+    edge_buy_kalshi: str | None
+    edge_buy_polymarket: str | None
+    best_edge: str | None
+
+
 Event = (
     BookSnapshot
     | BookDelta
@@ -276,6 +323,8 @@ Event = (
     | WhaleTrade
     | AccountFill
     | AccountOrder
+    | WhalePosition
+    | PairQuote
 )
 """Any canonical event."""
 
@@ -292,6 +341,8 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
     WhaleTrade,
     AccountFill,
     AccountOrder,
+    WhalePosition,
+    PairQuote,
 )
 
 

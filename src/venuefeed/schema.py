@@ -424,7 +424,67 @@ ACCOUNT_ORDERS = Table(
     indexes=(("venue", "ts_recv"),),
 )
 
-_INITIAL_TABLES: tuple[Table, ...] = (
+MARKET_PAIRS = Table(
+    "market_pairs",
+    (
+        C("pair_id", "text", False),
+        C("kalshi_market", "text", False),
+        C("polymarket_market", "text", False),
+        C("polymarket_token", "text", False),
+        C("kalshi_title", "text", False, "''"),
+        C("polymarket_title", "text", False, "''"),
+        C("mapping", "text", False),
+        C("score", "float", False, "0"),
+        C("title_score", "float", False, "0"),
+        C("rules_score", "float", False, "0"),
+        C("close_gap_seconds", "bigint"),
+        C("status", "text", False, "'suggested'"),
+        C("suggested_at", "bigint", False, "0"),
+        C("decided_at", "bigint"),
+    ),
+    key=("pair_id",),
+    indexes=(("status",),),
+)
+
+PAIR_QUOTES = Table(
+    "pair_quotes",
+    (
+        *_event_columns(),
+        *_TS,
+        C("kalshi_market", "text", False),
+        C("polymarket_token", "text", False),
+        C("mapping", "text", False),
+        C("kalshi_bid", "decimal"),
+        C("kalshi_ask", "decimal"),
+        C("polymarket_bid", "decimal"),
+        C("polymarket_ask", "decimal"),
+        C("edge_buy_kalshi", "decimal"),
+        C("edge_buy_polymarket", "decimal"),
+        C("best_edge", "decimal"),
+    ),
+    key=("venue", "instrument", "ts_venue"),
+)
+
+WHALE_POSITIONS = Table(
+    "whale_positions",
+    (
+        *_event_columns(),
+        *_TS,
+        C("trader_address", "text", False),
+        C("action", "text", False),
+        C("size", "decimal", False),
+        C("previous", "decimal", False),
+        C("change", "decimal", False),
+        C("avg_price", "decimal"),
+        C("market_id", "text"),
+        C("title", "text"),
+        C("outcome", "text"),
+    ),
+    key=("venue", "trader_address", "instrument", "ts_venue"),
+    indexes=(("trader_address", "ts_venue"),),
+)
+
+TABLES: tuple[Table, ...] = (
     VENUES,
     MARKETS,
     MARKET_VERSIONS,
@@ -442,14 +502,23 @@ _INITIAL_TABLES: tuple[Table, ...] = (
     INGESTION_RUNS,
     WATERMARKS,
     DATA_GAPS,
+    MARKET_PAIRS,
+    PAIR_QUOTES,
+    WHALE_POSITIONS,
+    ACCOUNT_FILLS,
+    ACCOUNT_ORDERS,
 )
-TABLES: tuple[Table, ...] = (*_INITIAL_TABLES, ACCOUNT_FILLS, ACCOUNT_ORDERS)
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema", tables=_INITIAL_TABLES),
+    Migration(1, "initial schema", tables=TABLES[: TABLES.index(DATA_GAPS) + 1]),
     Migration(2, "gaps list the instruments they affected", columns=((DATA_GAPS, "instruments"),)),
-    Migration(3, "the account's own fills and orders", tables=(ACCOUNT_FILLS, ACCOUNT_ORDERS)),
+    Migration(
+        3,
+        "cross-venue pairs, their quotes, whale positions",
+        tables=(MARKET_PAIRS, PAIR_QUOTES, WHALE_POSITIONS),
+    ),
+    Migration(4, "the account's own fills and orders", tables=(ACCOUNT_FILLS, ACCOUNT_ORDERS)),
 )
 """Forward-only. Never edit a released migration; append a new one."""
 

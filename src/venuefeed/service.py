@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -33,9 +34,11 @@ from venuefeed.book import OrderBook, SyncState
 from venuefeed.config import Settings
 from venuefeed.lake.recorder import Recorder
 from venuefeed.log import get_logger
-from venuefeed.metrics import INGESTION_ERRORS
+from venuefeed.metrics import INGESTION_ERRORS, WHALE_POSITIONS
 from venuefeed.metrics_port import MetricsPort
 from venuefeed.models import BookSnapshot, BookState, DataGap, Market, MarketStatus, Trade
+from venuefeed.pairs.quoter import PairQuoter
+from venuefeed.pairs.store import PairStore
 from venuefeed.pipeline.healer import ALL_INSTRUMENTS, TRADE_CAUSES, GapHealer
 from venuefeed.pipeline.history import InstrumentHistory
 from venuefeed.pipeline.live import LiveHub
@@ -53,6 +56,7 @@ from venuefeed.venues.base import (
     Unsupported,
     VenueAdapter,
     VenueStream,
+    WalletSource,
     adapter_class,
     known_venues,
 )
@@ -96,6 +100,8 @@ class VenueRunner:
         self._past_reconnects = 0
         """Reconnects of the streams that ended (a restarted stream counts from 0)."""
         self.instruments: set[str] = set(adapter.settings.instruments)
+        self.pinned: set[str] = set()
+        """Instruments streamed whatever discovery finds (confirmed cross-venue pairs)."""
         self.markets: dict[str, Market] = {}
         self.market_of: dict[str, Market] = {}
         """Known markets by instrument (titles for the console, the API)."""
@@ -155,7 +161,7 @@ class VenueRunner:
         self.last_discovery = time.time()
         active = {MarketStatus.OPEN, MarketStatus.UNKNOWN, MarketStatus.UPCOMING}
         desired = {i for m in markets.values() if m.status in active for i in m.instruments}
-        desired |= set(self.adapter.settings.instruments)
+        desired |= set(self.adapter.settings.instruments) | self.pinned
         await self.set_instruments(desired)
         return len(markets)
 
@@ -357,6 +363,11 @@ class VenueRunner:
             key[len(prefix) :]: msgspec.json.decode(value, type=watcher.mark_type)
             for key, value in stored.items()
         }
+        held_prefix = f"positions:{self.name}:"
+        held = {
+            key[len(held_prefix) :]: msgspec.json.decode(value, type=watcher.holdings_type)
+            for key, value in (await sink.read_watermarks(held_prefix)).items()
+        }
         while True:
             wanted = self._watched()
             if set(wanted) != set(getattr(watcher, "wallets", wanted)):
@@ -369,7 +380,22 @@ class VenueRunner:
                     value = msgspec.json.encode(mark).decode()
                     await self.pipeline.writer.put(Watermark(prefix + source, value))
             marks = new_marks
+            held = await self._positions(watcher, held, held_prefix)
             await asyncio.sleep(self.settings.whales.poll_interval_seconds)
+
+    async def _positions(
+        self, watcher: WalletSource, held: dict[str, Any], prefix: str
+    ) -> dict[str, Any]:
+        """Publish the watched wallets' position changes; persist holdings that changed."""
+        changes, now_held = await watcher.poll_positions(held)
+        for change in changes:
+            WHALE_POSITIONS.labels(change.venue, change.action).inc()
+            await self.pipeline.process(change)
+        for wallet, holdings in now_held.items():
+            if held.get(wallet) != holdings:
+                value = msgspec.json.encode(holdings).decode()
+                await self.pipeline.writer.put(Watermark(prefix + wallet, value))
+        return now_held
 
     def _watched(self) -> list[str]:
         configured = self.adapter.settings.options.get("whale_wallets", ())
@@ -523,6 +549,7 @@ class Service:
         )  # fmt: skip
         self.pipeline.set_book_lookup(self._book_of)
         self.pipeline.set_title_lookup(self._title_of)
+        self.pairs = PairQuoter(settings.pairs, self._book_of)
         self._echo = echo
         self.recorder: Recorder | None = None
         if settings.recording.enabled:
@@ -575,6 +602,8 @@ class Service:
         sup = self.supervisor
         sup.start("service:book-flush", self._flush_books_loop)
         sup.start("service:whales", self._whales_loop)
+        if "kalshi" in self.runners and "polymarket" in self.runners:
+            sup.start("service:pairs", self._pairs_loop)
         storage = self.settings.storage
         if "parquet" in storage.sinks and storage.parquet_compact_interval_seconds > 0:
             sup.start("service:lake-compaction", self._compaction_loop)
@@ -755,6 +784,28 @@ class Service:
                     self._echo(f"Monitoring {len(addresses)} whales in real time")
                 watched = len(addresses)
             await asyncio.sleep(5)
+
+    async def _pairs_loop(self) -> None:
+        """Quote the confirmed Kalshi/Polymarket pairs; re-read them now and then."""
+        cfg = self.settings.pairs
+        path = self.settings.storage.sqlite_path
+        store: PairStore | None = None
+        refreshed = -math.inf
+        while True:
+            if time.monotonic() - refreshed >= cfg.refresh_seconds:
+                if store is None and ("sqlite" in self.settings.storage.sinks or path.exists()):
+                    store = await asyncio.to_thread(PairStore, path)
+                if store is not None:
+                    self.pairs.set_pairs(await asyncio.to_thread(store.confirmed))
+                    for venue, wanted in self.pairs.instruments().items():
+                        runner = self.runners[venue]
+                        if wanted != runner.pinned:
+                            runner.pinned = wanted
+                            await runner.set_instruments(runner.instruments | wanted)
+                refreshed = time.monotonic()
+            for quote in self.pairs.quote(time.time_ns()):
+                await self.pipeline.process(quote)
+            await asyncio.sleep(cfg.quote_interval_seconds)
 
     def _title_of(self, venue: str, market_id: str | None, instrument: str) -> str | None:
         runner = self.runners.get(venue)

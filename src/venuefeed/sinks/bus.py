@@ -23,9 +23,11 @@ from venuefeed.models import (
     DataGap,
     Market,
     MarketStatusChange,
+    PairQuote,
     PriceUpdate,
     TopOfBook,
     Trade,
+    WhalePosition,
     WhaleTrade,
     event_encoder,
 )
@@ -38,6 +40,8 @@ WireFormat = Literal["json", "msgpack"]
 
 TOPICS: dict[type[Any], str] = {
     WhaleTrade: "whale_activity",
+    WhalePosition: "whale_activity",
+    PairQuote: "arb_spreads",
     Trade: "market_trades",
     BookSnapshot: "order_books",
     BookDelta: "order_books",
@@ -70,6 +74,9 @@ def encode(record: Record, fmt: WireFormat = "json") -> bytes:
             else {"type": "whale_trade", **whale_event(record)}
         )
         return msgspec.json.encode(body) if fmt == "json" else _msgpack.encode(body)
+    if isinstance(record, WhalePosition):  # whale_activity carries seed 001's event_type
+        position = {"event_type": "whale_position", **msgspec.to_builtins(record)}
+        return msgspec.json.encode(position) if fmt == "json" else _msgpack.encode(position)
     if fmt == "json":
         return event_encoder.encode(record)
     return _msgpack.encode(record)

@@ -96,6 +96,8 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "whale_activity": ("ts_venue", "detected_at"),
     "account_fills": ("ts_venue", "ts_recv"),
     "account_orders": ("ts_venue", "ts_recv"),
+    "whale_positions": ("ts_venue", "ts_recv"),
+    "pair_quotes": ("ts_venue", "ts_recv"),
     "candles": ("open_time", "ts_recv"),
     "data_gaps": ("start_ns",),
     "markets": ("updated_at",),

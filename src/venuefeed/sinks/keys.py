@@ -32,9 +32,11 @@ from venuefeed.models import (
     DataGap,
     Market,
     MarketStatusChange,
+    PairQuote,
     PriceUpdate,
     TopOfBook,
     Trade,
+    WhalePosition,
     WhaleTrade,
 )
 from venuefeed.sinks import rows
@@ -67,6 +69,10 @@ def natural_key(record: Record) -> tuple[Any, ...]:
         return ("account_fill", r.venue, r.fill_id)
     if isinstance(r, AccountOrder):
         return ("account_order", r.venue, r.order_id, r.status, r.filled_size)
+    if isinstance(r, WhalePosition):
+        return ("whale_position", r.venue, r.trader_address, r.instrument, r.ts_venue)
+    if isinstance(r, PairQuote):
+        return ("pair_quote", r.venue, r.instrument, r.ts_venue)
     if isinstance(r, Candle):
         return (
             "candle", r.venue, r.instrument, r.interval, r.open_time,

@@ -27,9 +27,11 @@ from venuefeed.models import (
     DataGap,
     Market,
     MarketStatusChange,
+    PairQuote,
     PriceUpdate,
     TopOfBook,
     Trade,
+    WhalePosition,
     WhaleTrade,
 )
 from venuefeed.sinks.base import RawMessage
@@ -141,6 +143,21 @@ def _whale(w: WhaleTrade) -> Iterator[Row]:
     )  # fmt: skip
 
 
+def _whale_position(w: WhalePosition) -> Iterator[Row]:
+    yield (
+        w.venue, w.instrument, w.ts_venue, w.ts_recv, w.trader_address, w.action, w.size,
+        w.previous, w.change, w.avg_price, w.market_id, w.title, w.outcome,
+    )  # fmt: skip
+
+
+def _pair_quote(q: PairQuote) -> Iterator[Row]:
+    yield (
+        q.venue, q.instrument, q.ts_venue, q.ts_recv, q.kalshi_market, q.polymarket_token,
+        q.mapping, q.kalshi_bid, q.kalshi_ask, q.polymarket_bid, q.polymarket_ask,
+        q.edge_buy_kalshi, q.edge_buy_polymarket, q.best_edge,
+    )  # fmt: skip
+
+
 ROW_BUILDERS: dict[type[Any], tuple[schema.Table, Callable[[Any], Iterator[Row]]]] = {
     Trade: (schema.TRADES, _trade),
     TopOfBook: (schema.QUOTES, _quote),
@@ -152,6 +169,8 @@ ROW_BUILDERS: dict[type[Any], tuple[schema.Table, Callable[[Any], Iterator[Row]]
     WhaleTrade: (schema.WHALE_ACTIVITY, _whale),
     AccountFill: (schema.ACCOUNT_FILLS, _account_fill),
     AccountOrder: (schema.ACCOUNT_ORDERS, _account_order),
+    WhalePosition: (schema.WHALE_POSITIONS, _whale_position),
+    PairQuote: (schema.PAIR_QUOTES, _pair_quote),
 }
 """Event type -> (table, rows). Book snapshots and markets are handled separately."""
 

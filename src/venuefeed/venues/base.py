@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from venuefeed.book import OrderBook
-from venuefeed.models import BookSnapshot, Candle, DataGap, Event, Market, Trade
+from venuefeed.models import BookSnapshot, Candle, DataGap, Event, Market, Trade, WhalePosition
 from venuefeed.venues.checks import TimeWindow
 from venuefeed.venues.rejects import Rejects
 
@@ -205,8 +205,16 @@ class WalletSource(Protocol):
     """
 
     mark_type: type[Any]
+    holdings_type: Any
+    """The msgspec type of one wallet's holdings, persisted like the marks."""
 
     async def poll(self, marks: Mapping[str, Any]) -> tuple[list[Trade], dict[str, Any]]: ...
+
+    async def poll_positions(
+        self, held: Mapping[str, Any]
+    ) -> tuple[list[WhalePosition], dict[str, Any]]:
+        """Position changes of the watched wallets since ``held``, and their holdings now."""
+        ...
 
 
 def disconnect_gap(

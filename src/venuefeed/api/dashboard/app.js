@@ -72,7 +72,7 @@ function setSocket(up) {
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/ws/live?stats=1`);
-  ws.onopen = () => { page.retries = 0; setSocket(true); };
+  ws.onopen = () => { page.retries = 0; setSocket(true); loadPairs(); };
   ws.onmessage = (msg) => {
     const data = JSON.parse(msg.data);
     if (data.kind === "events") onEvents(data);
@@ -91,6 +91,7 @@ function onEvents(msg) {
   if (msg.dropped) $("dropped").textContent = `(${fmtNum(msg.dropped)} dropped: page too slow)`;
   const body = $("events");
   for (const ev of msg.events) {
+    if (ev.type === "pair_quote") renderPair(ev);
     if (!SHOWN_TYPES.has(ev.type)) continue;
     body.prepend(eventRow(ev));
   }
@@ -275,6 +276,36 @@ function drawChart() {
   ctx.fillText(`max ${fmtNum(maxE)} ev/s`, 4, h - 4);
   const label = `max ${fmtNum(maxL, 1)} ms`;
   ctx.fillText(label, w - ctx.measureText(label).width - 4, h - 4);
+}
+
+// ---- cross-venue pairs --------------------------------------------------------------
+// The latest quote of each confirmed pair: fetched once per connection, then kept
+// current by the pair_quote events on the live socket (one per change).
+async function loadPairs() {
+  try {
+    const answer = await fetch("/api/v1/pairs/quotes");
+    if (answer.ok) for (const quote of (await answer.json()).quotes) renderPair(quote);
+  } catch (err) { /* the socket's own reconnect reports the outage */ }
+}
+
+function renderPair(q) {
+  const body = $("pairs");
+  let row = body.querySelector(`tr[data-pair="${CSS.escape(q.instrument)}"]`);
+  if (!row) {
+    if (!body.querySelector("tr[data-pair]")) body.replaceChildren();
+    row = document.createElement("tr");
+    row.dataset.pair = q.instrument;
+    body.append(row);
+  }
+  const two = (a, b) => `${a ?? "–"} / ${b ?? "–"}`;
+  const edge = (v) => cell(v ?? "–", v !== null && Number(v) > 0 ? "num cross" : "num");
+  row.replaceChildren(
+    cell(q.instrument), cell(q.mapping === "yes_no" ? "YES ↔ NO" : "YES ↔ YES"),
+    cell(two(q.kalshi_bid, q.kalshi_ask), "num"),
+    cell(two(q.polymarket_bid, q.polymarket_ask), "num"),
+    edge(q.edge_buy_kalshi), edge(q.edge_buy_polymarket), edge(q.best_edge),
+    cell(fmtTime(q.ts_recv)),
+  );
 }
 
 // ---- clock ------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import msgspec
 from aiohttp import web
 
 from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.shared_events import SHARED_EVENTS, SharedEvent, shared_close_ts
 from venuefeed.sim.sockets import Heartbeat, SimSocket, Sockets
 from venuefeed.venues.kalshi.auth import (
     CredentialsError,
@@ -241,6 +242,12 @@ class Universe:
     def series_events(self, s: int) -> range:
         return range(s * EVENTS_PER_SERIES, min((s + 1) * EVENTS_PER_SERIES, self.n_events))
 
+    @staticmethod
+    def shared(i: int) -> SharedEvent | None:
+        """The cross-listed event market ``i`` stands for: the first market of events 0..k."""
+        k, rest = divmod(i, MARKETS_PER_EVENT)
+        return SHARED_EVENTS[k] if rest == 0 and k < len(SHARED_EVENTS) else None
+
     # -- markets -------------------------------------------------------------
 
     def core(self, i: int) -> MarketCore:
@@ -268,6 +275,11 @@ class Universe:
         else:
             status, result = "active", ""
         fair = 60 + fair_pick * 10
+        shared = self.shared(i)
+        if shared is not None:  # listed on Polymarket too: open, same close, its own price
+            close_ts = shared_close_ts(self.anchor, shared)
+            open_ts = self.anchor - 7 * DAY
+            status, result, fair = "active", "", shared.kalshi_fair
         half_spread = (10, 10, 20, 30)[spread_pick]
         best_yes = fair - half_spread
         best_no = 1000 - fair - half_spread
@@ -335,11 +347,15 @@ class Universe:
             f"If the simulated index for {core.event_ticker} is above {strike} at "
             f"{close}, then the market resolves to Yes."
         )
+        title = f"Will the simulated index be above {strike}?"
+        shared = self.shared(core.index)
+        if shared is not None:
+            title, rules = shared.kalshi_title, shared.kalshi_rules
         return {
             "ticker": t,
             "event_ticker": core.event_ticker,
             "market_type": "binary",
-            "title": f"Will the simulated index be above {strike}?",
+            "title": title,
             "subtitle": f"Above {strike}",
             "yes_sub_title": f"Above {strike}",
             "no_sub_title": f"{strike} or below",

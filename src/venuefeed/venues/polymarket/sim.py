@@ -37,6 +37,7 @@ import base64
 import hashlib
 import json
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ import msgspec
 from aiohttp import web
 
 from venuefeed.sim.base import Book, Faults, GroundTruth, SimulatorBase
+from venuefeed.sim.shared_events import SHARED_EVENTS, SharedEvent, shared_close_ts
 from venuefeed.sim.sockets import SimSocket, Sockets
 
 __all__ = ["DEFAULT_WHALES", "Simulator"]
@@ -167,6 +169,11 @@ class Simulator(SimulatorBase):
         self._now = datetime.now(UTC).replace(microsecond=0)
         for index in range(markets):
             self._add_market(index)
+        # The last few of a catalogue big enough become the events Kalshi lists too; they
+        # were drawn all the same, so every seeded draw after this point is unchanged.
+        if markets >= 4 * len(SHARED_EVENTS):
+            for number, event in enumerate(SHARED_EVENTS):
+                self._replace(markets - len(SHARED_EVENTS) + number, event)
 
     # -- market state -------------------------------------------------------------------
 
@@ -204,10 +211,15 @@ class Simulator(SimulatorBase):
             event_title=f"{_CATEGORIES[kind]}: {subject}",
             closed=index % 13 == 12,
         )
+        self._list(market, rng, rng.randrange(20, 80))
+        return market
+
+    def _list(self, market: _Market, rng: random.Random, mid: int) -> None:
+        """Register ``market`` and give its YES book levels around ``mid`` (cents), NO mirrored."""
+        yes, no, condition = market.yes, market.no, market.condition_id
         self.markets.append(market)
         self.market_of[yes] = self.market_of[no] = market
         self.partner[yes], self.partner[no] = no, yes
-        mid = rng.randrange(20, 80)
         yes_book = _Book(condition)
         for depth in range(rng.randrange(3, 9)):
             yes_book.bids[mid - 1 - depth] = rng.randrange(100, 500_000)
@@ -222,7 +234,24 @@ class Simulator(SimulatorBase):
             asks={100 - t: s for t, s in yes_book.bids.items()},
             ts_ms=ts,
         )
-        return market
+
+    def _replace(self, index: int, shared: SharedEvent) -> None:
+        """Market ``index`` becomes one also listed on Kalshi, drawn from its own RNG."""
+        old = self.markets[index]
+        for token in (old.yes, old.no):
+            del self.books[token], self.partner[token], self.market_of[token]
+        rng = random.Random(f"{self.seed}:shared:{shared.key}")
+        end = datetime.fromtimestamp(shared_close_ts(self._now.timestamp(), shared), UTC)
+        slug = f"sim-{shared.key}"
+        yes, no = (str(rng.getrandbits(252)) for _ in range(2))
+        market = _Market(
+            id=str(500000 + index), condition_id=f"0x{rng.getrandbits(256):064x}",
+            question=shared.polymarket_question, slug=slug, description=shared.polymarket_rules,
+            category=_CATEGORIES[2], start=self._now - timedelta(days=7), end=end, yes=yes, no=no,
+            event_id=str(90000 + index), event_slug=slug, event_title=shared.polymarket_question,
+        )  # fmt: skip
+        self._list(market, rng, shared.polymarket_fair)
+        self.markets[index] = self.markets.pop()
 
     def _tick_ms(self) -> int:
         """Venue time in ms, strictly increasing so every event has its own timestamp."""
@@ -567,6 +596,48 @@ class Simulator(SimulatorBase):
         if isinstance(page, web.Response):
             return page
         return _json([_activity_row(r) for r in page])
+
+    def positions(self, wallet: str) -> dict[str, dict[str, Any]]:
+        """Ground truth: ``wallet``'s holdings by token, from its trades (a sale never goes
+        below zero: a wallet cannot sell what it does not hold), rows as ``/positions``."""
+        held: dict[str, dict[str, Any]] = {}
+        for row in self.trades:
+            if row["proxyWallet"] != wallet:
+                continue
+            token = row["asset"]
+            pos = held.setdefault(token, {"size": 0.0, "cost": 0.0, "row": row})
+            if row["side"] == "BUY":
+                pos["size"] += row["size"]
+                pos["cost"] += row["size"] * row["price"]
+            else:
+                keep = max(0.0, pos["size"] - row["size"])
+                pos["cost"] *= keep / pos["size"] if pos["size"] else 0.0
+                pos["size"] = keep
+        out = {}
+        for token, pos in held.items():
+            size = round(pos["size"], 2)
+            if size < 1:  # the venue's default sizeThreshold
+                continue
+            row = pos["row"]
+            market = self.market_of[token]
+            out[token] = {
+                "proxyWallet": wallet, "asset": token, "conditionId": row["conditionId"],
+                "size": size, "avgPrice": round(pos["cost"] / pos["size"], 4),
+                "curPrice": (max(self.books[token].bids) if self.books[token].bids else 0) / 100,
+                "title": row["title"], "slug": row["slug"], "eventSlug": row["eventSlug"],
+                "outcome": row["outcome"], "outcomeIndex": row["outcomeIndex"],
+                "oppositeAsset": self.partner[token], "endDate": _iso(market.end),
+                "redeemable": False, "mergeable": False, "negativeRisk": False,
+            }  # fmt: skip
+        return out
+
+    async def _positions(self, request: web.Request) -> web.StreamResponse:
+        self._count("positions")
+        user = request.query.get("user", "").lower()
+        if not user:
+            return web.json_response({"error": "user is required"}, status=400)
+        page = self._page(request, list(self.positions(user).values()), 500)
+        return page if isinstance(page, web.Response) else _json(page)
 
     def _count(self, endpoint: str) -> None:
         self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
@@ -1001,6 +1072,7 @@ class Simulator(SimulatorBase):
         app.router.add_get("/prices-history", self._prices_history)
         app.router.add_get("/trades", self._data_trades)
         app.router.add_get("/activity", self._activity)
+        app.router.add_get("/positions", self._positions)
         app.router.add_get("/", self._health)
         app.router.add_get("/ws/market", self._ws)
 
