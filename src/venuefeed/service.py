@@ -177,7 +177,7 @@ class VenueRunner:
 
     async def stream_loop(self) -> None:
         stream = self.adapter.open_stream()
-        process = self.pipeline.process
+        process_batch = self.pipeline.process_batch
         last_seen = self.last_seen
         note_gap = self.healer.note
         stream.on_market = self._market_learned
@@ -196,14 +196,18 @@ class VenueRunner:
             try:
                 if self.instruments:
                     await stream.subscribe(sorted(self.instruments))
-                async for event in stream:
+                # One batch per burst received, bookkeeping once per batch ("flow in batches").
+                async for batch in stream.batches():
+                    if not batch:
+                        continue
                     self._busy = True
-                    last_seen[event.instrument] = event.ts_recv
-                    self.events += 1
-                    if type(event) is DataGap:
-                        note_gap(event)
-                    await process(event)
-                    self._done_recv = event.ts_recv
+                    for event in batch:
+                        last_seen[event.instrument] = event.ts_recv
+                        if type(event) is DataGap:
+                            note_gap(event)
+                    self.events += len(batch)
+                    await process_batch(batch)
+                    self._done_recv = batch[-1].ts_recv
                     self._busy = False
             finally:
                 # Whatever ended this stream, the next one back-fills from here.
