@@ -717,7 +717,9 @@ class Service:
         return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1] / 1e6, 3)}
 
     async def _flush_books_loop(self) -> None:
-        interval = max(0.05, self.settings.ingestion.book_persist_interval_seconds)
+        # Often enough that each book is stored close to its own (jittered) due time,
+        # not in a burst every interval.
+        interval = min(1.0, max(0.05, self.settings.ingestion.book_persist_interval_seconds / 4))
         while True:
             await asyncio.sleep(interval)
             await self.pipeline.flush_books()
