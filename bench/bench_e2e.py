@@ -14,7 +14,7 @@ Per phase: events/s through the pipeline, latency from the simulator's send
 timestamp to the trade row's commit (p50/p99/max), whether a backlog grew
 (the queues between the socket and the store, sampled every 0.25 s: their
 median over the last quarter of the run above that of the first quarter by
-more than a few batches), peak RSS and CPU % of the ingesting side (this
+more than a few batches), peak memory (RSS; PSS summed over processes) and CPU % of the ingesting side (this
 process and its children, not the simulator), and CPU µs per event -- the
 figure that stays comparable on a shared machine, where a starved process
 backlogs at any rate (the load average is printed with each phase).
@@ -105,9 +105,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _rss_mb(pid: int) -> float:
+    """Proportional set size: pages a forked writer shares with its parent count once."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
