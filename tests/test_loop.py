@@ -1,0 +1,24 @@
+"""The service's event loop: uvloop when installed, asyncio when asked for."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from venuefeed import loop
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_uvloop_runs_the_service_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    monkeypatch.delenv("VENUEFEED_EVENT_LOOP", raising=False)
+    assert loop.run(_loop_module()).startswith("uvloop")
+
+
+def test_asyncio_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VENUEFEED_EVENT_LOOP", "asyncio")
+    assert loop.run(_loop_module()).startswith("asyncio")
