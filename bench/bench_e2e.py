@@ -14,8 +14,9 @@ Per phase: events/s through the pipeline, latency from the simulator's send
 timestamp to the trade row's commit (p50/p99/max), whether a backlog grew
 (the queues between the socket and the store, sampled every 0.25 s: their
 median over the last quarter of the run above that of the first quarter by
-more than a few batches), peak memory (RSS; PSS summed over processes) and CPU % of the ingesting side (this
-process and its children, not the simulator), and CPU µs per event -- the
+more than a few batches), peak memory (PSS summed over processes) and CPU %
+of the ingesting side (this process and its children, not the simulator),
+and CPU µs per event -- the
 figure that stays comparable on a shared machine, where a starved process
 backlogs at any rate (the load average is printed with each phase).
 
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import re
 import statistics
 import sys
@@ -37,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from venuefeed import loop as event_loop
 from venuefeed.config import load_config
 from venuefeed.log import configure
 from venuefeed.models import Trade
@@ -151,8 +155,8 @@ class Probe:
         return last > first + BACKLOG_SLACK
 
 
-async def run_phase(events_rate: float | None, seconds: float, tokens: int,
-                    warmup: float) -> dict[str, Any]:  # fmt: skip
+async def run_phase(events_rate: float | None, seconds: float, tokens: int, warmup: float,
+                    profile: Path | None) -> dict[str, Any]:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="venuefeed-bench-"))
     truth = workdir / "truth.jsonl"
     markets = max(1, tokens // 2)
@@ -189,8 +193,15 @@ async def run_phase(events_rate: float | None, seconds: float, tokens: int,
     sampler = asyncio.create_task(probe.run())
     events0, cpu0, t0 = runner.events, probe.cpu_total(), time.monotonic()
     start_ns = time.time_ns()
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     await asyncio.sleep(seconds)
     events1, cpu1, t1 = runner.events, probe.cpu_total(), time.monotonic()
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     end_ns = time.time_ns()
     sampler.cancel()
     backlog = probe.backlog()
@@ -237,26 +248,34 @@ async def run_phase(events_rate: float | None, seconds: float, tokens: int,
     }
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=5000, help="fixed-rate phase: events/s")
     parser.add_argument("--seconds", type=float, default=60, help="fixed-rate phase length")
     parser.add_argument("--max-seconds", type=float, default=20, help="max-rate phase length")
     parser.add_argument("--tokens", type=int, default=5000, help="subscribed tokens (2 a market)")
     parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="event loop (uvloop: as `venuefeed run` picks it)")  # fmt: skip
+    parser.add_argument("--profile", type=Path, help="cProfile the fixed-rate window to a file")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     configure("ERROR", "console")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load {load:.1f}, Python {sys.version.split()[0]}, "
           f"{sys.platform}, loop {type(asyncio.get_running_loop()).__module__}")  # fmt: skip
-    fixed = await run_phase(args.rate, args.seconds, args.tokens, args.warmup)
+    fixed = await run_phase(args.rate, args.seconds, args.tokens, args.warmup, args.profile)
     print("fixed rate:", json.dumps(fixed))
-    peak = await run_phase(None, args.max_seconds, args.tokens, args.warmup)
+    peak = await run_phase(None, args.max_seconds, args.tokens, args.warmup, None)
     print("max rate:  ", json.dumps(peak))
     if args.json:
         print(json.dumps({"fixed_rate": fixed, "max_rate": peak}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    os.environ["VENUEFEED_EVENT_LOOP"] = arguments.loop
+    event_loop.run(main(arguments))
