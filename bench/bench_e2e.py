@@ -277,5 +277,4 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     arguments = parse_args()
-    os.environ["VENUEFEED_EVENT_LOOP"] = arguments.loop
-    event_loop.run(main(arguments))
+    event_loop.run(main(arguments), uvloop_wanted=arguments.loop == "uvloop")

@@ -13,12 +13,10 @@ async def _loop_module() -> str:
     return type(asyncio.get_running_loop()).__module__
 
 
-def test_uvloop_runs_the_service_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uvloop_runs_the_service_when_installed() -> None:
     pytest.importorskip("uvloop")
-    monkeypatch.delenv("VENUEFEED_EVENT_LOOP", raising=False)
     assert loop.run(_loop_module()).startswith("uvloop")
 
 
-def test_asyncio_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VENUEFEED_EVENT_LOOP", "asyncio")
-    assert loop.run(_loop_module()).startswith("asyncio")
+def test_asyncio_when_uvloop_is_not_wanted() -> None:
+    assert loop.run(_loop_module(), uvloop_wanted=False).startswith("asyncio")
