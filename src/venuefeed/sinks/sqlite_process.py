@@ -10,10 +10,13 @@ socket; a forked process decodes it, stores it through the same
 each batch after its ``COMMIT`` -- so ``write`` still returns only once the
 batch is durable (rule 4), and fails with the same classified errors.
 
-* **Framing**: 4-byte big-endian length, then msgpack. To the process:
-  ``[seq, events, markets, watermarks, raw]`` (events are tagged, the other
-  records go by kind; within a kind order is kept, and the store never relied
-  on order across kinds). Back: ``[seq, code, text]``.
+* **Framing**: to the process, a header (4-byte length, 8-byte sequence
+  number, big-endian) and msgpack ``[events, markets, watermarks, raw]``
+  (events are tagged, the other records go by kind; within a kind order is
+  kept, and the store never relied on order across kinds). Back: a 4-byte
+  length and msgpack ``[seq, code, text]``. A batch the process cannot decode
+  is answered as invalid records, like one SQLite refuses: never a crash that
+  would turn one bad batch into an outage retried forever.
 * **Commits bounded by time and size**: the process takes every batch already
   received into one transaction, closed after ``commit_seconds`` (5 ms) of
   work or ``max_group`` batches, whichever comes first.
@@ -54,6 +57,7 @@ from venuefeed.sinks.sqlite_commit import Committer, classify
 __all__ = ["WriterProcess", "fork_available"]
 
 _HEADER = struct.Struct(">I")
+_BATCH_HEADER = struct.Struct(">IQ")
 _OK, _INVALID, _UNAVAILABLE, _OTHER = 0, 1, 2, 3
 
 
@@ -63,7 +67,6 @@ def fork_available() -> bool:
 
 
 class _Batch(msgspec.Struct, array_like=True):
-    seq: int
     events: list[Event]
     markets: list[Market]
     watermarks: list[Watermark]
@@ -73,7 +76,7 @@ class _Batch(msgspec.Struct, array_like=True):
         return [*self.events, *self.markets, *self.watermarks, *self.raw]
 
 
-def _split(seq: int, batch: Sequence[Record]) -> _Batch:
+def _split(batch: Sequence[Record]) -> _Batch:
     events: list[Event] = []
     markets: list[Market] = []
     watermarks: list[Watermark] = []
@@ -87,7 +90,7 @@ def _split(seq: int, batch: Sequence[Record]) -> _Batch:
             raw.append(record)
         else:
             events.append(record)
-    return _Batch(seq, events, markets, watermarks, raw)
+    return _Batch(events, markets, watermarks, raw)
 
 
 def _answer(seq: int, outcome: BaseException | None) -> list[Any]:
@@ -119,7 +122,7 @@ class _Input:
         self.buffer = bytearray()
         self.ended = False
 
-    def frames(self, block: bool) -> list[bytes]:
+    def frames(self, block: bool) -> list[tuple[int, bytes]]:
         """Complete frames received so far; with ``block``, wait for one (or the end)."""
         while True:
             self._receive(block)
@@ -140,16 +143,17 @@ class _Input:
         except (BlockingIOError, InterruptedError):
             return
 
-    def _complete(self) -> list[bytes]:
+    def _complete(self) -> list[tuple[int, bytes]]:
         out = []
         buffer = self.buffer
         start = 0
-        while len(buffer) - start >= 4:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            if len(buffer) - start - 4 < size:
+        head = _BATCH_HEADER.size
+        while len(buffer) - start >= head:
+            size, seq = _BATCH_HEADER.unpack_from(buffer, start)
+            if len(buffer) - start - head < size:
                 break
-            out.append(bytes(buffer[start + 4 : start + 4 + size]))
-            start += 4 + size
+            out.append((seq, bytes(buffer[start + head : start + head + size])))
+            start += head + size
         del buffer[:start]
         return out
 
@@ -160,25 +164,29 @@ def _serve(sock: socket.socket, conn: Any, commit_seconds: float, max_group: int
     encode = msgspec.msgpack.Encoder().encode
     committer = Committer(conn)
     source = _Input(sock)
-    waiting: list[_Batch] = []
+    waiting: list[tuple[int, list[Record]]] = []
     while True:
-        frames = source.frames(block=not waiting)
-        waiting.extend(decode(frame) for frame in frames)
-        if not waiting:
-            if source.ended:
-                return
-            continue
-        group = waiting[:max_group]
-        taken, outcomes = committer.commit(
-            [b.records() for b in group], time.monotonic() + commit_seconds
-        )
-        del waiting[:taken]
         reply = bytearray()
-        for batch, outcome in zip(group[:taken], outcomes, strict=True):
-            body = encode(_answer(batch.seq, outcome))
-            reply += _HEADER.pack(len(body)) + body
-        sock.setblocking(True)
-        sock.sendall(reply)
+        for seq, frame in source.frames(block=not waiting):
+            try:
+                waiting.append((seq, decode(frame).records()))
+            except msgspec.MsgspecError as exc:
+                body = encode(_answer(seq, InvalidRecords("sqlite", f"undecodable batch: {exc}")))
+                reply += _HEADER.pack(len(body)) + body
+        if waiting:
+            group = waiting[:max_group]
+            taken, outcomes = committer.commit(
+                [records for _, records in group], time.monotonic() + commit_seconds
+            )
+            del waiting[:taken]
+            for (seq, _), outcome in zip(group[:taken], outcomes, strict=True):
+                body = encode(_answer(seq, outcome))
+                reply += _HEADER.pack(len(body)) + body
+        if reply:
+            sock.setblocking(True)
+            sock.sendall(reply)
+        if not waiting and source.ended:
+            return
 
 
 def _child_main(sock: socket.socket, path: str, synchronous: str, busy_timeout: float,
@@ -254,13 +262,13 @@ class WriterProcess:
         self._seq += 1
         seq = self._seq
         try:
-            body = self._encode(_split(seq, batch))
+            body = self._encode(_split(batch))
         except (TypeError, ValueError, OverflowError) as exc:  # a record nobody can store
             raise classify(exc) from exc
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = future
         try:
-            writer.write(_HEADER.pack(len(body)) + body)
+            writer.write(_BATCH_HEADER.pack(len(body), seq) + body)
             await writer.drain()
         except (ConnectionError, OSError) as exc:
             self._waiting.pop(seq, None)
