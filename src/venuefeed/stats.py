@@ -38,7 +38,9 @@ class RollingCounters:
         if not buckets or buckets[-1][0] != now:
             buckets.append((now, Counter()))
             self._expire(now)
-        buckets[-1][1].update(amounts)
+        bucket = buckets[-1][1]
+        for name, amount in amounts.items():
+            bucket[name] += amount
 
     def observe(self, name: str, value: float) -> None:
         """Track a sum and a count, for averages (e.g. trade age)."""

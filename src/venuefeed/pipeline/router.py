@@ -155,7 +155,9 @@ class Pipeline:
         else:
             self.last_event_ns[event.venue] = event.ts_recv
             result = self._one(event, live, out, tally)
-            self._count([(event.venue, type(event).__name__, _outcome(result))], tally)
+            key = (event.venue, type(event).__name__,
+                   result.reason or ("stored" if result.stored else "accepted"))  # fmt: skip
+            self._count({key: 1}, 1, tally)
         await self._store_all(out)
         return result
 
@@ -170,14 +172,17 @@ class Pipeline:
             return
         out: list[Record] = []
         tally: Tally = {}
-        outcomes: list[tuple[str, str, str]] = []
+        grouped: dict[tuple[str, str, str], int] = {}
         one = self._one
         last_ns = self.last_event_ns
         for event in events:
             result = one(event, live, out, tally)
-            outcomes.append((event.venue, type(event).__name__, _outcome(result)))
-            last_ns[event.venue] = event.ts_recv
-        self._count(outcomes, tally)
+            venue = event.venue
+            key = (venue, type(event).__name__,
+                   result.reason or ("stored" if result.stored else "accepted"))  # fmt: skip
+            grouped[key] = grouped.get(key, 0) + 1
+            last_ns[venue] = event.ts_recv
+        self._count(grouped, len(events), tally)
         await self._store_all(out)
 
     def _one(self, event: Event, live: bool, out: list[Record], tally: Tally) -> ProcessResult:
@@ -207,17 +212,17 @@ class Pipeline:
             self.hub.publish(event)  # trades and price updates publish their amended form
         return result
 
-    def _count(self, outcomes: list[tuple[str, str, str]], tally: Tally) -> None:
+    def _count(self, grouped: dict[tuple[str, str, str], int], events: int, tally: Tally) -> None:
         """Outcome counters and metrics for a batch: one increment per distinct label set."""
-        grouped = Counter(outcomes)
         counters = self._event_counters
+        outcomes = self.outcomes
         for key, amount in grouped.items():
-            self.outcomes[key[2]] += amount
+            outcomes[key[2]] += amount
             counter = counters.get(key)
             if counter is None:  # labels() costs a lock and a dict build: once per key
                 counter = counters[key] = PIPELINE_EVENTS.labels(*key)
             counter.inc(amount)
-        tally["events"] = tally.get("events", 0) + len(outcomes)
+        tally["events"] = tally.get("events", 0) + events
         self.stats.add_many(tally)
 
     # -- stages --------------------------------------------------------------
@@ -344,10 +349,6 @@ class Pipeline:
 
 def _bump(tally: Tally, name: str, amount: int = 1) -> None:
     tally[name] = tally.get(name, 0) + amount
-
-
-def _outcome(result: ProcessResult) -> str:
-    return result.reason or ("stored" if result.stored else "accepted")
 
 
 def _top(snap: BookSnapshot, depth: int) -> BookSnapshot:
