@@ -22,7 +22,7 @@ allocates none.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +78,7 @@ _STORED_LIVE = ProcessResult(True, True, True)
 _NOT_STORED_LIVE = ProcessResult(True, False, True)
 _STALE = ProcessResult(True, True, False, "stale")
 
-Tally = dict[str, int]
+Tally = defaultdict[str, int]
 """Rolling-counter increments of one batch, added to :class:`RollingCounters` at its end."""
 
 
@@ -126,6 +126,7 @@ class Pipeline:
         self.outcomes: Counter[str] = Counter()
         self._event_counters: dict[tuple[str, str, str], Any] = {}
         self._trade_counters: dict[str, Any] = {}
+        self._quality_counters: dict[tuple[str, str], Any] = {}
         self._echo = echo
         self._title_of: TitleLookup = lambda _v, _m, _i: None
 
@@ -148,7 +149,7 @@ class Pipeline:
     async def process(self, event: Event | Market, *, live: bool = True) -> ProcessResult:
         """Run one event through the stages. ``live=False`` for backfilled history."""
         out: list[Record] = []
-        tally: Tally = {}
+        tally: Tally = defaultdict(int)
         if isinstance(event, Market):
             out.append(event)
             result = _STORED_LIVE
@@ -171,7 +172,7 @@ class Pipeline:
         if not events:
             return
         out: list[Record] = []
-        tally: Tally = {}
+        tally: Tally = defaultdict(int)
         grouped: dict[tuple[str, str, str], int] = {}
         one = self._one
         last_ns = self.last_event_ns
@@ -202,7 +203,7 @@ class Pipeline:
         elif kind is DataGap:
             gap: DataGap = event  # type: ignore[assignment]
             DATA_GAPS.labels(gap.venue, gap.cause).inc()
-            _bump(tally, "gaps")
+            tally["gaps"] += 1
             out.append(gap)
             result = _STORED_LIVE
         else:  # quotes, candles, status changes: the stores' keys make them idempotent
@@ -222,8 +223,16 @@ class Pipeline:
             if counter is None:  # labels() costs a lock and a dict build: once per key
                 counter = counters[key] = PIPELINE_EVENTS.labels(*key)
             counter.inc(amount)
-        tally["events"] = tally.get("events", 0) + events
+        tally["events"] += events
         self.stats.add_many(tally)
+
+    def _quality(self, venue: str, check: str) -> Any:
+        """The quality-check counter of one label set (``labels()`` once per set)."""
+        key = (venue, check)
+        counter = self._quality_counters.get(key)
+        if counter is None:
+            counter = self._quality_counters[key] = QUALITY_CHECKS.labels(venue, check)
+        return counter
 
     # -- stages --------------------------------------------------------------
 
@@ -234,25 +243,25 @@ class Pipeline:
         ok, _reference, _reason = self.g5.check(trade)
         if not ok:
             checks = ("g5_divergence",)
-            QUALITY_CHECKS.labels(trade.venue, "g5_flagged").inc()
-            _bump(tally, "g5_flagged")
+            self._quality(trade.venue, "g5_flagged").inc()
+            tally["g5_flagged"] += 1
             trade = msgspec.structs.replace(trade, flags=(*trade.flags, "price_divergence"))
         is_live = live
         if live and self.g1.is_stale(trade):
             checks = (*checks, "g1_stale")
-            QUALITY_CHECKS.labels(trade.venue, "g1_stale").inc()
-            _bump(tally, "g1_stale")
+            self._quality(trade.venue, "g1_stale").inc()
+            tally["g1_stale"] += 1
             is_live = False
         elif live and trade.ts_venue:
-            _bump(tally, "trade_age.count")
-            _bump(tally, "trade_age.sum_ms", (trade.ts_recv - trade.ts_venue) // 1_000_000)
+            tally["trade_age.count"] += 1
+            tally["trade_age.sum_ms"] += (trade.ts_recv - trade.ts_venue) // 1_000_000
         self.recent_trades.add(trade)
         out.append(trade)
         counter = self._trade_counters.get(trade.venue)
         if counter is None:
             counter = self._trade_counters[trade.venue] = TRADES_INGESTED.labels(trade.venue)
         counter.inc()
-        _bump(tally, "trades")
+        tally["trades"] += 1
         if is_live:
             self.hub.publish(trade)
         whale = self.whales.inspect(trade)
@@ -264,7 +273,7 @@ class Pipeline:
 
     def _whale(self, whale: WhaleTrade, live: bool, out: list[Record], tally: Tally) -> None:
         out.append(whale)
-        _bump(tally, "whale_trades")
+        tally["whale_trades"] += 1
         if live:
             self.hub.publish(whale)
             if self._echo is not None:
@@ -278,17 +287,17 @@ class Pipeline:
             if size is not None:
                 update = msgspec.structs.replace(update, size=size)
                 checks = ("g3_backfilled",)
-                QUALITY_CHECKS.labels(update.venue, "g3_backfilled").inc()
-                _bump(tally, "g3_backfilled")
+                self._quality(update.venue, "g3_backfilled").inc()
+                tally["g3_backfilled"] += 1
             else:
                 checks = ("g3_missing",)
-                QUALITY_CHECKS.labels(update.venue, "g3_missing").inc()
-                _bump(tally, "g3_missing")
+                self._quality(update.venue, "g3_missing").inc()
+                tally["g3_missing"] += 1
         key = (update.venue, update.instrument, update.ts_venue, update.source, update.price)
         if self._seen.seen(key):
             return _DUPLICATE
         out.append(update)
-        _bump(tally, "price_updates")
+        tally["price_updates"] += 1
         self.hub.publish(update)
         return ProcessResult(True, True, True, "", checks) if checks else _STORED_LIVE
 
@@ -301,14 +310,14 @@ class Pipeline:
             self._persist(snap.venue, snap.instrument, snap, snap.ts_recv, out)
         else:
             out.append(_top(snap, self._depth))
-        _bump(tally, "book_updates")
+        tally["book_updates"] += 1
         return _STORED_LIVE
 
     def _book_delta(self, delta: BookDelta, out: list[Record], tally: Tally) -> ProcessResult:
         if self._store_deltas:
             out.append(delta)
         key = (delta.venue, delta.instrument)
-        _bump(tally, "book_updates")
+        tally["book_updates"] += 1
         if self.cadence.due(key, delta.ts_recv):
             self._persist(delta.venue, delta.instrument, None, delta.ts_recv, out)
         else:
@@ -345,10 +354,6 @@ class Pipeline:
                 self._persist(key[0], key[1], None, now, out)
         await self._store_all(out)
         return len(out)
-
-
-def _bump(tally: Tally, name: str, amount: int = 1) -> None:
-    tally[name] = tally.get(name, 0) + amount
 
 
 def _top(snap: BookSnapshot, depth: int) -> BookSnapshot:
