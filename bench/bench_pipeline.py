@@ -95,11 +95,14 @@ async def main() -> None:
     parser.add_argument("--instruments", type=int, default=5_000)
     parser.add_argument("--rate", type=float, default=5_000, help="events/s the times span")
     parser.add_argument("--repeat", type=int, default=3, help="best of R runs")
+    parser.add_argument("--batch", type=int, help="only this batch size (0: one at a time)")
     args = parser.parse_args()
     events, books = make_events(args.events, args.instruments, args.rate)
     modes: list[int | None] = [None]
     if hasattr(Pipeline, "process_batch"):
         modes += [1, 16, 256]
+    if args.batch is not None:  # one mode only (e.g. under callgrind: instructions per event)
+        modes = [args.batch or None]
     for mode in modes:
         best = min([await run(events, books, mode) for _ in range(args.repeat)])
         label = (
