@@ -1,43 +1,68 @@
-"""End to end: simulator -> WebSocket -> parse -> book -> pipeline -> SQLite commit.
+"""End to end: simulator -> WebSocket -> parse -> book -> pipeline -> durable SQLite row.
 
 The Polymarket simulator runs in its own process (as a venue would), the
-service in this one. Two phases:
+service in this one (and, where storage runs in a process of its own, that
+process is counted with it). Two phases, each with a fresh simulator and
+database:
 
-* fixed rate (default 5,000 msgs/s for 60 s): messages/s sustained, latency
-  from the simulator's send timestamp to the trade row's commit (p50, p99,
-  max), peak RSS and CPU % of the ingesting process;
-* maximum rate: the simulator sends as fast as it can; messages/s ingested.
+* **fixed rate** (default 5,000 *events*/s offered): the simulator is paced in
+  steps, and one step yields :data:`EVENTS_PER_STEP` canonical events on
+  average, so it is asked for ``rate / EVENTS_PER_STEP`` steps/s;
+* **maximum rate**: the simulator sends as fast as it can.
 
-Prints figures only (no pass/fail). ``python bench/bench_e2e.py --help``.
+Per phase: events/s through the pipeline, latency from the simulator's send
+timestamp to the trade row's commit (p50/p99/max), whether a backlog grew
+(the queues between the socket and the store, sampled every 0.25 s: their
+median over the last quarter of the run above that of the first quarter by
+more than a few batches), peak memory (PSS summed over processes) and CPU %
+of the ingesting side (this process and its children, not the simulator),
+and CPU µs per event (all of them, and the event loop's process alone) -- the
+figure that stays comparable on a shared machine, where a starved process
+backlogs at any rate (the load average is printed with each phase).
+
+Prints figures only (no pass/fail). With ``--json`` the last line is one JSON
+object ``{"fixed_rate": {...}, "max_rate": {...}}``. ``--help`` for options.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import re
-import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from venuefeed import loop as event_loop
 from venuefeed.config import load_config
 from venuefeed.log import configure
 from venuefeed.models import Trade
 from venuefeed.service import Service
 from venuefeed.venues.polymarket import parse as pm_parse
 
-NS = 1_000_000_000
+EVENTS_PER_STEP = 1.75
+"""Canonical events per simulator step, measured with this bench at a rate the service
+keeps up with (events/s ingested ÷ steps/s): price changes of one or two tokens, trades
+with their price update, best bid/ask, an occasional full book."""
+
+BACKLOG_SLACK = 2_000
+"""Queued items the last quarter of a run may exceed the first quarter by without
+calling it a growing backlog (a few batches in flight are not a backlog)."""
+
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
-async def start_simulator(rate: float, markets: int, truth: Path) -> tuple[Any, dict[str, str]]:
+async def start_simulator(steps: float, markets: int, truth: Path) -> tuple[Any, dict[str, str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "venuefeed.cli", "--log-level", "WARNING", "sim", "polymarket",
-        "--port", "0", "--seed", "1", "--events-per-second", str(rate), "--truth", str(truth),
+        "--port", "0", "--seed", "1", "--events-per-second", str(steps), "--truth", str(truth),
         "--set", f"markets={markets}",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -53,13 +78,95 @@ async def start_simulator(rate: float, markets: int, truth: Path) -> tuple[Any, 
     return proc, urls
 
 
-async def run_phase(rate: float, seconds: float, markets: int, warmup: float) -> dict[str, Any]:
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def _ingest_pids(exclude: int) -> list[int]:
+    """This process and its descendants, without the simulator."""
+    pids, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        if pid == exclude:
+            continue
+        pids.append(pid)
+        todo.extend(_children(pid))
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    """Proportional set size: pages a forked writer shares with its parent count once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Probe:
+    """Samples queue depth, RSS and CPU of the ingesting processes while a phase runs."""
+
+    def __init__(self, service: Service, sim_pid: int) -> None:
+        self.service = service
+        self.sim_pid = sim_pid
+        self.queued: list[int] = []
+        self.rss_peak = 0.0
+        self.cpu: dict[int, float] = {}
+
+    def queue_depth(self) -> int:
+        held = self.service.writer.held
+        for runner in self.service.runners.values():
+            if runner.stream is not None:
+                held += runner.stream.backlog()
+        return held
+
+    def cpu_total(self) -> tuple[float, float]:
+        """CPU seconds of all ingesting processes, and of the event loop's process alone."""
+        for pid in _ingest_pids(self.sim_pid):
+            self.cpu[pid] = _cpu_seconds(pid)  # keep the last value of a child that exited
+        return sum(self.cpu.values()), self.cpu.get(os.getpid(), 0.0)
+
+    async def run(self) -> None:
+        while True:
+            self.queued.append(self.queue_depth())
+            rss = sum(_rss_mb(pid) for pid in _ingest_pids(self.sim_pid))
+            self.rss_peak = max(self.rss_peak, rss)
+            await asyncio.sleep(0.25)
+
+    def backlog(self) -> bool:
+        quarter = max(1, len(self.queued) // 4)
+        first = statistics.median(self.queued[:quarter])
+        last = statistics.median(self.queued[-quarter:])
+        return last > first + BACKLOG_SLACK
+
+
+async def run_phase(events_rate: float | None, seconds: float, tokens: int, warmup: float,
+                    profile: Path | None) -> dict[str, Any]:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="venuefeed-bench-"))
     truth = workdir / "truth.jsonl"
-    sim, urls = await start_simulator(rate, markets, truth)
+    markets = max(1, tokens // 2)
+    steps = events_rate / EVENTS_PER_STEP if events_rate else 0
+    sim, urls = await start_simulator(steps, markets, truth)
     settings = load_config(
         overrides={
             "storage.sqlite_path": workdir / "bench.db",
+            "storage.spool_dir": workdir / "spool",
             "venues.kalshi.enabled": False,
             "venues.polymarket.urls": urls,
             "venues.polymarket.rate_limit": {"requests_per_second": 1000, "burst": 1000},
@@ -83,11 +190,23 @@ async def run_phase(rate: float, seconds: float, markets: int, warmup: float) ->
     await service.start()
     runner = service.runners["polymarket"]
     await asyncio.sleep(warmup)  # discovery, subscriptions, initial snapshots
-    events0, cpu0, t0 = runner.events, time.process_time(), time.monotonic()
+    probe = Probe(service, sim.pid)
+    sampler = asyncio.create_task(probe.run())
+    events0, cpu0, t0 = runner.events, probe.cpu_total(), time.monotonic()
     start_ns = time.time_ns()
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     await asyncio.sleep(seconds)
-    events1, cpu1, t1 = runner.events, time.process_time(), time.monotonic()
+    events1, cpu1, t1 = runner.events, probe.cpu_total(), time.monotonic()
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     end_ns = time.time_ns()
+    sampler.cancel()
+    backlog = probe.backlog()
+    await service.stop_continuous()  # intake first: the simulator going away is no gap to heal
     sim.terminate()
     await sim.wait()
     await service.stop()
@@ -110,8 +229,9 @@ async def run_phase(rate: float, seconds: float, markets: int, warmup: float) ->
 
     wall = t1 - t0
     return {
-        "target_rate": rate or "max",
-        "subscribed_tokens": len(runner.instruments),
+        "offered_events_per_s": events_rate,
+        "simulator_steps_per_s": round(steps, 1) if steps else None,
+        "tokens": len(runner.instruments),
         "events_per_s": round((events1 - events0) / wall),
         "trades_sent": sent,
         "trades_committed": len(latencies),
@@ -120,28 +240,43 @@ async def run_phase(rate: float, seconds: float, markets: int, warmup: float) ->
             "p99": round(pct(0.99), 3),
             "max": round(latencies[-1] / 1e6, 3) if latencies else 0,
         },
-        "cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
-        "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backlog": backlog,
+        "queued_end": probe.queued[-1] if probe.queued else 0,
+        "rss_mb": round(probe.rss_peak, 1),
+        "cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / wall, 1),
+        "cpu_us_per_event": round(1e6 * (cpu1[0] - cpu0[0]) / max(1, events1 - events0), 1),
+        "loop_cpu_us_per_event": round(1e6 * (cpu1[1] - cpu0[1]) / max(1, events1 - events0), 1),
+        "load_avg": round(os.getloadavg()[0], 1),
     }
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rate", type=float, default=5000, help="fixed-rate phase: simulator steps/s"
-    )
+    parser.add_argument("--rate", type=float, default=5000, help="fixed-rate phase: events/s")
     parser.add_argument("--seconds", type=float, default=60, help="fixed-rate phase length")
     parser.add_argument("--max-seconds", type=float, default=20, help="max-rate phase length")
-    parser.add_argument("--markets", type=int, default=2500, help="markets (2 tokens each)")
+    parser.add_argument("--tokens", type=int, default=5000, help="subscribed tokens (2 a market)")
     parser.add_argument("--warmup", type=float, default=8.0)
-    args = parser.parse_args()
-    configure("WARNING", "console")
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}")
-    fixed = await run_phase(args.rate, args.seconds, args.markets, args.warmup)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="event loop (uvloop: as `venuefeed run` picks it)")  # fmt: skip
+    parser.add_argument("--profile", type=Path, help="cProfile the fixed-rate window to a file")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure("ERROR", "console")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load {load:.1f}, Python {sys.version.split()[0]}, "
+          f"{sys.platform}, loop {type(asyncio.get_running_loop()).__module__}")  # fmt: skip
+    fixed = await run_phase(args.rate, args.seconds, args.tokens, args.warmup, args.profile)
     print("fixed rate:", json.dumps(fixed))
-    peak = await run_phase(0, args.max_seconds, args.markets, args.warmup)
+    peak = await run_phase(None, args.max_seconds, args.tokens, args.warmup, None)
     print("max rate:  ", json.dumps(peak))
+    if args.json:
+        print(json.dumps({"fixed_rate": fixed, "max_rate": peak}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    event_loop.run(main(arguments), uvloop_wanted=arguments.loop == "uvloop")

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from venuefeed import __version__
+from venuefeed import loop as event_loop
 from venuefeed.config import ConfigError, Settings, VenueSettings, load_config
 from venuefeed.log import configure as configure_logging
 from venuefeed.log import redact, register_secret
@@ -165,7 +166,7 @@ def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return await coro_fn()
 
     try:
-        return asyncio.run(main())
+        return event_loop.run(main())
     except asyncio.CancelledError:
         raise typer.Exit(0) from None
 

@@ -145,7 +145,20 @@ class IngestionSettings(_Section):
     snapshot_interval_seconds: float = Field(default=30, gt=0)
     book_depth: int = Field(default=10, ge=1, le=1000)
     max_concurrency: int = Field(default=8, ge=1)
-    book_persist_interval_seconds: float = Field(default=1.0, ge=0)
+    book_persist_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="A changing book is stored about once per instrument per this interval "
+        "(spread by book_persist_jitter), besides every snapshot the venue sends; "
+        "store_book_deltas keeps every change in between.",
+    )
+    book_persist_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Each instrument's next stored book is due after the interval times a "
+        "random factor in [1 - jitter/2, 1 + jitter/2): snapshots spread over time.",
+    )
     store_book_deltas: bool = False
     queue_size: int = Field(default=10_000, ge=1)
     queue_full_policy: Literal["block", "drop_oldest"] = "block"

@@ -185,7 +185,7 @@ class VenueRunner:
 
     async def stream_loop(self) -> None:
         stream = self.adapter.open_stream()
-        process = self.pipeline.process
+        process_batch = self.pipeline.process_batch
         last_seen = self.last_seen
         note_gap = self.healer.note
         stream.on_market = self._market_learned
@@ -204,14 +204,18 @@ class VenueRunner:
             try:
                 if self.instruments:
                     await stream.subscribe(sorted(self.instruments))
-                async for event in stream:
+                # One batch per burst received, bookkeeping once per batch ("flow in batches").
+                async for batch in stream.batches():
+                    if not batch:
+                        continue
                     self._busy = True
-                    last_seen[event.instrument] = event.ts_recv
-                    self.events += 1
-                    if type(event) is DataGap:
-                        note_gap(event)
-                    await process(event)
-                    self._done_recv = event.ts_recv
+                    for event in batch:
+                        last_seen[event.instrument] = event.ts_recv
+                        if type(event) is DataGap:
+                            note_gap(event)
+                    self.events += len(batch)
+                    await process_batch(batch)
+                    self._done_recv = batch[-1].ts_recv
                     self._busy = False
             finally:
                 # Whatever ended this stream, the next one back-fills from here.
@@ -747,7 +751,9 @@ class Service:
         return {"p50": pick(0.5), "p99": pick(0.99), "max": round(values[-1] / 1e6, 3)}
 
     async def _flush_books_loop(self) -> None:
-        interval = max(0.05, self.settings.ingestion.book_persist_interval_seconds)
+        # Often enough that each book is stored close to its own (jittered) due time,
+        # not in a burst every interval.
+        interval = min(1.0, max(0.05, self.settings.ingestion.book_persist_interval_seconds / 4))
         while True:
             await asyncio.sleep(interval)
             await self.pipeline.flush_books()

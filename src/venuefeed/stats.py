@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,19 @@ class RollingCounters:
             buckets.append((now, Counter()))
             self._expire(now)
         buckets[-1][1][name] += amount
+
+    def add_many(self, amounts: Mapping[str, int]) -> None:
+        """Several increments under one clock read: a batch's counts at once."""
+        if not amounts:
+            return
+        now = int(self._clock())
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != now:
+            buckets.append((now, Counter()))
+            self._expire(now)
+        bucket = buckets[-1][1]
+        for name, amount in amounts.items():
+            bucket[name] += amount
 
     def observe(self, name: str, value: float) -> None:
         """Track a sum and a count, for averages (e.g. trade age)."""

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from venuefeed.venues.kalshi.sim import MARKETS_PER_EVENT
 
 from tests.service.helpers import settings_for
 from venuefeed.pairs.match import pair_id
 from venuefeed.service import Service
 from venuefeed.sim.shared_events import SHARED_EVENTS
 from venuefeed.venues.kalshi import Simulator as KalshiSim
+from venuefeed.venues.kalshi.sim import MARKETS_PER_EVENT
 from venuefeed.venues.polymarket import Simulator as PolymarketSim
 
 

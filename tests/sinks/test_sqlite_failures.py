@@ -20,6 +20,7 @@ from venuefeed.sinks.base import InvalidRecords, SinkUnavailable
 from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.sinks.spool import SpoolingSink
 from venuefeed.sinks.sqlite import SqliteStore, classify, migrate, open_reader
+from venuefeed.sinks.sqlite_commit import Committer
 
 from .helpers import FlakySink, fill
 
@@ -61,9 +62,8 @@ def test_a_full_database_reports_disk_full_not_a_failed_rollback(tmp_path: Path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count={pages + 2}")  # SQLite's own "disk is full"
-    store = SqliteStore(path)
     with pytest.raises(sqlite3.OperationalError) as raised:
-        store._transaction(conn, [[trade(n) for n in range(2000)]])
+        Committer(conn)._transaction([[trade(n) for n in range(2000)]], None)
     assert raised.value.sqlite_errorname == "SQLITE_FULL"
     assert not conn.in_transaction
     failure = classify(raised.value)

@@ -31,9 +31,10 @@ def trade(n: int, price: str = "0.5") -> Trade:
                  price=price, size="10")  # fmt: skip
 
 
-@pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    sink = SqliteStore(tmp_path / "v.db")
+@pytest.fixture(params=["process", "thread"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Both writers: the forked process (the default) and the thread (where fork is missing)."""
+    sink = SqliteStore(tmp_path / "v.db", writer=request.param)
     await sink.start()
     yield sink
     await sink.close()

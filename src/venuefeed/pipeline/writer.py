@@ -1,11 +1,13 @@
 """Batches records into the sink: bounded memory, backpressure, and nothing lost on failure.
 
-Records wait in a bounded deque; one task drains whatever is waiting into a
-batch (up to ``batch_size``) and awaits the sink's durable write. Batches
-therefore grow by themselves under load and stay single-record when traffic
-is light -- no linger timer adds latency. When the deque is full,
-:meth:`SinkWriter.put` waits for room: intake slows down instead of memory
-growing (rule 5), and each wait is counted.
+Records wait in two bounded deques: trades and everything else on the short
+path, book snapshots, book deltas and raw frames on the bulk one. One task
+drains whatever is waiting into a batch (up to ``batch_size``), the short
+path first, and awaits the sink's durable write: a burst of stored books
+never holds a trade back. Batches therefore grow by themselves under load
+and stay small when traffic is light -- no linger timer adds latency. When
+the deques are full, :meth:`SinkWriter.put` waits for room: intake slows
+down instead of memory growing (rule 5), and each wait is counted.
 
 Failures, as the sink classifies them (:mod:`venuefeed.sinks.base`, rule 6):
 
@@ -18,8 +20,8 @@ Failures, as the sink classifies them (:mod:`venuefeed.sinks.base`, rule 6):
   names the cause, since when, and how many records are held. Writing resumes
   by itself when the cause clears.
 
-All of this is per batch: the per-record path (:meth:`offer`) is one length
-check and an append.
+All of this is per batch: the pipeline hands over a batch at a time
+(:meth:`offer_many`), one length check and an append per record.
 
 Shutdown: :meth:`close` stores everything queued. If storage is stuck -- a
 problem is reported and nothing moved for ``close_patience_seconds`` -- it
@@ -45,8 +47,8 @@ from venuefeed.metrics import (
     SINK_QUEUE,
     TRADE_LATENCY,
 )
-from venuefeed.models import Trade
-from venuefeed.sinks.base import Record, Sink, failure_text
+from venuefeed.models import BookDelta, BookSnapshot, Trade
+from venuefeed.sinks.base import RawMessage, Record, Sink, failure_text
 from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.sinks.delivery import Delivery
 from venuefeed.transport.backoff import Backoff
@@ -54,6 +56,9 @@ from venuefeed.transport.backoff import Backoff
 __all__ = ["SinkWriter"]
 
 log = get_logger("venuefeed.writer")
+
+_BULK: frozenset[type] = frozenset({BookSnapshot, BookDelta, RawMessage})
+"""Records that wait behind the short path: bulky, and nobody waits on them to act."""
 
 
 def _utc(seconds: float) -> str:
@@ -75,6 +80,7 @@ class SinkWriter:
         self.sink = sink
         self.dead_letters = dead_letters or sink.dead_letters or DeadLetterStore(None)
         self._pending: deque[Record] = deque()
+        self._bulk: deque[Record] = deque()
         self._max = max_pending
         self._batch_size = batch_size
         self._retry_max = retry_max_seconds
@@ -104,13 +110,13 @@ class SinkWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._bulk)
 
     @property
     def held(self) -> int:
         """Records accepted but not yet durable: queued plus the batch being written."""
         delivery = self._delivery
-        return len(self._pending) + (delivery.remaining if delivery is not None else 0)
+        return self.pending + (delivery.remaining if delivery is not None else 0)
 
     def problems(self) -> list[str]:
         """Every storage problem right now, one line each; cheap (a few attribute reads)."""
@@ -120,7 +126,7 @@ class SinkWriter:
                 f"storage: {self.last_error} (since {_utc(self.failing_since)}; "
                 f"{self.held} records held)"
             )
-        if len(self._pending) >= self._max:
+        if self.pending >= self._max:
             out.append(f"storage: writer queue full ({self._max} records): intake is waiting")
         out.extend(self.sink.problems())
         out.extend(self.dead_letters.problems())
@@ -135,15 +141,28 @@ class SinkWriter:
 
     def offer(self, record: Record) -> bool:
         """Queue ``record`` if there is room; False means the caller must ``await put``."""
-        if len(self._pending) >= self._max:
+        return self.offer_many((record,))
+
+    def offer_many(self, records: Sequence[Record]) -> bool:
+        """Queue all of ``records`` if there is room; False means ``await put_many``.
+
+        Room means the queues are below ``max_pending``: a batch is taken whole,
+        so they exceed it by at most one batch (still bounded, rule 5).
+        """
+        if len(self._pending) + len(self._bulk) >= self._max:
             return False
-        self._pending.append(record)
+        pending, bulk = self._pending, self._bulk
+        for record in records:
+            (bulk if type(record) in _BULK else pending).append(record)
         self._idle.clear()
         self._wakeup.set()
         return True
 
     async def put(self, record: Record) -> None:
-        while not self.offer(record):
+        await self.put_many((record,))
+
+    async def put_many(self, records: Sequence[Record]) -> None:
+        while not self.offer_many(records):
             self.backpressure_waits += 1
             BACKPRESSURE_WAITS.inc()
             self._room.clear()
@@ -151,7 +170,7 @@ class SinkWriter:
 
     async def drain(self) -> None:
         """Wait until everything queued so far is durable (or set aside as invalid)."""
-        while self._pending or not self._idle.is_set():
+        while self.pending or not self._idle.is_set():
             await self._idle.wait()
 
     async def close(self) -> None:
@@ -205,23 +224,26 @@ class SinkWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._pending.clear()
+        self._bulk.clear()
         self._delivery = None
         self._idle.set()
 
     async def _run(self) -> None:
         backoff = Backoff(0.05, self._retry_max)
+        pending, bulk = self._pending, self._bulk
         while True:
-            if not self._pending:
+            if not pending and not bulk:
                 self._idle.set()
                 if self._closing:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch = [
-                self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))
-            ]
-            SINK_QUEUE.set(len(self._pending))
+            batch = [pending.popleft() for _ in range(min(self._batch_size, len(pending)))]
+            if len(batch) < self._batch_size and bulk:
+                room = min(self._batch_size - len(batch), len(bulk))
+                batch.extend(bulk.popleft() for _ in range(room))
+            SINK_QUEUE.set(len(pending) + len(bulk))
             self._room.set()
             delivery = self._delivery = Delivery(batch)
             while True:

@@ -138,6 +138,17 @@ class VenueStream(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """The events in lists, one per burst received ("flow in batches").
+
+        The default wraps each event of the iteration in a list of one; streams
+        that receive in batches (the generic pump) override it and hand over
+        everything that arrived together, so consumers do their bookkeeping
+        once per batch whatever the stream.
+        """
+        async for event in self:
+            yield [event]
+
     @property
     @abc.abstractmethod
     def state(self) -> str:
