@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import msgspec
 
+from venuefeed.transport import Frame
 from venuefeed.venues.polymarket import parse
+from venuefeed.venues.polymarket.feed import PolymarketFeed
 from venuefeed.venues.polymarket.protocol import BookMsg, PriceChangeMsg, WsMessage
-from venuefeed.venues.polymarket.stream import PolymarketStream
 from venuefeed.venues.rejects import Rejects
 
 A = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
@@ -66,13 +67,17 @@ def main() -> None:
     decoder = msgspec.json.Decoder(list[WsMessage] | WsMessage)
     rejects = Rejects("polymarket")
 
-    stream = PolymarketStream.__new__(PolymarketStream)
-    PolymarketStream.__init__(stream, rest=None, url="ws://unused")  # type: ignore[arg-type]
-    stream._subscribed = {A: None, B: None}
-    stream.markets = {A: None, B: None}  # type: ignore[dict-item]
-    stream.on_frame(book, RECV)
+    feed = PolymarketFeed()
+    feed.on_subscribed([A, B])
+    feed.markets = {A: None, B: None}  # type: ignore[dict-item]
+
+    def on_frame(data: bytes) -> None:
+        """One frame as its own batch: the pump's worst case (it hands over bursts)."""
+        feed.on_frames([Frame(data, RECV, 0)])
+
+    on_frame(book)
     # B mirrors A: its asks already hold 0.51-0.55, so the venue tops in the changes match.
-    stream.on_frame(book_frame(B, T0 + 1, best_bid=40, best_ask=51), RECV)
+    on_frame(book_frame(B, T0 + 1, best_bid=40, best_ask=51))
 
     # Baseline: typed decode + a plain dict book.
     dict_book: dict[str, dict[str, str]] = {"bid": {}, "ask": {}}
@@ -97,7 +102,7 @@ def main() -> None:
                 side[item.price] = item.size
 
     def full_change() -> None:
-        stream.on_frame(changes[k[0] & 63], RECV)
+        on_frame(changes[k[0] & 63])
         k[0] += 1
 
     rows = [
@@ -109,7 +114,7 @@ def main() -> None:
         ("book frame: baseline (decode + dict book)", per_frame(baseline_book, n)),
         (
             "book frame: full (decode + snapshot + book)",
-            per_frame(lambda: stream.on_frame(book, RECV), n),
+            per_frame(lambda: on_frame(book), n),
         ),
         ("price_change (2 assets): decode only", per_frame(lambda: decoder.decode(changes[0]), n)),
         ("price_change: baseline (decode + dict book)", per_frame(baseline_change, n)),
@@ -117,9 +122,9 @@ def main() -> None:
     ]
     for label, micros in rows:
         print(f"{label:58s} {micros:7.2f} µs/frame")
-    states = {stream.books.get(t).state.value for t in (A, B)}
+    states = {feed.books.get(t).state.value for t in (A, B)}
     print(f"books after the run: {states} (must be live: the changes were applied, not skipped)")
-    refused = rejects.total + stream.rejects.total
+    refused = rejects.total + feed.rejects.total
     print(f"frames refused: {refused} (must be 0: every frame was parsed)")
 
 

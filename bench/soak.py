@@ -75,7 +75,8 @@ class Proc:
         return cls(name, proc, log)
 
     async def read_urls(self, first: str, within: float = 60.0) -> dict[str, str]:
-        """Lines ``  name: url`` printed after the line matching ``first``."""
+        """Lines ``  name: url`` printed after the line matching ``first`` (other
+        keys of the client configuration it prints, such as ``enabled``, are not URLs)."""
         assert self.proc.stdout is not None
         urls: dict[str, str] = {}
         seen_first = False
@@ -87,7 +88,7 @@ class Proc:
                 line = await asyncio.wait_for(self._line(), 1.0)
             except TimeoutError:
                 return urls
-            match = re.match(r"\s+(\w+): (\S+)", line)
+            match = re.match(r"\s+(\w+): ((?:https?|wss?)://\S+)", line)
             if match:
                 urls[match[1]] = match[2]
 

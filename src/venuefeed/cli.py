@@ -38,6 +38,7 @@ from venuefeed.log import redact, register_secret
 from venuefeed.preflight import (
     check_database_file,
     check_storage,
+    check_venue_options,
     check_writable_dir,
     postgres_url,
 )
@@ -141,7 +142,9 @@ def _adapter(cfg: Settings, venue: str) -> VenueAdapter:
     try:
         return adapter_class(venue)(cfg.venues.get(venue) or VenueSettings(), cfg)
     except Exception as exc:  # construction only validates settings: anything is a config error
-        raise ConfigError(f"venues.{venue}: {exc}") from None
+        text = str(exc)  # options errors already name venues.<venue>.options.<key>
+        named = text.startswith(f"venues.{venue}.")
+        raise ConfigError(text if named else f"venues.{venue}: {text}") from None
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -424,6 +427,7 @@ def _service_command(
     for venue in venues or ():
         _venue_name(venue, enabled=True)
     check_storage(cfg)
+    check_venue_options(cfg)
     listener = None
     if with_api and cfg.api.enabled:
         from venuefeed.api.server import PortInUse, open_listener

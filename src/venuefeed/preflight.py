@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 from venuefeed.config import ConfigError, Settings
 
-__all__ = ["check_database_file", "check_storage", "check_writable_dir", "postgres_url"]
+__all__ = [
+    "check_database_file",
+    "check_storage",
+    "check_venue_options",
+    "check_writable_dir",
+    "postgres_url",
+]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 _POSTGRES_SCHEMES = ("postgres", "postgresql")
@@ -47,6 +53,28 @@ def check_storage(settings: Settings) -> None:
         check_writable_dir(storage.spool_dir, "storage.spool_dir")
     if settings.recording.enabled:
         check_writable_dir(settings.recording.path, "recording.path (--record)")
+
+
+def check_venue_options(settings: Settings) -> None:
+    """Every configured venue's ``options`` against the type its adapter declares.
+
+    An unknown key (``audit_interval`` for ``audit_interval_seconds``), a value
+    of the wrong type or out of range stops start-up with the key named, instead
+    of running with a setting silently ignored.
+    """
+    from venuefeed.venues.base import VENUES, adapter_class
+    from venuefeed.venues.options import OptionsError, load_options
+
+    for name, venue in sorted(settings.venues.items()):
+        if name not in VENUES:
+            continue
+        options_type = adapter_class(name).options_type
+        if options_type is None:
+            continue
+        try:
+            load_options(options_type, name, venue.options)
+        except OptionsError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def postgres_url(settings: Settings) -> str:

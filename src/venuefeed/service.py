@@ -93,6 +93,8 @@ class VenueRunner:
         """Records the stream's frames when set (``recording.enabled``)."""
         self.stream: VenueStream | None = None
         self._last_stream: VenueStream | None = None
+        self._past_reconnects = 0
+        """Reconnects of the streams that ended (a restarted stream counts from 0)."""
         self.instruments: set[str] = set(adapter.settings.instruments)
         self.markets: dict[str, Market] = {}
         self.market_of: dict[str, Market] = {}
@@ -208,6 +210,7 @@ class VenueRunner:
             finally:
                 # Whatever ended this stream, the next one back-fills from here.
                 self.resume_from = self.complete_until(time.time_ns())
+                self._past_reconnects += int(stream.stats().get("reconnects", 0))
                 self.stream = None
                 self._busy = False
 
@@ -453,12 +456,14 @@ class VenueRunner:
             if n.startswith(self.name + ":")
         }
         stream = self.stream
+        counters = stream.stats() if stream is not None else {}
         return {
             "venue": self.name,
             "state": stream.state if stream is not None else _idle_state(components),
             "last_event_age_s": round((now - last) / NS, 3) if last else None,
             "events": self.events,
-            "reconnects": stream.reconnects if stream is not None else 0,
+            "reconnects": self._past_reconnects + int(counters.get("reconnects", 0)),
+            "stream": counters,
             "gaps": self.healer.view(),
             "subscribed": len(self.instruments),
             "markets": len(self.markets),

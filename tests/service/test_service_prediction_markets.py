@@ -100,6 +100,11 @@ async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path
         await wait_for(lambda: synced(pm_runner) and synced(ks_runner), within=20)
         await wait_for(lambda: pm_runner.events > 200 and ks_runner.events > 100, within=20)
         await asyncio.sleep(2.5)  # disconnects, gaps and resyncs happen meanwhile
+        # Status shows the pump's own counters: the socket cuts, as reconnects.
+        assert pm_runner.stream is not None
+        view = pm_runner.view()
+        assert view["reconnects"] == pm_runner.stream.stats()["reconnects"] >= 1
+        assert view["stream"]["frames"] > 0
         pm.pause()
         ks.pause()
         await asyncio.sleep(2.0)  # resyncs, audits and gap heals settle on the final state

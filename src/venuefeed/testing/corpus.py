@@ -18,6 +18,8 @@ parser reads each file:
     each_value = true               # a JSON object of examples: one payload each,
                                     # each value wrapped in a one-element array
     as_list = true                  # one object, read as a one-element list page
+    keyset = "markets"              # an object (or an array of them) as the items of a
+                                    # Gamma keyset page: {"markets": [...]}, no cursor
     examples = true                 # the ``example: |-`` JSON blocks of a doc page
     json_after = "### Example Response"  # the first ``json`` block after a heading
     [capture.args]                  # keyword arguments of the entry point
@@ -96,6 +98,9 @@ def _payloads(raw: bytes, spec: dict[str, Any]) -> list[bytes]:
         return [_compact({"stream": spec["wrap_stream"], "data": data})]
     if spec.get("as_list"):
         return [_compact([json.loads(raw)])]
+    if "keyset" in spec:
+        doc = json.loads(raw)
+        return [_compact({spec["keyset"]: doc if isinstance(doc, list) else [doc]})]
     if spec.get("each_value"):
         return [_compact([value]) for value in json.loads(raw).values()]
     if spec.get("examples"):

@@ -22,7 +22,7 @@ from venuefeed.book import OrderBook
 from venuefeed.models import EVENT_TYPES, BookSnapshot, Market
 from venuefeed.testing import corpus
 from venuefeed.testing.fuzz import Runner, Seed, Target
-from venuefeed.transport import Frame, HttpPolicy
+from venuefeed.transport import Frame
 from venuefeed.venues import base
 from venuefeed.venues.binance import parse as binance
 from venuefeed.venues.binance.feed import DEPTH as BINANCE_DEPTH
@@ -34,8 +34,7 @@ from venuefeed.venues.kalshi.feed import KalshiFeed
 from venuefeed.venues.polygon import parse as polygon
 from venuefeed.venues.polygon.feed import PolygonFeed
 from venuefeed.venues.polymarket import parse as polymarket
-from venuefeed.venues.polymarket.rest import PolymarketRest
-from venuefeed.venues.polymarket.stream import PolymarketStream
+from venuefeed.venues.polymarket.feed import PolymarketFeed
 from venuefeed.venues.rejects import Rejects
 
 __all__ = ["ENTRIES", "HISTORY", "Entry", "events_of", "targets"]
@@ -50,6 +49,8 @@ ENTRIES: Final[dict[str, dict[str, Entry]]] = {
         "books": lambda d, ts, rj, a: polymarket.parse_books(d, rj),
         "markets_page": lambda d, ts, rj, a: polymarket.parse_markets_page(d, rj),
         "events_page": lambda d, ts, rj, a: polymarket.parse_events_page(d, rj),
+        "markets_keyset": lambda d, ts, rj, a: polymarket.parse_markets_keyset(d, rj),
+        "events_keyset": lambda d, ts, rj, a: polymarket.parse_events_keyset(d, rj),
         "trades_page": lambda d, ts, rj, a: polymarket.parse_trades_page(d, ts, rj),
         "candles": lambda d, ts, rj, a: polymarket.parse_candles(
             d, a["instrument"], a["interval_s"], ts, rj
@@ -132,20 +133,18 @@ class _Parser:
 
 
 class _Polymarket:
-    """:meth:`PolymarketStream.on_frame` with the seeds' tokens subscribed (no socket)."""
+    """:meth:`PolymarketFeed.on_frames` with the seeds' tokens subscribed (no socket)."""
 
     def __init__(self, tokens: list[str]) -> None:
         self.rejects = Rejects(polymarket.VENUE)
-        rest = PolymarketRest("http://127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9",
-                              HttpPolicy())  # fmt: skip
-        self.stream = PolymarketStream(rest, "ws://127.0.0.1:9", rejects=self.rejects)
-        self.stream._subscribed = dict.fromkeys(tokens)  # as subscribe() would, without I/O
+        self.feed = PolymarketFeed(rejects=self.rejects)
+        self.feed.on_subscribed(tokens)
 
     def run(self, data: bytes, ts_recv: int, args: Mapping[str, Any]) -> list[object]:
-        return list(self.stream.on_frame(data, ts_recv))
+        return list(self.feed.on_frames([Frame(data, ts_recv, 0)]).events)
 
     def books(self) -> Iterable[OrderBook]:
-        return list(self.stream.books)
+        return list(self.feed.books)
 
 
 class _Kalshi:

@@ -1,16 +1,16 @@
 """The contract every venue implements, and the registry that finds them.
 
-A venue is a folder of the same shape (the architecture rule of that name):
+A venue is a folder, the same modules in each: ``venues/<name>/`` holds
 ``protocol.py`` (wire structs), ``parse.py`` (pure and total: ``parse_frame``
-and the REST page parsers), ``feed.py`` (the sans-IO ``<Venue>Feed``: books,
+and the REST page parsers), ``feed.py`` (the sans-IO venue state: books,
 sequences, checks; frames in, events and commands out), ``rest.py`` (REST
-through :mod:`venuefeed.transport`), ``options.py`` (typed ``Options``),
-``adapter.py`` (the ``Adapter``, whose stream is the generic
-:class:`~venuefeed.venues.pump.FeedStream` around its feed), ``sim.py`` (the
-venue's local twin) and an ``__init__.py`` exposing ``Adapter``, ``Options``
-and ``Simulator`` -- plus only the extras a venue truly needs (Kalshi's
-``auth.py`` and ``archive.py``, Polymarket's ``wallets.py``). Registering it is
-one line in :data:`VENUES`.
+through :mod:`venuefeed.transport`), ``options.py`` (typed, strict
+``Options``), ``adapter.py`` (whose live stream is the generic
+:class:`~venuefeed.venues.pump.FeedStream` around the feed), ``sim.py`` (the
+venue's routes and market model on the shared simulator) and an
+``__init__.py`` exposing ``Adapter``, ``Options`` and ``Simulator`` -- plus
+only the extras a venue truly needs (Kalshi's ``auth``/``archive``,
+Polymarket's ``wallets``). Registering it is one line in :data:`VENUES`.
 
 Capabilities differ -- Binance has no markets to discover, Polymarket no
 candles below a minute -- so each adapter declares what it supports in
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
     from venuefeed.sim.base import SimulatorBase
     from venuefeed.transport import WsSession
+    from venuefeed.venues.options import VenueOptions
 
 __all__ = [
     "VENUES",
@@ -147,6 +148,11 @@ class VenueStream(abc.ABC):
         session = self.session
         return session.reconnects if session is not None else 0
 
+    def stats(self) -> dict[str, Any]:
+        """The counters status shows; the generic pump (:class:`~venuefeed.venues.pump.FeedStream`)
+        adds frames, events, rejects by reason and the last frame per connection."""
+        return {"reconnects": self.reconnects}
+
     def complete_until(self, now: int) -> int:
         """Up to when this stream's data is complete (see :meth:`WsSession.complete_until`)."""
         session = self.session
@@ -234,6 +240,9 @@ class VenueAdapter(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]]
     trade_history_seconds: ClassVar[float | None] = None
     """How far back the venue's public trade history reaches (None: as far as asked)."""
+    options_type: ClassVar[type[VenueOptions] | None] = None
+    """The venue's typed ``options`` (:class:`~venuefeed.venues.options.VenueOptions`):
+    start-up checks every configured venue's keys against it. None: not declared."""
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         unknown = set(settings.urls) - set(self.default_urls)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from venuefeed.book import OrderBook
-from venuefeed.models import Event
+from venuefeed.models import Event, Market
 from venuefeed.transport import Frame
 from venuefeed.venues.rejects import Rejects
 
@@ -52,10 +52,12 @@ Command = Send | Fetch
 
 
 class Output(NamedTuple):
-    """What a feed answers: events to publish, commands to carry out."""
+    """What a feed answers: events to publish, commands to carry out, and markets
+    it learned from the stream itself (they go to the stream's ``on_market``)."""
 
     events: list[Event]
     commands: list[Command]
+    markets: Sequence[Market] = ()
 
 
 NOTHING = Output([], [])

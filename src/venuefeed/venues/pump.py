@@ -47,6 +47,7 @@ from venuefeed.transport import (
 )
 from venuefeed.venues.base import VenueStream, disconnect_gap
 from venuefeed.venues.feed import Fetch, Output, Send, VenueFeed
+from venuefeed.venues.rejects import Rejects
 
 __all__ = ["FeedStream", "Fetcher"]
 
@@ -104,6 +105,11 @@ class FeedStream(VenueStream):
     @property
     def state(self) -> str:
         return self.feed.state() or str(self.session.state)
+
+    @property
+    def rejects(self) -> Rejects:
+        """The feed's rejections (the adapter's, shared with its REST client)."""
+        return self.feed.rejects
 
     def book(self, instrument: str) -> OrderBook | None:
         return self.feed.book(self.feed.canonical(instrument))
@@ -166,8 +172,8 @@ class FeedStream(VenueStream):
     async def batches(self) -> AsyncIterator[list[Event]]:
         """The events of each batch of received items, in order; ends after :meth:`close`."""
         await self._start()
-        session = self.session
-        counters = self.feed.counters
+        feed, session = self.feed, self.session
+        counters = feed.counters
         while True:
             items = await session.next_batch()
             if not items:
@@ -179,25 +185,25 @@ class FeedStream(VenueStream):
                     frames.append(item)
                     continue
                 if frames:
-                    await self._frames(frames, events)
+                    self._count(frames)
+                    await self._carry_out(feed.on_frames(frames), events)
                     frames = []
                 if type(item) is Reconnected:
                     await self._reconnected(item, events)
                 elif type(item) is Note:
                     await self._note(item.payload, events)
             if frames:
-                await self._frames(frames, events)
+                self._count(frames)
+                await self._carry_out(feed.on_frames(frames), events)
             if events:
                 counters.events += len(events)
                 yield events
 
-    async def _frames(self, frames: list[Frame], events: list[Event]) -> None:
-        """Frames in a row (up to a marker, a fetch result or a tick): counted, then to the feed."""
+    def _count(self, frames: list[Frame]) -> None:
         counters = self.feed.counters
         counters.frames += len(frames)
-        for frame in frames:
-            counters.last_frame_ns[frame.conn] = frame.ts_recv
-        await self._carry_out(self.feed.on_frames(frames), events)
+        last = frames[-1]
+        counters.last_frame_ns[last.conn] = last.ts_recv
 
     async def _reconnected(self, item: Reconnected, events: list[Event]) -> None:
         instruments = self.feed.instruments(self.session.shard_subscriptions(item.conn))
@@ -220,6 +226,9 @@ class FeedStream(VenueStream):
 
     async def _carry_out(self, out: Output, events: list[Event] | None = None) -> None:
         """Publish ``out``'s events (into ``events``, or through the queue) and run its commands."""
+        if out.markets and self.on_market is not None:
+            for market in out.markets:
+                self.on_market(market)
         if out.events:
             if events is not None:
                 events.extend(out.events)

@@ -58,7 +58,7 @@ async def test_every_trade_once_and_books_equal_after_faults() -> None:
                 )
                 async for trade in window:
                     stored.setdefault(trade.trade_id, trade)
-            books = {t: stream.books.get(t) for t in tokens}
+            books = {t: stream.feed.books.get(t) for t in tokens}
             await stream.close()
             await consumer
         kinds = [e["kind"] for e in sim.truth.events]

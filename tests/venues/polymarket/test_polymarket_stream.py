@@ -1,4 +1,5 @@
-"""The live stream against the simulator: each known trap of the venue has a test here."""
+"""The live stream (the generic pump around :class:`PolymarketFeed`) against the simulator
+over real sockets: each known trap of the venue has a test here."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from venuefeed.book import SyncState
 from venuefeed.models import BookDelta, BookSnapshot, BookState, DataGap, Event, Market
 from venuefeed.sim.base import Faults
 from venuefeed.venues.polymarket import Simulator
-from venuefeed.venues.polymarket.protocol import BookSummary, WireLevel
-from venuefeed.venues.polymarket.stream import HashAudit, MarketChannel, PolymarketStream
+from venuefeed.venues.polymarket.feed import PolymarketFeed
+from venuefeed.venues.polymarket.protocol import MarketChannel
+from venuefeed.venues.pump import FeedStream
 
 from .helpers import make_adapter
 
@@ -24,7 +26,7 @@ from .helpers import make_adapter
 class Collector:
     """Runs a stream's iterator in the background and keeps what it yields."""
 
-    def __init__(self, stream: PolymarketStream) -> None:
+    def __init__(self, stream: FeedStream) -> None:
         self.stream = stream
         self.events: list[Event] = []
         self.task = asyncio.create_task(self._run())
@@ -105,6 +107,11 @@ async def test_sharding_initial_dump_and_heartbeat() -> None:
         assert set(first.values()) == {BookSnapshot}
 
 
+def feed_of(stream: FeedStream) -> PolymarketFeed:
+    assert isinstance(stream.feed, PolymarketFeed)
+    return stream.feed
+
+
 def now_ms() -> str:
     """The venue time of a hand-made frame received now."""
     return str(time.time_ns() // 1_000_000)
@@ -127,14 +134,7 @@ async def test_tick_size_change_drops_the_book_until_a_fresh_snapshot() -> None:
             await got.until(lambda: len(got.of(BookSnapshot, token)) == 2)
             await got.close()
         assert sim.requests["books"] == requests_before + 1
-        assert stream.books.get(token).state is SyncState.LIVE
-        # While held, a change for that token is ignored (not applied, not emitted).
-        stream._tick_hold.add(token)
-        frame = json.dumps({
-            "event_type": "price_change", "market": "0xm", "timestamp": now_ms(),
-            "price_changes": [{"asset_id": token, "price": "0.5", "size": "1", "side": "BUY"}],
-        })  # fmt: skip
-        assert stream.on_frame(frame, time.time_ns()) == []
+        assert feed_of(stream).books.get(token).state is SyncState.LIVE
 
 
 async def test_inconsistency_resyncs_only_that_token() -> None:
@@ -148,28 +148,26 @@ async def test_inconsistency_resyncs_only_that_token() -> None:
             await got.until(lambda: bool(got.of(BookSnapshot, a)) and bool(got.of(BookSnapshot, b)))
             before = sim.requests.get("books", 0)
             # Remove a level the book does not hold: unknown_level_removed.
-            frame = json.dumps({
+            await sim.send_raw(a, json.dumps({
                 "event_type": "price_change", "market": "0xm", "timestamp": now_ms(),
                 "price_changes": [{"asset_id": a, "price": "0.999", "size": "0", "side": "SELL"}],
-            })  # fmt: skip
-            events = stream.on_frame(frame, time.time_ns())
-            assert [(type(e), getattr(e, "reason", "")) for e in events] == [
-                (BookState, "unknown_level_removed")
-            ]
+            }))  # fmt: skip
             await got.until(lambda: len(got.of(BookSnapshot, a)) == 2)
             # A change whose venue top disagrees with ours (the venue's best bid is 0.01).
-            crossed = json.dumps({
+            await sim.send_raw(b, json.dumps({
                 "event_type": "price_change", "market": "0xm", "timestamp": now_ms(),
                 "price_changes": [{"asset_id": b, "price": "0.02", "size": "5", "side": "BUY",
                                    "best_bid": "0.01", "best_ask": "0.99"}],
-            })  # fmt: skip
-            events = stream.on_frame(crossed, time.time_ns())
-            assert [getattr(e, "reason", "") for e in events] == ["top_of_book_mismatch"]
+            }))  # fmt: skip
             await got.until(lambda: len(got.of(BookSnapshot, b)) == 2)
             await got.close()
+        reasons = [(s.instrument, s.reason) for s in got.of(BookState) if s.state == "resyncing"]
+        assert reasons == [(a, "unknown_level_removed"), (b, "top_of_book_mismatch")]
+        # The refused change was never published.
+        assert not [d for d in got.of(BookDelta, b) if any(lv.price == "0.02" for lv in d.bids)]
         assert sim.requests["books"] == before + 2
         assert len(got.of(BookSnapshot, a)) == len(got.of(BookSnapshot, b)) == 2
-        assert stream.resyncs == 2
+        assert feed_of(stream).resyncs == 2
 
 
 async def test_live_book_audit_heals_a_lost_update() -> None:
@@ -189,29 +187,8 @@ async def test_live_book_audit_heals_a_lost_update() -> None:
         (gap,) = got.of(DataGap, token)
         assert gap.cause == "checksum_mismatch" and gap.healed
         bids, _asks = sim.final_books()[token]
-        assert [(x.price, x.size) for x in stream.books.get(token).bids()] == bids
-        assert stream.audit_mismatches == 1
-
-
-def test_rest_hash_mismatch_is_counted_and_refetched_at_most_once_per_interval() -> None:
-    now = [100.0]
-    audit = HashAudit(interval=60, clock=lambda: now[0])
-    bad = BookSummary(market="0xm", asset_id="1", timestamp="5", bids=[WireLevel("0.4", "1")],
-                      asks=[], hash="not-the-digest")  # fmt: skip
-    other = BookSummary(market="0xm", asset_id="2", timestamp="5", bids=[], asks=[], hash="nope")
-    assert audit.check(bad) is True
-    assert audit.check(bad) is False  # counted, not refetched again
-    assert audit.check(other) is True  # per token
-    now[0] += 61
-    assert audit.check(bad) is True
-    assert audit.mismatches == 4
-    from venuefeed.venues.polymarket.parse import book_hash
-
-    good = BookSummary(market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash="")
-    good = BookSummary(
-        market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash=book_hash(good)
-    )
-    assert audit.check(good) is False and audit.mismatches == 4
+        assert [(x.price, x.size) for x in feed_of(stream).books.get(token).bids()] == bids
+        assert feed_of(stream).audit_mismatches == 1
 
 
 async def test_unknown_markets_are_loaded_on_demand_in_one_batch() -> None:
@@ -227,8 +204,9 @@ async def test_unknown_markets_are_loaded_on_demand_in_one_batch() -> None:
             await got.until(lambda: len(learned) == 3)
             await asyncio.sleep(0.2)
             await got.close()
-        assert sim.requests["gamma_markets"] == 1
-        assert set(tokens) <= set(stream.markets)
+        assert sim.requests["gamma_markets_keyset"] == 1  # one batched look-up
+        assert "gamma_markets" not in sim.requests  # the keyset list answered it
+        assert set(tokens) <= set(feed_of(stream).markets)
         assert {m.market_id for m in learned} == {sim.market_of[t].condition_id for t in tokens}
 
 
@@ -247,9 +225,9 @@ async def test_bad_frames_and_drops_never_end_the_session(fault: str) -> None:
             await got.until(lambda: len(got.of(BookDelta)) > 50)
             await got.close()
         if fault == "malformed":
-            counts = stream.rejects.counts
+            counts = stream.feed.rejects.counts
             assert counts.get("unknown_event_type", 0) > 0 and counts.get("malformed_json", 0) > 0
         else:
             gaps = got.of(DataGap)
             assert gaps and all(g.cause == "disconnect" and g.start < g.end for g in gaps)
-            assert stream.session.reconnects >= 2
+            assert stream.stats()["reconnects"] == stream.session.reconnects >= 2

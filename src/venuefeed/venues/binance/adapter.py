@@ -55,10 +55,11 @@ class Adapter(VenueAdapter):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"books", "trades", "candles", "stream"}
     )
+    options_type: ClassVar[type[Options]] = Options
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
-        self.options = load_options(Options, VENUE, settings.options)
+        self.options = load_options(self.options_type, VENUE, settings.options)
         self.rest = BinanceRest(
             self.url("rest"),
             HttpPolicy.from_settings(settings),

@@ -1,18 +1,19 @@
-"""The Polymarket adapter: the venue contract over :mod:`.rest`, :mod:`.stream`, :mod:`.wallets`.
+"""The Polymarket adapter: the venue contract over :mod:`.rest`, :mod:`.feed`, :mod:`.wallets`.
 
 Endpoints are named ``gamma``, ``clob``, ``data`` and ``ws``; config ``urls``
 overrides them (the simulator's ``urls()`` points all four at itself).
-Stream tunables come from ``venues.polymarket.options`` (see
-:class:`~venuefeed.venues.polymarket.stream.StreamOptions`), plus
-``ws_idle_timeout_seconds``/``ws_backoff_base_seconds``/``ws_backoff_cap_seconds``
-for the connection policy and ``whale_wallets`` for :meth:`wallet_watcher`.
+Tunables are ``venues.polymarket.options`` (:class:`~.options.Options`,
+checked at start-up); the connection policy comes from the venue's
+``websocket`` settings. The live stream is the generic
+:class:`~venuefeed.venues.pump.FeedStream` around a :class:`~.feed.PolymarketFeed`,
+whose REST fetches (book snapshots, Gamma look-ups) this adapter answers.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from venuefeed.models import BookSnapshot, Candle, Market, Trade
 from venuefeed.pipeline import quality
@@ -26,9 +27,13 @@ from venuefeed.venues.base import (
     MarketQuery,
     VenueAdapter,
 )
+from venuefeed.venues.options import load_options
+from venuefeed.venues.polymarket.feed import MARKETS, PolymarketFeed
+from venuefeed.venues.polymarket.options import Options
+from venuefeed.venues.polymarket.protocol import MarketChannel
 from venuefeed.venues.polymarket.rest import PolymarketRest
-from venuefeed.venues.polymarket.stream import PolymarketStream, StreamOptions
 from venuefeed.venues.polymarket.wallets import WalletWatcher
+from venuefeed.venues.pump import FeedStream
 
 if TYPE_CHECKING:
     from venuefeed.config import Settings, VenueSettings
@@ -59,17 +64,19 @@ class PolymarketAdapter(VenueAdapter):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"markets", "books", "trades", "candles", "stream", "wallets"}
     )
+    options_type: ClassVar[type[Options]] = Options
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
+        self.options = load_options(self.options_type, self.name, settings.options)
         self.rest = PolymarketRest(
             self.url("gamma"),
             self.url("clob"),
             self.url("data"),
             HttpPolicy.from_settings(settings),
             self.rejects,
+            keyset=self.options.gamma_keyset,
         )
-        self.stream_options = StreamOptions.from_options(settings.options)
         self.markets: dict[str, Market] = {}
         """Market metadata by token id, filled by discovery and look-ups."""
 
@@ -174,9 +181,7 @@ class PolymarketAdapter(VenueAdapter):
 
     def wallet_watcher(self, wallets: Iterable[str] | None = None) -> WalletWatcher:
         """A whale watcher for ``wallets`` (default: option ``whale_wallets``)."""
-        chosen = wallets if wallets is not None else self.settings.options.get("whale_wallets", ())
-        if isinstance(chosen, str) or not isinstance(chosen, Iterable):
-            raise ValueError("venues.polymarket.options.whale_wallets must be a list of addresses")
+        chosen = wallets if wallets is not None else self.options.whale_wallets
         return WalletWatcher(
             self.rest,
             [str(w) for w in chosen],
@@ -217,18 +222,20 @@ class PolymarketAdapter(VenueAdapter):
             detail="; ".join(failures) or "gamma, clob and data API reachable",
         )
 
-    def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> PolymarketStream:
+    def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> FeedStream:
         # The venue's liveness check is its text PING/PONG, not protocol pings.
         policy = WsPolicy.from_settings(
             self.settings, self.config.ingestion, protocol_ping_interval=None
         )
-        stream = PolymarketStream(
-            self.rest,
-            self.url("ws"),
-            options=self.stream_options,
-            ws_policy=policy,
-            channels=channels,
-            rejects=self.rejects,
+        options = self.options
+        feed = PolymarketFeed(options, channels, self.rejects, self.markets)
+        channel = MarketChannel(
+            self.url("ws"), options.max_assets_per_connection, options.ping_interval_seconds
         )
-        stream.register(set(self.markets.values()))
-        return stream
+        return FeedStream(feed, channel, policy, fetch=self._fetch)
+
+    async def _fetch(self, what: str, keys: Sequence[str]) -> Sequence[Any]:
+        """The feed's REST requests: Gamma markets of unknown tokens, else ``POST /books``."""
+        if what == MARKETS:
+            return await self.rest.markets_by_tokens(keys)
+        return await self.rest.summaries(list(keys))

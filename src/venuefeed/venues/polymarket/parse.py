@@ -68,6 +68,7 @@ from venuefeed.venues.polymarket.protocol import (
     DataTrade,
     EventTypeOnly,
     GammaEvent,
+    GammaKeysetPage,
     GammaMarket,
     HistoryPoint,
     LastTradeMsg,
@@ -93,8 +94,10 @@ __all__ = [
     "parse_book",
     "parse_books",
     "parse_candles",
+    "parse_events_keyset",
     "parse_events_page",
     "parse_frame",
+    "parse_markets_keyset",
     "parse_markets_page",
     "parse_trades_page",
     "trade_id",
@@ -574,6 +577,7 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _markets = msgspec.json.Decoder(list[GammaMarket])
 _market = msgspec.json.Decoder(GammaMarket)
 _events = msgspec.json.Decoder(list[GammaEvent])
+_keyset = msgspec.json.Decoder(GammaKeysetPage)
 _event = msgspec.json.Decoder(GammaEvent)
 _data_trades = msgspec.json.Decoder(list[DataTrade])
 _data_trade = msgspec.json.Decoder(DataTrade)
@@ -755,8 +759,21 @@ def _interval_name(seconds: int) -> str:
 def parse_markets_page(body: bytes, rejects: Rejects) -> list[Market | None] | None:
     """A Gamma ``/markets`` page: one entry per market the venue sent (``None``: refused)."""
     markets = _items(body, _markets, _market, "market", rejects)
-    if markets is None:
+    return None if markets is None else _markets_of(markets, rejects)
+
+
+def parse_markets_keyset(
+    body: bytes, rejects: Rejects
+) -> tuple[list[Market | None], str | None] | None:
+    """A ``/markets/keyset`` page and the cursor after it (``None`` on the last page)."""
+    page = rejects.decode(_keyset, body, "malformed_market_keyset")
+    if page is None:
         return None
+    markets = rejects.decode_each(_market, page.markets, "invalid_market_item")
+    return _markets_of(markets, rejects), page.next_cursor or None
+
+
+def _markets_of(markets: list[GammaMarket | None], rejects: Rejects) -> list[Market | None]:
     return [rejects.guard("gamma_market", _gamma_market, m, None) if m else None for m in markets]
 
 
@@ -767,8 +784,21 @@ def parse_events_page(body: bytes, rejects: Rejects) -> list[list[Market]] | Non
     empty list, so the offset pager still counts it.
     """
     events = _items(body, _events, _event, "event", rejects)
-    if events is None:
+    return None if events is None else _events_of(events, rejects)
+
+
+def parse_events_keyset(
+    body: bytes, rejects: Rejects
+) -> tuple[list[list[Market]], str | None] | None:
+    """An ``/events/keyset`` page (as :func:`parse_events_page`) and the cursor after it."""
+    page = rejects.decode(_keyset, body, "malformed_event_keyset")
+    if page is None:
         return None
+    events = rejects.decode_each(_event, page.events, "invalid_event_item")
+    return _events_of(events, rejects), page.next_cursor or None
+
+
+def _events_of(events: list[GammaEvent | None], rejects: Rejects) -> list[list[Market]]:
     out: list[list[Market]] = []
     for event in events:
         markets: list[Market] = []

@@ -15,9 +15,12 @@ rather than half-read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
+
+from venuefeed.transport import WsProtocolBase
 
 __all__ = [
     "BestBidAskMsg",
@@ -26,11 +29,13 @@ __all__ = [
     "DataTrade",
     "GammaEvent",
     "GammaEventRef",
+    "GammaKeysetPage",
     "GammaMarket",
     "GammaTag",
     "HistoryPoint",
     "LastTradeMsg",
     "LegacyChange",
+    "MarketChannel",
     "MarketResolvedMsg",
     "NewMarketMsg",
     "PriceChangeItem",
@@ -50,6 +55,45 @@ class WireLevel(msgspec.Struct, frozen=True, gc=False):
 
 
 # -- CLOB market WebSocket (event_type-tagged) ----------------------------------
+
+
+class MarketChannel(WsProtocolBase):
+    """What :class:`~venuefeed.transport.WsSession` says on the market channel.
+
+    ``assets_ids`` with ``initial_dump`` so every book starts from a snapshot,
+    and ``custom_feature_enabled`` for ``best_bid_ask``/``new_market``/
+    ``market_resolved``. At most ``max_assets`` ids per connection (the
+    transport shards beyond). ``PING`` is the app heartbeat and the transport
+    sends it only after the subscribe: a ``PING`` first makes the venue close
+    with 1008, in a loop.
+    """
+
+    app_ping: str | None = "PING"
+
+    def __init__(self, url: str, max_assets: int = 200, ping_interval: float = 10.0) -> None:
+        self._url = url
+        self.max_subscriptions: int | None = max_assets
+        self.app_ping_interval = ping_interval
+
+    def url(self) -> str:
+        return self._url
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        body: dict[str, object] = {"assets_ids": list(subs)}
+        if initial:
+            body["type"] = "market"
+        else:
+            body["operation"] = "subscribe"
+        body["initial_dump"] = True
+        body["custom_feature_enabled"] = True
+        return (msgspec.json.encode(body).decode(),)
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
+        body = {"assets_ids": list(subs), "operation": "unsubscribe"}
+        return (msgspec.json.encode(body).decode(),)
+
+    def is_heartbeat_reply(self, data: bytes | str) -> bool:
+        return data == "PONG" or data == b"PONG"
 
 
 class _Ws(msgspec.Struct, tag_field="event_type", frozen=True, gc=False):
@@ -315,3 +359,16 @@ class GammaEvent(msgspec.Struct, rename="camel", frozen=True):
     title: str = ""
     tags: list[GammaTag] = []
     markets: list[GammaMarket] = []
+
+
+class GammaKeysetPage(msgspec.Struct, frozen=True):
+    """A Gamma keyset page: ``{"markets": [...], "next_cursor": "..."}`` from
+    ``/markets/keyset``, ``{"events": [...], ...}`` from ``/events/keyset``.
+
+    Items stay raw so each is decoded alone: one odd market costs that market,
+    not the page. ``next_cursor`` is absent on the last page.
+    """
+
+    markets: list[msgspec.Raw] = []
+    events: list[msgspec.Raw] = []
+    next_cursor: str | None = None

@@ -12,10 +12,12 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from venuefeed import exact
+from venuefeed.log import get_logger
 from venuefeed.models import BookSnapshot, Candle, Market, Trade
-from venuefeed.transport import HttpClient, HttpPolicy, paginate_offset
+from venuefeed.transport import HttpClient, HttpPolicy, HttpStatusError, paginate_offset
 from venuefeed.venues.base import HistoryLimit, MarketQuery
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.protocol import BookSummary
@@ -27,18 +29,32 @@ GAMMA_PAGE = 100
 """Gamma silently caps ``limit`` at 100; asking for more only hides the cap."""
 GAMMA_MAX_OFFSET = 10_000
 """Gamma answers 422 beyond this offset."""
+KEYSET_MAX_PAGES = 1_000
+"""Keyset pages per listing (100 markets each): a bound far above the venue's open markets."""
 TOKEN_BATCH = 50
 """Tokens per Gamma ``clob_token_ids`` or CLOB ``/books`` request (two tokens per market)."""
 DATA_PAGE = 500
 DATA_MAX_OFFSET = 10_000
+
+_log = get_logger("venuefeed.venues.polymarket.rest")
+GammaList = Literal["markets", "events"]
 
 
 class PolymarketRest:
     """REST calls of one adapter; owns the three HTTP clients."""
 
     def __init__(
-        self, gamma: str, clob: str, data: str, policy: HttpPolicy, rejects: Rejects | None = None
+        self,
+        gamma: str,
+        clob: str,
+        data: str,
+        policy: HttpPolicy,
+        rejects: Rejects | None = None,
+        *,
+        keyset: bool = True,
     ) -> None:
+        self.keyset = keyset
+        """List Gamma markets and events with the keyset endpoints first."""
         self.gamma = HttpClient(parse.VENUE, gamma, policy)
         self.clob = HttpClient(parse.VENUE, clob, policy)
         self.data = HttpClient(parse.VENUE, data, policy)
@@ -95,44 +111,118 @@ class PolymarketRest:
                         return
 
     async def _plain_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
-        async def fetch(offset: int, limit: int) -> list[Market | None]:
-            query = {**params, "include_tag": True, "limit": limit, "offset": offset}
-            body = await self.gamma.get("/markets", query, endpoint="markets")
-            return usable(parse.parse_markets_page(body, self.rejects), parse.VENUE, "/markets")
-
-        async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
-            for market in page.items:
-                if market is not None:
-                    yield market
+        async for market in self._gamma_list("markets", {**params, "include_tag": True}):
+            yield market
 
     async def _event_markets(self, params: dict[str, object]) -> AsyncIterator[Market]:
-        async def fetch(offset: int, limit: int) -> list[list[Market]]:
-            body = await self.gamma.get(
-                "/events", {**params, "limit": limit, "offset": offset}, endpoint="events"
-            )
-            return usable(parse.parse_events_page(body, self.rejects), parse.VENUE, "/events")
-
-        async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
-            for markets in page.items:
-                for market in markets:
-                    yield market
+        async for market in self._gamma_list("events", params):
+            yield market
 
     async def markets_by_tokens(self, tokens: Iterable[str]) -> list[Market]:
         """The markets trading ``tokens`` (batched ``clob_token_ids`` as repeated keys)."""
         wanted = list(dict.fromkeys(tokens))
         out: dict[str, Market] = {}
         for i in range(0, len(wanted), TOKEN_BATCH):
-            body = await self.gamma.get(
-                "/markets",
-                {"clob_token_ids": wanted[i : i + TOKEN_BATCH], "limit": GAMMA_PAGE},
-                endpoint="markets",
-            )
-            for market in usable(
-                parse.parse_markets_page(body, self.rejects), parse.VENUE, "/markets"
-            ):
-                if market is not None:
-                    out[market.market_id] = market
+            batch: dict[str, object] = {"clob_token_ids": wanted[i : i + TOKEN_BATCH]}
+            async for market in self._gamma_list("markets", batch):
+                out[market.market_id] = market
         return list(out.values())
+
+    async def _gamma_list(
+        self, kind: GammaList, params: dict[str, object]
+    ) -> AsyncIterator[Market]:
+        """Every market of a Gamma listing: keyset first, the legacy offset list as fallback.
+
+        The legacy ``/markets`` and ``/events`` lists were announced for sunset
+        (2026-05-01) and the keyset cursor was reported ignored server-side
+        (protocol doc section 7.1), so neither is trusted alone. The legacy list
+        takes over when the keyset endpoint refuses (a 4xx: not deployed, or a
+        filter it does not take) or stops without its end marker (a cursor or a
+        page that repeats). Markets the keyset already gave come again from the
+        fallback: callers keep one per market id.
+        """
+        gave = False
+        if self.keyset:
+            path = f"/{kind}/keyset"
+            try:
+                ended = False
+                async for markets, last in self._keyset_pages(kind, params):
+                    ended = last
+                    for market in markets:
+                        gave = True
+                        yield market
+                if ended:
+                    return
+                _log.warning("gamma keyset listing repeated itself; using the legacy list",
+                             path=path)  # fmt: skip
+            except HttpStatusError as exc:
+                status = exc.status or 0
+                if status == 429 or not 400 <= status < 500:
+                    raise
+                _log.info("gamma keyset listing refused; using the legacy list",
+                          path=path, status=exc.status)  # fmt: skip
+        try:
+            async for market in self._legacy_pages(kind, params):
+                yield market
+        except HttpStatusError as exc:
+            if not gave or exc.status not in (404, 410):
+                raise
+            _log.warning("gamma legacy list is gone too; keeping what the keyset listed",
+                         path=f"/{kind}", status=exc.status)  # fmt: skip
+
+    async def _keyset_pages(
+        self, kind: GammaList, params: dict[str, object]
+    ) -> AsyncIterator[tuple[list[Market], bool]]:
+        """Each keyset page's markets and whether it was the last; stops early (last=False)
+        on a cursor or a page of markets seen before, or after :data:`KEYSET_MAX_PAGES`."""
+        path = f"/{kind}/keyset"
+        cursor: str | None = None
+        cursors: set[str] = set()
+        previous: list[str] = []
+        for _ in range(KEYSET_MAX_PAGES):
+            query = {**params, "limit": GAMMA_PAGE}
+            if cursor is not None:
+                query["after_cursor"] = cursor
+            body = await self.gamma.get(path, query, endpoint=f"{kind}_keyset")
+            if kind == "markets":
+                found, following = usable(
+                    parse.parse_markets_keyset(body, self.rejects), parse.VENUE, path
+                )
+                markets = [m for m in found if m is not None]
+            else:
+                events, following = usable(
+                    parse.parse_events_keyset(body, self.rejects), parse.VENUE, path
+                )
+                markets = [m for event in events for m in event]
+            ids = [m.market_id for m in markets]
+            if ids and ids == previous:
+                return
+            previous = ids
+            yield markets, following is None
+            if following is None or following in cursors:
+                return
+            cursors.add(following)
+            cursor = following
+
+    async def _legacy_pages(
+        self, kind: GammaList, params: dict[str, object]
+    ) -> AsyncIterator[Market]:
+        """The legacy offset list (``limit`` capped at 100, 422 beyond offset 10000)."""
+        path = f"/{kind}"
+
+        async def fetch(offset: int, limit: int) -> list[list[Market]]:
+            body = await self.gamma.get(
+                path, {**params, "limit": limit, "offset": offset}, endpoint=kind
+            )
+            if kind == "events":
+                return usable(parse.parse_events_page(body, self.rejects), parse.VENUE, path)
+            page = usable(parse.parse_markets_page(body, self.rejects), parse.VENUE, path)
+            return [[m] if m is not None else [] for m in page]
+
+        async for page in paginate_offset(fetch, limit=GAMMA_PAGE, max_offset=GAMMA_MAX_OFFSET):
+            for markets in page.items:
+                for market in markets:
+                    yield market
 
     # -- books -------------------------------------------------------------------------
 

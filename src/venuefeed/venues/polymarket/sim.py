@@ -6,7 +6,10 @@ what our client happens to expect:
 
 * Gamma ``/markets`` and ``/events`` with JSON-encoded-string fields, ``limit``
   silently capped at 100, ``offset > 10000`` answered with 422, list filters
-  accepted repeated or comma-joined;
+  accepted repeated or comma-joined; the keyset lists ``/markets/keyset`` and
+  ``/events/keyset`` (``after_cursor``/``next_cursor``, ``offset`` refused), which
+  can be switched off or made to ignore the cursor (:attr:`Simulator.gamma_keyset`),
+  and markets that are odd on the wire (:attr:`Simulator.odd_markets`);
 * CLOB ``/book`` and ``POST /books`` with best levels *last*, string numbers,
   millisecond string timestamps and the book ``hash``; ``/prices-history``;
 * Data API ``/trades`` and ``/activity`` as bare arrays, seconds, JSON numbers;
@@ -22,11 +25,15 @@ walk costs a few dict operations; the NO token's book is the mirror of the YES
 book (NO bid at 1-p for every YES ask at p), which is what the venue's paired
 changes express. Everything is drawn from the seeded RNG, so a scenario is
 reproducible; everything sent that a test may check lands in ``self.truth``.
+Venue-specific truth kinds: ``ping_before_subscribe``, ``asset_cap_exceeded``,
+``subscribe``, ``tick_size_change`` and ``raw_frame`` (a scripted frame sent as
+given by :meth:`Simulator.send_raw`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import math
@@ -34,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -148,6 +155,13 @@ class Simulator(SimulatorBase):
         self.sockets: Sockets[_Client] = Sockets(self)
         self.events_emitted = 0
         self.requests: dict[str, int] = {}
+        self.gamma_keyset: Literal["ok", "absent", "ignore_cursor"] = "ok"
+        """How ``/markets/keyset`` and ``/events/keyset`` behave: as documented; not
+        deployed (404); or ignoring ``after_cursor`` (the first page again, same cursor),
+        as a user reported of the real service in April 2026."""
+        self.odd_markets: set[str] = set()
+        """Condition ids whose Gamma objects carry a wrongly typed field (``clobTokenIds``
+        as a number): one odd market in an otherwise good page."""
         self._clock_ms = 0
         self._wallets = [f"0x{self.rng.getrandbits(160):040x}" for _ in range(40)]
         self._now = datetime.now(UTC).replace(microsecond=0)
@@ -287,6 +301,8 @@ class Simulator(SimulatorBase):
             "bestAsk": best_ask,
             "umaResolutionStatuses": "[]",
         }
+        if m.condition_id in self.odd_markets:
+            body["clobTokenIds"] = 12345
         if with_event:
             # As in the real capture: the embedded event carries tags only on request.
             event = self._gamma_event(m, nested=False)
@@ -371,15 +387,63 @@ class Simulator(SimulatorBase):
         tags = request.query.get("include_tag") == "true"
         return _json([self._gamma_market(m, tags=tags) for m in page])
 
-    async def _gamma_events(self, request: web.Request) -> web.StreamResponse:
-        self._count("gamma_events")
+    def _event_heads(self, request: web.Request) -> list[_Market]:
+        """One market per event (the event's first), in listing order."""
         seen: dict[str, _Market] = {}
         for m in self._gamma_filter(request):
             seen.setdefault(m.event_id, m)
-        page = self._page(request, list(seen.values()), 100)
+        return list(seen.values())
+
+    async def _gamma_events(self, request: web.Request) -> web.StreamResponse:
+        self._count("gamma_events")
+        page = self._page(request, self._event_heads(request), 100)
         if isinstance(page, web.Response):
             return page
         return _json([self._gamma_event(m, nested=True) for m in page])
+
+    def _keyset_page(
+        self, request: web.Request, items: list[Any], cap: int
+    ) -> tuple[list[Any], str | None] | web.Response:
+        """A keyset page: ``after_cursor`` in, ``next_cursor`` out (absent on the last page);
+        ``offset`` is refused, ``limit`` capped at ``cap``."""
+        if self.gamma_keyset == "absent":
+            return web.json_response({"error": "not found"}, status=404)
+        if "offset" in request.query:
+            return web.json_response({"error": "offset is not supported"}, status=400)
+        cursor = request.query.get("after_cursor", "")
+        try:
+            limit = min(int(request.query.get("limit", "20")), cap)
+            start = int(base64.b64decode(cursor, validate=True)) if cursor else 0
+        except ValueError:
+            return web.json_response({"error": "invalid limit or cursor"}, status=400)
+        if self.gamma_keyset == "ignore_cursor":
+            start = 0
+        end = start + max(limit, 1)
+        following = base64.b64encode(str(end).encode()).decode() if end < len(items) else None
+        return items[start:end], following
+
+    async def _gamma_markets_keyset(self, request: web.Request) -> web.StreamResponse:
+        self._count("gamma_markets_keyset")
+        page = self._keyset_page(request, self._gamma_filter(request), 100)
+        if isinstance(page, web.Response):
+            return page
+        items, following = page
+        tags = request.query.get("include_tag") == "true"
+        body: dict[str, Any] = {"markets": [self._gamma_market(m, tags=tags) for m in items]}
+        if following is not None:
+            body["next_cursor"] = following
+        return _json(body)
+
+    async def _gamma_events_keyset(self, request: web.Request) -> web.StreamResponse:
+        self._count("gamma_events_keyset")
+        page = self._keyset_page(request, self._event_heads(request), 500)
+        if isinstance(page, web.Response):
+            return page
+        items, following = page
+        body: dict[str, Any] = {"events": [self._gamma_event(m, nested=True) for m in items]}
+        if following is not None:
+            body["next_cursor"] = following
+        return _json(body)
 
     # -- REST: CLOB ---------------------------------------------------------------------------
 
@@ -846,6 +910,12 @@ class Simulator(SimulatorBase):
         self.truth.record("tick_size_change", token=token)
         self._broadcast([token], lambda _w: _encode(msg).decode())
 
+    async def send_raw(self, token: str, text: str) -> None:
+        """Send ``text`` as it is to the subscribers of ``token``: a scripted venue mistake
+        (a change the books disagree with), which the books do not reflect."""
+        self.truth.record("raw_frame", token=token)
+        self._broadcast([token], lambda _w: text)
+
     async def set_level(
         self, token: str, bid: bool, price_tick: int, size_cents: int, *, send: bool = True
     ) -> None:
@@ -922,6 +992,8 @@ class Simulator(SimulatorBase):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/markets", self._gamma_markets)
         app.router.add_get("/events", self._gamma_events)
+        app.router.add_get("/markets/keyset", self._gamma_markets_keyset)
+        app.router.add_get("/events/keyset", self._gamma_events_keyset)
         app.router.add_get("/book", self._book)
         app.router.add_post("/books", self._books)
         app.router.add_get("/midpoint", self._midpoint)
