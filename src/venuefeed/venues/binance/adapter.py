@@ -104,7 +104,11 @@ class Adapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        """The generic pump around a :class:`BinanceFeed`; its depth snapshots come from REST."""
+        """The generic pump around a :class:`BinanceFeed`; its depth snapshots come from REST.
+
+        Events leave as the pump's batches, so the only buffer between socket and
+        consumer is the session's bounded queue ("everything is bounded").
+        """
         return FeedStream(
             BinanceFeed(channels, self.options, self.rejects),
             BinanceProtocol(self.url("ws")),
