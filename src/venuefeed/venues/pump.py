@@ -172,8 +172,8 @@ class FeedStream(VenueStream):
     async def batches(self) -> AsyncIterator[list[Event]]:
         """The events of each batch of received items, in order; ends after :meth:`close`."""
         await self._start()
-        feed, session = self.feed, self.session
-        counters = feed.counters
+        session = self.session
+        counters = self.feed.counters
         while True:
             items = await session.next_batch()
             if not items:
@@ -185,25 +185,25 @@ class FeedStream(VenueStream):
                     frames.append(item)
                     continue
                 if frames:
-                    self._count(frames)
-                    await self._carry_out(feed.on_frames(frames), events)
+                    await self._frames(frames, events)
                     frames = []
                 if type(item) is Reconnected:
                     await self._reconnected(item, events)
                 elif type(item) is Note:
                     await self._note(item.payload, events)
             if frames:
-                self._count(frames)
-                await self._carry_out(feed.on_frames(frames), events)
+                await self._frames(frames, events)
             if events:
                 counters.events += len(events)
                 yield events
 
-    def _count(self, frames: list[Frame]) -> None:
+    async def _frames(self, frames: list[Frame], events: list[Event]) -> None:
+        """Frames in a row (up to a marker, a fetch result or a tick): counted, then to the feed."""
         counters = self.feed.counters
         counters.frames += len(frames)
-        last = frames[-1]
-        counters.last_frame_ns[last.conn] = last.ts_recv
+        for frame in frames:
+            counters.last_frame_ns[frame.conn] = frame.ts_recv
+        await self._carry_out(self.feed.on_frames(frames), events)
 
     async def _reconnected(self, item: Reconnected, events: list[Event]) -> None:
         instruments = self.feed.instruments(self.session.shard_subscriptions(item.conn))
