@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from venuefeed import metrics
-from venuefeed.config import Settings, VenueSettings
+from venuefeed.config import ConfigError, Settings, VenueSettings
 from venuefeed.models import BookSnapshot, Candle, Trade
+from venuefeed.preflight import check_venue_options
 from venuefeed.sim.base import Faults
 from venuefeed.venues.binance import Adapter, Simulator, rest
 
@@ -180,8 +181,11 @@ async def test_check_reports_an_unreachable_venue(sim: Simulator) -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="trade_stream"):
         Adapter(VenueSettings(options={"trade_stream": "everything"}), Settings())
-    with pytest.raises(ValueError, match=r"venues\.binance\.options"):
+    with pytest.raises(ValueError, match=r"venues\.binance\.options\.depth_limt: unknown"):
         Adapter(VenueSettings(options={"depth_limt": 10}), Settings())
+    # The same check at start-up, before anything connects.
+    with pytest.raises(ConfigError, match=r"venues\.binance\.options\.depth_limit: must be"):
+        check_venue_options(Settings(venues={"binance": VenueSettings(options={"depth_limit": 0})}))
     with pytest.raises(ValueError, match="unknown endpoint"):
         Adapter(VenueSettings(urls={"stream": "wss://x"}), Settings())
     adapter = Adapter(VenueSettings(), Settings())

@@ -11,9 +11,10 @@ import msgspec
 import pytest
 
 from tests.venues.captures import load
-from venuefeed.config import Settings, VenueSettings
+from venuefeed.config import ConfigError, Settings, VenueSettings
 from venuefeed.log import configure, get_logger
 from venuefeed.models import Candle, Trade
+from venuefeed.preflight import check_venue_options
 from venuefeed.transport import HttpRetryExhausted, HttpStatusError
 from venuefeed.venues.base import Unsupported
 from venuefeed.venues.polygon import Adapter, Simulator
@@ -221,6 +222,8 @@ async def test_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
         Adapter(venue("k-123", options={"ws_idle_timeout_seconds": 5}), Settings())
     with pytest.raises(ValueError, match="page_limit"):
         Adapter(venue("k-123", options={"page_limit": 50_001}), Settings())
+    with pytest.raises(ConfigError, match=r"venues\.polygon\.options\.page_limit: must be"):
+        check_venue_options(Settings(venues={"polygon": venue(options={"page_limit": 0})}))
     with pytest.raises(ValueError, match="polygon interval"):
         await candles(paid, "1fortnight", T0, T0 + S)
     with pytest.raises(Unsupported, match="no L2 order book"):

@@ -55,10 +55,11 @@ class Adapter(VenueAdapter):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"books", "trades", "candles", "stream"}
     )
+    options_type: ClassVar[type[Options]] = Options
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
-        self.options = load_options(Options, VENUE, settings.options)
+        self.options = load_options(self.options_type, VENUE, settings.options)
         self.rest = BinanceRest(
             self.url("rest"),
             HttpPolicy.from_settings(settings),
@@ -103,7 +104,11 @@ class Adapter(VenueAdapter):
         )
 
     def open_stream(self, channels: frozenset[Channel] = ALL_CHANNELS) -> VenueStream:
-        """The generic pump around a :class:`BinanceFeed`; its depth snapshots come from REST."""
+        """The generic pump around a :class:`BinanceFeed`; its depth snapshots come from REST.
+
+        Events leave as the pump's batches, so the only buffer between socket and
+        consumer is the session's bounded queue ("everything is bounded").
+        """
         return FeedStream(
             BinanceFeed(channels, self.options, self.rejects),
             BinanceProtocol(self.url("ws")),

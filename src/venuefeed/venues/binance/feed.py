@@ -131,8 +131,6 @@ class BinanceFeed(VenueFeed):
         events: list[Event] = []
         commands: list[Command] = []
         for result in results:
-            if type(result) is not DepthFetched:
-                continue
             sync = self.syncs.get(result.symbol)
             if sync is None:
                 continue  # unsubscribed meanwhile

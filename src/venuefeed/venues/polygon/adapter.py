@@ -88,6 +88,7 @@ class Adapter(VenueAdapter):
         "ws": "wss://socket.massive.com/stocks",
     }
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"trades", "candles", "stream"})
+    options_type: ClassVar[type[Options]] = Options
 
     @classmethod
     def why_no_data(cls, settings: VenueSettings) -> str:
@@ -97,7 +98,7 @@ class Adapter(VenueAdapter):
 
     def __init__(self, settings: VenueSettings, config: Settings) -> None:
         super().__init__(settings, config)
-        self.options = load_options(Options, VENUE, settings.options)
+        self.options = load_options(self.options_type, VENUE, settings.options)
         key = _api_key(settings)
         if not key:
             raise MissingApiKeyError(
