@@ -24,7 +24,7 @@ from venuefeed.models import Event, Market
 from venuefeed.transport import Frame
 from venuefeed.venues.rejects import Rejects
 
-__all__ = ["Command", "Fetch", "Output", "Send", "VenueFeed"]
+__all__ = ["Command", "Fetch", "Output", "Resubscribe", "Send", "VenueFeed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,19 @@ class Fetch:
     keys: tuple[str, ...]
 
 
-Command = Send | Fetch
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """Drop and renew the subscriptions of ``instruments`` (still subscribed ones only).
+
+    For venues whose subscription itself can go silent while the socket stays
+    up (Polymarket's per-asset stalls): a fresh subscription brings a fresh
+    snapshot, where a REST book alone would leave the subscription dead.
+    """
+
+    instruments: tuple[str, ...]
+
+
+Command = Send | Fetch | Resubscribe
 
 
 class Output(NamedTuple):

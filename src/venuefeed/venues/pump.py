@@ -12,10 +12,11 @@ must not do, written once:
   the instruments it carried, reported through ``on_gap`` before anything
   else sees it (the completeness watermark must never pass it), and the feed
   is told so it can resync its books. The gap healer back-fills the trades.
-* **Commands.** ``Send`` goes out on its connection at once; ``Fetch`` is
-  queued per kind, coalesced, run in the background with the transport's
-  retries, and its results come back through the session's queue -- so the
-  feed sees them in order with its frames, on the same task.
+* **Commands.** ``Send`` goes out on its connection at once; ``Resubscribe``
+  drops and renews subscriptions; ``Fetch`` is queued per kind, coalesced,
+  run in the background with the transport's retries, and its results come
+  back through the session's queue -- so the feed sees them in order with its
+  frames, on the same task.
 * **Timers.** Every ``feed.timer_interval`` a tick goes the same way.
 * **Counters** the service reads from the contract: frames, events, rejects
   by reason, reconnects, the last frame per connection.
@@ -46,7 +47,7 @@ from venuefeed.transport import (
     WsSession,
 )
 from venuefeed.venues.base import VenueStream, disconnect_gap
-from venuefeed.venues.feed import Fetch, Output, Send, VenueFeed
+from venuefeed.venues.feed import Fetch, Output, Resubscribe, Send, VenueFeed
 from venuefeed.venues.rejects import Rejects
 
 __all__ = ["FeedStream", "Fetcher"]
@@ -249,6 +250,14 @@ class FeedStream(VenueStream):
                     await self.session.send(command.frame, command.conn)
             elif type(command) is Fetch:
                 self._request(command)
+            elif type(command) is Resubscribe:
+                await self._resubscribe(command.instruments)
+
+    async def _resubscribe(self, instruments: Sequence[str]) -> None:
+        subs = self.feed.subscriptions([i for i in instruments if i in self._subscribed])
+        if subs:
+            await self.session.unsubscribe(subs)
+            await self.session.subscribe(subs)
 
     # -- background work ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 from venuefeed.book import SyncState
 from venuefeed.models import BookSnapshot, BookState, DataGap, Event, Market, Trade
 from venuefeed.transport import Frame
-from venuefeed.venues.feed import Fetch, Output
+from venuefeed.venues.feed import Fetch, Output, Resubscribe
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.feed import AUDIT, BOOKS, MARKETS, HashAudit, PolymarketFeed
 from venuefeed.venues.polymarket.options import Options
@@ -230,3 +230,12 @@ def test_rest_hash_mismatch_is_counted_and_refetched_at_most_once_per_interval()
         market="0xm", asset_id="1", timestamp="5", bids=[], asks=[], hash=parse.book_hash(good)
     )
     assert audit.check(good, now) is False and audit.mismatches == 4
+
+
+def test_the_liveness_resync_renews_the_subscription_and_asks_rest() -> None:
+    s = Fed()
+    s.on_frame(book())
+    out = s.feed.resync(TOKEN, RECV)
+    assert states(out.events) == [("resyncing", "checksum_mismatch")]
+    assert out.commands == [Fetch(BOOKS, (TOKEN,)), Resubscribe((TOKEN,))]
+    assert s.feed.resync("not-subscribed", RECV) == Output([], [])

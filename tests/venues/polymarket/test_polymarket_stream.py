@@ -170,6 +170,38 @@ async def test_inconsistency_resyncs_only_that_token() -> None:
         assert feed_of(stream).resyncs == 2
 
 
+async def test_a_stalled_subscription_is_renewed_by_the_liveness_resync() -> None:
+    async with Simulator(seed=27, markets=2, events_per_second=0.001) as sim:
+        assert isinstance(sim, Simulator)
+        a, b = sim.tokens()[:2]
+        # Heartbeats keep the quiet socket from the idle timeout: no reconnect re-dumps b.
+        quick = {"audit_interval_seconds": 60, "ping_interval_seconds": 0.3}
+        async with make_adapter(sim, **quick) as adapter:
+            stream = adapter.open_stream()
+            got = Collector(stream)
+            await stream.subscribe([a, b])
+            await got.until(lambda: bool(got.of(BookSnapshot, a)) and bool(got.of(BookSnapshot, b)))
+            await sim.stall(a)  # the socket stays up; a's changes stop arriving
+            book = sim.books[a]
+            deep = min(book.bids) - 1
+            await sim.set_level(a, True, deep, 777)
+            await asyncio.sleep(0.2)
+            assert not got.of(BookDelta, a)  # silent, and our book is now wrong
+            await stream.resync(a)  # what the service's liveness check does
+            # The renewed subscription's dump or the REST book, whichever comes first.
+            await got.until(lambda: len(got.of(BookSnapshot, a)) == 2)
+            await sim.set_level(a, True, deep, 888)  # the renewed subscription delivers again
+            await got.until(lambda: bool(got.of(BookDelta, a)))
+            await got.close()
+        bids, _asks = sim.final_books()[a]
+        assert [(x.price, x.size) for x in feed_of(stream).books.get(a).bids()] == bids
+        assert len(got.of(BookSnapshot, b)) == 1  # the other token was left alone
+        assert sim.requests["books"] == 1  # REST was asked too, in case the renewal stays silent
+        assert [e["assets"] for e in sim.truth.events if e["kind"] == "subscribe"] == [2, 1]
+        (state,) = [s for s in got.of(BookState, a) if s.state == "resyncing"]
+        assert state.reason == "checksum_mismatch"
+
+
 async def test_live_book_audit_heals_a_lost_update() -> None:
     async with Simulator(seed=24, markets=2, events_per_second=0.001) as sim:
         assert isinstance(sim, Simulator)

@@ -27,7 +27,8 @@ feed asks for. What Polymarket needs:
 
 After a reconnect the resubscription asks for the initial dump, so books heal
 from fresh snapshots; the disconnect gap and its trades are the pump's and the
-healer's job.
+healer's job. A token the liveness check finds silent and wrong is resubscribed
+and reloaded from REST (:meth:`PolymarketFeed.resync`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from venuefeed.models import (
 )
 from venuefeed.transport import Frame
 from venuefeed.venues.base import ALL_CHANNELS, Channel
-from venuefeed.venues.feed import Command, Fetch, Output, VenueFeed
+from venuefeed.venues.feed import Command, Fetch, Output, Resubscribe, VenueFeed
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.options import Options
 from venuefeed.venues.polymarket.protocol import BookSummary
@@ -311,14 +312,24 @@ class PolymarketFeed(VenueFeed):
             self._wanted[token] = None
 
     def resync(self, instrument: str, ts_recv: int) -> Output:
-        """A liveness check found this token silent and unlike REST: rebuild it from REST."""
+        """A liveness check found this token silent and unlike REST.
+
+        The venue's best-known failure is a subscription that stops delivering
+        while the socket stays up, so the subscription is renewed (its initial
+        dump is a fresh snapshot) *and* the REST book is asked for, in case the
+        renewed one stays silent too.
+        """
+        if instrument not in self._subscribed:
+            return Output([], [])
         out: list[Event] = []
-        if instrument in self._subscribed and instrument not in self._tick_hold:
+        if instrument not in self._tick_hold:
             book = self.books.find(instrument)
             if book is not None and book.state is SyncState.LIVE:
                 book.invalidate(Inconsistency.CHECKSUM)
             self._fail(instrument, Inconsistency.CHECKSUM, ts_recv, out)
-        return self._output(out)
+        result = self._output(out)
+        result.commands.append(Resubscribe((instrument,)))
+        return result
 
     # -- REST answers ------------------------------------------------------------------
 

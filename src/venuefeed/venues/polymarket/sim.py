@@ -26,8 +26,9 @@ book (NO bid at 1-p for every YES ask at p), which is what the venue's paired
 changes express. Everything is drawn from the seeded RNG, so a scenario is
 reproducible; everything sent that a test may check lands in ``self.truth``.
 Venue-specific truth kinds: ``ping_before_subscribe``, ``asset_cap_exceeded``,
-``subscribe``, ``tick_size_change`` and ``raw_frame`` (a scripted frame sent as
-given by :meth:`Simulator.send_raw`).
+``subscribe``, ``tick_size_change``, ``raw_frame`` (a scripted frame sent as
+given by :meth:`Simulator.send_raw`) and ``subscription_stall`` (an asset no
+longer delivered on a live socket, :meth:`Simulator.stall`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class _Client:
     """What the venue knows about one market-channel socket."""
 
     assets: set[str] = field(default_factory=set)
+    stalled: set[str] = field(default_factory=set)
+    """Subscribed assets this socket no longer hears of (until they are subscribed again)."""
     custom: bool = False
     subscribed: bool = False
     last_heard: float = field(default_factory=time.monotonic)
@@ -671,6 +674,7 @@ class Simulator(SimulatorBase):
         operation = data.get("operation")
         if operation == "unsubscribe":
             conn.assets.difference_update(assets)
+            conn.stalled.difference_update(assets)
             return
         if operation is None and str(data.get("type", "")).lower() != "market":
             self.sockets.reply(sock, "INVALID OPERATION")
@@ -734,7 +738,7 @@ class Simulator(SimulatorBase):
             conn = sock.state
             if custom_only and not conn.custom:
                 continue
-            wanted = [a for a in assets if a in conn.assets]
+            wanted = [a for a in assets if a in conn.assets and a not in conn.stalled]
             if not wanted:
                 continue
             if len(wanted) == len(assets):
@@ -980,6 +984,14 @@ class Simulator(SimulatorBase):
         }
         self.truth.record("tick_size_change", token=token)
         self._broadcast([token], lambda _w: _encode(msg).decode())
+
+    async def stall(self, token: str) -> None:
+        """Stop delivering ``token`` to its subscribers while their sockets stay up -- the
+        venue's best-known failure; subscribing to it again ends the stall."""
+        for sock in self.sockets:
+            if token in sock.state.assets:
+                sock.state.stalled.add(token)
+                self.truth.record("subscription_stall", conn=sock.number, token=token)
 
     async def send_raw(self, token: str, text: str) -> None:
         """Send ``text`` as it is to the subscribers of ``token``: a scripted venue mistake
