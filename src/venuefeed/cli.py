@@ -64,6 +64,8 @@ app.add_typer(whales_app, name="whales")
 app.add_typer(archive_app, name="archive")
 lake_app = typer.Typer(help="The Parquet lake's upkeep.", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
+cluster_app = typer.Typer(help="Scale-out on NATS JetStream.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -1046,6 +1048,51 @@ def _cell(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
+
+
+@app.command()
+def worker() -> None:
+    """Ingestion worker: owns shards of the instruments by lease, publishes to JetStream."""
+    from venuefeed.cluster.process import run_until_signalled
+    from venuefeed.cluster.worker import Worker
+
+    node = Worker(settings())
+    run_until_signalled(node.run)
+
+
+@app.command()
+def writer() -> None:
+    """Cluster writer: the JetStream consumer into the configured stores, acked after commit."""
+    from venuefeed.cluster.process import run_until_signalled
+    from venuefeed.cluster.writer import ClusterWriter
+
+    node = ClusterWriter(settings())
+    run_until_signalled(node.run)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Workers, leases and their ages, shards and instruments per worker, writer lag."""
+    from venuefeed.cluster.jetstream import connect
+    from venuefeed.cluster.status import cluster_status as read_status
+    from venuefeed.cluster.status import format_status
+
+    cfg = settings()
+
+    async def body() -> dict[str, Any]:
+        bus = await connect(cfg, client_name="venuefeed-status")
+        try:
+            return await read_status(bus, cfg)
+        finally:
+            await bus.close()
+
+    status = run_async(body)
+    if as_json:
+        console.print_json(json.dumps(status))
+    else:
+        console.print(format_status(status), highlight=False)
 
 
 def main() -> None:
