@@ -1,0 +1,467 @@
+"""``venuefeed worker``: owns shards by lease and streams them onto JetStream.
+
+The worker is the single-process service (:class:`venuefeed.service.Service`)
+with two differences: its sink is the fenced NATS publisher
+(:mod:`venuefeed.cluster.publisher`), and the instruments each venue streams
+are the union of the shards it holds -- not what discovery found. Venue
+streams, the pipeline's checks, the gap healer and the book policy are the
+ones every other mode runs.
+
+One coordination pass every quarter lease TTL (:meth:`Worker.tick`):
+
+1. renew the membership lease ``member.<worker_id>`` (or join again),
+2. hold one of the venue's connection slots ``slot.<venue>.<i>`` -- the
+   cluster-wide budget: at most ``budgets.<venue>.connections`` workers
+   stream a venue, each with that share of its REST rate,
+3. for every shard, rendezvous-hash over the members holding a slot of its
+   venue: renew what is ours, take what should be, hand over what should not,
+4. the ``planner`` lease: whoever holds it keeps the universe current.
+
+**Failover.** A shard taken over opens a ``restart`` gap from the previous
+owner's completeness mark (``mark.shard.<venue>.<n>`` in the state bucket,
+written every second while the shard is held: every trade received before it
+is acknowledged by JetStream) to the moment the new stream is live; the
+venue's gap healer back-fills it from REST trade history and records it --
+healed, or why not -- in the gap ledger. Trades both owners published are
+one message on the stream (``Nats-Msg-Id``) and one row at rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+
+from venuefeed.cluster.hashing import owner_of
+from venuefeed.cluster.jetstream import Bus, connect
+from venuefeed.cluster.leases import Lease, LeaseTable, lease_holder
+from venuefeed.cluster.planner import PLANNER_KEY, Planner, universe_key
+from venuefeed.cluster.publisher import Ownership, shard_key
+from venuefeed.config import Settings, VenueSettings
+from venuefeed.log import get_logger
+from venuefeed.models import DataGap
+from venuefeed.service import Service, VenueRunner
+from venuefeed.sinks.nats import NatsSink
+
+__all__ = ["Mark", "Worker", "mark_key", "worker_settings"]
+
+log = get_logger("venuefeed.cluster.worker")
+NS = 1_000_000_000
+_BUS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+
+
+class Mark(msgspec.Struct):
+    """A shard's completeness mark: trades received before ``until`` are on the stream."""
+
+    until: int
+    holder: str
+    epoch: int
+
+
+def mark_key(venue: str, shard: int) -> str:
+    return f"mark.{shard_key(venue, shard)}"
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """The settings a worker's service runs with: its share of each venue's REST budget."""
+    venues: dict[str, VenueSettings] = {}
+    for name, venue in settings.venues.items():
+        budget = settings.cluster.budgets.get(name)
+        connections = budget.connections if budget is not None else 4
+        total = (budget.requests_per_second if budget is not None else None) or (
+            venue.rate_limit.requests_per_second
+        )
+        limit = venue.rate_limit.model_copy(
+            update={
+                "requests_per_second": total / connections,
+                "burst": max(1, venue.rate_limit.burst // connections),
+            }
+        )
+        venues[name] = venue.model_copy(update={"rate_limit": limit})
+    storage = settings.storage.model_copy(update={"sinks": ["nats"]})
+    return settings.model_copy(update={"venues": venues, "storage": storage})
+
+
+@dataclass
+class _Held:
+    """One shard this worker holds."""
+
+    venue: str
+    shard: int
+    lease: Lease
+    since: int
+    """Where this shard's back-fill starts: the previous owner's mark (or the lookback)."""
+    instruments: list[str] = field(default_factory=list)
+    universe_revision: int = 0
+    gap_starts: set[int] = field(default_factory=set)
+
+
+class Worker:
+    """One ingestion worker (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = worker_settings(settings)
+        cluster = self.settings.cluster
+        self.id = cluster.worker_id
+        self.ttl = cluster.lease_ttl_seconds
+        self.shards = cluster.shards
+        self.bus: Bus | None = None
+        self.table: LeaseTable | None = None
+        self.ownership = Ownership(self.shards, f"member.{self.id}", self._valid)
+        self.member: Lease | None = None
+        self.slots: dict[str, Lease] = {}
+        self.held: dict[tuple[str, int], _Held] = {}
+        self.planner_lease: Lease | None = None
+        self.planner: Planner | None = None
+        self.service: Service | None = None
+        self.takeovers = 0
+        self.handovers = 0
+        self.losses = 0
+
+    def _valid(self, lease: Lease) -> bool:
+        return self.table is not None and self.table.valid(lease)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Join, work until ``stop`` is set, then hand everything back."""
+        self.bus = bus = await connect(self.settings, client_name=f"venuefeed-worker-{self.id}")
+        self.table = LeaseTable(bus, self.id, self.ttl)
+        bus_settings = self.settings.bus
+        sink = NatsSink(
+            list(self.settings.cluster.nats_urls),
+            subject_prefix=bus_settings.nats_subject_prefix,
+            stream=bus_settings.nats_stream,
+            duplicate_window=self.settings.cluster.duplicate_window_seconds,
+            ack_timeout=bus_settings.nats_ack_timeout_seconds,
+            stamp=self.ownership.stamp,
+        )
+        self.service = service = Service(self.settings, sink=sink)
+        try:
+            await service.start(continuous=False)
+            adapters = {name: runner.adapter for name, runner in service.runners.items()}
+            self.planner = Planner(bus, self.settings, adapters, service.pipeline)
+            for name, runner in service.runners.items():
+                self._start_jobs(name, runner)
+            service.supervisor.start("cluster:marks", self._marks_loop)
+            service.supervisor.start("cluster:planner", self._planner_loop)
+            log.info("worker joined", worker=self.id, venues=sorted(service.runners))
+            while not stop.is_set():
+                try:
+                    await self.tick()
+                except _BUS_ERRORS as exc:  # NATS unreachable: leases lapse on their own
+                    log.warning("coordination pass failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.ttl / 4)
+        finally:
+            await self._leave()
+
+    def _start_jobs(self, name: str, runner: VenueRunner) -> None:
+        assert self.service is not None
+        sup, caps = self.service.supervisor, runner.capabilities
+        if "stream" in caps:
+            sup.start(f"{name}:stream", runner.stream_loop)
+            sup.start(f"{name}:liveness", runner.liveness_loop)
+        if runner.keeps_trades_complete:
+            sup.start(f"{name}:healer", runner.healer.run)
+
+    async def _leave(self) -> None:
+        """SIGTERM: stop intake, publish what is held, write the marks, release every lease."""
+        service, table = self.service, self.table
+        if service is not None:
+            for name in service.runners:
+                await service.supervisor.stop_all(prefix=f"{name}:")
+            await service.supervisor.stop_all(prefix="cluster:")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ttl):
+                    await service.pipeline.flush_books(force=True)
+                    await service.writer.drain()
+                    for held in list(self.held.values()):
+                        until = service.runners[held.venue].resume_from
+                        if until is not None:
+                            await self._write_mark(held, until)
+        if table is not None:
+            with contextlib.suppress(*_BUS_ERRORS):
+                for held in list(self.held.values()):
+                    await table.release(held.lease)
+                for lease in [*self.slots.values(), self.planner_lease, self.member]:
+                    if lease is not None:
+                        await table.release(lease)
+        self.held.clear()
+        self.ownership.held.clear()
+        if service is not None:
+            await service.stop()
+        if self.bus is not None:
+            await self.bus.close()
+        log.info("worker left", worker=self.id)
+
+    # -- coordination ---------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One coordination pass (see the module docstring)."""
+        table, bus, service = self.table, self.bus, self.service
+        assert table is not None and bus is not None and service is not None
+        if self.member is None or not await table.renew(self.member):
+            if self.member is not None:
+                log.warning("membership lost; dropping every lease", worker=self.id)
+                await self._drop_all()
+            self.member = await table.take(self.ownership.member_key)
+            if self.member is None:
+                return  # our old key has not aged out yet
+            self.ownership.held[self.member.key] = self.member
+        for venue in service.runners:
+            await self._keep_slot(venue)
+        keys = await bus.lease_keys()
+        members = {self.id} | await self._holders([k for k in keys if k.startswith("member.")])
+        for venue in service.runners:
+            eligible = await self._eligible(venue, keys, members)
+            await self._balance(venue, eligible)
+        await self._keep_planner()
+
+    async def _keep_slot(self, venue: str) -> None:
+        table = self.table
+        assert table is not None
+        slot = self.slots.get(venue)
+        if slot is not None and await table.renew(slot):
+            return
+        if slot is not None:
+            log.warning("connection slot lost", venue=venue)
+            del self.slots[venue]
+            await self._drop([h for h in self.held.values() if h.venue == venue])
+        budget = self.settings.cluster.budgets.get(venue)
+        for index in range(budget.connections if budget is not None else 4):
+            lease = await table.take(f"slot.{venue}.{index}")
+            if lease is not None:
+                self.slots[venue] = lease
+                return
+
+    async def _holders(self, keys: Iterable[str]) -> set[str]:
+        """Who holds these lease keys (deleted and aged-out keys have no holder)."""
+        bus = self.bus
+        assert bus is not None
+        out: set[str] = set()
+        for key in keys:
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                holder = lease_holder((await bus.leases.get(key)).value)
+                if holder is not None:
+                    out.add(holder)
+        return out
+
+    async def _eligible(self, venue: str, keys: Iterable[str], members: set[str]) -> set[str]:
+        """Members holding a connection slot of ``venue`` (they may own its shards)."""
+        slots = [k for k in keys if k.startswith(f"slot.{venue}.")]
+        out = await self._holders(slots) & members
+        if venue in self.slots:
+            out.add(self.id)
+        return out
+
+    async def _balance(self, venue: str, eligible: set[str]) -> None:
+        table = self.table
+        assert table is not None
+        mine = venue in self.slots and self.id in eligible
+        for shard in range(self.shards):
+            want = mine and owner_of(venue, shard, eligible) == self.id
+            held = self.held.get((venue, shard))
+            if held is not None and not want:
+                await self._hand_over(held)
+            elif held is not None:
+                if await table.renew(held.lease):
+                    await self._refresh(held)
+                else:
+                    self.losses += 1
+                    log.warning("shard lease lost", venue=venue, shard=shard)
+                    await self._drop([held])
+            elif want:
+                lease = await table.take(shard_key(venue, shard))
+                if lease is not None:
+                    await self._take_over(venue, shard, lease)
+
+    async def _keep_planner(self) -> None:
+        table = self.table
+        assert table is not None
+        lease = self.planner_lease
+        if lease is not None and await table.renew(lease):
+            return
+        self.ownership.held.pop(PLANNER_KEY, None)
+        self.planner_lease = lease = await table.take(PLANNER_KEY)
+        if lease is not None:
+            self.ownership.held[PLANNER_KEY] = lease
+            log.info("elected planner", worker=self.id, epoch=lease.epoch)
+
+    async def _planner_loop(self) -> None:
+        while True:
+            lease, planner = self.planner_lease, self.planner
+            held = lease is not None and self._valid(lease)
+            if held and planner is not None and planner.due(time.monotonic()):
+                await planner.run_once()
+            await asyncio.sleep(min(1.0, self.ttl / 4))
+
+    # -- shards -----------------------------------------------------------------------
+
+    async def _universe(self, venue: str, shard: int) -> tuple[list[str], int]:
+        bus = self.bus
+        assert bus is not None
+        try:
+            entry = await bus.state.get(universe_key(venue, shard))
+        except nats.js.errors.KeyNotFoundError:
+            return [], 0
+        try:
+            members = msgspec.json.decode(entry.value or b"[]", type=list[str])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.error("unreadable universe entry", key=universe_key(venue, shard))
+            return [], 0
+        return members, int(entry.revision or 0)
+
+    async def _take_over(self, venue: str, shard: int, lease: Lease) -> None:
+        """A shard is ours: back-fill from the previous owner's mark, then stream it."""
+        bus, service = self.bus, self.service
+        assert bus is not None and service is not None
+        runner = service.runners[venue]
+        instruments, revision = await self._universe(venue, shard)
+        now = time.time_ns()
+        previous: Mark | None = None
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, msgspec.DecodeError):
+            entry = await bus.state.get(mark_key(venue, shard))
+            previous = msgspec.json.decode(entry.value or b"", type=Mark)
+        lookback = self.settings.ingestion.backfill_lookback_seconds
+        if previous is not None:
+            since = previous.until
+            detail = f"shard {shard} taken over from {previous.holder} (epoch {lease.epoch})"
+        else:
+            since = now - int(lookback * NS)
+            detail = f"shard {shard} first taken: back-filling {lookback:g} s"
+        held = _Held(venue, shard, lease, since, instruments, revision)
+        self.held[(venue, shard)] = held
+        self.ownership.held[lease.key] = lease
+        self.takeovers += 1
+        if runner.keeps_trades_complete:
+            await self._open_gap(held, instruments, since, detail)
+        await self._subscribe(venue)
+        log.info("shard taken", venue=venue, shard=shard, epoch=lease.epoch,
+                 instruments=len(instruments),
+                 previous=previous.holder if previous else None)  # fmt: skip
+
+    async def _open_gap(self, held: _Held, instruments: list[str], start: int, detail: str) -> None:
+        """A ``restart`` gap for ``instruments`` of a held shard, back-filled once streaming."""
+        service = self.service
+        assert service is not None
+        if not instruments:
+            return
+        while start in held.gap_starts:  # one gap per (shard, start): the ledger's key
+            start -= 1
+        held.gap_starts.add(start)
+        gap = DataGap(venue=held.venue, instrument=f"shard:{held.shard}", ts_venue=0,
+                      ts_recv=time.time_ns(), cause="restart", start=start, detail=detail,
+                      instruments=tuple(instruments))  # fmt: skip
+        service.runners[held.venue].healer.note(gap)
+        await service.pipeline.process(gap)
+
+    async def _refresh(self, held: _Held) -> None:
+        """Follow the planner's changes to a held shard's instruments.
+
+        Instruments new to the shard are back-filled from where the shard's
+        back-fill starts (at most the lookback): the planner may have written
+        them only after we took the shard, and trades of theirs printed since
+        are as much ours as the others'.
+        """
+        instruments, revision = await self._universe(held.venue, held.shard)
+        if revision == held.universe_revision:
+            return
+        added = sorted(set(instruments) - set(held.instruments))
+        held.instruments, held.universe_revision = instruments, revision
+        service = self.service
+        assert service is not None
+        if added and service.runners[held.venue].keeps_trades_complete:
+            lookback = int(self.settings.ingestion.backfill_lookback_seconds * NS)
+            start = max(held.since, time.time_ns() - lookback)
+            await self._open_gap(held, added, start, f"shard {held.shard}: instruments added")
+        await self._subscribe(held.venue)
+
+    async def _subscribe(self, venue: str) -> None:
+        service = self.service
+        assert service is not None
+        wanted = {i for h in self.held.values() if h.venue == venue for i in h.instruments}
+        await service.runners[venue].set_instruments(wanted)
+
+    async def _hand_over(self, held: _Held) -> None:
+        """Another member should own this shard: stop it, publish what we have, release."""
+        service, table = self.service, self.table
+        assert service is not None and table is not None
+        self.handovers += 1
+        del self.held[(held.venue, held.shard)]
+        await self._subscribe(held.venue)
+        runner = service.runners[held.venue]
+        until = runner.complete_until(time.time_ns())
+        try:
+            async with asyncio.timeout(self.ttl / 2):
+                await service.writer.drain()
+            if until is not None:
+                await self._write_mark(held, until)
+        except TimeoutError:
+            log.warning("handover without a fresh mark: output not drained",
+                        venue=held.venue, shard=held.shard)  # fmt: skip
+        self.ownership.held.pop(held.lease.key, None)
+        await table.release(held.lease)
+        log.info("shard handed over", venue=held.venue, shard=held.shard)
+
+    async def _drop(self, lost: list[_Held]) -> None:
+        """Leases we no longer hold: stop streaming them at once (the next owner back-fills)."""
+        venues = set()
+        for held in lost:
+            self.held.pop((held.venue, held.shard), None)
+            self.ownership.held.pop(held.lease.key, None)
+            venues.add(held.venue)
+        for venue in venues:
+            await self._subscribe(venue)
+
+    async def _drop_all(self) -> None:
+        await self._drop(list(self.held.values()))
+        self.slots.clear()
+        self.planner_lease = None
+        self.ownership.held.clear()
+
+    # -- completeness marks ------------------------------------------------------------
+
+    async def _marks_loop(self) -> None:
+        """Every second: what was received before now is published? Then say so per shard."""
+        service = self.service
+        assert service is not None
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time_ns()
+            candidates = {n: r.complete_until(now) for n, r in service.runners.items()}
+            try:
+                async with asyncio.timeout(self.ttl / 2):
+                    await service.writer.drain()
+            except TimeoutError:
+                continue  # output is stuck: the marks stay where they are
+            for held in list(self.held.values()):
+                until = candidates.get(held.venue)
+                if until is not None and self._valid(held.lease):
+                    await self._write_mark(held, until)
+
+    async def _write_mark(self, held: _Held, until: int) -> None:
+        bus = self.bus
+        assert bus is not None
+        mark = Mark(until, self.id, held.lease.epoch)
+        await bus.state.put(mark_key(held.venue, held.shard), msgspec.json.encode(mark))
+
+    # -- views ------------------------------------------------------------------------
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "worker": self.id,
+            "shards": sorted(f"{v}.{s}" for v, s in self.held),
+            "instruments": sum(len(h.instruments) for h in self.held.values()),
+            "planner": self.planner_lease is not None,
+            "takeovers": self.takeovers,
+            "handovers": self.handovers,
+            "losses": self.losses,
+        }
