@@ -28,11 +28,15 @@ from venuefeed.chaos.landed import read_postgres
 from venuefeed.chaos.procs import SimProcess, free_port
 from venuefeed.chaos.run import Durations, Run, Stores
 from venuefeed.chaos.truth import read_truth
+from venuefeed.cluster.hashing import owner_of
 from venuefeed.cluster.jetstream import connect
+from venuefeed.cluster.publisher import shard_key
 from venuefeed.cluster.status import cluster_status
 from venuefeed.config import load_config
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+SHARDS = 8
+"""Shards per venue in the tests' clusters."""
 
 
 class NatsNode:
@@ -156,19 +160,21 @@ class Sizes:
 
 @dataclass
 class Outcome:
-    results: list[VenueResult] = field(default_factory=list)
-    refused: int = 0
+    """Ground truth against PostgreSQL: per phase of the run (and ``all``), per venue."""
+
+    results: dict[str, list[VenueResult]] = field(default_factory=dict)
     writer_stats: list[dict[str, Any]] = field(default_factory=list)
 
     def complete(self) -> bool:
-        return all(r.missing == 0 and r.duplicated == 0 for r in self.results)
+        return all(r.complete for rs in self.results.values() for r in rs)
 
     def table(self) -> str:
         return "\n".join(
-            f"{r.venue:<10} emitted {r.emitted:>6} stored {r.stored:>6} missing {r.missing:>3} "
-            f"duplicated {r.duplicated:>3} gaps {r.gaps_detected} healed {r.gaps_healed} "
-            f"{r.missing_examples[:2]}"
-            for r in self.results
+            f"{phase:<14} {r.venue:<10} emitted {r.emitted:>6} stored {r.stored:>6} "
+            f"missing {r.missing:>3} duplicated {r.duplicated:>3} "
+            f"gaps {r.gaps_detected} healed {r.gaps_healed} {r.missing_examples[:2]}"
+            for phase, rs in self.results.items()
+            for r in rs
         )
 
 
@@ -200,6 +206,7 @@ class ClusterRun:
         self.writers: dict[str, Child] = {}
         self.start_ns = 0
         self.end_ns = 0
+        self.phases: list[tuple[str, int, int]] = []
         self.config = folder / "venuefeed.yaml"
 
     # -- set-up ---------------------------------------------------------------------
@@ -216,7 +223,7 @@ class ClusterRun:
         config["storage"]["dead_letter_path"] = str(self.folder / "dead.jsonl")
         config["cluster"] = {
             "nats_urls": self.nats.urls, "name": "vft", "lease_ttl_seconds": self.ttl,
-            "shards": 8, "replicas": 3, "writer_ack_wait_seconds": 5,
+            "shards": SHARDS, "replicas": 3, "writer_ack_wait_seconds": 5,
             "budgets": {"polymarket": {"connections": 8}, "kalshi": {"connections": 8}},
         }  # fmt: skip
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -278,21 +285,33 @@ class ClusterRun:
         }
 
     async def wait_owned(self, by: set[str], within: float = 60.0) -> float:
-        """Until every shard is held by one of ``by`` (and all of ``by`` hold some); seconds."""
+        """Until every shard is held by the member rendezvous hashing picks among ``by``.
+
+        Returns the seconds it took. (A shard held by another member, or by
+        nobody, is not converged yet.)
+        """
         started = time.monotonic()
-        total = 2 * 8
+        expected = {
+            shard_key(venue, n): owner_of(venue, n, by)
+            for venue in self.run.sims
+            for n in range(SHARDS)
+        }
+        owners: dict[str, str] = {}
         while time.monotonic() - started < within:
             with contextlib.suppress(Exception):
                 owners = await self.owners()
-                if len(owners) == total and set(owners.values()) == by:
+                if owners == expected:
                     return time.monotonic() - started
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"shards not owned by {sorted(by)} within {within} s: "
-                             f"{await self.owners()}")  # fmt: skip
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"shards not owned by {sorted(by)} within {within} s: {owners}")
 
     # -- the end --------------------------------------------------------------------
 
-    async def finish(self, live: float = 4.0) -> Outcome:
+    def phase(self, name: str, start_ns: int) -> None:
+        """The trades printed from ``start_ns`` to now are judged as phase ``name`` too."""
+        self.phases.append((name, start_ns, time.time_ns()))
+
+    async def finish(self, live: float = 3.0) -> Outcome:
         """Market on a little longer, pause it, let the cluster store everything, compare."""
         await asyncio.sleep(live)
         await asyncio.gather(*(sim.control("pause") for sim in self.run.sims.values()))
@@ -301,13 +320,20 @@ class ClusterRun:
         outcome = Outcome()
         status = await self.status()
         outcome.writer_stats = status["writers"]
-        outcome.refused = sum(int(w.get("refused") or 0) for w in status["writers"])
-        for venue, sim in self.run.sims.items():
-            truth = read_truth(venue, sim.truth, self.start_ns, self.end_ns)
-            landed = await read_postgres(self.pg_dsn, self.schema, venue, self.start_ns,
-                                         self.end_ns)  # fmt: skip
-            outcome.results.append(compare(truth, landed, "postgres"))
+        for name, start, end in [("all", self.start_ns, self.end_ns), *self.phases]:
+            results = outcome.results.setdefault(name, [])
+            for venue, sim in self.run.sims.items():
+                truth = read_truth(venue, sim.truth, start, end)
+                landed = await read_postgres(self.pg_dsn, self.schema, venue, start, end)
+                results.append(compare(truth, landed, "postgres"))
         return outcome
+
+    async def terminate_all(self) -> dict[str, int]:
+        """SIGTERM every worker and writer; their exit codes."""
+        codes = {}
+        for name, child in [*self.workers.items(), *self.writers.items()]:
+            codes[name] = await child.terminate()
+        return codes
 
     async def _until_settled(self, within: float = 90.0) -> None:
         """Until no gap is open, the consumer is drained and the trade count stood still 3 s."""
@@ -354,3 +380,46 @@ class ClusterRun:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             finally:
                 await conn.close()
+
+
+async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int, int]:
+    """(messages stamped with a superseded epoch after its fence, stamped messages) on the stream.
+
+    Read straight from JetStream, so a stale publish is found even if every
+    writer refused it: the fencing promise is that a stale owner publishes
+    nothing after its successor took over, not only that nothing is stored.
+    """
+    import nats
+
+    from venuefeed.cluster.leases import decode_fences, superseded
+    from venuefeed.cluster.publisher import EPOCH_HEADER, LEASE_HEADER
+
+    nc = await nats.connect(servers=urls)
+    try:
+        js = nc.jetstream()
+        state = await js.key_value(bucket)
+        fences: dict[str, list[tuple[int, int]]] = {}
+        sub = await js.pull_subscribe(">", stream=stream)
+        stale = stamped = 0
+        while True:
+            try:
+                msgs = await sub.fetch(2000, timeout=2)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            for msg in msgs:
+                headers = msg.headers or {}
+                key, epoch = headers.get(LEASE_HEADER), headers.get(EPOCH_HEADER)
+                if key is None or epoch is None:
+                    continue
+                stamped += 1
+                if key not in fences:
+                    try:
+                        fences[key] = decode_fences((await state.get(f"fence.{key}")).value)
+                    except nats.js.errors.KeyNotFoundError:
+                        fences[key] = []
+                if superseded(fences[key], int(epoch), msg.metadata.sequence.stream):
+                    stale += 1
+                await msg.ack()
+        return stale, stamped
+    finally:
+        await nc.close()

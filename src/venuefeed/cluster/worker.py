@@ -121,6 +121,7 @@ class Worker:
         self.planner_lease: Lease | None = None
         self.planner: Planner | None = None
         self.service: Service | None = None
+        self.sink: NatsSink | None = None
         self.takeovers = 0
         self.handovers = 0
         self.losses = 0
@@ -143,6 +144,7 @@ class Worker:
             ack_timeout=bus_settings.nats_ack_timeout_seconds,
             stamp=self.ownership.stamp,
         )
+        self.sink = sink
         self.service = service = Service(self.settings, sink=sink)
         try:
             await service.start(continuous=False)
@@ -200,7 +202,9 @@ class Worker:
             await service.stop()
         if self.bus is not None:
             await self.bus.close()
-        log.info("worker left", worker=self.id)
+        log.info("worker left", worker=self.id, takeovers=self.takeovers,
+                 handovers=self.handovers, losses=self.losses,
+                 withheld=self.sink.withheld if self.sink is not None else 0)  # fmt: skip
 
     # -- coordination ---------------------------------------------------------------
 
@@ -276,7 +280,8 @@ class Worker:
                     await self._refresh(held)
                 else:
                     self.losses += 1
-                    log.warning("shard lease lost", venue=venue, shard=shard)
+                    withheld = self.sink.withheld if self.sink is not None else 0
+                    log.warning("shard lease lost", venue=venue, shard=shard, withheld=withheld)
                     await self._drop([held])
             elif want:
                 lease = await table.take(shard_key(venue, shard))
@@ -341,6 +346,7 @@ class Worker:
         self.held[(venue, shard)] = held
         self.ownership.held[lease.key] = lease
         self.takeovers += 1
+        service.pipeline.forget_seen()  # what we withheld earlier must pass this time
         if runner.keeps_trades_complete:
             await self._open_gap(held, instruments, since, detail)
         await self._subscribe(venue)
@@ -448,8 +454,15 @@ class Worker:
                     await self._write_mark(held, until)
 
     async def _write_mark(self, held: _Held, until: int) -> None:
+        """Say where the shard's trades are complete -- never past what we back-filled.
+
+        A shard held without instruments yet (the planner had not written them)
+        has not been back-filled: its mark stays where its back-fill would start.
+        """
         bus = self.bus
         assert bus is not None
+        if not held.gap_starts:
+            until = min(until, held.since)
         mark = Mark(until, self.id, held.lease.epoch)
         await bus.state.put(mark_key(held.venue, held.shard), msgspec.json.encode(mark))
 
@@ -464,4 +477,5 @@ class Worker:
             "takeovers": self.takeovers,
             "handovers": self.handovers,
             "losses": self.losses,
+            "withheld": self.sink.withheld if self.sink is not None else 0,
         }
