@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
+import nats.js.errors
 import yaml
 
 from venuefeed.chaos.compare import VenueResult, compare
@@ -32,6 +34,7 @@ from venuefeed.cluster.hashing import owner_of
 from venuefeed.cluster.jetstream import connect
 from venuefeed.cluster.publisher import shard_key
 from venuefeed.cluster.status import cluster_status
+from venuefeed.cluster.worker import Mark, mark_key
 from venuefeed.config import load_config
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -335,34 +338,45 @@ class ClusterRun:
             codes[name] = await child.terminate()
         return codes
 
+    async def marks(self) -> dict[str, int]:
+        """Each shard's completeness mark (shards never marked are absent)."""
+        settings = load_config(self.config)
+        bus = await connect(settings, client_name="test-marks", within=10)
+        out: dict[str, int] = {}
+        try:
+            for venue in self.run.sims:
+                for n in range(SHARDS):
+                    with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                        entry = await bus.state.get(mark_key(venue, n))
+                        out[shard_key(venue, n)] = msgspec.json.decode(
+                            entry.value or b"", type=Mark
+                        ).until
+        finally:
+            await bus.close()
+        return out
+
     async def _until_settled(self, within: float = 90.0) -> None:
-        """Until no gap is open, the consumer is drained and the trade count stood still 3 s."""
+        """Until every shard's owner vouches for the trades up to the pause (its mark), the
+        consumer is drained and the stored trade count stood still for a second."""
         deadline = time.monotonic() + within
         last, still = -1, 0.0
-        while time.monotonic() < deadline and still < 3.0:
-            count, open_gaps = await self._pg_counts()
-            status = await self.status()
-            consumer = status["consumer"]
-            drained = consumer.get("pending") == 0 and consumer.get("ack_pending") == 0
-            if count == last and drained and open_gaps == 0:
-                still += 0.5
-            else:
-                still = 0.0
-            last = count
-            await asyncio.sleep(0.5)
+        while time.monotonic() < deadline and still < 1.0:
+            with contextlib.suppress(Exception):
+                marks = await self.marks()
+                vouched = len(marks) == 2 * SHARDS and min(marks.values()) >= self.end_ns
+                consumer = (await self.status())["consumer"]
+                drained = consumer.get("pending") == 0 and consumer.get("ack_pending") == 0
+                count = await self._pg_trades()
+                still = still + 0.25 if count == last and drained and vouched else 0.0
+                last = count
+            await asyncio.sleep(0.25)
 
-    async def _pg_counts(self) -> tuple[int, int]:
+    async def _pg_trades(self) -> int:
         conn = await asyncpg.connect(self.pg_dsn, server_settings={"search_path": self.schema})
         try:
             if not await conn.fetchval("SELECT to_regclass('trades') IS NOT NULL"):
-                return 0, 0
-            trades = await conn.fetchval("SELECT count(*) FROM trades")
-            gaps = await conn.fetchval(
-                "SELECT count(*) FROM data_gaps g WHERE NOT healed AND NOT EXISTS ("
-                "SELECT 1 FROM data_gaps h WHERE h.healed AND h.venue = g.venue "
-                "AND h.instrument = g.instrument AND h.start_ns = g.start_ns)"
-            )
-            return int(trades), int(gaps)
+                return 0
+            return int(await conn.fetchval("SELECT count(*) FROM trades"))
         finally:
             await conn.close()
 
@@ -390,6 +404,7 @@ async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int
     nothing after its successor took over, not only that nothing is stored.
     """
     import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
 
     from venuefeed.cluster.leases import decode_fences, superseded
     from venuefeed.cluster.publisher import EPOCH_HEADER, LEASE_HEADER
@@ -399,11 +414,12 @@ async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int
         js = nc.jetstream()
         state = await js.key_value(bucket)
         fences: dict[str, list[tuple[int, int]]] = {}
-        sub = await js.pull_subscribe(">", stream=stream)
+        config = ConsumerConfig(ack_policy=AckPolicy.NONE, headers_only=True)
+        sub = await js.pull_subscribe(">", stream=stream, config=config)
         stale = stamped = 0
         while True:
             try:
-                msgs = await sub.fetch(2000, timeout=2)
+                msgs = await sub.fetch(5000, timeout=2)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
             for msg in msgs:
@@ -419,7 +435,6 @@ async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int
                         fences[key] = []
                 if superseded(fences[key], int(epoch), msg.metadata.sequence.stream):
                     stale += 1
-                await msg.ack()
         return stale, stamped
     finally:
         await nc.close()
