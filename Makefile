@@ -65,7 +65,7 @@ soak: $(STAMP)
 # restarted, a writer killed with a batch in hand, a worker added and removed, with
 # thousands of simulated instruments). `make test` runs the kill -9 and pause ones.
 cluster-test: $(STAMP)
-	VENUEFEED_CLUSTER_LONG=1 $(PY) -m pytest tests/cluster -m cluster_long -q -s
+	VF_CLUSTER_LONG=1 $(PY) -m pytest tests/cluster -m cluster_long -q -s
 
 # Events/s with 1, 2 and 3 workers, and failover times over repeated kills. Figures only.
 bench-cluster: $(STAMP)

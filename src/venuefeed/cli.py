@@ -1075,20 +1075,17 @@ def cluster_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Workers, leases and their ages, shards and instruments per worker, writer lag."""
-    from venuefeed.cluster.jetstream import connect
-    from venuefeed.cluster.status import cluster_status as read_status
-    from venuefeed.cluster.status import format_status
+    from venuefeed.cluster.jetstream import NoCluster
+    from venuefeed.cluster.status import format_status, read_cluster_status
 
     cfg = settings()
-
-    async def body() -> dict[str, Any]:
-        bus = await connect(cfg, client_name="venuefeed-status")
-        try:
-            return await read_status(bus, cfg)
-        finally:
-            await bus.close()
-
-    status = run_async(body)
+    try:
+        status = run_async(lambda: read_cluster_status(cfg, within=10))
+    except NoCluster as exc:
+        raise ConfigError(f"cluster {cfg.cluster.name!r}: {exc}") from None
+    except (TimeoutError, OSError) as exc:
+        urls = cfg.cluster.nats_urls
+        raise ConfigError(f"NATS not reachable at {urls}: {type(exc).__name__}") from None
     if as_json:
         console.print_json(json.dumps(status))
     else:

@@ -2,7 +2,7 @@
 
 ``make test`` runs the kill -9 and pause scenarios (about a minute of real
 processes); the NATS-node, writer-kill and membership scenarios take minutes
-more and have their own target (``VENUEFEED_CLUSTER_LONG=1``), which CI runs
+more and have their own target (``VF_CLUSTER_LONG=1``), which CI runs
 too (``.ci/run``).
 """
 
@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-LONG = os.environ.get("VENUEFEED_CLUSTER_LONG", "") == "1"
+LONG = os.environ.get("VF_CLUSTER_LONG", "") == "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import ClusterRun, stale_messages
 from tests.sinks.helpers import require_postgres
+from venuefeed.cluster.lab import ClusterRun, stale_messages
 
 TTL = 3.0
 RESYNC = 8.0

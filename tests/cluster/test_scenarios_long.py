@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import SHARDS, ClusterRun, Sizes, stale_messages
 from tests.sinks.helpers import require_postgres
+from venuefeed.cluster.lab import SHARDS, ClusterRun, Sizes, stale_messages
 
 TTL = 3.0
 
@@ -31,10 +31,12 @@ async def test_nats_node_writer_kill_and_membership_changes(tmp_path: Path) -> N
     try:
         await run.start(workers=3, writers=2)
         await run.wait_owned({"w1", "w2", "w3"}, within=90)
-        status = await run.status()
-        universe = sum(w["instruments"] for w in status["workers"])
+        universe, deadline = 0, time.monotonic() + 60
+        while universe < 1500 and time.monotonic() < deadline:  # discovery pages on
+            await asyncio.sleep(1)
+            universe = sum(w["instruments"] for w in (await run.status())["workers"])
         print(f"universe: {universe} instruments")
-        assert universe >= 1000
+        assert universe >= 1500
 
         # A NATS node killed, then restarted: the stream and buckets (R3) keep quorum.
         start = time.time_ns()

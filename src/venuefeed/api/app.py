@@ -18,7 +18,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from venuefeed import __version__
-from venuefeed.api import routes_ingestion, routes_instrument, routes_live, routes_monitor
+from venuefeed.api import (
+    routes_cluster,
+    routes_ingestion,
+    routes_instrument,
+    routes_live,
+    routes_monitor,
+)
 from venuefeed.api.deps import ApiState, UnknownVenue, VenueNotEnabled
 from venuefeed.api.guard import RequestGuard, allowed_hosts
 from venuefeed.api.jobs import TooManyJobs
@@ -100,6 +106,7 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
     app.include_router(routes_monitor.router)
     app.include_router(routes_live.router)
     app.include_router(routes_instrument.router)
+    app.include_router(routes_cluster.router)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -75,15 +75,25 @@ class Bus:
             )
 
 
-async def _ensure_kv(js: Any, config: KeyValueConfig) -> Any:
+class NoCluster(Exception):
+    """The stream or buckets do not exist (and were not to be created): no cluster ran here."""
+
+
+async def _ensure_kv(js: Any, config: KeyValueConfig, create: bool) -> Any:
     try:
         return await js.key_value(config.bucket)
     except nats.js.errors.BucketNotFoundError:
+        if not create:
+            raise NoCluster(f"no key-value bucket {config.bucket!r}: no cluster ran here") from None
         return await js.create_key_value(config)
 
 
-async def connect(settings: Settings, *, client_name: str, within: float = 10.0) -> Bus:
+async def connect(
+    settings: Settings, *, client_name: str, within: float = 10.0, create: bool = True
+) -> Bus:
     """Connect to any of ``cluster.nats_urls`` and make sure the resources exist.
+
+    ``create=False`` (status views) only looks: missing resources are :class:`NoCluster`.
 
     The client reconnects by itself for as long as the process lives (a NATS
     node restarting is routine); only the first connection is bounded.
@@ -113,6 +123,8 @@ async def connect(settings: Settings, *, client_name: str, within: float = 10.0)
             try:
                 await js.stream_info(bus.nats_stream)
             except nats.js.errors.NotFoundError:
+                if not create:
+                    raise NoCluster(f"no stream {bus.nats_stream!r}: no cluster ran here") from None
                 await js.add_stream(
                     StreamConfig(
                         name=bus.nats_stream,
@@ -130,12 +142,14 @@ async def connect(settings: Settings, *, client_name: str, within: float = 10.0)
                     history=1,
                     replicas=cluster.replicas,
                 ),
+                create,
             )
             state = await _ensure_kv(
                 js,
                 KeyValueConfig(
                     bucket=f"{cluster.name}-state", history=1, replicas=cluster.replicas
                 ),
+                create,
             )
     except BaseException:
         await asyncio.wait_for(nc.close(), 5)

@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 import nats.js.errors
 
-from venuefeed.cluster.jetstream import Bus
+from venuefeed.cluster.jetstream import Bus, connect
 from venuefeed.cluster.leases import lease_holder
 from venuefeed.cluster.writer import consumer_name
 from venuefeed.config import Settings
 
-__all__ = ["cluster_status", "format_status"]
+__all__ = ["cluster_status", "format_status", "read_cluster_status"]
 
 
 async def cluster_status(bus: Bus, settings: Settings) -> dict[str, Any]:
@@ -78,6 +78,15 @@ async def cluster_status(bus: Bus, settings: Settings) -> dict[str, Any]:
         "consumer": consumer,
         "shards_per_venue": settings.cluster.shards,
     }
+
+
+async def read_cluster_status(settings: Settings, *, within: float = 5.0) -> dict[str, Any]:
+    """Connect (creating nothing), read one snapshot, disconnect."""
+    bus = await connect(settings, client_name="venuefeed-status", within=within, create=False)
+    try:
+        return await cluster_status(bus, settings)
+    finally:
+        await bus.close()
 
 
 def format_status(status: dict[str, Any]) -> str:

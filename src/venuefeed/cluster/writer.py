@@ -52,7 +52,7 @@ from venuefeed.sinks.base import InvalidRecords, Record, Sink
 from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.transport.backoff import Backoff
 
-__all__ = ["ClusterWriter", "Verdict", "consumer_name"]
+__all__ = ["ClusterWriter", "KeyState", "Verdict", "consumer_name", "judge"]
 
 log = get_logger("venuefeed.cluster.writer")
 
@@ -64,7 +64,7 @@ def consumer_name(settings: Settings) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _KeyState:
+class KeyState:
     fences: list[tuple[int, int]]
     epoch: int | None
     """The epoch holding the key now (None: nobody)."""
@@ -76,7 +76,7 @@ class Verdict:
     LATER = "later"
 
 
-def judge(state: _KeyState | None, epoch: int, sequence: int) -> str:
+def judge(state: KeyState | None, epoch: int, sequence: int) -> str:
     """What to do with a message stamped ``epoch`` at stream ``sequence`` (module docstring)."""
     if state is None:
         return Verdict.STORE
@@ -160,11 +160,11 @@ class ClusterWriter:
             await sink.close()
             await bus.close()
 
-    async def _key_states(self, keys: set[str]) -> dict[str, _KeyState]:
+    async def _key_states(self, keys: set[str]) -> dict[str, KeyState]:
         bus = self.bus
         assert bus is not None
 
-        async def one(key: str) -> tuple[str, _KeyState]:
+        async def one(key: str) -> tuple[str, KeyState]:
             fences: list[tuple[int, int]] = []
             epoch: int | None = None
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
@@ -172,7 +172,7 @@ class ClusterWriter:
             with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                 entry = await bus.leases.get(key)
                 epoch = lease_epoch(entry.value, int(entry.revision or 0))
-            return key, _KeyState(fences, epoch)
+            return key, KeyState(fences, epoch)
 
         return dict(await asyncio.gather(*(one(k) for k in keys)))
 

@@ -1,7 +1,10 @@
-"""Real processes for the cluster tests: a 3-node NATS cluster, workers, writers, simulators.
+"""A cluster on one machine, as real processes: the tests' and the benchmark's laboratory.
 
-Every process is a child of the test, logs to a file in the test's folder and
-is killed at the end, whatever happened. The simulators, their ground truth,
+A 3-node NATS cluster, workers, writers and the venue simulators, each a
+child process on loopback ports with its own log (and NATS store) in one
+folder, killed at the end whatever happened.
+
+The simulators, their ground truth,
 the configuration of the venues and the read-back of PostgreSQL are the chaos
 suite's (:mod:`venuefeed.chaos`): one definition of "the same trade".
 """
@@ -216,7 +219,7 @@ class ClusterRun:
 
     async def start(self, workers: int = 3, writers: int = 2) -> None:
         await self.nats.start()
-        await self.run.start_sims()
+        await self.run.start_sims()  # meanwhile the NATS nodes find each other
         self.run.write_config()
         config = yaml.safe_load(self.config.read_text())
         config["api"] = {"enabled": False}
