@@ -16,6 +16,7 @@ from venuefeed.cluster.leases import LeaseTable, decode_fences
 from venuefeed.cluster.publisher import EPOCH_HEADER, LEASE_HEADER, Ownership, shard_key
 from venuefeed.cluster.writer import KeyState, Verdict, judge
 from venuefeed.config import load_config
+from venuefeed.sinks.keys import message_id
 
 TTL = 1.0
 
@@ -80,7 +81,10 @@ async def test_the_stamp_names_the_lease_and_is_withheld_once_it_lapses(bus: Bus
     lease = await table.take(key)
     assert lease is not None
     ownership.held[key] = lease
-    assert ownership.stamp(record) == {LEASE_HEADER: key, EPOCH_HEADER: str(lease.epoch)}
+    stamp = ownership.stamp(record)
+    assert stamp is not None
+    assert stamp[LEASE_HEADER] == key and stamp[EPOCH_HEADER] == str(lease.epoch)
+    assert stamp["Nats-Msg-Id"] == f"{message_id(record)}.{lease.epoch}"  # per owner
     await asyncio.sleep(TTL)  # no renewal
     assert ownership.stamp(record) is None
 

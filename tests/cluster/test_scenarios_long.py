@@ -19,7 +19,8 @@ import pytest
 from tests.sinks.helpers import require_postgres
 from venuefeed.cluster.lab import SHARDS, ClusterRun, Sizes, stale_messages
 
-TTL = 3.0
+TTL = 10.0
+"""Longer than the fast test's: thousands of instruments keep a loaded machine's workers busy."""
 
 pytestmark = pytest.mark.cluster_long
 

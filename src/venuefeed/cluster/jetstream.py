@@ -118,7 +118,8 @@ async def connect(
         within,
     )
     try:
-        js = nc.jetstream(timeout=5)
+        # A request answered later than a few seconds is no answer (leases renew per TTL/5).
+        js = nc.jetstream(timeout=max(1.0, min(5.0, cluster.lease_ttl_seconds / 3)))
         async with asyncio.timeout(within):
             try:
                 await js.stream_info(bus.nats_stream)

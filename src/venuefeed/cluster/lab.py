@@ -407,7 +407,7 @@ async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int
     nothing after its successor took over, not only that nothing is stored.
     """
     import nats
-    from nats.js.api import AckPolicy, ConsumerConfig
+    from nats.js.api import ConsumerConfig
 
     from venuefeed.cluster.leases import decode_fences, superseded
     from venuefeed.cluster.publisher import EPOCH_HEADER, LEASE_HEADER
@@ -417,27 +417,30 @@ async def stale_messages(urls: list[str], stream: str, bucket: str) -> tuple[int
         js = nc.jetstream()
         state = await js.key_value(bucket)
         fences: dict[str, list[tuple[int, int]]] = {}
-        config = ConsumerConfig(ack_policy=AckPolicy.NONE, headers_only=True)
-        sub = await js.pull_subscribe(">", stream=stream, config=config)
+        last = int((await js.stream_info(stream)).state.last_seq)
+        sub = await js.subscribe(
+            ">", stream=stream, ordered_consumer=True, config=ConsumerConfig(headers_only=True)
+        )
         stale = stamped = 0
-        while True:
+        sequence = 0
+        while sequence < last:
             try:
-                msgs = await sub.fetch(5000, timeout=2)
+                msg = await sub.next_msg(timeout=10)
             except (TimeoutError, nats.errors.TimeoutError):
-                break
-            for msg in msgs:
-                headers = msg.headers or {}
-                key, epoch = headers.get(LEASE_HEADER), headers.get(EPOCH_HEADER)
-                if key is None or epoch is None:
-                    continue
-                stamped += 1
-                if key not in fences:
-                    try:
-                        fences[key] = decode_fences((await state.get(f"fence.{key}")).value)
-                    except nats.js.errors.KeyNotFoundError:
-                        fences[key] = []
-                if superseded(fences[key], int(epoch), msg.metadata.sequence.stream):
-                    stale += 1
+                break  # the stream's tail was purged: nothing more to read
+            sequence = msg.metadata.sequence.stream
+            headers = msg.headers or {}
+            key, epoch = headers.get(LEASE_HEADER), headers.get(EPOCH_HEADER)
+            if key is None or epoch is None:
+                continue
+            stamped += 1
+            if key not in fences:
+                try:
+                    fences[key] = decode_fences((await state.get(f"fence.{key}")).value)
+                except nats.js.errors.KeyNotFoundError:
+                    fences[key] = []
+            if superseded(fences[key], int(epoch), msg.metadata.sequence.stream):
+                stale += 1
         return stale, stamped
     finally:
         await nc.close()

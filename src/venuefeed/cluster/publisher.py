@@ -7,6 +7,15 @@ names, else to the worker's membership lease. The stamp is two headers --
 the lease key and its epoch -- that writers check against the fences
 (:mod:`venuefeed.cluster.leases`).
 
+The message id is the record's natural-key id *and the epoch*
+(``<id>.<epoch>``): JetStream drops a repeat from the same owner, but not the
+same record from the next owner. That matters: a frozen owner may still get
+a message out after it woke up (it was stamped before the freeze), writers
+refuse it -- and if it carried the plain id, it would have taken the place
+of the successor's back-filled copy, which the server would then drop as a
+duplicate: refused once, dropped once, stored never. Copies from two owners
+are two messages and one row (the stores' natural keys).
+
 A record whose lease this worker does not hold *right now* (by the local,
 conservative clock) is withheld, not published: after a pause longer than
 the lease, a frozen worker wakes up holding nothing, and what it had
@@ -23,6 +32,7 @@ from venuefeed.cluster.leases import Lease
 from venuefeed.cluster.planner import PLANNER_KEY
 from venuefeed.models import DataGap, Market
 from venuefeed.sinks.base import Record
+from venuefeed.sinks.keys import message_id
 
 __all__ = ["EPOCH_HEADER", "LEASE_HEADER", "Ownership", "shard_key"]
 
@@ -65,4 +75,8 @@ class Ownership:
         lease = self.held.get(self.lease_key(record))
         if lease is None or not self._valid(lease):
             return None
-        return {LEASE_HEADER: lease.key, EPOCH_HEADER: str(lease.epoch)}
+        return {
+            LEASE_HEADER: lease.key,
+            EPOCH_HEADER: str(lease.epoch),
+            "Nats-Msg-Id": f"{message_id(record)}.{lease.epoch}",
+        }

@@ -7,14 +7,17 @@ are the union of the shards it holds -- not what discovery found. Venue
 streams, the pipeline's checks, the gap healer and the book policy are the
 ones every other mode runs.
 
-One coordination pass every quarter lease TTL (:meth:`Worker.tick`):
+Every lease held is renewed five times per TTL by a loop of its own
+(:meth:`Worker._renew_loop`, all renewals at once, each bounded), so a slow
+coordination pass never costs a lease. The coordination pass, every quarter
+TTL (:meth:`Worker.tick`):
 
-1. renew the membership lease ``member.<worker_id>`` (or join again),
+1. join (take ``member.<worker_id>``) if not a member,
 2. hold one of the venue's connection slots ``slot.<venue>.<i>`` -- the
    cluster-wide budget: at most ``budgets.<venue>.connections`` workers
    stream a venue, each with that share of its REST rate,
 3. for every shard, rendezvous-hash over the members holding a slot of its
-   venue: renew what is ours, take what should be, hand over what should not,
+   venue: take what should be ours, hand over what should not,
 4. the ``planner`` lease: whoever holds it keeps the universe current.
 
 **Failover.** A shard taken over opens a ``restart`` gap from the previous
@@ -23,7 +26,8 @@ written every second while the shard is held: every trade received before it
 is acknowledged by JetStream) to the moment the new stream is live; the
 venue's gap healer back-fills it from REST trade history and records it --
 healed, or why not -- in the gap ledger. Trades both owners published are
-one message on the stream (``Nats-Msg-Id``) and one row at rest.
+at most one message per owner on the stream (``Nats-Msg-Id`` carries the
+epoch: :mod:`venuefeed.cluster.publisher` says why) and one row at rest.
 """
 
 from __future__ import annotations
@@ -153,6 +157,7 @@ class Worker:
             for name, runner in service.runners.items():
                 self._start_jobs(name, runner)
             service.supervisor.start("cluster:marks", self._marks_loop)
+            service.supervisor.start("cluster:renew", self._renew_loop)
             service.supervisor.start("cluster:planner", self._planner_loop)
             log.info("worker joined", worker=self.id, venues=sorted(service.runners))
             while not stop.is_set():
@@ -208,14 +213,58 @@ class Worker:
 
     # -- coordination ---------------------------------------------------------------
 
+    async def _renew_loop(self) -> None:
+        """Renew every lease held, all at once, five times per TTL -- apart from the
+        coordination pass, whose listing, takes and handovers may be slow (a NATS node
+        restarting): keeping a lease must never wait for them."""
+        table = self.table
+        assert table is not None
+        while True:
+            await asyncio.sleep(self.ttl / 5)
+            member = self.member
+            if member is not None and not await self._renew(member):
+                withheld = self.sink.withheld if self.sink is not None else 0
+                log.warning("membership lost; dropping every lease", worker=self.id,
+                            shards=len(self.held), withheld=withheld)  # fmt: skip
+                await self._drop_all()
+                continue
+            slots = list(self.slots.items())
+            kept = await asyncio.gather(*(self._renew(lease) for _, lease in slots))
+            for (venue, lease), ok in zip(slots, kept, strict=True):
+                if not ok and self.slots.get(venue) is lease:
+                    log.warning("connection slot lost", venue=venue)
+                    del self.slots[venue]
+                    await self._drop([h for h in self.held.values() if h.venue == venue])
+            held = list(self.held.values())
+            kept = await asyncio.gather(*(self._renew(h.lease) for h in held))
+            lost = [h for h, ok in zip(held, kept, strict=True) if not ok]
+            lost = [h for h in lost if self.held.get((h.venue, h.shard)) is h]
+            if lost:
+                self.losses += len(lost)
+                withheld = self.sink.withheld if self.sink is not None else 0
+                log.warning("shard leases lost", shards=[f"{h.venue}.{h.shard}" for h in lost],
+                            withheld=withheld)  # fmt: skip
+                await self._drop(lost)
+            planner = self.planner_lease
+            if planner is not None and not await self._renew(planner):
+                self.ownership.held.pop(PLANNER_KEY, None)
+                self.planner_lease = None
+
+    async def _renew(self, lease: Lease) -> bool:
+        """Renew within a quarter TTL; an answer that comes later is no renewal."""
+        table = self.table
+        assert table is not None
+        try:
+            async with asyncio.timeout(self.ttl / 4):
+                return await table.renew(lease)
+        except (*_BUS_ERRORS, TimeoutError):
+            return table.valid(lease)  # not renewed this time; lost only when it lapses
+
     async def tick(self) -> None:
         """One coordination pass (see the module docstring)."""
         table, bus, service = self.table, self.bus, self.service
         assert table is not None and bus is not None and service is not None
-        if self.member is None or not await table.renew(self.member):
-            if self.member is not None:
-                log.warning("membership lost; dropping every lease", worker=self.id)
-                await self._drop_all()
+        if self.member is None:
             self.member = await table.take(self.ownership.member_key)
             if self.member is None:
                 return  # our old key has not aged out yet
@@ -232,13 +281,8 @@ class Worker:
     async def _keep_slot(self, venue: str) -> None:
         table = self.table
         assert table is not None
-        slot = self.slots.get(venue)
-        if slot is not None and await table.renew(slot):
+        if venue in self.slots:
             return
-        if slot is not None:
-            log.warning("connection slot lost", venue=venue)
-            del self.slots[venue]
-            await self._drop([h for h in self.held.values() if h.venue == venue])
         budget = self.settings.cluster.budgets.get(venue)
         for index in range(budget.connections if budget is not None else 4):
             lease = await table.take(f"slot.{venue}.{index}")
@@ -267,23 +311,19 @@ class Worker:
         return out
 
     async def _balance(self, venue: str, eligible: set[str]) -> None:
+        """Follow the universe of what we keep, hand over what another member should
+        own, take what is ours and free (renewals are :meth:`_renew_loop`'s)."""
         table = self.table
         assert table is not None
         mine = venue in self.slots and self.id in eligible
-        for shard in range(self.shards):
-            want = mine and owner_of(venue, shard, eligible) == self.id
-            held = self.held.get((venue, shard))
-            if held is not None and not want:
+        wanted = {n for n in range(self.shards) if mine and owner_of(venue, n, eligible) == self.id}
+        kept = [h for (v, n), h in self.held.items() if v == venue and n in wanted]
+        await asyncio.gather(*(self._refresh(h) for h in kept))
+        for (v, n), held in list(self.held.items()):
+            if v == venue and n not in wanted:
                 await self._hand_over(held)
-            elif held is not None:
-                if await table.renew(held.lease):
-                    await self._refresh(held)
-                else:
-                    self.losses += 1
-                    withheld = self.sink.withheld if self.sink is not None else 0
-                    log.warning("shard lease lost", venue=venue, shard=shard, withheld=withheld)
-                    await self._drop([held])
-            elif want:
+        for shard in sorted(wanted):
+            if (venue, shard) not in self.held:
                 lease = await table.take(shard_key(venue, shard))
                 if lease is not None:
                     await self._take_over(venue, shard, lease)
@@ -291,10 +331,8 @@ class Worker:
     async def _keep_planner(self) -> None:
         table = self.table
         assert table is not None
-        lease = self.planner_lease
-        if lease is not None and await table.renew(lease):
+        if self.planner_lease is not None:
             return
-        self.ownership.held.pop(PLANNER_KEY, None)
         self.planner_lease = lease = await table.take(PLANNER_KEY)
         if lease is not None:
             self.ownership.held[PLANNER_KEY] = lease
@@ -428,7 +466,9 @@ class Worker:
             await self._subscribe(venue)
 
     async def _drop_all(self) -> None:
+        self.losses += len(self.held)
         await self._drop(list(self.held.values()))
+        self.member = None
         self.slots.clear()
         self.planner_lease = None
         self.ownership.held.clear()

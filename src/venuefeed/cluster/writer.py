@@ -48,6 +48,7 @@ from venuefeed.cluster.leases import decode_fences, lease_epoch, superseded
 from venuefeed.cluster.publisher import EPOCH_HEADER, LEASE_HEADER
 from venuefeed.config import Settings
 from venuefeed.log import get_logger
+from venuefeed.metrics_port import MetricsPort
 from venuefeed.sinks.base import InvalidRecords, Record, Sink
 from venuefeed.sinks.deadletter import DeadLetterStore
 from venuefeed.transport.backoff import Backoff
@@ -115,6 +116,8 @@ class ClusterWriter:
             settings.storage.dead_letter_path, max_bytes=settings.storage.dead_letter_max_bytes
         )
         self.bus = bus = await connect(settings, client_name=f"venuefeed-writer-{self.id}")
+        port = settings.metrics.port
+        exposition = MetricsPort(settings.metrics.host, port) if port is not None else None
         try:
             await sink.start()
             sub = await bus.js.pull_subscribe(
@@ -159,6 +162,8 @@ class ClusterWriter:
         finally:
             await sink.close()
             await bus.close()
+            if exposition is not None:
+                exposition.close()
 
     async def _key_states(self, keys: set[str]) -> dict[str, KeyState]:
         bus = self.bus
