@@ -74,7 +74,7 @@ async def test_kill_and_pause_lose_nothing_and_fence_the_stale_worker(tmp_path: 
         codes = await run.terminate_all()
         paused = _left(run.workers["w2"].log)
         print("stale", stale, "of", stamped, "paused worker", paused, "exits", codes)
-        assert outcome.complete(), outcome.table()
+        assert outcome.settled and outcome.complete(), outcome.table()
         assert all(r.emitted > 0 for rs in outcome.results.values() for r in rs)
         assert stamped > 0 and stale == 0
         assert sum(int(w.get("refused") or 0) for w in outcome.writer_stats) == 0

@@ -79,7 +79,7 @@ async def test_nats_node_writer_kill_and_membership_changes(tmp_path: Path) -> N
         stale, stamped = await stale_messages(run.nats.urls, "VENUEFEED", "vft-state")
         redelivered = sum(int(w.get("redelivered") or 0) for w in outcome.writer_stats)
         print("stale", stale, "of", stamped, "redelivered", redelivered)
-        assert outcome.complete(), outcome.table()
+        assert outcome.settled and outcome.complete(), outcome.table()
         assert all(r.emitted > 0 for rs in outcome.results.values() for r in rs)
         assert stale == 0
         assert redelivered > 0  # the killed writer's batch really came back

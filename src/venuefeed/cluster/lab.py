@@ -170,6 +170,9 @@ class Outcome:
 
     results: dict[str, list[VenueResult]] = field(default_factory=dict)
     writer_stats: list[dict[str, Any]] = field(default_factory=list)
+    settled: bool = False
+    """Every shard vouched for the pause and the consumer drained before the comparison
+    (False: the cluster was still catching up -- "missing" may only be "not yet")."""
 
     def complete(self) -> bool:
         return all(r.complete for rs in self.results.values() for r in rs)
@@ -322,8 +325,7 @@ class ClusterRun:
         await asyncio.sleep(live)
         await asyncio.gather(*(sim.control("pause") for sim in self.run.sims.values()))
         self.end_ns = time.time_ns()
-        await self._until_settled()
-        outcome = Outcome()
+        outcome = Outcome(settled=await self._until_settled())
         status = await self.status()
         outcome.writer_stats = status["writers"]
         for name, start, end in [("all", self.start_ns, self.end_ns), *self.phases]:
@@ -358,7 +360,7 @@ class ClusterRun:
             await bus.close()
         return out
 
-    async def _until_settled(self, within: float = 90.0) -> None:
+    async def _until_settled(self, within: float = 90.0) -> bool:
         """Until every shard's owner vouches for the trades up to the pause (its mark), the
         consumer is drained and the stored trade count stood still for a second."""
         deadline = time.monotonic() + within
@@ -373,6 +375,7 @@ class ClusterRun:
                 still = still + 0.25 if count == last and drained and vouched else 0.0
                 last = count
             await asyncio.sleep(0.25)
+        return still >= 1.0
 
     async def _pg_trades(self) -> int:
         conn = await asyncpg.connect(self.pg_dsn, server_settings={"search_path": self.schema})
