@@ -76,8 +76,10 @@ async def test_kill_and_pause_lose_nothing_and_fence_the_stale_worker(tmp_path: 
         print("stale", stale, "of", stamped, "paused worker", paused, "exits", codes)
         assert outcome.settled and outcome.complete(), outcome.table()
         assert all(r.emitted > 0 for rs in outcome.results.values() for r in rs)
-        assert stamped > 0 and stale == 0
-        assert sum(int(w.get("refused") or 0) for w in outcome.writer_stats) == 0
+        # A message stamped just before the freeze can still leave the socket after it:
+        # on the stream it may be, stored it never is -- every one is refused.
+        refused = sum(int(w.get("refused") or 0) for w in outcome.writer_stats)
+        assert stamped > 0 and refused == stale
         assert paused["losses"] > 0  # it really lost its shards while frozen ...
         assert paused["takeovers"] > 8  # ... and took shards again after rejoining
         assert codes["w2"] == 0 and codes["w3"] == 0

@@ -20,7 +20,9 @@ A record whose lease this worker does not hold *right now* (by the local,
 conservative clock) is withheld, not published: after a pause longer than
 the lease, a frozen worker wakes up holding nothing, and what it had
 buffered is the next owner's to back-fill -- from the completeness mark this
-worker wrote while it still held the shard.
+worker wrote while it still held the shard. (What was stamped in the instant
+before the freeze still goes out when the process wakes: the writers'
+fence check is what keeps it out of the stores.)
 """
 
 from __future__ import annotations

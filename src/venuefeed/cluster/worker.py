@@ -105,6 +105,9 @@ class _Held:
     instruments: list[str] = field(default_factory=list)
     universe_revision: int = 0
     gap_starts: set[int] = field(default_factory=set)
+    opened: int = 0
+    """:attr:`Worker.gap_counter` when this shard last gained a gap (or was taken): a mark
+    computed before that does not know the gap and must not be written for it."""
 
 
 class Worker:
@@ -126,6 +129,8 @@ class Worker:
         self.planner: Planner | None = None
         self.service: Service | None = None
         self.sink: NatsSink | None = None
+        self.gap_counter = 0
+        self._gap_starts: dict[tuple[str, int], set[int]] = {}
         self.takeovers = 0
         self.handovers = 0
         self.losses = 0
@@ -380,7 +385,8 @@ class Worker:
         else:
             since = now - int(lookback * NS)
             detail = f"shard {shard} first taken: back-filling {lookback:g} s"
-        held = _Held(venue, shard, lease, since, instruments, revision)
+        self.gap_counter += 1
+        held = _Held(venue, shard, lease, since, instruments, revision, opened=self.gap_counter)
         self.held[(venue, shard)] = held
         self.ownership.held[lease.key] = lease
         self.takeovers += 1
@@ -398,9 +404,15 @@ class Worker:
         assert service is not None
         if not instruments:
             return
-        while start in held.gap_starts:  # one gap per (shard, start): the ledger's key
+        # One gap per (shard, start) for the life of this worker: the ledger's key, and
+        # the healer's -- an older, unhealed gap of an earlier tenure must not absorb it.
+        used = self._gap_starts.setdefault((held.venue, held.shard), set())
+        while start in used:
             start -= 1
+        used.add(start)
         held.gap_starts.add(start)
+        self.gap_counter += 1
+        held.opened = self.gap_counter
         gap = DataGap(venue=held.venue, instrument=f"shard:{held.shard}", ts_venue=0,
                       ts_recv=time.time_ns(), cause="restart", start=start, detail=detail,
                       instruments=tuple(instruments))  # fmt: skip
@@ -482,6 +494,7 @@ class Worker:
         while True:
             await asyncio.sleep(1.0)
             now = time.time_ns()
+            known = self.gap_counter
             candidates = {n: r.complete_until(now) for n, r in service.runners.items()}
             try:
                 async with asyncio.timeout(self.ttl / 2):
@@ -490,7 +503,7 @@ class Worker:
                 continue  # output is stuck: the marks stay where they are
             for held in list(self.held.values()):
                 until = candidates.get(held.venue)
-                if until is not None and self._valid(held.lease):
+                if until is not None and held.opened <= known and self._valid(held.lease):
                     await self._write_mark(held, until)
 
     async def _write_mark(self, held: _Held, until: int) -> None:
