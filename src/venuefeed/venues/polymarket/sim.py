@@ -773,22 +773,26 @@ class Simulator(SimulatorBase):
         trade_id = f"sim-{self._account_trades}"
         key = self.credentials[0]
         outcome = "Yes" if token == market.yes else "No"
-        order = {"event_type": "order", "id": order_id, "market": market.condition_id,
-                 "asset_id": token, "side": side, "price": price, "original_size": size,
-                 "size_matched": "0", "outcome": outcome, "owner": key,
-                 "timestamp": str(ts_ms), "type": "PLACEMENT"}  # fmt: skip
+        wallet, seconds = f"0x{tx[-40:]}", str(ts_ms // 1000)
+        # Every key of the real captures (order_placement, user_trade1), same JSON types.
+        order = {"event_type": "order", "type": "PLACEMENT", "id": order_id,
+                 "market": market.condition_id, "asset_id": token, "side": side, "price": price,
+                 "original_size": size, "size_matched": "0", "outcome": outcome, "owner": key,
+                 "order_owner": key, "maker_address": wallet, "order_type": "GTC",
+                 "expiration": "0", "status": "LIVE", "created_at": seconds,
+                 "timestamp": str(ts_ms), "associate_trades": None}  # fmt: skip
+        maker = {"order_id": f"0x{tx[2:66]}", "owner": "someone-else", "maker_address": wallet,
+                 "matched_amount": size, "price": price, "fee_rate_bps": "0", "asset_id": token,
+                 "outcome": outcome}  # fmt: skip
         trade = {"event_type": "trade", "type": "TRADE", "id": trade_id,
                  "taker_order_id": order_id, "market": market.condition_id, "asset_id": token,
                  "side": side, "size": size, "price": price, "fee_rate_bps": "0",
-                 "match_time": str(ts_ms // 1000), "last_update": str(ts_ms // 1000),
-                 "outcome": outcome, "owner": key, "maker_address": "", "transaction_hash": tx,
-                 "trader_side": "TAKER", "status": "MATCHED",
-                 "maker_orders": [{"order_id": f"0x{tx[2:34]}", "owner": "someone-else",
-                                   "maker_address": "", "matched_amount": size, "price": price,
-                                   "fee_rate_bps": "0", "asset_id": token,
-                                   "outcome": outcome}]}  # fmt: skip
-        frames = [order, trade, {**order, "type": "UPDATE", "size_matched": size,
-                                 "associate_trades": [trade_id]},
+                 "match_time": seconds, "last_update": seconds, "timestamp": str(ts_ms),
+                 "outcome": outcome, "owner": key, "trade_owner": key, "maker_address": wallet,
+                 "transaction_hash": tx, "bucket_index": 0, "trader_side": "TAKER",
+                 "status": "MATCHED", "maker_orders": [maker]}  # fmt: skip
+        frames = [order, trade, {**order, "type": "UPDATE", "status": "MATCHED",
+                                 "size_matched": size, "associate_trades": [trade_id]},
                   {**trade, "status": "CONFIRMED"}]  # fmt: skip
         for sock in self.user_sockets:
             if sock.state.authed and market.condition_id in sock.state.markets:
