@@ -15,7 +15,7 @@ the key and where the value came from (the file, or the variable). Unknown keys
 in the file are errors too: a typo must not silently fall back to a default.
 
 Venue sections are deliberately generic (``urls``, ``credentials``, ``options``)
-so that adding a venue needs no change here (ARCHITECTURE rule 6); each venue
+so that adding a venue needs no change here (ARCHITECTURE rule 8); each venue
 adapter knows its own default hosts and validates its own options.
 """
 
