@@ -214,6 +214,34 @@ async def test_a_feed_that_raises_ends_the_stream_for_the_supervisor(ws_venue: W
         await stream.close()
 
 
+async def test_a_companion_is_subscribed_with_the_stream_and_its_failure_ends_it(
+    ws_venue: WsVenue,
+) -> None:
+    async def tape(conn: Any) -> None:
+        await send_tape(conn, "a", range(5))
+
+    ws_venue.on_subscribed = tape
+    other = TapeFeed()
+    companion = FeedStream(other, EchoProtocol(ws_venue.url), POLICY, fetch=Fetcher())
+    stream = FeedStream(TapeFeed(), EchoProtocol(ws_venue.url), POLICY, fetch=Fetcher(),
+                        companions=[companion])  # fmt: skip
+    await stream.subscribe(["a"])
+    try:
+        # Two sockets (the stream's and its companion's), each heard the tape once.
+        got = await collect(stream, lambda ev: sum(isinstance(e, Trade) for e in ev) == 10)
+        assert len(ws_venue.conns) == 2
+        assert stream.stats()["companions"][0]["frames"] == other.counters.frames >= 5
+        other.explode = True
+        for conn in ws_venue.conns:  # whichever socket is the companion's
+            await conn.ws.send_str(json.dumps({"i": "a", "n": 99}))
+        with pytest.raises(RuntimeError, match="a bug in the feed"):
+            await collect(stream, lambda ev: False)
+    finally:
+        await stream.close()
+    assert sorted(int(e.trade_id) for e in got if isinstance(e, Trade)) == sorted([*range(5)] * 2)
+    assert companion.session.state != "connected"  # closed with the stream
+
+
 def _json(data: str | bytes) -> Any:
     try:
         return json.loads(data)

@@ -34,6 +34,7 @@ from venuefeed.venues.kalshi.feed import KalshiFeed
 from venuefeed.venues.polygon import parse as polygon
 from venuefeed.venues.polygon.feed import PolygonFeed
 from venuefeed.venues.polymarket import parse as polymarket
+from venuefeed.venues.polymarket import user as polymarket_user
 from venuefeed.venues.polymarket.feed import PolymarketFeed
 from venuefeed.venues.rejects import Rejects
 
@@ -45,6 +46,9 @@ Entry = Callable[[bytes, int, Rejects, Mapping[str, Any]], object]
 ENTRIES: Final[dict[str, dict[str, Entry]]] = {
     "polymarket": {
         "frame": lambda d, ts, rj, a: polymarket.parse_frame(d, ts, rj),
+        "user_frame": lambda d, ts, rj, a: polymarket_user.parse_user_frame(
+            d, ts, rj, a.get("owner", "")
+        ),
         "book": lambda d, ts, rj, a: polymarket.parse_book(d, ts, rj),
         "books": lambda d, ts, rj, a: polymarket.parse_books(d, rj),
         "markets_page": lambda d, ts, rj, a: polymarket.parse_markets_page(d, rj),

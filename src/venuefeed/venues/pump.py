@@ -20,6 +20,11 @@ must not do, written once:
 * **Timers.** Every ``feed.timer_interval`` a tick goes the same way.
 * **Counters** the service reads from the contract: frames, events, rejects
   by reason, reconnects, the last frame per connection.
+* **Companions.** A venue whose own-account data comes on another socket
+  (Polymarket's user channel) hands the stream companion streams: they are
+  subscribed and closed with it, their batches come out of this one's, and
+  their state and counters are in :meth:`FeedStream.stats` -- one stream for
+  the service, each socket with its own session and feed.
 
 Anything the feed raises ends the stream: the supervisor restarts it (and
 status shows it), and the restart is a gap like any other.
@@ -73,6 +78,13 @@ class _Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class _Failed:
+    """A companion stream ended with an exception: it ends this stream too."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
 class _Emit:
     """Events a feed produced outside the pump (on subscribe, on a resync request)."""
 
@@ -90,8 +102,12 @@ class FeedStream(VenueStream):
         *,
         fetch: Fetcher | None = None,
         fetch_batch: int = 50,
+        companions: Sequence[FeedStream] = (),
     ) -> None:
         self.feed = feed
+        self.companions = tuple(companions)
+        """Streams on other sockets whose events come out of this one (see the module doc)."""
+        self._relays: list[asyncio.Task[None]] = []
         self.session: WsSession = WsSession(feed.venue, protocol, policy)
         self._fetch = fetch
         self._fetch_batch = fetch_batch
@@ -119,6 +135,9 @@ class FeedStream(VenueStream):
         self.session.raw_tap = tap
 
     async def subscribe(self, instruments: Iterable[str]) -> None:
+        instruments = list(instruments)
+        for companion in self.companions:
+            await companion.subscribe(instruments)
         canonical = self.feed.canonical
         new = [i for i in dict.fromkeys(map(canonical, instruments)) if i not in self._subscribed]
         for instrument in new:
@@ -129,6 +148,9 @@ class FeedStream(VenueStream):
         await self._start()
 
     async def unsubscribe(self, instruments: Iterable[str]) -> None:
+        instruments = list(instruments)
+        for companion in self.companions:
+            await companion.unsubscribe(instruments)
         names = dict.fromkeys(map(self.feed.canonical, instruments))
         gone = [i for i in names if self._subscribed.pop(i, 0) is None]
         if gone:
@@ -150,10 +172,12 @@ class FeedStream(VenueStream):
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._fetchers.values(), *([self._timer] if self._timer else [])]
+        tasks = [*self._fetchers.values(), *([self._timer] if self._timer else []), *self._relays]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for companion in self.companions:
+            await companion.close()
         await self.session.stop()
 
     def stats(self) -> dict[str, Any]:
@@ -166,6 +190,18 @@ class FeedStream(VenueStream):
             "rejects": dict(self.feed.rejects.counts),
             "last_frame_ns": dict(counters.last_frame_ns),
             "pending_fetches": {k: len(v) for k, v in self._pending.items() if v},
+            **({"companions": [c.summary() for c in self.companions]} if self.companions else {}),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What status shows of a companion: its feed, state and own counters."""
+        counters = self.feed.counters
+        return {
+            "feed": type(self.feed).__name__,
+            "state": self.state,
+            "frames": counters.frames,
+            "events": counters.events,
+            "reconnects": self.session.reconnects,
         }
 
     # -- the pump ----------------------------------------------------------------------
@@ -224,6 +260,8 @@ class FeedStream(VenueStream):
             await self._carry_out(feed.on_timer(payload.now), events)
         elif type(payload) is _Emit:
             events.extend(payload.events)
+        elif type(payload) is _Failed:
+            raise payload.error
 
     async def _carry_out(self, out: Output, events: list[Event] | None = None) -> None:
         """Publish ``out``'s events (into ``events``, or through the queue) and run its commands.
@@ -265,9 +303,24 @@ class FeedStream(VenueStream):
         if self._closed:
             return
         await self.session.start()
+        if self.companions and not self._relays:
+            for companion in self.companions:
+                companion.on_gap = self.on_gap
+                self._relays.append(asyncio.create_task(
+                    self._relay(companion), name=f"{self.feed.venue}-companion"))  # fmt: skip
         interval = self.feed.timer_interval
         if interval and self._timer is None:
             self._timer = asyncio.create_task(self._tick(interval), name=f"{self.feed.venue}-timer")
+
+    async def _relay(self, companion: FeedStream) -> None:
+        """A companion's batches into this stream's queue, in the order they were made."""
+        try:
+            async for batch in companion.batches():
+                await self.session.inject(Note(_Emit(batch)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the feed contract: what a feed raises ends the stream
+            await self.session.inject(Note(_Failed(exc)))
 
     async def _tick(self, interval: float) -> None:
         while True:

@@ -14,8 +14,11 @@ from venuefeed.config import (
 from venuefeed.venues.polymarket import Adapter, Simulator
 
 
-def make_adapter(sim: Simulator, **options: Any) -> Adapter:
-    """An adapter pointed at ``sim`` with fast retries and quick stream jobs."""
+def make_adapter(
+    sim: Simulator, credentials: dict[str, str] | None = None, **options: Any
+) -> Adapter:
+    """An adapter pointed at ``sim`` with fast retries and quick stream jobs (and
+    ``credentials``, e.g. the user channel's api_key, api_secret, api_passphrase)."""
     opts: dict[str, Any] = {
         "audit_interval_seconds": 0.2,
         "discovery_debounce_seconds": 0.05,
@@ -31,5 +34,6 @@ def make_adapter(sim: Simulator, **options: Any) -> Adapter:
             backoff_base_seconds=0.02, backoff_cap_seconds=0.1, idle_timeout_seconds=2.0
         ),
         options=opts,
+        credentials=credentials or {},
     )
     return Adapter(venue, Settings(venues={"polymarket": venue}))

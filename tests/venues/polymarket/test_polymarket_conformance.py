@@ -142,3 +142,29 @@ async def test_rest_documents_match_captures() -> None:
     assert needed <= set(market)
     assert isinstance(market["clobTokenIds"], str) and len(json.loads(market["clobTokenIds"])) == 2
     assert isinstance(json.loads(market["outcomePrices"])[0], str)
+
+
+async def test_user_channel_frames_match_captures() -> None:
+    """The account's own ``order`` and ``trade`` frames, as an authenticated client hears them."""
+    async with Simulator(seed=5, markets=4, events_per_second=400, account_every=1) as sim:
+        assert isinstance(sim, Simulator)
+        api_key, secret, passphrase = sim.credentials
+        markets = sorted({m.condition_id for m in sim.markets})
+        found: dict[str, dict[str, Any]] = {}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(sim.urls()["user_ws"]) as ws,
+        ):
+            await ws.send_str(json.dumps({
+                "auth": {"apiKey": api_key, "secret": secret, "passphrase": passphrase},
+                "markets": markets, "type": "user",
+            }))  # fmt: skip
+            async with asyncio.timeout(10):
+                while set(found) != {"order", "trade"}:
+                    item = json.loads((await ws.receive()).data)
+                    found.setdefault(item["event_type"], item)
+    errors = shape_errors(load("polymarket", "nautilus_it_ws_messages_order_placement.json"),
+                          found["order"], "order")  # fmt: skip
+    errors += shape_errors(load("polymarket", "nautilus_it_ws_messages_user_trade1.json"),
+                           found["trade"], "trade")  # fmt: skip
+    assert errors == []

@@ -7,6 +7,9 @@ checked at start-up); the connection policy comes from the venue's
 ``websocket`` settings. The live stream is the generic
 :class:`~venuefeed.venues.pump.FeedStream` around a :class:`~.feed.PolymarketFeed`,
 whose REST fetches (book snapshots, Gamma look-ups) this adapter answers.
+When the API key, secret and passphrase are configured, the stream carries a
+companion on the user channel (``user_ws``): the account's own orders and fills
+(:mod:`.user`), on a socket of their own.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from venuefeed.venues.base import (
 from venuefeed.venues.options import load_options
 from venuefeed.venues.polymarket.feed import MARKETS, PolymarketFeed
 from venuefeed.venues.polymarket.options import Options
-from venuefeed.venues.polymarket.protocol import MarketChannel
+from venuefeed.venues.polymarket.protocol import MarketChannel, UserChannel
 from venuefeed.venues.polymarket.rest import PolymarketRest
+from venuefeed.venues.polymarket.user import UserFeed
 from venuefeed.venues.polymarket.wallets import WalletWatcher
 from venuefeed.venues.pump import FeedStream
 
@@ -60,6 +64,7 @@ class PolymarketAdapter(VenueAdapter):
         "clob": "https://clob.polymarket.com",
         "data": "https://data-api.polymarket.com",
         "ws": "wss://ws-subscriptions-clob.polymarket.com/ws/market",
+        "user_ws": "wss://ws-subscriptions-clob.polymarket.com/ws/user",
     }
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"markets", "books", "trades", "candles", "stream", "wallets"}
@@ -232,7 +237,27 @@ class PolymarketAdapter(VenueAdapter):
         channel = MarketChannel(
             self.url("ws"), options.max_assets_per_connection, options.ping_interval_seconds
         )
-        return FeedStream(feed, channel, policy, fetch=self._fetch)
+        account = self._account_stream(policy)
+        return FeedStream(feed, channel, policy, fetch=self._fetch,
+                          companions=(account,) if account is not None else ())  # fmt: skip
+
+    def _account_stream(self, policy: WsPolicy) -> FeedStream | None:
+        """The user channel's stream when all three API credentials are configured, else None."""
+        auth = {
+            wire: self.credential(name)
+            for wire, name in (
+                ("apiKey", "api_key"),
+                ("secret", "api_secret"),
+                ("passphrase", "api_passphrase"),
+            )
+        }
+        if not all(auth.values()):
+            return None
+        owned = {k: v for k, v in auth.items() if v is not None}
+        feed = UserFeed(self.markets, self.rejects, owned["apiKey"])
+        channel = UserChannel(self.url("user_ws"), owned, self.options.max_assets_per_connection,
+                              self.options.ping_interval_seconds)  # fmt: skip
+        return FeedStream(feed, channel, policy)
 
     async def _fetch(self, what: str, keys: Sequence[str]) -> Sequence[Any]:
         """The feed's REST requests: Gamma markets of unknown tokens, else ``POST /books``."""

@@ -42,6 +42,10 @@ __all__ = [
     "PriceChangeMsg",
     "PriceHistory",
     "TickSizeMsg",
+    "UserChannel",
+    "UserMessage",
+    "UserOrderMsg",
+    "UserTradeMsg",
     "WireLevel",
     "WsMessage",
 ]
@@ -94,6 +98,100 @@ class MarketChannel(WsProtocolBase):
 
     def is_heartbeat_reply(self, data: bytes | str) -> bool:
         return data == "PONG" or data == b"PONG"
+
+
+class UserChannel(MarketChannel):
+    """What the session says on the user channel (``/ws/user``): the account's own orders
+    and trades, by market (condition id).
+
+    The first subscribe on a connection carries the API key, secret and passphrase
+    (the venue authenticates the subscription, not the handshake); later ones add or
+    drop markets with ``operation``. Heartbeats are the market channel's ``PING``.
+    """
+
+    def __init__(self, url: str, auth: dict[str, str], max_markets: int = 200,
+                 ping_interval: float = 10.0) -> None:  # fmt: skip
+        super().__init__(url, max_markets, ping_interval)
+        self._auth = auth
+
+    def subscribe(self, subs: Sequence[str], initial: bool) -> Sequence[str | bytes]:
+        body: dict[str, object] = {"markets": list(subs)}
+        if initial:
+            body["auth"] = self._auth
+            body["type"] = "user"
+        else:
+            body["operation"] = "subscribe"
+        return (msgspec.json.encode(body).decode(),)
+
+    def unsubscribe(self, subs: Sequence[str]) -> Sequence[str | bytes]:
+        body = {"markets": list(subs), "operation": "unsubscribe"}
+        return (msgspec.json.encode(body).decode(),)
+
+    def __repr__(self) -> str:  # the auth object is a secret: never in a log line
+        return f"UserChannel({self._url!r})"
+
+
+class _User(msgspec.Struct, tag_field="event_type", frozen=True, gc=False):
+    """User-channel messages are tagged by ``event_type`` like the market channel's."""
+
+
+class UserOrderMsg(_User, tag="order", frozen=True):
+    """A state of one of the account's orders: ``type`` PLACEMENT, UPDATE or CANCELLATION.
+
+    ``timestamp`` is milliseconds as a string like the rest of the CLOB WebSocket.
+    """
+
+    id: str
+    market: str
+    asset_id: str
+    side: str
+    price: str
+    original_size: str
+    size_matched: str
+    type: str
+    timestamp: str
+    outcome: str = ""
+    owner: str = ""
+    associate_trades: list[str] | None = None
+
+
+class MakerOrder(msgspec.Struct, frozen=True, gc=False):
+    """One resting order a trade matched against (the account's own when ``owner`` is)."""
+
+    order_id: str
+    owner: str
+    matched_amount: str
+    price: str
+    asset_id: str
+    maker_address: str = ""
+    fee_rate_bps: str = ""
+    outcome: str = ""
+
+
+class UserTradeMsg(_User, tag="trade", frozen=True):
+    """A trade the account took part in; ``status`` moves MATCHED -> MINED -> CONFIRMED
+    (or RETRYING/FAILED). ``match_time`` is unix **seconds** as a string."""
+
+    id: str
+    taker_order_id: str
+    market: str
+    asset_id: str
+    side: str
+    size: str
+    price: str
+    status: str
+    match_time: str
+    owner: str
+    trader_side: str = "TAKER"
+    maker_orders: list[MakerOrder] = []
+    fee_rate_bps: str = ""
+    last_update: str = ""
+    outcome: str = ""
+    transaction_hash: str = ""
+
+
+UserMessage = UserOrderMsg | UserTradeMsg
+"""What the user channel sends (``event_type`` tagged)."""
 
 
 class _Ws(msgspec.Struct, tag_field="event_type", frozen=True, gc=False):

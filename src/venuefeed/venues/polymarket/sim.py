@@ -18,7 +18,13 @@ what our client happens to expect:
   subscribe is answered by closing with 1008, like the venue --, the initial
   dump as one JSON array, current-shape ``price_change`` with the paired
   complementary-token change, ``last_trade_price`` with ``transaction_hash``,
-  ``best_bid_ask``, ``tick_size_change``, ``new_market``, ``market_resolved``.
+  ``best_bid_ask``, ``tick_size_change``, ``new_market``, ``market_resolved``;
+* ``/ws/user``: the account's own orders and trades. The first subscribe must
+  carry the configured API key, secret and passphrase (else the text
+  ``UNAUTHORIZED`` and a 1008 close); every ``account_every``-th trade is the
+  account's taker order, sent to its sockets that follow the market as
+  ``order`` PLACEMENT, ``trade`` MATCHED, ``order`` UPDATE and ``trade``
+  CONFIRMED (the ground truth has ``account_order`` and ``account_fill``).
 
 Books are integer ticks (0.01) and integer size cents, so a step of the random
 walk costs a few dict operations; the NO token's book is the mirror of the YES
@@ -28,13 +34,15 @@ reproducible; everything sent that a test may check lands in ``self.truth``.
 Venue-specific truth kinds: ``ping_before_subscribe``, ``asset_cap_exceeded``,
 ``subscribe``, ``tick_size_change``, ``raw_frame`` (a scripted frame sent as
 given by :meth:`Simulator.send_raw`) and ``subscription_stall`` (an asset no
-longer delivered on a live socket, :meth:`Simulator.stall`).
+longer delivered on a live socket, :meth:`Simulator.stall`), ``ws_auth_failed``,
+``account_order`` and ``account_fill``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -128,6 +136,14 @@ class _Client:
 _Socket = SimSocket[_Client]
 
 
+@dataclass(slots=True, eq=False)
+class _UserClient:
+    """What the venue knows about one user-channel socket: authenticated, and for which markets."""
+
+    authed: bool = False
+    markets: set[str] = field(default_factory=set)
+
+
 class Simulator(SimulatorBase):
     """The Polymarket twin. ``urls()`` points all four endpoints of the adapter at it."""
 
@@ -145,6 +161,8 @@ class Simulator(SimulatorBase):
         max_assets_per_connection: int = 500,
         client_timeout: float = 30.0,
         whale_rate: float = 0.1,
+        account_every: int = 0,
+        credentials: tuple[str, str, str] = ("sim-key", "sim-secret", "sim-passphrase"),
     ) -> None:
         super().__init__(seed=seed, faults=faults, ground_truth=ground_truth)
         self.events_per_second = events_per_second
@@ -152,6 +170,12 @@ class Simulator(SimulatorBase):
         self.max_assets_per_connection = max_assets_per_connection
         self.client_timeout = client_timeout
         self.whale_rate = whale_rate
+        self.account_every = account_every
+        """Every Nth trade is the account's own taker order (0: the account never trades)."""
+        self.credentials = credentials
+        """The API key, secret and passphrase the user channel accepts."""
+        self.user_sockets: Sockets[_UserClient] = Sockets(self)
+        self._account_trades = 0
         self.markets: list[_Market] = []
         self.books: dict[str, _Book] = {}
         self.partner: dict[str, str] = {}
@@ -708,6 +732,79 @@ class Simulator(SimulatorBase):
                     self.truth.record("ws_idle_close", conn=sock.number)
                     await sock.ws.close(code=1000, message=b"idle")
 
+    async def _user_ws(self, request: web.Request) -> web.StreamResponse:
+        return await self.user_sockets.serve(request, _UserClient(), self._on_user_text)
+
+    async def _on_user_text(self, sock: SimSocket[_UserClient], text: str) -> None:
+        conn = sock.state
+        if text == "PING":
+            self.user_sockets.reply(sock, "PONG")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("markets"), list):
+            self.user_sockets.reply(sock, "INVALID OPERATION")
+            return
+        markets = {m for m in data["markets"] if isinstance(m, str)}
+        if not conn.authed:
+            auth = data.get("auth")
+            given = tuple(auth.get(k) for k in ("apiKey", "secret", "passphrase")) if isinstance(
+                auth, dict) else ()  # fmt: skip
+            if given != self.credentials:
+                self.truth.record("ws_auth_failed", conn=sock.number)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await sock.ws.send_str("UNAUTHORIZED")
+                await sock.ws.close(code=1008, message=b"unauthorized")
+                return
+            conn.authed = True
+        if data.get("operation") == "unsubscribe":
+            conn.markets.difference_update(markets)
+        else:
+            conn.markets.update(markets)
+        self.truth.record("user_subscribe", conn=sock.number, markets=len(conn.markets))
+
+    def _account_trade(self, market: _Market, token: str, side: str, price: str,
+                       size: str, ts_ms: int, tx: str) -> None:  # fmt: skip
+        """The account was this trade's taker: its order placed, matched in full, confirmed."""
+        self._account_trades += 1
+        order_id = f"0x{hashlib.sha256(tx.encode()).hexdigest()}"
+        trade_id = f"sim-{self._account_trades}"
+        key = self.credentials[0]
+        outcome = "Yes" if token == market.yes else "No"
+        wallet, seconds = f"0x{tx[-40:]}", str(ts_ms // 1000)
+        # Every key of the real captures (order_placement, user_trade1), same JSON types.
+        order = {"event_type": "order", "type": "PLACEMENT", "id": order_id,
+                 "market": market.condition_id, "asset_id": token, "side": side, "price": price,
+                 "original_size": size, "size_matched": "0", "outcome": outcome, "owner": key,
+                 "order_owner": key, "maker_address": wallet, "order_type": "GTC",
+                 "expiration": "0", "status": "LIVE", "created_at": seconds,
+                 "timestamp": str(ts_ms), "associate_trades": None}  # fmt: skip
+        maker = {"order_id": f"0x{tx[2:66]}", "owner": "someone-else", "maker_address": wallet,
+                 "matched_amount": size, "price": price, "fee_rate_bps": "0", "asset_id": token,
+                 "outcome": outcome}  # fmt: skip
+        trade = {"event_type": "trade", "type": "TRADE", "id": trade_id,
+                 "taker_order_id": order_id, "market": market.condition_id, "asset_id": token,
+                 "side": side, "size": size, "price": price, "fee_rate_bps": "0",
+                 "match_time": seconds, "last_update": seconds, "timestamp": str(ts_ms),
+                 "outcome": outcome, "owner": key, "trade_owner": key, "maker_address": wallet,
+                 "transaction_hash": tx, "bucket_index": 0, "trader_side": "TAKER",
+                 "status": "MATCHED", "maker_orders": [maker]}  # fmt: skip
+        frames = [order, trade, {**order, "type": "UPDATE", "status": "MATCHED",
+                                 "size_matched": size, "associate_trades": [trade_id]},
+                  {**trade, "status": "CONFIRMED"}]  # fmt: skip
+        for sock in self.user_sockets:
+            if sock.state.authed and market.condition_id in sock.state.markets:
+                for frame in frames:
+                    self.user_sockets.publish(sock, _encode(frame).decode())
+        self.truth.record("account_order", order_id=order_id, instrument=token, status="resting",
+                          filled="0")  # fmt: skip
+        self.truth.record("account_order", order_id=order_id, instrument=token,
+                          status="executed", filled=size)  # fmt: skip
+        self.truth.record("account_fill", fill_id=f"{trade_id}:{order_id}", order_id=order_id,
+                          instrument=token, side=side.lower(), price=price, size=size)  # fmt: skip
+
     def _book_msg(self, token: str) -> dict[str, Any]:
         book = self.books[token]
         body = self._book_body(token)
@@ -766,6 +863,9 @@ class Simulator(SimulatorBase):
     async def on_start(self) -> None:
         self.spawn(self.pace(self.step, self.events_per_second))
         self.spawn(self._watch_clients())
+
+    async def on_stop(self) -> None:
+        await self.user_sockets.close_all()
 
     def step(self) -> None:
         """One unit of venue activity, drawn from the seeded RNG."""
@@ -938,6 +1038,8 @@ class Simulator(SimulatorBase):
         self.trades.append(row)
         market.volume += size * own_tick / 10_000
         self._broadcast([token], lambda _w: _encode(msg).decode())
+        if self.account_every and len(self.trades) % self.account_every == 0:
+            self._account_trade(market, token, side, price, size_text, ts, tx)
         self.truth.record_trade(
             {
                 "instrument": token,
@@ -1087,6 +1189,7 @@ class Simulator(SimulatorBase):
         app.router.add_get("/positions", self._positions)
         app.router.add_get("/", self._health)
         app.router.add_get("/ws/market", self._ws)
+        app.router.add_get("/ws/user", self._user_ws)
 
     def urls(self) -> dict[str, str]:
         return {
@@ -1094,6 +1197,7 @@ class Simulator(SimulatorBase):
             "clob": self.base_url,
             "data": self.base_url,
             "ws": f"{self.ws_base_url}/ws/market",
+            "user_ws": f"{self.ws_base_url}/ws/user",
         }
 
 
