@@ -25,6 +25,13 @@ from the harness's REST snapshot body through venuefeed's own REST parser, the
 a real asyncio loop; nothing in it suspends, as on a live loop between socket
 reads.
 
+Today's entry points are the streams' per-frame methods (``BinanceStream._on_frame``,
+``PolymarketStream.on_frame``). When the venues move to the sans-IO feeds behind the
+generic pump, only :func:`binance_pass`/:func:`polymarket_pass` and their setups
+change: the pass hands the frames to ``feed.on_frames(frames)`` the way
+``FeedStream.batches`` does (a list per batch, one queue hop per batch) and the setup
+gives the snapshot to ``feed.on_fetched``; rows, checks and records stay as they are.
+
 Run it through ``make bench-anchors`` (the whole harness, venuefeed included)
 or alone, after the harness made its streams:
 ``ANCHORS_STREAM_DIR=... PYTHONPATH=<harness> python bench/anchors_row.py``.
