@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e bench-cluster chaos cluster-test soak fuzz clean
+.PHONY: install demo test lint format bench bench-e2e bench-anchors bench-cluster chaos cluster-test soak fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -48,6 +48,20 @@ fuzz: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(PY) bench/bench_e2e.py
+
+# The shared anchor harness (cryptofeed, nautilus_trader and the CPython floor on
+# the same generated Binance and Polymarket streams) with venuefeed's rows
+# (bench/anchors_row.py) in the same run; prints the table, ratios to the floor.
+# The harness folder may be read-only: its venv, streams and results go to
+# ANCHORS_WORK. About 6 minutes on 2 quiet cores. Figures only.
+ANCHORS ?= $(firstword $(wildcard ../shared/bench/anchors ../../shared/bench/anchors))
+ANCHORS_WORK ?= $(HOME)/.cache/venuefeed-anchors
+bench-anchors:
+	@test -n "$(ANCHORS)" || { echo "no anchor harness: set ANCHORS=<shared>/bench/anchors"; exit 1; }
+	@test -x $(ANCHORS_WORK)/venv/bin/python || $(PYTHON) -m venv $(ANCHORS_WORK)/venv
+	$(ANCHORS_WORK)/venv/bin/pip install --quiet --disable-pip-version-check -r $(ANCHORS)/requirements.txt
+	$(ANCHORS_WORK)/venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	ANCHORS_WORK=$(ANCHORS_WORK) EXTRA_BENCHES=$(CURDIR)/bench/anchors_row.py $(ANCHORS)/run_all.sh
 
 # The fault suite at the issue's scale (about 12 minutes): kills, venue faults,
 # PostgreSQL/NATS stalls, a full disk; prints the table, exits 1 on any missing

@@ -66,6 +66,8 @@ class Inconsistency(enum.StrEnum):
 
 
 _KEYS: dict[str, float] = {}
+"""Canonical price text -> float key. Only canonical text enters, so a hit also
+tells the book's hot path that the text can be stored as it is."""
 _KEYS_MAX = 100_000
 
 
@@ -75,17 +77,20 @@ def price_key(price: str) -> float | None:
     ``float()`` of an 8-decimal text costs ~220 ns here, a dict hit ~35 ns, and
     the prices that change are the few hundred near the touch, seen over and
     over. Only valid prices (finite, >= 0, see :func:`venuefeed.exact.checked`)
-    enter the memo, so a hit needs no check. Bounded: the memo is dropped and
-    rebuilt when it reaches its limit.
+    in canonical form -- what the parsers emit -- enter the memo, so a hit
+    needs no check; another spelling (``"0.50"``) is checked each time.
+    Bounded: the memo is dropped and rebuilt when it reaches its limit.
     """
     key = _KEYS.get(price)
     if key is None:
         text = exact.checked(price) if isinstance(price, str) else None
         if text is None or text[0] == "-":
             return None
-        if len(_KEYS) >= _KEYS_MAX:
-            _KEYS.clear()
-        key = _KEYS[price] = float(text)
+        key = float(text)
+        if text == price:
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[price] = key
     return key
 
 
@@ -106,19 +111,19 @@ def _size(size: str) -> str | None:
     return canonical
 
 
-_CANON_PRICES: dict[float, str] = {}
-"""Sort key -> canonical price text (prices recur; sizes do not), bounded like _KEYS."""
-
-
 class _Side:
-    """One side of a book: levels by float key plus the keys in best-first order."""
+    """One side of a book: levels by signed key plus the signed keys in ascending order.
+
+    A level's *signed key* is its float price on the bid side and the negated
+    price on the ask side, so on both sides the keys ascend with the BEST level
+    LAST: almost every change happens near the touch, and a change near the end
+    of a list moves a few pointers instead of the whole book. ``levels`` is
+    keyed by the same signed key, so the hot paths never negate twice.
+    """
 
     __slots__ = ("_sign", "keys", "levels")
 
     def __init__(self, descending: bool) -> None:
-        # ``keys`` ascend with the BEST level LAST on both sides (asks store negated
-        # prices): almost every change happens near the touch, and a change near
-        # the end of a list moves a few pointers instead of the whole book.
         self._sign = 1.0 if descending else -1.0
         self.levels: dict[float, BookLevel] = {}
         self.keys: list[float] = []
@@ -130,16 +135,20 @@ class _Side:
     def load(self, levels: list[BookLevel]) -> bool:
         """Replace the side; False (and an empty side) if a level is not valid."""
         loaded: dict[float, BookLevel] = {}
+        sign = self._sign
         for level in levels:
-            key, size = price_key(level.price), _size(level.size)
-            if key is None or size is None:
+            price = exact.checked(level.price) if isinstance(level.price, str) else None
+            key = price_key(price) if price is not None else None
+            size = _size(level.size)
+            if price is None or key is None or size is None:
                 self.clear()
                 return False
             if size != "0":
-                loaded[key] = level
+                if price != level.price or size != level.size:
+                    level = BookLevel(price, size)
+                loaded[sign * key] = level
         self.levels = loaded
-        sign = self._sign
-        self.keys = sorted(sign * k for k in loaded)
+        self.keys = sorted(loaded)
         return True
 
     def apply(self, changes: list[BookLevel]) -> Inconsistency | None:
@@ -148,33 +157,39 @@ class _Side:
         Returns ``UNKNOWN_LEVEL`` if a change removed a level we did not hold,
         ``INVALID_LEVEL`` (and stops) at a level that is not a valid number.
         This loop is the book's hot path: locals are bound once, a price seen
-        before costs one dict lookup, and nothing is allocated per level (the
-        venue's ``BookLevel`` is stored as it came). Sizes come checked from
-        the parser; here any spelling of zero removes the level and a negative
-        size is refused, which is all the book itself relies on.
+        before costs one dict lookup, and the venue's ``BookLevel`` is stored
+        as it came when its text is canonical (what the parsers emit); another
+        spelling is stored canonical, so that reading the book
+        (:meth:`top`, once per stored snapshot, 10-20 levels) builds nothing.
+        Sizes come checked from the parser; here any spelling of zero removes
+        the level and a negative size is refused, which is all the book itself
+        relies on.
         """
         levels, keys, sign = self.levels, self.keys, self._sign
         memo = _KEYS
         problem = None
         for level in changes:
             try:
-                key = memo[level.price]
+                key = sign * memo[level.price]
             except KeyError:
                 found = price_key(level.price)
                 if found is None:
                     return Inconsistency.INVALID_LEVEL
-                key = found
+                key = sign * found
+                level = BookLevel(exact.checked(level.price) or level.price, level.size)
             size = level.size
             if not size.strip("0."):
                 if levels.pop(key, None) is None:
                     problem = Inconsistency.UNKNOWN_LEVEL
                 else:
-                    del keys[bisect_left(keys, sign * key)]
+                    del keys[bisect_left(keys, key)]
             elif size[0] == "-":
                 return Inconsistency.INVALID_LEVEL
             else:
+                if (size[-1] == "0" or size[-1] == ".") and "." in size:
+                    level = BookLevel(level.price, exact.canon(size))
                 if key not in levels:
-                    insort(keys, sign * key)
+                    insort(keys, key)
                 levels[key] = level
         return problem
 
@@ -184,30 +199,21 @@ class _Side:
 
     def best(self) -> BookLevel | None:
         keys = self.keys
-        if not keys:
-            return None
-        level = self.levels[self._sign * keys[-1]]
-        return BookLevel(exact.canon(level.price), exact.canon(level.size))
+        return self.levels[keys[-1]] if keys else None
 
     def top(self, depth: int) -> list[BookLevel]:
-        """Best-first levels, canonical text (this is an edge: storage and API read it)."""
-        sign, levels, canon = self._sign, self.levels, exact.canon
-        texts = _CANON_PRICES
-        out = []
-        for k in reversed(self.keys[-depth:] if depth else ()):
-            level = levels[sign * k]
-            price = texts.get(k)
-            if price is None:
-                if len(texts) >= _KEYS_MAX:
-                    texts.clear()
-                price = texts[k] = canon(level.price)
-            out.append(BookLevel(price, canon(level.size)))
-        return out
+        """Best-first levels, canonical text (this is an edge: storage and API read it).
+
+        Runs for every stored book snapshot; the levels are stored canonical,
+        so this is one dict lookup per level.
+        """
+        levels = self.levels
+        return [levels[k] for k in reversed(self.keys[-depth:])] if depth else []
 
     def size_at(self, price: str) -> str:
         key = price_key(price)
-        level = self.levels.get(key) if key is not None else None
-        return exact.canon(level.size) if level is not None else "0"
+        level = self.levels.get(self._sign * key) if key is not None else None
+        return level.size if level is not None else "0"
 
 
 class OrderBook:

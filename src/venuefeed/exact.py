@@ -25,7 +25,9 @@ values such as Kalshi's ``1 - price``) through :func:`to_decimal`.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
 __all__ = [
     "MAX_FRACTION_DIGITS",
@@ -75,8 +77,27 @@ def checked(text: str) -> str | None:
     return out or None
 
 
+_PLAIN: Final = re.compile(r"(?:[1-9][0-9]{0,17}|0)(?:\.[0-9]{1,18})?").fullmatch
+"""What venues send nearly always: no sign, no leading zero, digit limits kept. ``[0-9]``,
+not ``\\d``: a ``str`` pattern's ``\\d`` also matches full-width and other digits."""
+
+
 def _check(text: str) -> str:
-    """Canonical text, or ``""`` (unmemoized core of :func:`checked`)."""
+    """Canonical text, or ``""`` (unmemoized core of :func:`checked`).
+
+    One C-level match settles the common shape (a venue's own spelling: no
+    sign, no leading zeros); only then is the text cut, and only when it has a
+    point. Anything else takes the general path below.
+    """
+    if _PLAIN(text) is not None:
+        if "." not in text:
+            return text
+        text = text.rstrip("0")
+        return text[:-1] if text[-1] == "." else text
+    return _check_general(text)
+
+
+def _check_general(text: str) -> str:
     if not 0 < len(text) <= _MAX_TEXT or not text.isascii():
         return ""
     sign = "-" if text[0] == "-" else ""

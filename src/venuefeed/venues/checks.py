@@ -152,14 +152,17 @@ def levels(
 ) -> list[BookLevel]:
     """``[price, size]`` pairs as checked canonical levels (the book hot path).
 
-    Levels repeat from update to update, so the first attempt only reads the
-    memos; a pair not seen before falls back to checking (and learning) each.
+    A number seen before costs a dict lookup; one not seen before is checked
+    and remembered on the spot (sizes in a depth stream are mostly new, so a
+    whole-list retry after the first miss would check them twice).
     """
-    known_prices, known_sizes = prices.known, sizes.known
-    try:
-        return [BookLevel(known_prices[p], known_sizes[q]) for p, q in pairs]
-    except KeyError:
-        return [BookLevel(prices[p], sizes[q]) for p, q in pairs]
+    known_prices, known_sizes, new_price, new_size = (
+        prices.known, sizes.known, prices.learn, sizes.learn,
+    )  # fmt: skip
+    return [
+        BookLevel(known_prices.get(p) or new_price(p), known_sizes.get(q) or new_size(q))
+        for p, q in pairs
+    ]
 
 
 EARLIEST_NS: Final = 631_152_000_000_000_000

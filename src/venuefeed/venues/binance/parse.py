@@ -216,22 +216,19 @@ _KNOWN_SIZES: Final = SIZES.known
 def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
     """A diff-depth update: the hottest path of the venue, so written out.
 
-    Each level is checked and made canonical through the number memos (two
-    dict lookups per level when both texts were seen before); a text not seen
-    before sends the whole update through :func:`levels`, which checks and
-    learns it.
+    Each level is checked and made canonical through the number memos: a dict
+    lookup per number seen before, and a check (then remembered) for one that
+    was not -- per number, not per update: most sizes in a depth stream are new,
+    so retrying the whole update on the first miss would check most of them twice.
     """
     if d.u < d.U:
         raise Invalid("invalid_sequence", f"U {d.U} > u {d.u}")
     ts = d.E * _MS
     if not bounds[0] <= ts <= bounds[1]:
         raise Invalid("timestamp_out_of_window", d.E)
-    prices, sizes = _KNOWN_PRICES, _KNOWN_SIZES
-    try:
-        bids = [BookLevel(prices[price], sizes[size]) for price, size in d.b]
-        asks = [BookLevel(prices[price], sizes[size]) for price, size in d.a]
-    except KeyError:
-        bids, asks = levels(d.b), levels(d.a)
+    prices, sizes, new_price, new_size = _KNOWN_PRICES, _KNOWN_SIZES, PRICES.learn, SIZES.learn
+    bids = [BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.b]
+    asks = [BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.a]
     return [
         BookDelta(
             venue=VENUE,
