@@ -25,12 +25,14 @@ from the harness's REST snapshot body through venuefeed's own REST parser, the
 a real asyncio loop; nothing in it suspends, as on a live loop between socket
 reads.
 
-Today's entry points are the streams' per-frame methods (``BinanceStream._on_frame``,
-``PolymarketStream.on_frame``). When the venues move to the sans-IO feeds behind the
-generic pump, only :func:`binance_pass`/:func:`polymarket_pass` and their setups
-change: the pass hands the frames to ``feed.on_frames(frames)`` the way
-``FeedStream.batches`` does (a list per batch, one queue hop per batch) and the setup
-gives the snapshot to ``feed.on_fetched``; rows, checks and records stay as they are.
+The entry point is the venue's sans-IO feed, driven as the generic pump
+(:class:`venuefeed.venues.pump.FeedStream`) drives it: a list of frames per batch
+into ``feed.on_frames``, the batch's events through one queue hop to the consumer,
+then (with the pipeline) :meth:`Pipeline.process_batch`. ``ANCHORS_VF_BATCH``
+frames make a batch (default 1: every frame on its own, the least favourable
+case; a live socket hands over every frame already received). The Binance setup
+gives the harness's snapshot to ``feed.on_fetched`` as the pump would after the
+``Fetch`` that subscribing asks for.
 
 Run it through ``make bench-anchors`` (the whole harness, venuefeed included)
 or alone, after the harness made its streams:
@@ -47,16 +49,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import benchlib as bl  # type: ignore[import-not-found]  # the harness puts it on PYTHONPATH
-from venuefeed.venues.binance.depth_sync import DepthSync
-from venuefeed.venues.binance.stream import BinanceStream
-from venuefeed.venues.polymarket.stream import PolymarketStream
 
 from venuefeed.config import Settings
 from venuefeed.models import Market, Outcome, Trade
 from venuefeed.pipeline.router import Pipeline
-from venuefeed.transport import Frame, WsPolicy
+from venuefeed.transport import Frame
+from venuefeed.venues.binance.feed import DEPTH, BinanceFeed, DepthFetched
 from venuefeed.venues.binance.options import Options as BinanceOptions
 from venuefeed.venues.binance.parse import parse_book
+from venuefeed.venues.feed import VenueFeed
+from venuefeed.venues.polymarket.feed import PolymarketFeed
 from venuefeed.venues.rejects import Rejects
 
 LABEL = os.environ.get("ANCHORS_VF_LABEL", "")
@@ -64,6 +66,8 @@ LABEL = os.environ.get("ANCHORS_VF_LABEL", "")
 RECV_LAG_NS = 50_000_000
 """The receive time is the venue's time plus this (a typical network lag)."""
 SYMBOL = "BTCUSDT"
+BATCH = max(1, int(os.environ.get("ANCHORS_VF_BATCH", "1")))
+"""Frames per batch handed to the feed (the pump hands over what has arrived)."""
 
 
 class ListWriter:
@@ -72,12 +76,12 @@ class ListWriter:
     def __init__(self) -> None:
         self.records: list[Any] = []
 
-    def offer(self, record: Any) -> bool:
-        self.records.append(record)
+    def offer_many(self, records: list[Any]) -> bool:
+        self.records.extend(records)
         return True
 
-    async def put(self, record: Any) -> None:  # never reached: offer always takes it
-        self.records.append(record)
+    async def put_many(self, records: list[Any]) -> None:  # never reached: offer_many takes all
+        self.records.extend(records)
 
 
 def recv_times(lines: list[bytes], pattern: bytes) -> list[int]:
@@ -114,45 +118,42 @@ def binance_setup(snapshot: bytes) -> Callable[[], dict[str, Any]]:
     def setup() -> dict[str, Any]:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        stream = BinanceStream(
-            rest=None,  # type: ignore[arg-type]  # the snapshot is loaded here, not fetched
-            ws_base_url="ws://127.0.0.1:9",
-            channels=frozenset({"books", "trades"}),
-            options=BinanceOptions(),
-            policy=WsPolicy(),
-        )
-        # What subscribe() and the first REST snapshot leave behind, without I/O.
-        sync = DepthSync(SYMBOL)
-        stream._symbols[SYMBOL] = None
-        stream._syncs[SYMBOL] = sync
+        feed = BinanceFeed(frozenset({"books", "trades"}), BinanceOptions())
+        # What subscribing and the first REST snapshot leave behind, without I/O.
+        feed.on_subscribed([SYMBOL])
         snap = parse_book(snapshot, SYMBOL, 0, Rejects("binance"))
         assert snap is not None, "the harness snapshot must parse"
-        sync.snapshot_started()
-        sync.on_snapshot(snap)
-        pipeline, writer = new_pipeline(lambda _venue, symbol: stream.book(symbol))
-        return {"loop": loop, "stream": stream, "pipeline": pipeline, "writer": writer}
+        feed.on_fetched(DEPTH, [DepthFetched(SYMBOL, snap)], 0)
+        pipeline, writer = new_pipeline(lambda _venue, symbol: feed.book(symbol))
+        return {"loop": loop, "feed": feed, "pipeline": pipeline, "writer": writer}
 
     return setup
 
 
-def binance_pass(lines: list[bytes], times: list[int], with_pipeline: bool) -> Any:
+def feed_pass(lines: list[bytes], times: list[int], with_pipeline: bool) -> Any:
+    """Frames in batches through the feed, one queue hop per batch, then the pipeline."""
+
     async def one_pass(state: dict[str, Any]) -> Any:
-        stream: BinanceStream = state["stream"]
-        on_frame, queue = stream._on_frame, stream._out
-        get, process = queue.get, state["pipeline"].process
-        for data, ts in zip(lines, times, strict=True):
-            on_frame(Frame(data, ts, 0))
-            for _ in range(queue.qsize()):
-                event = await get()
+        feed: VenueFeed = state["feed"]
+        queue: asyncio.Queue[list[Any]] = asyncio.Queue()
+        on_frames, process = feed.on_frames, state["pipeline"].process_batch
+        frames = [Frame(data, ts, 0) for data, ts in zip(lines, times, strict=True)]
+        trades = 0
+        for i in range(0, len(frames), BATCH):
+            events = on_frames(frames[i : i + BATCH]).events
+            if events:
+                queue.put_nowait(events)
+                batch = await queue.get()
+                trades += sum(1 for event in batch if type(event) is Trade)
                 if with_pipeline:
-                    await process(event)
-        return stream
+                    await process(batch)
+        return feed, trades
 
     return run_in_loop(one_pass)
 
 
-def binance_check(stream: BinanceStream) -> list[Any]:
-    book = stream.book(SYMBOL)
+def binance_check(result: tuple[BinanceFeed, int]) -> list[Any]:
+    book = result[0].book(SYMBOL)
     assert book is not None
     bid, ask = book.best_prices()
     bids, asks = book.depth()
@@ -179,41 +180,18 @@ def polymarket_setup(markets: list[Market]) -> Callable[[], dict[str, Any]]:
     def setup() -> dict[str, Any]:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        stream = PolymarketStream(rest=None, url="ws://127.0.0.1:9")  # type: ignore[arg-type]
-        stream.register(markets)
-        # What subscribe() records, without a socket.
-        stream._subscribed = {t: None for m in markets for t in m.instruments}
-        pipeline, writer = new_pipeline(lambda _venue, token: stream.book(token))
-        return {"loop": loop, "stream": stream, "pipeline": pipeline, "writer": writer}
+        feed = PolymarketFeed()
+        feed.register(markets)
+        feed.on_subscribed([t for m in markets for t in m.instruments])
+        pipeline, writer = new_pipeline(lambda _venue, token: feed.book(token))
+        return {"loop": loop, "feed": feed, "pipeline": pipeline, "writer": writer}
 
     return setup
 
 
-def polymarket_pass(lines: list[bytes], times: list[int], with_pipeline: bool) -> Any:
-    async def one_pass(state: dict[str, Any]) -> Any:
-        stream: PolymarketStream = state["stream"]
-        on_frame, queue = stream.on_frame, stream._queue
-        process = state["pipeline"].process
-        trades = 0
-        for data, ts in zip(lines, times, strict=True):
-            # What the transport hands over, then the stream's pump and consumer.
-            frame = Frame(data, ts, 0)
-            out = on_frame(frame.data, frame.ts_recv)
-            if out:
-                await queue.put(out)
-                for event in await queue.get():
-                    if type(event) is Trade:
-                        trades += 1
-                    if with_pipeline:
-                        await process(event)
-        return stream, trades
-
-    return run_in_loop(one_pass)
-
-
-def polymarket_check(result: tuple[PolymarketStream, int]) -> list[Any]:
-    stream, trades = result
-    books = list(stream.books)
+def polymarket_check(result: tuple[PolymarketFeed, int]) -> list[Any]:
+    feed, trades = result
+    books = list(feed.books)
     levels = sum(sum(book.depth()) for book in books)
     tops = [book.best_prices() for book in books]
     sum_bids = sum(bid for bid, _ in tops if bid is not None)
@@ -235,14 +213,14 @@ def rows(stream: str, frames: int | None) -> list[tuple[str, Any, Any, Any, list
         times = recv_times(lines, rb'"E":(\d+)')
         setup = binance_setup(bl.BINANCE_SNAPSHOT.read_bytes())
         return [
-            (f"venuefeed {name}", setup, binance_pass(lines, times, piped), binance_check, lines)
+            (f"venuefeed {name}", setup, feed_pass(lines, times, piped), binance_check, lines)
             for name, piped in (("stream only", False), ("stream+pipeline", True))
         ]
     lines = bl.load_lines(bl.POLYMARKET_MARKET)[:frames]
     times = recv_times(lines, rb'"timestamp":"(\d+)"')
     setup = polymarket_setup(polymarket_markets())
     return [
-        (f"venuefeed {name}", setup, polymarket_pass(lines, times, piped), polymarket_check, lines)
+        (f"venuefeed {name}", setup, feed_pass(lines, times, piped), polymarket_check, lines)
         for name, piped in (("stream only", False), ("stream+pipeline", True))
     ]
 
