@@ -6,18 +6,23 @@ import json
 from typing import Any
 
 from venuefeed.book import SyncState
-from venuefeed.models import BookSnapshot, BookState, DataGap, TopOfBook
+from venuefeed.models import BookSnapshot, BookState, DataGap, Event, TopOfBook
 from venuefeed.transport import Frame
-from venuefeed.venues.feed import Output, Send
+from venuefeed.venues.feed import Command, Send
 from venuefeed.venues.kalshi.feed import KalshiFeed
 
 RECV = 1_787_155_203_000_000_000
 TICKER = "KXHIGHNY-26AUG20-T90"
 
 
-def feed_one(feed: KalshiFeed, data: str, ts_recv: int = RECV, conn: int = 0) -> Output:
-    """One frame through the batch entry point, as the pump would hand it over."""
-    return feed.on_frames([Frame(data, ts_recv, conn)])
+def feed_one(
+    feed: KalshiFeed, data: str, ts_recv: int = RECV, conn: int = 0
+) -> tuple[list[Event], list[Command]]:
+    """One frame through the batch entry point, as the pump would hand it over: its
+    events and commands (a Kalshi frame teaches no markets)."""
+    out = feed.on_frames([Frame(data, ts_recv, conn)])
+    assert not out.markets
+    return out.events, out.commands
 
 
 def feed_with_sid(sid: int = 7) -> KalshiFeed:
@@ -118,7 +123,7 @@ def test_a_liveness_resync_asks_for_that_market_only_and_holds_its_deltas_until_
     ack = {"type": "subscribed", "id": 1, "msg": {"channel": "orderbook_delta", "sid": 7}}
     feed_one(feed, json.dumps(ack))
     feed_one(feed, snapshot(1, [["0.4000", "5.00"]], [["0.5000", "5.00"]]))
-    events, commands = feed.resync(TICKER, RECV)
+    events, commands, _ = feed.resync(TICKER, RECV)
     (command,) = commands
     assert isinstance(command, Send)
     assert json.loads(command.frame)["params"] == {
@@ -133,4 +138,4 @@ def test_a_liveness_resync_asks_for_that_market_only_and_holds_its_deltas_until_
     assert [type(e) for e in events] == [BookSnapshot, BookState]
     (event,), _ = feed_one(feed, delta(4, price_dollars="0.4100", delta_fp="1.00"))
     assert event.bids[0].size == "3"  # type: ignore[union-attr]
-    assert feed.resync("KXOTHER-26AUG20-T1", RECV) == ([], [])
+    assert feed.resync("KXOTHER-26AUG20-T1", RECV) == ([], [], ())

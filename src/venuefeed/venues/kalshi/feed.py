@@ -264,7 +264,9 @@ class KalshiFeed(VenueFeed):
                 elif isinstance(item, p.WsOk):
                     continue
                 elif isinstance(item, parse.QuoteChange):
-                    events.append(self._quote(item, ts_recv))
+                    quote = self._quote(item, ts_recv)
+                    if quote is not None:
+                        events.append(quote)
                     continue
                 elif isinstance(item, MarketStatusChange):
                     if item.instrument in self._tickers:
@@ -279,14 +281,20 @@ class KalshiFeed(VenueFeed):
 
     # -- handlers ----------------------------------------------------------------
 
-    def _quote(self, change: parse.QuoteChange, ts_recv: int) -> TopOfBook:
-        """A ``ticker_v2`` delta merged into the market's quote: the whole top of book again."""
+    def _quote(self, change: parse.QuoteChange, ts_recv: int) -> TopOfBook | None:
+        """A ``ticker_v2`` delta merged into the market's quote: the whole top of book again.
+
+        None until both sides have been heard of at least once: a side the venue has
+        not told us about yet is unknown, and publishing it as "no quote" would be a lie.
+        """
         old = self._quotes.get(change.instrument, (None, None, None, None))
         bid_price = change.bid_price if change.bid_price is not None else old[0]
         bid_size = change.bid_size if change.bid_size is not None else old[1]
         ask_price = change.ask_price if change.ask_price is not None else old[2]
         ask_size = change.ask_size if change.ask_size is not None else old[3]
         self._quotes[change.instrument] = (bid_price, bid_size, ask_price, ask_size)
+        if bid_price is None or ask_price is None:
+            return None
         bid_price, bid_size = parse.quote_side(bid_price, bid_size, parse.NO_BID)
         ask_price, ask_size = parse.quote_side(ask_price, ask_size, parse.NO_ASK)
         return TopOfBook(
