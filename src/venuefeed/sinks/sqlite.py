@@ -4,9 +4,9 @@ Why it looks like this:
 
 * **WAL mode** so that another process (the CLI, a notebook, the dashboard)
   reads while ingestion writes, without either blocking the other.
-* **A writer of its own**: by default a forked process
+* **A writer of its own**: by default a spawned process
   (:mod:`venuefeed.sinks.sqlite_process`), so turning records into rows and
-  SQLite's work never take the event loop's interpreter lock; where fork is
+  SQLite's work never take the event loop's interpreter lock; where spawning is
   unavailable, a thread with its own connection. Either way
   :meth:`SqliteStore.write` hands the batch over and returns only after its
   ``COMMIT``: the caller learns a batch is durable only once it is (rule 4).
@@ -51,7 +51,7 @@ from venuefeed.models import DataGap
 from venuefeed.sinks import rows
 from venuefeed.sinks.base import Record, Sink, failure_text
 from venuefeed.sinks.sqlite_commit import Committer, classify, rollback
-from venuefeed.sinks.sqlite_process import WriterProcess, fork_available
+from venuefeed.sinks.sqlite_process import WriterProcess, process_available
 
 __all__ = [
     "SchemaStatus",
@@ -169,8 +169,8 @@ WriterKind = Literal["process", "thread"]
 class SqliteStore(Sink):
     """The SQLite sink. ``start()`` migrates and starts the writer (see the module docstring).
 
-    ``writer="process"`` (the default where fork is available) stores in a
-    forked process; ``"thread"`` in a thread of this process.
+    ``writer="process"`` (the default where POSIX spawn is available) stores in a
+    process of its own; ``"thread"`` in a thread of this process.
     """
 
     name = "sqlite"
@@ -189,7 +189,7 @@ class SqliteStore(Sink):
         self.path = Path(path)
         self._synchronous: Synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self.writer_kind: WriterKind = writer or ("process" if fork_available() else "thread")
+        self.writer_kind: WriterKind = writer or ("process" if process_available() else "thread")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(max_pending)
         self._max_group = max_group
@@ -272,7 +272,7 @@ class SqliteStore(Sink):
             self._queue.put(_STOP)
             await asyncio.to_thread(thread.join)
 
-    # -- writer thread (where fork is unavailable) ---------------------------
+    # -- writer thread (where no process can be spawned) ---------------------------
 
     def _run(self, conn: sqlite3.Connection) -> None:
         committer = Committer(conn)

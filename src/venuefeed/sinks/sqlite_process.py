@@ -20,14 +20,15 @@ batch is durable (rule 4), and fails with the same classified errors.
 * **Commits bounded by time and size**: the process takes every batch already
   received into one transaction, closed after ``commit_seconds`` (5 ms) of
   work or ``max_group`` batches, whichever comes first.
-* **Forked, not spawned**: the parent has every module loaded already, so the
-  child starts in milliseconds (a fresh interpreter importing venuefeed took
-  about a second of CPU). Right after the fork it closes every inherited file
-  descriptor but its socket and stdio (a copy of a WebSocket's socket would
-  keep that connection open after the parent closed it), freezes the
-  inherited objects out of the garbage collector's sight (so they stay shared
-  pages), ignores SIGINT (the parent decides when storage stops: end of
-  input), and exits when its input ends, after answering what it got.
+* **Spawned, not forked**: a forked child inherits SQLite's per-process
+  file state (the open-inode list with the parent's descriptors and locks);
+  the parent holds its own connections to the same file (status reads, the
+  pairs and whales stores), and a forked writer then failed with "disk I/O
+  error" and "locking protocol". A fresh interpreter (``python -m
+  venuefeed.sinks.sqlite_process FD ...``, only its socket inherited) costs
+  about a second of CPU once per start, and shares nothing. It ignores SIGINT
+  (the parent decides when storage stops: end of input) and exits when its
+  input ends, after answering what it got.
 * **A process that dies** fails its unanswered batches as
   :class:`SinkUnavailable` (the spool or the writer keeps them) and the next
   write starts a new one: nothing dies silently, nothing is lost.
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
 import socket
@@ -54,16 +54,16 @@ from venuefeed.models import Event, Market
 from venuefeed.sinks.base import InvalidRecords, RawMessage, Record, SinkUnavailable, Watermark
 from venuefeed.sinks.sqlite_commit import Committer, classify
 
-__all__ = ["WriterProcess", "fork_available"]
+__all__ = ["WriterProcess", "process_available"]
 
 _HEADER = struct.Struct(">I")
 _BATCH_HEADER = struct.Struct(">IQ")
 _OK, _INVALID, _UNAVAILABLE, _OTHER = 0, 1, 2, 3
 
 
-def fork_available() -> bool:
-    """Whether the writer can be forked here (Linux); elsewhere a thread writes."""
-    return sys.platform.startswith("linux") and hasattr(os, "fork")
+def process_available() -> bool:
+    """Whether the writer process can be started here (POSIX spawn); elsewhere a thread writes."""
+    return hasattr(os, "posix_spawn")
 
 
 class _Batch(msgspec.Struct, array_like=True):
@@ -191,15 +191,9 @@ def _serve(sock: socket.socket, conn: Any, commit_seconds: float, max_group: int
 
 def _child_main(sock: socket.socket, path: str, synchronous: str, busy_timeout: float,
                 commit_seconds: float, max_group: int) -> int:  # fmt: skip
-    from venuefeed.sinks.sqlite import connect  # the parent has it loaded: no import cost
+    from venuefeed.sinks.sqlite import connect
 
-    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(ValueError):
-        signal.set_wakeup_fd(-1)  # the parent's event loop wake-up pipe is not ours
-    keep = sock.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
     conn = connect(Path(path), synchronous, busy_timeout)  # type: ignore[arg-type]
     try:
         _serve(sock, conn, commit_seconds, max_group)
@@ -208,19 +202,24 @@ def _child_main(sock: socket.socket, path: str, synchronous: str, busy_timeout: 
     return 0
 
 
-def _fork(sock: socket.socket, args: tuple[Any, ...]) -> int:
-    """Fork the writer; in the child, run it and leave without the parent's exit handlers."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
+def _spawn(sock: socket.socket, args: tuple[Any, ...]) -> int:
+    """Start the writer in a fresh interpreter that inherits only ``sock``."""
+    fd = sock.fileno()
+    os.set_inheritable(fd, True)
+    argv = [sys.executable, "-m", "venuefeed.sinks.sqlite_process", str(fd), *map(str, args)]
+    return os.posix_spawn(sys.executable, argv, os.environ)
+
+
+def main(argv: Sequence[str]) -> int:
+    """The child's entry: ``FD PATH SYNCHRONOUS BUSY_TIMEOUT COMMIT_SECONDS MAX_GROUP``."""
+    fd, path, synchronous, busy, commit, group = argv
+    sock = socket.socket(fileno=int(fd))
     try:
-        code = _child_main(sock, *args)
+        return _child_main(sock, path, synchronous, float(busy), float(commit), int(group))
     except BaseException as exc:  # the parent reads the exit code; say why here
         with contextlib.suppress(Exception):
             os.write(2, f"venuefeed sqlite writer process: {type(exc).__name__}: {exc}\n".encode())
-    finally:
-        os._exit(code)
+        return 1
 
 
 # -- the parent ------------------------------------------------------------------------------
@@ -247,7 +246,7 @@ class WriterProcess:
 
     async def start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
-        self._pid = _fork(child_sock, self._args)
+        self._pid = _spawn(child_sock, self._args)
         child_sock.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent_sock)
         self._reader_task = asyncio.create_task(self._answers(reader), name="sqlite-answers")
@@ -348,3 +347,7 @@ class WriterProcess:
                 await writer.wait_closed()
         self._writer = None
         await self._wait_exit(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
