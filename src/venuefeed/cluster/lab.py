@@ -209,7 +209,9 @@ class ClusterRun:
                                      settings={"markets": str(s.polymarket_markets)}),
             "kalshi": SimProcess("kalshi", folder, seed=3, events_per_second=rate,
                                  settings={"markets": str(s.kalshi_markets),
-                                           "trading_markets": str(s.kalshi_trading)}),
+                                           "trading_markets": str(s.kalshi_trading),
+                                           # the key the Run wrote, which the workers sign with
+                                           "key_file": str(folder / "kalshi-test-key.pem")}),
         }  # fmt: skip
         self.workers: dict[str, Child] = {}
         self.writers: dict[str, Child] = {}
