@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e chaos soak fuzz clean
+.PHONY: install demo test lint format bench bench-e2e bench-cluster chaos cluster-test soak fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -60,6 +60,16 @@ chaos: $(STAMP)
 SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+
+# The long cluster scenarios (a few minutes of real processes: a NATS node killed and
+# restarted, a writer killed with a batch in hand, a worker added and removed, with
+# thousands of simulated instruments). `make test` runs the kill -9 and pause ones.
+cluster-test: $(STAMP)
+	VF_CLUSTER_LONG=1 $(PY) -m pytest tests/cluster -m cluster_long -q -s
+
+# Events/s with 1, 2 and 3 workers, and failover times over repeated kills. Figures only.
+bench-cluster: $(STAMP)
+	$(PY) bench/bench_cluster.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench

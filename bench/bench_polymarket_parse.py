@@ -2,7 +2,7 @@
 
 Run: ``PYTHONPATH=src python bench/bench_polymarket_parse.py``. Prints figures,
 asserts nothing. The baseline line is "typed decode + a plain dict book" for
-the same frame, the yardstick of ARCHITECTURE rule 8 (budget about 1.5x it).
+the same frame, the yardstick of ARCHITECTURE rule 10 (budget about 1.5x it).
 """
 
 from __future__ import annotations

@@ -199,15 +199,23 @@ async def soak(args: argparse.Namespace, workdir: Path) -> list[Sample]:
               f"a sample every {args.every:g} s")  # fmt: skip
         print(f"{'min':>6} {'rss MB':>8} {'sims MB':>8} {'ev/s':>7} {'stored':>10} "
               f"{'p50 ms':>7} {'p99 ms':>7}  health")  # fmt: skip
+        unanswered = 0
         start = time.monotonic()
         end = start + args.minutes * 60
         while time.monotonic() < end:
             await asyncio.sleep(min(args.every, max(0.0, end - time.monotonic())))
             if service.proc.returncode is not None:
                 raise RuntimeError(f"the service exited with {service.proc.returncode}")
-            status, metrics = await asyncio.to_thread(
-                lambda: (get_json(api + "/api/status"), get_json(api + "/api/metrics"))
-            )
+            try:
+                status, metrics = await asyncio.to_thread(
+                    lambda: (get_json(api + "/api/status"), get_json(api + "/api/metrics"))
+                )
+            except (TimeoutError, OSError) as exc:  # URLError is an OSError
+                # A slow answer is a finding, not the end of the run: say so and go on.
+                unanswered += 1
+                print(f"{(time.monotonic() - start) / 60:6.1f} {service.rss_mb():8.1f}"
+                      f"  the API did not answer: {exc}", flush=True)  # fmt: skip
+                continue
             latency = metrics.get("latency_ms") or {}
             sample = Sample(
                 t_min=(time.monotonic() - start) / 60,
@@ -227,6 +235,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> list[Sample]:
                   f"{fmt_ms(sample.p99_ms):>7}  {health}", flush=True)  # fmt: skip
         code = await service.stop()
         print(f"service stopped with exit code {code}")
+        print(f"samples the API did not answer: {unanswered}")
         for task in drains:
             task.cancel()
     finally:

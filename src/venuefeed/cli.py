@@ -71,6 +71,8 @@ pairs_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(pairs_app, name="pairs")
+cluster_app = typer.Typer(help="Scale-out on NATS JetStream.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -1295,6 +1297,48 @@ def _cell(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
+
+
+@app.command()
+def worker() -> None:
+    """Ingestion worker: owns shards of the instruments by lease, publishes to JetStream."""
+    from venuefeed.cluster.process import run_until_signalled
+    from venuefeed.cluster.worker import Worker
+
+    node = Worker(settings())
+    run_until_signalled(node.run)
+
+
+@app.command()
+def writer() -> None:
+    """Cluster writer: the JetStream consumer into the configured stores, acked after commit."""
+    from venuefeed.cluster.process import run_until_signalled
+    from venuefeed.cluster.writer import ClusterWriter
+
+    node = ClusterWriter(settings())
+    run_until_signalled(node.run)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Workers, leases and their ages, shards and instruments per worker, writer lag."""
+    from venuefeed.cluster.jetstream import NoCluster
+    from venuefeed.cluster.status import format_status, read_cluster_status
+
+    cfg = settings()
+    try:
+        status = run_async(lambda: read_cluster_status(cfg, within=10))
+    except NoCluster as exc:
+        raise ConfigError(f"cluster {cfg.cluster.name!r}: {exc}") from None
+    except (TimeoutError, OSError) as exc:
+        urls = cfg.cluster.nats_urls
+        raise ConfigError(f"NATS not reachable at {urls}: {type(exc).__name__}") from None
+    if as_json:
+        console.print_json(json.dumps(status))
+    else:
+        console.print(format_status(status), highlight=False)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ the key and where the value came from (the file, or the variable). Unknown keys
 in the file are errors too: a typo must not silently fall back to a default.
 
 Venue sections are deliberately generic (``urls``, ``credentials``, ``options``)
-so that adding a venue needs no change here (ARCHITECTURE rule 6); each venue
+so that adding a venue needs no change here (ARCHITECTURE rule 8); each venue
 adapter knows its own default hosts and validates its own options.
 """
 
@@ -35,6 +35,7 @@ from venuefeed.log import mask_url_passwords
 
 __all__ = [
     "ApiSettings",
+    "ClusterSettings",
     "ConfigError",
     "DiscoverySettings",
     "IngestionSettings",
@@ -350,6 +351,38 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
 
 
+def _default_worker_id() -> str:
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class VenueBudget(_Section):
+    """One venue's limits across the whole cluster (``venuefeed worker``), not per process."""
+
+    connections: int = Field(default=4, ge=1, description="Workers streaming it at once.")
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="REST budget; default: the venue's rate_limit."
+    )
+
+
+class ClusterSettings(_Section):
+    """``venuefeed worker`` / ``venuefeed writer``: scale-out on JetStream (docs/cluster.md)."""
+
+    nats_urls: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    name: str = Field(default="venuefeed", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    worker_id: str = Field(default_factory=_default_worker_id, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    lease_ttl_seconds: float = Field(default=6.0, ge=1, le=600)
+    shards: int = Field(default=16, ge=1, le=1024, description="Shards per venue.")
+    replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas (3 in a cluster).")
+    duplicate_window_seconds: float = Field(default=600, gt=0)
+    writer_batch: int = Field(default=500, ge=1, le=10_000)
+    writer_ack_wait_seconds: float = Field(
+        default=30, ge=1, description="Redelivery of a writer's unacknowledged messages after this."
+    )
+    budgets: dict[str, VenueBudget] = Field(default_factory=dict)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -382,6 +415,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(

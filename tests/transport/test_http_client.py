@@ -274,6 +274,20 @@ def test_breaker_counts_only_consecutive_failures() -> None:
     assert breaker.allow()
 
 
+def test_a_probe_that_never_reports_is_given_up_after_a_cooldown() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("h-unit", "example", failures=1, cooldown=5.0, clock=lambda: now[0])
+    breaker.failure()
+    now[0] = 5.0
+    assert breaker.allow()  # the probe goes ... and is never heard of again
+    now[0] = 9.0
+    assert not breaker.allow() and breaker.retry_in() == 1.0
+    now[0] = 10.0
+    assert breaker.allow() and breaker.state == "half_open"  # a new probe instead
+    breaker.success()
+    assert breaker.state == "closed"
+
+
 async def test_params_signer_and_absolute_urls(http_venue) -> None:
     Reply = http_venue.Reply
 

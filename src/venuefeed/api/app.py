@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from venuefeed import __version__
 from venuefeed.api import (
+    routes_cluster,
     routes_ingestion,
     routes_instrument,
     routes_live,
@@ -107,6 +108,7 @@ def create_app(service: Service, settings: ApiSettings) -> FastAPI:
     app.include_router(routes_live.router)
     app.include_router(routes_instrument.router)
     app.include_router(routes_pairs.router)
+    app.include_router(routes_cluster.router)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -52,5 +52,9 @@ class RecentKeys:
                 keys.popitem(last=False)
         return False
 
+    @property
+    def horizon(self) -> float | None:
+        return self._horizon
+
     def __len__(self) -> int:
         return len(self._keys)

@@ -130,6 +130,16 @@ class Pipeline:
         self._echo = echo
         self._title_of: TitleLookup = lambda _v, _m, _i: None
 
+    def forget_seen(self) -> None:
+        """Let every event through once more, even one seen a moment ago.
+
+        A cluster worker calls this when it takes a shard: trades it saw while
+        it had lost that shard's lease were never published, and the back-fill
+        that follows must not be stopped here as repeats. Real repeats that
+        pass are absorbed downstream (message ids, natural keys).
+        """
+        self._seen = RecentKeys(horizon_seconds=self._seen.horizon)
+
     def set_book_lookup(self, book_of: BookLookup) -> None:
         self._book_of = book_of
 

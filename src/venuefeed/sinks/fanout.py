@@ -253,7 +253,7 @@ def _log_trailing_failure(future: asyncio.Future[None]) -> None:
         log.error("trailing sink failed a batch", error=str(future.exception()))
 
 
-def build_sinks(settings: Settings) -> Sink:
+def build_sinks(settings: Settings, *, spool: bool = True) -> Sink:
     """The configured set of sinks: one sink, or a :class:`FanOut` of several.
 
     Every sink gets a :class:`SpoolingSink` in ``storage.spool_dir/<sink>``,
@@ -262,6 +262,10 @@ def build_sinks(settings: Settings) -> Sink:
     is also the spool's, the spool reports that too and the writer holds the
     batch. All of them share one dead-letter store
     (``storage.dead_letter_path``).
+
+    ``spool=False`` leaves the spools out: a cluster writer acknowledges a
+    message only once the store itself committed it, and its redelivery is
+    the spool (:mod:`venuefeed.cluster.writer`).
     """
     storage, bus = settings.storage, settings.bus
     dead_letters = DeadLetterStore(
@@ -270,6 +274,8 @@ def build_sinks(settings: Settings) -> Sink:
     close_timeout = storage.close_timeout_seconds
 
     def spooled(sink: Sink) -> Sink:
+        if not spool:
+            return sink
         return SpoolingSink(
             sink,
             Path(storage.spool_dir) / sink.name,

@@ -23,6 +23,10 @@
   connection, a lost one, no responders or a missing ack are
   :class:`SinkUnavailable`; any other JetStream refusal is left unclassified
   (the batch is kept and the refusal shown in status).
+* **Stamps** (optional): a ``stamp`` callable adds headers to each record's
+  message -- the cluster's fencing token (:mod:`venuefeed.cluster.publisher`)
+  -- or returns ``None`` to withhold a record this publisher may no longer
+  publish (counted in ``withheld``).
 * **Close is bounded** (``close_timeout``), else the socket is abandoned --
   a stalled server must not keep the process from exiting.
 """
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import nats.errors
@@ -85,7 +89,7 @@ class NatsSink(Sink):
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         *,
         subject_prefix: str = "venuefeed",
         stream: str = "VENUEFEED",
@@ -93,6 +97,7 @@ class NatsSink(Sink):
         ack_timeout: float = 5.0,
         close_timeout: float = 5.0,
         fmt: bus.WireFormat = "json",
+        stamp: Callable[[Record], Mapping[str, str] | None] | None = None,
     ) -> None:
         self._url = url
         self.subject_prefix = subject_prefix
@@ -103,8 +108,10 @@ class NatsSink(Sink):
         self._fmt: bus.WireFormat = fmt
         self._nc: Any = None
         self._js: Any = None
+        self._stamp = stamp
         self.published = 0
         self.duplicates = 0
+        self.withheld = 0
 
     async def start(self) -> None:
         nc = NATS()
@@ -166,10 +173,15 @@ class NatsSink(Sink):
                     subject = subject_for(self.subject_prefix, record)
                     if subject is None:
                         continue
+                    headers = {"Nats-Msg-Id": message_id(record)}
+                    if self._stamp is not None:
+                        stamp = self._stamp(record)
+                        if stamp is None:
+                            self.withheld += 1
+                            continue
+                        headers.update(stamp)
                     future = await js.publish_async(
-                        subject,
-                        bus.encode(record, self._fmt),
-                        headers={"Nats-Msg-Id": message_id(record)},
+                        subject, bus.encode(record, self._fmt), headers=headers
                     )
                     pending.append(future)
                 if not pending:

@@ -208,26 +208,39 @@ class CircuitBreaker:
         self._clock = clock
         self._opened_at = 0.0
         self._probing = False
+        self._probe_started = 0.0
         self._gauge = metrics.CIRCUIT_STATE.labels(venue=venue, host=host)
         self._gauge.set(0)
         self._log = get_logger("venuefeed.transport.http", venue=venue, host=host)
 
     def retry_in(self) -> float:
         """Seconds until a request may be let through (0 when one may go now)."""
+        now = self._clock()
         if self.state == self.OPEN:
-            return max(0.0, self._opened_at + self.cooldown - self._clock())
+            return max(0.0, self._opened_at + self.cooldown - now)
         if self.state == self.HALF_OPEN and self._probing:
-            return self.cooldown
+            return max(0.0, self._probe_started + self.cooldown - now)
         return 0.0
 
     def allow(self) -> bool:
-        """May a request go now? In half-open, only the single probe may."""
-        if self.state == self.OPEN and self.retry_in() == 0.0:
+        """May a request go now? In half-open, only the single probe may.
+
+        A probe that has not reported for a whole cooldown is given up on and
+        the next caller probes instead: whatever held it (a lost task, a wait
+        that never ended), the breaker must not stay half-open for good -- the
+        chaos suite once saw a host refused for minutes that way, its gaps
+        never healed.
+        """
+        now = self._clock()
+        if self.state == self.OPEN and now >= self._opened_at + self.cooldown:
             self._set(self.HALF_OPEN)
         if self.state == self.HALF_OPEN:
-            if self._probing:
+            if self._probing and now < self._probe_started + self.cooldown:
                 return False
+            if self._probing:
+                self._log.warning("circuit probe lost: probing again", cooldown=self.cooldown)
             self._probing = True
+            self._probe_started = now
         return self.state != self.OPEN
 
     def success(self) -> None:
@@ -386,18 +399,18 @@ class HttpClient:
                 url=_display(url),
             )
         outcome_known = False
-        async with self._slots:
-            try:
+        try:  # whatever ends this attempt without an outcome frees the probe
+            async with self._slots:
                 waited = await self.limiter.acquire()
                 if waited > 0:
                     self._wait_counter.inc(waited)
                 result = await self._send(method, url, label, body)
                 outcome_known = True
-            finally:
-                if not outcome_known:
-                    breaker.abandon()
-            if not isinstance(result, Response) and result.retry_after is not None:
-                self.limiter.penalize(result.retry_after)
+                if not isinstance(result, Response) and result.retry_after is not None:
+                    self.limiter.penalize(result.retry_after)
+        finally:
+            if not outcome_known:
+                breaker.abandon()
         if isinstance(result, Response):
             breaker.success()
             if 200 <= result.status < 300:

@@ -1,6 +1,6 @@
 """The simulator's frames have the keys and JSON value types of the real captures.
 
-This keeps the twin honest (ARCHITECTURE rule 7): the client's tests run
+This keeps the twin honest (ARCHITECTURE rule 9): the client's tests run
 against the simulator, so a simulator that drifted towards the client's own
 assumptions would let client bugs through. Frames are read over a real
 socket from a running simulator, as a client would see them.

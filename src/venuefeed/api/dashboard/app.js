@@ -308,6 +308,39 @@ function renderPair(q) {
   );
 }
 
+// ---- cluster (shown only where a venuefeed cluster runs) --------------------------
+async function pollCluster() {
+  let body = null;
+  try {
+    const resp = await fetch("/api/v1/cluster");
+    body = await resp.json();
+  } catch (_) {
+    body = null;
+  }
+  const panel = $("cluster-panel");
+  if (!body || !body.running) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  $("cluster-summary").textContent =
+    `(${body.cluster}: planner ${body.planner || "–"}, ${body.workers.length} workers, ` +
+    `${body.writers.length} writers)`;
+  const rows = body.workers.map((w) => {
+    const tr = document.createElement("tr");
+    tr.append(cell(w.worker), cell(fmtNum(w.shards)), cell(fmtNum(w.instruments)),
+      cell(w.lease_age_s == null ? "–" : `${w.lease_age_s.toFixed(1)} s`));
+    return tr;
+  });
+  $("cluster-workers").replaceChildren(...rows);
+  const c = body.consumer || {};
+  $("cluster-lag").textContent = c.missing
+    ? "writers' consumer not created yet"
+    : `writers' consumer: ${fmtNum(c.pending)} waiting, ${fmtNum(c.ack_pending)} unacknowledged`;
+}
+setInterval(pollCluster, 5000);
+pollCluster();
+
 // ---- clock ------------------------------------------------------------------------
 setInterval(() => {
   if (!page.uptimeBase) return;

@@ -2,7 +2,7 @@
 
 Field names are the venue's own one-letter keys so ``msgspec`` decodes bytes
 straight into these structs with no renaming table and no intermediate dict
-(ARCHITECTURE rule 8). Keys the venue sends that we do not use (``M``, the
+(ARCHITECTURE rule 10). Keys the venue sends that we do not use (``M``, the
 removed trade-stream order ids ``b``/``a`` in old recordings, the testnet
 ``st``) are simply not declared: ``msgspec`` skips unknown keys.
 

@@ -193,6 +193,8 @@ class Universe:
         self.n_events = -(-markets // MARKETS_PER_EVENT)
         self.n_series = -(-self.n_events // EVENTS_PER_SERIES)
         self.anchor = anchor_ts
+        self.earliest_close = anchor_ts - 20 * DAY
+        """No market closes before this (unix seconds)."""
         self._key = seed.to_bytes(8, "little", signed=True)
 
     # -- tickers -------------------------------------------------------------
@@ -263,7 +265,7 @@ class Universe:
         bits, spread_pick = divmod(bits, 4)
         bits, yes_pick = divmod(bits, 499)
         bits, no_pick = divmod(bits, 499)
-        close_ts = self.anchor - 20 * DAY + close_off * 60
+        close_ts = self.earliest_close + close_off * 60
         open_ts = close_ts - DAY - open_off * 3600
         structure = _STRUCTURES[structure_pick]
         if open_ts > self.anchor:
@@ -807,6 +809,8 @@ class Simulator(SimulatorBase):
         if fault is not None:
             return fault
         u = self.universe
+        if historical and self.cutoff <= u.earliest_close:  # nothing settled that long ago
+            return web.json_response({"markets": [], "cursor": ""})
         indices: Iterable[int]
         if q.get("tickers"):
             found = (u.market_index(t) for t in q["tickers"].split(","))

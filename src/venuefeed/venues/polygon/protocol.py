@@ -1,6 +1,6 @@
 """Polygon.io (Massive) wire structs: REST pages and WebSocket events as typed msgspec structs.
 
-Frames are decoded straight from bytes into these structs (ARCHITECTURE rule 8).
+Frames are decoded straight from bytes into these structs (ARCHITECTURE rule 10).
 Polygon sends prices and sizes as JSON *numbers*; they are decoded into
 ``Decimal`` so the text on the wire is kept exactly (``114.125`` stays
 ``114.125`` -- a float would round-trip most values, but not by construction).

@@ -1,6 +1,6 @@
 """Polygon.io (Massive) simulator: the stocks REST API and ``/stocks`` WebSocket on 127.0.0.1.
 
-It is the venue's twin (ARCHITECTURE rule 7): the real client runs against it
+It is the venue's twin (ARCHITECTURE rule 9): the real client runs against it
 unchanged, with only the base URLs pointed here.
 
 * **History is a pure function of the seed.** :class:`Tape` derives every
