@@ -25,6 +25,7 @@ from tests.venues.binance.conftest import make_adapter as binance_adapter
 from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 from tests.venues.polymarket.helpers import make_adapter as polymarket_adapter
 from venuefeed import schema
+from venuefeed.cluster import codec
 from venuefeed.models import BookSnapshot, event_decoder
 from venuefeed.sim.base import Faults
 from venuefeed.sinks import postgres, sqlite
@@ -136,6 +137,7 @@ async def test_bus_carries_null(rest_books: list[BookSnapshot]) -> None:
         await nc.close()
     assert [msgspec.json.decode(d)["ts_venue"] for d in data] == [None, None]
     assert [event_decoder.decode(d) for d in data] == rest_books
+    assert [codec.decode(d) for d in data] == rest_books  # what a cluster writer stores
 
 
 async def test_websocket_books_keep_the_venue_time() -> None:
