@@ -54,7 +54,7 @@ def stored_trades(db: Path) -> dict[tuple[str, str, str], Row]:
         return {(r[0], r[1], r[2]): dict(zip(TRADE_FIELDS, r, strict=True)) for r in rows}
 
 
-def stored_snapshots(db: Path) -> dict[tuple[str, str, int, int, str], Row]:
+def stored_snapshots(db: Path) -> dict[tuple[str, str, int | None, int, str], Row]:
     """Every book snapshot of a SQLite store with its levels, by its natural key."""
     with closing(_connect(db)) as conn:
         levels: dict[int, dict[str, list[tuple[str, str]]]] = {}
