@@ -26,7 +26,7 @@ from tests.venues.kalshi.kalshi_support import ANCHOR, kalshi_settings
 from tests.venues.polymarket.helpers import make_adapter as polymarket_adapter
 from venuefeed import schema
 from venuefeed.cluster import codec
-from venuefeed.models import BookSnapshot, event_decoder
+from venuefeed.models import BookDelta, BookSnapshot, event_decoder
 from venuefeed.sim.base import Faults
 from venuefeed.sinks import postgres, sqlite
 from venuefeed.sinks.nats import NatsSink
@@ -158,6 +158,33 @@ async def test_websocket_books_keep_the_venue_time() -> None:
     for book in books:
         assert book.ts_venue is not None
         assert abs(book.ts_recv - book.ts_venue) < 60 * S
+
+
+async def test_a_binance_book_takes_the_time_of_its_websocket_updates() -> None:
+    """The REST snapshot that starts the book is untimed; once updates flow, the book's
+    state (what the book persistence stores) carries the venue time of the last one."""
+    bsim = binance.Simulator(seed=7, faults=Faults(), events_per_second=100)
+    await bsim.start()
+    adapter = binance_adapter(bsim)
+    stream = adapter.open_stream(frozenset({"books"}))
+    events: list[BookSnapshot | BookDelta] = []
+    try:
+        await stream.subscribe(["BTCUSDT"])
+        async with asyncio.timeout(10):
+            async for event in stream:
+                if isinstance(event, BookSnapshot | BookDelta) and event.instrument == "BTCUSDT":
+                    events.append(event)
+                if any(isinstance(e, BookDelta) for e in events):
+                    break
+        book = stream.book("BTCUSDT")
+        assert book is not None
+        persisted = book.snapshot()
+    finally:
+        await stream.close()
+        await adapter.close()
+        await bsim.stop()
+    assert isinstance(events[0], BookSnapshot) and events[0].ts_venue is None
+    assert persisted.ts_venue is not None and persisted.ts_venue == events[-1].ts_venue
 
 
 def _before_unknown_times() -> tuple[schema.Migration, ...]:
