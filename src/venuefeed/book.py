@@ -244,7 +244,7 @@ class OrderBook:
         self._asks = _Side(descending=False)
         self.sequence: int | None = None
         self.checksum: str | None = None
-        self.ts_venue = 0
+        self.ts_venue: int | None = None
         self.ts_recv = 0
         self.state = SyncState.SYNCING
 

@@ -9,8 +9,11 @@ Conventions (ARCHITECTURE rule 3):
 * Prices and sizes are canonical decimal strings (see :mod:`venuefeed.exact`):
   exact, ``"0.535"`` in is ``"0.535"`` out, and equal strings mean equal numbers.
 * Timestamps are integer nanoseconds since the Unix epoch. ``ts_venue`` is the
-  venue's own time for the event (0 when the venue gives none), ``ts_recv`` is
-  when our process received the frame.
+  venue's own time for the event, ``ts_recv`` is when our process received the
+  frame. A book snapshot's ``ts_venue`` is ``None`` (``null`` on the wire, NULL
+  in storage) when the venue sends the book without a time (Kalshi and Binance
+  REST books, Kalshi WebSocket snapshots): an unknown time is never written as
+  a plausible-looking 0.
 * ``instrument`` is the venue's identifier of the thing that trades: a
   Polymarket token id, a Kalshi market ticker, a Binance or Polygon symbol.
 * Book sides are best-first: bids descending, asks ascending.
@@ -75,21 +78,38 @@ class BookLevel(msgspec.Struct, array_like=True, frozen=True, gc=False):
     size: str
 
 
-class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
-    """Fields every canonical event carries."""
+class _Tagged(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
+    """Identity every canonical event carries; the time fields follow in the subclasses.
+
+    The split keeps ``ts_venue`` in third place on the wire for every event while
+    letting book snapshots, alone, declare it optional.
+    """
 
     venue: str
     instrument: str
+
+
+class _Event(_Tagged, kw_only=True, frozen=True):
+    """An event the venue always times: ``ts_venue`` is the venue's clock."""
+
     ts_venue: int
     ts_recv: int
 
 
-class BookSnapshot(_Event, tag="book_snapshot", frozen=True, gc=False):
+class _MaybeTimedEvent(_Tagged, kw_only=True, frozen=True):
+    """An event a venue may send without a time: ``ts_venue`` is then ``None``."""
+
+    ts_venue: int | None
+    ts_recv: int
+
+
+class BookSnapshot(_MaybeTimedEvent, tag="book_snapshot", frozen=True, gc=False):
     """A full (or top-N) picture of one instrument's book; replaces the local book.
 
     ``sequence`` is the venue's update id the snapshot is valid at (Binance
     ``lastUpdateId``, Kalshi ``seq``), ``checksum`` the venue's digest of the
     book (Polymarket ``hash``), both ``None`` where the venue has none.
+    ``ts_venue`` is ``None`` when the venue sends the book without a time.
     """
 
     bids: list[BookLevel]
@@ -328,7 +348,7 @@ Event = (
 )
 """Any canonical event."""
 
-EVENT_TYPES: tuple[type[_Event], ...] = (
+EVENT_TYPES: tuple[type[_Tagged], ...] = (
     BookSnapshot,
     BookDelta,
     Trade,

@@ -19,7 +19,7 @@ distinct in SQL), hence sentinel defaults such as ``sequence = -1``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = [
@@ -72,12 +72,23 @@ class Table:
     serial: str | None = None
     """Name of a surrogate integer id column (primary key) when the natural key is separate."""
     indexes: tuple[tuple[str, ...], ...] = ()
+    unknown_in_key: tuple[str, ...] = ()
+    """Key columns that may be NULL (unknown). The key compares them as
+    ``COALESCE(column, -1)`` so an unknown value still collapses a repeated row,
+    while the stored column keeps the NULL; such a key is a unique index, not a
+    constraint, and the insert's ``ON CONFLICT`` names the same expressions."""
 
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
     def insert_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.name != self.serial)
+
+    def key_sql(self) -> str:
+        """The natural key as ``CREATE UNIQUE INDEX`` and ``ON CONFLICT`` spell it."""
+        return ", ".join(
+            f'(COALESCE("{k}", -1))' if k in self.unknown_in_key else f'"{k}"' for k in self.key
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,8 @@ def _event_columns() -> tuple[Column, ...]:
 
 
 _TS = (C("ts_venue", "bigint", False), C("ts_recv", "bigint", False))
+_TS_MAYBE_UNKNOWN = (C("ts_venue", "bigint"), C("ts_recv", "bigint", False))
+"""Times of an event the venue may send untimed: ``ts_venue`` NULL, never a made-up 0."""
 
 VENUES = Table(
     "venues",
@@ -188,7 +201,7 @@ BOOK_SNAPSHOTS = Table(
     (
         C("id", "serial", False),
         *_event_columns(),
-        *_TS,
+        *_TS_MAYBE_UNKNOWN,
         C("sequence", "bigint", False, "-1"),
         C("checksum", "text"),
         C("digest", "text", False),
@@ -197,6 +210,7 @@ BOOK_SNAPSHOTS = Table(
     # millisecond; the digest of the levels tells them apart, and the same
     # state stored twice still collapses to one row.
     key=("venue", "instrument", "ts_venue", "sequence", "digest"),
+    unknown_in_key=("ts_venue",),
     serial="id",
     indexes=(("venue", "instrument", "ts_recv"),),
 )
@@ -510,18 +524,6 @@ TABLES: tuple[Table, ...] = (
 )
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema", tables=TABLES[: TABLES.index(DATA_GAPS) + 1]),
-    Migration(2, "gaps list the instruments they affected", columns=((DATA_GAPS, "instruments"),)),
-    Migration(
-        3,
-        "cross-venue pairs, their quotes, whale positions",
-        tables=(MARKET_PAIRS, PAIR_QUOTES, WHALE_POSITIONS),
-    ),
-    Migration(4, "the account's own fills and orders", tables=(ACCOUNT_FILLS, ACCOUNT_ORDERS)),
-)
-"""Forward-only. Never edit a released migration; append a new one."""
-
 
 def _column_sql(column: Column, table: Table, dialect: Dialect) -> str:
     if column.name == table.serial:
@@ -550,9 +552,14 @@ def create_sql(
     name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
     columns = [c for c in table.columns if version is None or c.since <= version]
     parts = [_column_sql(c, table, dialect) for c in columns]
-    keys = ", ".join(f'"{k}"' for k in table.key)
-    parts.append(f"UNIQUE ({keys})" if table.serial else f"PRIMARY KEY ({keys})")
+    keys = table.key_sql()
+    if not table.unknown_in_key:
+        parts.append(f"UNIQUE ({keys})" if table.serial else f"PRIMARY KEY ({keys})")
     statements = [f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(parts) + "\n)"]
+    if table.unknown_in_key:
+        statements.append(
+            f'CREATE UNIQUE INDEX IF NOT EXISTS "ux_{table.name}_key" ON {name} ({keys})'
+        )
     for cols in table.indexes:
         index = f"ix_{table.name}_{'_'.join(cols)}"
         cols_sql = ", ".join(f'"{c}"' for c in cols)
@@ -587,7 +594,7 @@ def insert_sql(
     else:
         marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
     col_sql = ", ".join(f'"{c}"' for c in cols)
-    key = ", ".join(f'"{k}"' for k in table.key)
+    key = table.key_sql()
     if update:
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
         action = f"DO UPDATE SET {sets}"
@@ -597,3 +604,53 @@ def insert_sql(
     if returning:
         sql += f' RETURNING "{returning}"'
     return sql
+
+
+def _unknown_snapshot_times() -> dict[Dialect, tuple[str, ...]]:
+    """Let ``book_snapshots.ts_venue`` hold NULL, and turn the stored 0s (which only
+    ever meant "the venue sent no time") into NULL.
+
+    PostgreSQL relaxes the column in place and swaps the key constraint for the
+    COALESCE unique index. SQLite can neither relax NOT NULL nor drop an inline
+    constraint, so it rebuilds the table, keeping every id (book_levels point at them).
+    """
+    table = BOOK_SNAPSHOTS
+    cols = ", ".join(f'"{c}"' for c in table.column_names())
+    rebuilt = replace(table, name=f"{table.name}_rebuilt")
+    forget_zero = 'UPDATE {schema}"book_snapshots" SET "ts_venue" = NULL WHERE "ts_venue" = 0'
+    return {
+        "sqlite": (
+            create_sql(rebuilt, "sqlite")[0],
+            f'INSERT INTO "{rebuilt.name}" ({cols}) SELECT {cols} FROM "{table.name}"',
+            f'DROP TABLE "{table.name}"',
+            f'ALTER TABLE "{rebuilt.name}" RENAME TO "{table.name}"',
+            *create_sql(table, "sqlite")[1:],
+            forget_zero.replace("{schema}", ""),
+        ),
+        "postgres": (
+            'ALTER TABLE {schema}."book_snapshots" ALTER COLUMN "ts_venue" DROP NOT NULL',
+            'ALTER TABLE {schema}."book_snapshots" DROP CONSTRAINT IF EXISTS '
+            '"book_snapshots_venue_instrument_ts_venue_sequence_digest_key"',
+            'CREATE UNIQUE INDEX IF NOT EXISTS "ux_book_snapshots_key" '
+            f'ON {{schema}}."book_snapshots" ({table.key_sql()})',
+            forget_zero.replace("{schema}", "{schema}."),
+        ),
+    }
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", tables=TABLES[: TABLES.index(DATA_GAPS) + 1]),
+    Migration(2, "gaps list the instruments they affected", columns=((DATA_GAPS, "instruments"),)),
+    Migration(
+        3,
+        "cross-venue pairs, their quotes, whale positions",
+        tables=(MARKET_PAIRS, PAIR_QUOTES, WHALE_POSITIONS),
+    ),
+    Migration(4, "the account's own fills and orders", tables=(ACCOUNT_FILLS, ACCOUNT_ORDERS)),
+    Migration(
+        5,
+        "book snapshots the venue sent without a time store ts_venue NULL",
+        statements=_unknown_snapshot_times(),
+    ),
+)
+"""Forward-only. Never edit a released migration; append a new one."""

@@ -20,8 +20,8 @@ from venuefeed.sinks.rows import snapshot_digest
 
 __all__ = ["BookStates", "StateKey"]
 
-StateKey = tuple[str, str, int, int, str]
-"""venue, instrument, venue time, sequence (-1: none), digest of the levels."""
+StateKey = tuple[str, str, int | None, int, str]
+"""venue, instrument, venue time (None: the venue sent none), sequence (-1: none), digest."""
 
 
 class BookStates:

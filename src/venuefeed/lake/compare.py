@@ -54,7 +54,7 @@ def stored_trades(db: Path) -> dict[tuple[str, str, str], Row]:
         return {(r[0], r[1], r[2]): dict(zip(TRADE_FIELDS, r, strict=True)) for r in rows}
 
 
-def stored_snapshots(db: Path) -> dict[tuple[str, str, int, int, str], Row]:
+def stored_snapshots(db: Path) -> dict[tuple[str, str, int | None, int, str], Row]:
     """Every book snapshot of a SQLite store with its levels, by its natural key."""
     with closing(_connect(db)) as conn:
         levels: dict[int, dict[str, list[tuple[str, str]]]] = {}
@@ -64,7 +64,7 @@ def stored_snapshots(db: Path) -> dict[tuple[str, str, int, int, str], Row]:
         ):
             sides = levels.setdefault(snapshot_id, {"bid": [], "ask": []})
             sides[side].append((str(price), str(size)))
-        out: dict[tuple[str, str, int, int, str], Row] = {}
+        out: dict[tuple[str, str, int | None, int, str], Row] = {}
         for row in conn.execute(
             "SELECT id, venue, instrument, ts_venue, ts_recv, sequence, checksum, digest "
             "FROM book_snapshots"
@@ -100,9 +100,16 @@ def canonical_digest(db: Path) -> str:
     digest = hashlib.sha256()
     tables: list[dict[Any, Row]] = [dict(stored_trades(db)), dict(stored_snapshots(db))]
     for table in tables:
-        for key in sorted(table):
+        for key in sorted(table, key=_orderable):
             digest.update(msgspec.msgpack.encode(table[key]))
     return digest.hexdigest()
+
+
+def _orderable(key: Any) -> Any:
+    """A row key that sorts: an unknown venue time (None) orders as -1, as the stores' key does."""
+    if isinstance(key, tuple):
+        return tuple(-1 if part is None else part for part in key)
+    return key
 
 
 @dataclass

@@ -259,7 +259,7 @@ SNAPSHOTS = Layout(
     arrow=pa.schema(
         [
             pa.field("instrument", pa.string(), nullable=False),
-            pa.field("ts_venue", pa.int64(), nullable=False),
+            pa.field("ts_venue", pa.int64()),  # null: the venue sent the book untimed
             pa.field("ts_recv", pa.int64(), nullable=False),
             pa.field("sequence", pa.int64(), nullable=False),
             pa.field("checksum", pa.string()),

@@ -43,7 +43,7 @@ BOOK_LEVELS_FLAT = schema.Table(
     (
         schema.C("venue", "text", False),
         schema.C("instrument", "text", False),
-        schema.C("ts_venue", "bigint", False),
+        schema.C("ts_venue", "bigint"),
         schema.C("ts_recv", "bigint", False),
         schema.C("sequence", "bigint", False),
         schema.C("digest", "text", False),

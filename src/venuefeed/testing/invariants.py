@@ -94,7 +94,7 @@ def violations(event: object, bounds: tuple[int, int]) -> list[str]:
             if value is not None:
                 _number(value, what, probability=False, out=out)
         return out
-    ts_venue = getattr(event, "ts_venue", 0)
+    ts_venue = getattr(event, "ts_venue", 0) or 0  # None: an untimed book snapshot
     if isinstance(event, Candle):
         _time(event.open_time, "open_time", (EARLIEST_NS, bounds[1]), out, zero_ok=False)
         if event.close_time < event.open_time:

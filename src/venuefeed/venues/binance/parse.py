@@ -405,7 +405,8 @@ def _rows(
 def parse_book(body: bytes, symbol: str, ts_recv: int, rejects: Rejects) -> BookSnapshot | None:
     """``GET /api/v3/depth`` -> a snapshot whose ``sequence`` is ``lastUpdateId``, or ``None``.
 
-    The body carries no time, so ``ts_venue`` is 0. A crossed book is refused.
+    The body carries no time, so ``ts_venue`` is ``None`` (unknown, never a made-up 0).
+    A crossed book is refused.
     """
     snap = rejects.decode(_depth_decoder, body, "malformed")
     return None if snap is None else rejects.guard("depth", _snapshot, snap, symbol, ts_recv)
@@ -420,7 +421,7 @@ def _snapshot(snap: p.DepthSnapshot, symbol: str, ts_recv: int) -> BookSnapshot:
     return BookSnapshot(
         venue=VENUE,
         instrument=symbol,
-        ts_venue=0,
+        ts_venue=None,
         ts_recv=ts_recv,
         bids=bids,
         asks=asks,

@@ -447,7 +447,7 @@ def _rest_book(
         bids, asks = [], []
     _uncrossed(instrument, bids, asks)
     return BookSnapshot(
-        venue=VENUE, instrument=instrument, ts_venue=0, ts_recv=ts_recv, bids=bids, asks=asks
+        venue=VENUE, instrument=instrument, ts_venue=None, ts_recv=ts_recv, bids=bids, asks=asks
     )
 
 
@@ -656,7 +656,7 @@ def _snapshot(m: p.WsOrderbookSnapshot, ts_recv: int) -> BookSnapshot:
     return BookSnapshot(
         venue=VENUE,
         instrument=msg.market_ticker,
-        ts_venue=0,
+        ts_venue=None,
         ts_recv=ts_recv,
         bids=bids,
         asks=asks,

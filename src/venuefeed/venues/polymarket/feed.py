@@ -96,14 +96,22 @@ class HashAudit:
         return True
 
 
+def _older(ts: int | None, than: int | None) -> bool:
+    """Whether a snapshot is known to be older than the book; an unknown time never is."""
+    return ts is not None and than is not None and ts < than
+
+
 def audit_verdict(book: OrderBook, rest: BookSnapshot, suspect_ts: int | None) -> str:
     """Compare a live book with a REST snapshot of the same token.
 
     ``"match"``/``"mismatch"`` when both describe the same venue moment;
     ``"wait"`` when they do not (a change in flight either way). A REST book
     newer than ours *twice at the same timestamp* (``suspect_ts``) means we
-    missed its last change: ``"mismatch"``.
+    missed its last change: ``"mismatch"``. Polymarket times every book; an
+    untimed one on either side cannot be ordered, so it waits.
     """
+    if rest.ts_venue is None or book.ts_venue is None:
+        return "wait"
     if rest.ts_venue == book.ts_venue:
         same = book.bids() == rest.bids and book.asks() == rest.asks
         return "match" if same else "mismatch"
@@ -269,11 +277,14 @@ class PolymarketFeed(VenueFeed):
         if token not in self._subscribed:
             return
         book = self.books.get(token)
-        if not force and book.state is SyncState.LIVE and snap.ts_venue < book.ts_venue:
+        if not force and book.state is SyncState.LIVE and _older(snap.ts_venue, book.ts_venue):
             return  # a reordered, older snapshot must not roll the book back
         previous = book.state
         problem = book.load_snapshot(snap)
-        self._snap_ts[token] = snap.ts_venue
+        if snap.ts_venue is None:
+            self._snap_ts.pop(token, None)
+        else:
+            self._snap_ts[token] = snap.ts_venue
         self._tick_hold.discard(token)
         self._resync.pop(token, None)
         self._retry.pop(token, None)
@@ -371,8 +382,8 @@ class PolymarketFeed(VenueFeed):
         if book is None or book.state is not SyncState.LIVE:
             return
         rest = parse.book_snapshot(summary, now, self.rejects)
-        if rest is None:
-            return
+        if rest is None or rest.ts_venue is None or book.ts_venue is None:
+            return  # refused, or untimed: neither can be ordered against the live book
         verdict = audit_verdict(book, rest, self._suspect.get(token))
         if verdict == "match":
             self._suspect.pop(token, None)
