@@ -401,7 +401,13 @@ async def test_the_last_book_state_is_stored_at_shutdown(tmp_path: Path) -> None
     pm = PolymarketSim(seed=31, markets=1, events_per_second=30)
     await pm.start()
     db = tmp_path / "flush.db"
-    extra = {"discovery.max_resolution_days": 0, "ingestion.book_persist_interval_seconds": 60}
+    # Every level is stored (a deep bid at 0.03 is outside the default top 10 when the
+    # book has grown thick): this is about the flush at stop, not about the depth.
+    extra = {
+        "discovery.max_resolution_days": 0,
+        "ingestion.book_persist_interval_seconds": 60,
+        "ingestion.book_depth": 1000,
+    }
     service = Service(settings_for({"polymarket": pm}, db, extra))
     try:
         await service.start()
