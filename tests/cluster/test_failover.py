@@ -35,6 +35,7 @@ def _left(log: Path) -> dict[str, int]:
     return {}
 
 
+@pytest.mark.cluster_long
 @pytest.mark.timeout(240)
 async def test_kill_and_pause_lose_nothing_and_fence_the_stale_worker(tmp_path: Path) -> None:
     run = ClusterRun(tmp_path, require_postgres(), ttl=TTL)
