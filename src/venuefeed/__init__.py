@@ -1,25 +1,32 @@
 """venuefeed: market data from prediction markets and crypto/equity venues,
 normalized, deduplicated and gap-checked."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("venuefeed")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+local"
-
 from typing import TYPE_CHECKING, Any
 
-from venuefeed.feed import Feed, open
-
 if TYPE_CHECKING:
+    from venuefeed.feed import Feed, open
     from venuefeed.pipelines import DataWriter, RealtimePipeline
+
+    __version__: str
 
 __all__ = ["DataWriter", "Feed", "RealtimePipeline", "__version__", "open"]
 
 
 def __getattr__(name: str) -> Any:
-    # Seed 002's names load the service and sinks only when asked for.
+    # Everything loads only when asked for: the SQLite writer is a child process
+    # importing ``venuefeed.sinks.sqlite_process``, and each of its starts would
+    # otherwise pay ~0.4 s for the client, the venues and aiohttp it never uses.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("venuefeed")
+        except PackageNotFoundError:  # running from a source tree without installing
+            return "0.0.0+local"
+    if name in ("Feed", "open"):
+        from venuefeed import feed
+
+        return getattr(feed, name)
     if name in ("DataWriter", "RealtimePipeline"):
         from venuefeed import pipelines
 

@@ -126,15 +126,20 @@ async def test_a_gap_is_healed_only_after_its_trades_are_stored(rig: Rig) -> Non
 
 
 async def test_a_failing_venue_is_retried_and_the_gap_stays_open_meanwhile(rig: Rig) -> None:
-    rig.venue.failures = 2
+    # The venue fails until told otherwise, so "meanwhile" does not depend on how
+    # quickly the retries come round on a loaded machine.
+    rig.venue.failures = 1_000_000
     opened = gap(NOW - 30 * S, NOW - 29 * S)
     await rig.pipeline.process(opened)
     rig.healer.note(opened)
-    await rig.settle(lambda: rig.venue.requests)
+    await rig.settle(lambda: len(rig.venue.requests) >= 2)  # failed, then retried
     assert rig.healer.oldest_open() == opened.start  # the watermark may not pass it
     assert rig.rows("SELECT healed FROM data_gaps") == [(0,)]
+    assert rig.healer.healed == 0
+    failed = len(rig.venue.requests)
+    rig.venue.failures = 0
     await rig.settle(lambda: rig.healer.healed == 1, within=10)
-    assert len(rig.venue.requests) == 3
+    assert len(rig.venue.requests) == failed + 1  # one more try, and it succeeded
     assert rig.rows("SELECT healed FROM data_gaps") == [(1,)]
     assert len(rig.rows("SELECT 1 FROM trades")) == 4  # 30, 29 +/- the 1 s margin
 
