@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from venuefeed import book
+from venuefeed import book, exact
 from venuefeed.book import _Side
 from venuefeed.models import BookLevel
 from venuefeed.venues import checks
@@ -129,12 +129,17 @@ PAIR = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(pairs=st.lists(PAIR, max_size=12))
 def test_levels_match_python(kernel: ModuleType, pairs: list[Any]) -> None:
+    """Fresh tables for each run, so that the C side checks and learns new numbers too."""
+    results = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(checks, "_kernel", kernel, raising=False)
-        patch.setattr(checks, "_COMPILED", False)
-        want = outcome(lambda: checks.levels(pairs))
-        patch.setattr(checks, "_COMPILED", True)
-        got = outcome(lambda: checks.levels(pairs))
+        for compiled in (False, True):
+            patch.setattr(checks, "_COMPILED", compiled)
+            prices = checks.Numbers("invalid_price", checks._non_negative)
+            sizes = checks.Numbers("invalid_size", checks._non_negative, limit=4)
+            results.append((outcome(lambda: checks.levels(pairs, prices, sizes)), sizes.known))  # noqa: B023
+    (want, want_known), (got, got_known) = results
+    assert got_known == want_known
     if want[0] == "raised" and issubclass(want[1], checks.Invalid):
         assert got[0] == "raised" and issubclass(got[1], checks.Invalid)
     else:
@@ -165,10 +170,18 @@ def test_binance_depth_frames_match_python(
         patch.setattr(binance, "_kernel", kernel, raising=False)
         for compiled in (False, True):
             patch.setattr(binance, "_COMPILED", compiled)
+            binance.PRICES.known.clear()
+            binance.SIZES.known.clear()
             rejects = Rejects("binance")
             events = binance.parse_frame(frame, event_ms * 1_000_000, rejects)
             results.append((events, rejects.counts))
     assert results[1] == results[0]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(TEXT, st.text(max_size=40), st.from_regex(r"-?[0-9]{0,20}(\.[0-9]{0,20})?")))
+def test_check_matches_exact(kernel: ModuleType, text: str) -> None:
+    assert kernel.check(text) == exact._check(text)
 
 
 def test_kernel_misuse_raises_instead_of_crashing(kernel: ModuleType) -> None:

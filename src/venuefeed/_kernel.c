@@ -28,8 +28,13 @@ static PyTypeObject *g_level;     /* models.BookLevel */
 static PyObject *g_unknown;       /* Inconsistency.UNKNOWN_LEVEL */
 static PyObject *g_invalid;       /* Inconsistency.INVALID_LEVEL */
 static Py_ssize_t g_price_off = -1, g_size_off = -1;
+static PyObject *g_learn;         /* checks.Numbers.learn (the function) */
+static PyObject *g_non_negative;  /* checks._non_negative (the rule of prices and sizes) */
 
-static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zero_dot, *s_zero;
+static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zero_dot, *s_zero,
+    *s_known, *s_limit, *s_rule, *s_empty;
+
+#define MAX_DIGITS 18 /* exact.MAX_INTEGER_DIGITS and exact.MAX_FRACTION_DIGITS */
 
 /* The slot offset of a BookLevel field, or -1 to read it with getattr. */
 static Py_ssize_t
@@ -83,6 +88,141 @@ call1(PyObject *func, PyObject *arg)
     return PyObject_CallOneArg(func, arg);
 }
 
+/* exact._check(text) for a str: its canonical text if it is a plain finite decimal, else "".
+ *
+ * One pass over the characters: an optional "-", 1-18 ASCII digits, optionally "."
+ * and 1-18 digits; then the leading zeros of the whole part and the trailing zeros
+ * of the fraction go ("-0.0" -> "0"). */
+static PyObject *
+canonical(PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n == 0 || n > 2 * MAX_DIGITS + 2 || !PyUnicode_IS_ASCII(text)) {
+        return Py_NewRef(s_empty);
+    }
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t i = s[0] == '-', whole = i, frac = -1, frac_end = -1;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    Py_ssize_t whole_end = i;
+    if (i < n) {
+        if (s[i] != '.') {
+            return Py_NewRef(s_empty);
+        }
+        frac = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        frac_end = i;
+        if (i < n || frac_end == frac || frac_end - frac > MAX_DIGITS) {
+            return Py_NewRef(s_empty);
+        }
+    }
+    if (whole_end == whole || whole_end - whole > MAX_DIGITS) {
+        return Py_NewRef(s_empty);
+    }
+    while (whole < whole_end - 1 && s[whole] == '0') {
+        whole++;
+    }
+    while (frac_end > frac && s[frac_end - 1] == '0') {
+        frac_end--;
+    }
+    char out[2 * MAX_DIGITS + 3];
+    Py_ssize_t len = 0;
+    if (s[0] == '-' && !(whole_end - whole == 1 && s[whole] == '0' && frac_end <= frac)) {
+        out[len++] = '-';
+    }
+    memcpy(out + len, s + whole, whole_end - whole);
+    len += whole_end - whole;
+    if (frac_end > frac) {
+        out[len++] = '.';
+        memcpy(out + len, s + frac, frac_end - frac);
+        len += frac_end - frac;
+    }
+    if (len == n && memcmp(out, s, n) == 0) {
+        return Py_NewRef(text);
+    }
+    return PyUnicode_FromStringAndSize(out, len);
+}
+
+PyDoc_STRVAR(check_doc,
+"check(text) -> str\n\n"
+"exact._check(text): the canonical text, or \"\" (exposed so the tests hold the two equal).");
+
+static PyObject *
+k_check(PyObject *module, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "check() takes a str");
+        return NULL;
+    }
+    return canonical(text);
+}
+
+/* fallback(text) -- a venue number not seen before -- as a new reference.
+ *
+ * When fallback is Numbers.learn bound to a table with the non-negative rule (Binance
+ * prices and sizes) and the text is valid, learn's work is done here: the check, then
+ * the remembered answer, under the table's bound. Anything else, and every invalid
+ * text (to raise the table's own Invalid), is the Python call. */
+static PyObject *
+learn(PyObject *fallback, PyObject *text)
+{
+    if (g_learn == NULL || !PyMethod_Check(fallback) ||
+        PyMethod_GET_FUNCTION(fallback) != g_learn || !PyUnicode_CheckExact(text)) {
+        return call1(fallback, text);
+    }
+    PyObject *numbers = PyMethod_GET_SELF(fallback);
+    PyObject *rule = PyObject_GetAttr(numbers, s_rule);
+    if (rule == NULL) {
+        return NULL;
+    }
+    int non_negative = rule == g_non_negative;
+    Py_DECREF(rule);
+    if (!non_negative) {
+        return call1(fallback, text);
+    }
+    PyObject *canon = canonical(text);
+    if (canon == NULL) {
+        return NULL;
+    }
+    if (PyUnicode_GET_LENGTH(canon) == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
+        Py_DECREF(canon);
+        return call1(fallback, text);
+    }
+    PyObject *known = PyObject_GetAttr(numbers, s_known);
+    PyObject *limit = known ? PyObject_GetAttr(numbers, s_limit) : NULL;
+    if (limit == NULL) {
+        Py_XDECREF(known);
+        Py_DECREF(canon);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(known) || !PyLong_CheckExact(limit)) {
+        Py_DECREF(known);
+        Py_DECREF(limit);
+        Py_DECREF(canon);
+        return call1(fallback, text);
+    }
+    Py_ssize_t bound = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (bound == -1 && PyErr_Occurred()) {
+        Py_DECREF(known);
+        Py_DECREF(canon);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(known) >= bound) {
+        PyDict_Clear(known);
+    }
+    int stored = PyDict_SetItem(known, text, canon);
+    Py_DECREF(known);
+    if (stored < 0) {
+        Py_DECREF(canon);
+        return NULL;
+    }
+    return canon;
+}
+
 /* `memo.get(text) or fallback(text)` as a new reference. */
 static PyObject *
 known_or(PyObject *memo, PyObject *fallback, PyObject *text)
@@ -101,7 +241,7 @@ known_or(PyObject *memo, PyObject *fallback, PyObject *text)
     else if (PyErr_Occurred()) {
         return NULL;
     }
-    return call1(fallback, text);
+    return learn(fallback, text);
 }
 
 /* A float key as a C double; -1 with an exception set if it is not a number. */
@@ -656,7 +796,25 @@ k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(setup_numbers_doc,
+"setup_numbers(learn, non_negative) -> None\n\n"
+"Bind checks.Numbers.learn and the non-negative rule, whose work levels() may do in C.");
+
+static PyObject *
+k_setup_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("setup_numbers", nargs, 2)) {
+        return NULL;
+    }
+    Py_XSETREF(g_learn, Py_NewRef(args[0]));
+    Py_XSETREF(g_non_negative, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef kernel_methods[] = {
+    {"setup_numbers", (PyCFunction)(void (*)(void))k_setup_numbers, METH_FASTCALL,
+     setup_numbers_doc},
+    {"check", (PyCFunction)k_check, METH_O, check_doc},
     {"setup", (PyCFunction)(void (*)(void))k_setup, METH_FASTCALL, setup_doc},
     {"apply", (PyCFunction)(void (*)(void))k_apply, METH_FASTCALL, apply_doc},
     {"load", (PyCFunction)(void (*)(void))k_load, METH_FASTCALL, load_doc},
@@ -681,6 +839,7 @@ PyInit__kernel(void)
     } names[] = {
         {&s_price, "price"}, {&s_size, "size"}, {&s_levels, "levels"}, {&s_keys, "keys"},
         {&s_sign, "_sign"}, {&s_strip, "strip"}, {&s_zero_dot, "0."}, {&s_zero, "0"},
+        {&s_known, "known"}, {&s_limit, "limit"}, {&s_rule, "rule"}, {&s_empty, ""},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL &&

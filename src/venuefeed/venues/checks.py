@@ -29,10 +29,10 @@ from typing import Final
 import msgspec
 
 from venuefeed import exact
-from venuefeed.book import KERNEL
+from venuefeed.book import COMPILED, KERNEL
 from venuefeed.models import BookLevel
 
-if KERNEL == "c":
+if COMPILED:
     from venuefeed import _kernel
 
 __all__ = [
@@ -151,8 +151,11 @@ SIGNED: Final = Numbers("invalid_size", _any)
 """Signed increments (Kalshi book deltas); the book refuses a level going negative."""
 
 
+if COMPILED:
+    _kernel.setup_numbers(Numbers.learn, _non_negative)
 _COMPILED: Final = KERNEL == "c"
-""":func:`levels` runs its loop in C (:data:`venuefeed.book.KERNEL`)."""
+""":func:`levels` runs its loop in C (:data:`venuefeed.book.KERNEL`); a number not
+seen before is checked there too when its table's rule is :func:`_non_negative`."""
 
 
 def levels(
