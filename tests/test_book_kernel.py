@@ -200,14 +200,22 @@ def test_kernel_misuse_raises_instead_of_crashing(kernel: ModuleType) -> None:
 
 @pytest.mark.parametrize(("env", "want"), [("1", "python"), ("", None)])
 def test_pure_python_switch(env: str, want: str | None) -> None:
-    """``VENUEFEED_PURE_PYTHON=1`` selects the fallback; otherwise the kernel runs if built."""
+    """``VENUEFEED_PURE_PYTHON=1`` selects the fallback; otherwise the kernel runs if built.
+
+    ``venuefeed version`` tells the operator which one runs.
+    """
     code = "import venuefeed.book as b; print(b.KERNEL, b.COMPILED)"
+    environ = {**os.environ, "VENUEFEED_PURE_PYTHON": env}
     run = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "VENUEFEED_PURE_PYTHON": env},
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    kernel, compiled = run.stdout.split()
+    assert kernel == (want or ("c" if compiled == "True" else "python"))
+    version = subprocess.run(
+        [sys.executable, "-m", "venuefeed.cli", "version"],
+        env=environ,
         capture_output=True,
         text=True,
         check=True,
     )
-    kernel, compiled = run.stdout.split()
-    assert kernel == (want or ("c" if compiled == "True" else "python"))
+    assert f"(book kernel: {kernel})" in version.stdout
