@@ -229,13 +229,15 @@ known_or(PyObject *memo, PyObject *fallback, PyObject *text)
 {
     PyObject *hit = PyDict_GetItemWithError(memo, text);
     if (hit != NULL) {
+        Py_INCREF(hit);
         int truth = PyUnicode_CheckExact(hit) ? PyUnicode_GET_LENGTH(hit) > 0
                                               : PyObject_IsTrue(hit);
+        if (truth > 0) {
+            return hit;
+        }
+        Py_DECREF(hit);
         if (truth < 0) {
             return NULL;
-        }
-        if (truth) {
-            return Py_NewRef(hit);
         }
     }
     else if (PyErr_Occurred()) {
@@ -366,11 +368,12 @@ apply_one(PyObject *levels, PyObject *keys, double sign, PyObject *level)
     int status = -1;
     double key;
     PyObject *keyobj = NULL, *size = NULL, *stripped = NULL;
+    Py_INCREF(level); /* held: a getattr or a callback may drop it from the caller's list */
     PyObject *price = field(level, g_price_off, s_price);
     if (price == NULL) {
+        Py_DECREF(level);
         return -1;
     }
-    Py_INCREF(level);
     PyObject *hit = PyDict_GetItemWithError(g_keys, price);
     if (hit != NULL) {
         if (as_double(hit, &key) < 0) {
@@ -575,11 +578,12 @@ load_one(PyObject *loaded, double sign, PyObject *level)
 {
     int status = -1;
     PyObject *price = NULL, *key = NULL, *size = NULL, *keyobj = NULL;
+    Py_INCREF(level);
     PyObject *raw_price = field(level, g_price_off, s_price);
     if (raw_price == NULL) {
+        Py_DECREF(level);
         return -1;
     }
-    Py_INCREF(level);
     price = PyUnicode_Check(raw_price) ? checked_text(raw_price) : Py_NewRef(Py_None);
     if (price == NULL) {
         goto done;
@@ -744,7 +748,10 @@ k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *held, *p, *q, *price, *size, *level;
-        if (unpack_pair(PySequence_Fast_GET_ITEM(seq, i), &held, &p, &q) < 0) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        int unpacked = unpack_pair(item, &held, &p, &q);
+        Py_DECREF(item);
+        if (unpacked < 0) {
             goto fail;
         }
         price = known_or(prices, new_price, p);
