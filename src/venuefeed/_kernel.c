@@ -40,16 +40,20 @@ static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zer
 static Py_ssize_t
 slot_offset(PyTypeObject *type, const char *name)
 {
-    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        PyErr_Clear();
         return -1;
     }
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if ((member->type != T_OBJECT_EX && member->type != T_OBJECT) ||
-        ((PyDescrObject *)descr)->d_type != type) {
-        return -1;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyDescrObject *)descr)->d_type == type) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX || member->type == T_OBJECT) {
+            offset = member->offset;
+        }
     }
-    return member->offset;
+    Py_DECREF(descr);
+    return offset;
 }
 
 /* level.<name> as a new reference: a slot read for an exact BookLevel, else getattr. */
