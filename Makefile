@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench bench-e2e bench-anchors bench-cluster chaos cluster-test soak fuzz clean
+.PHONY: install demo test test-slow lint format bench bench-e2e bench-anchors bench-cluster chaos cluster-test soak fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
@@ -18,8 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/venuefeed demo
 
+# The suite minus the long end-to-end runs (marked `slow`: the quick chaos suite, kills
+# and outages of real processes, the 200k-market archive), which `make test-slow` runs;
+# CI runs both.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
