@@ -18,6 +18,7 @@ from venuefeed.chaos.report import failures, table
 from venuefeed.chaos.scenarios import SCENARIOS, Environment
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_quick_chaos_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     env = Environment(postgres_dsn=PG_URL, nats_url=NATS_URL)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from venuefeed.lake.book_at import SqliteHistory, book_at
 from venuefeed.models import BookLevel
 from venuefeed.service import Service
@@ -45,6 +47,7 @@ async def sample_books(service: Service, seconds: float) -> list[Sample]:
     return samples
 
 
+@pytest.mark.slow
 async def test_book_at_equals_the_live_book_at_sampled_instants(tmp_path: Path) -> None:
     sims = {
         "polymarket": PolymarketSim.for_demo(seed=11, events_per_second=150),

@@ -13,6 +13,8 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from venuefeed.service import Service
 from venuefeed.sim.base import Faults
 from venuefeed.sinks.sqlite import open_reader
@@ -72,6 +74,7 @@ def stored_books(db: Path, venue: str) -> dict[str, tuple[list[tuple[str, str]],
     return books
 
 
+@pytest.mark.slow
 async def test_both_venues_with_faults_every_trade_once_and_books_equal(tmp_path: Path) -> None:
     pm = PolymarketSim(seed=5, markets=6, events_per_second=150, faults=Faults(
         disconnect_every_seconds=1.0, duplicate_rate=0.05, out_of_order_rate=0.03,
@@ -208,6 +211,7 @@ async def test_venue_killed_and_restarted_recovers_others_unaffected(tmp_path: P
         await ks.stop()
 
 
+@pytest.mark.slow
 async def test_sigterm_mid_run_loses_no_accepted_trade(tmp_path: Path) -> None:
     pm = PolymarketSim(seed=4, markets=4, events_per_second=200)
     await pm.start()
@@ -250,6 +254,7 @@ async def test_sigterm_mid_run_loses_no_accepted_trade(tmp_path: Path) -> None:
     assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted trades lost"
 
 
+@pytest.mark.slow
 async def test_sigkill_and_restart_back_fill_what_the_venue_traded_meanwhile(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
+import pytest
 
 from venuefeed.chaos.proxy import StallingProxy
 from venuefeed.sinks.base import Sink
@@ -66,6 +67,7 @@ async def run_through_outage(sink: Sink, proxy: StallingProxy, spool_dir: Path) 
     return spool
 
 
+@pytest.mark.slow
 async def test_postgres_outage_every_event_stored_once(tmp_path: Path) -> None:
     url = require_postgres()
     proxy = StallingProxy("127.0.0.1", 5432)
@@ -86,6 +88,7 @@ async def test_postgres_outage_every_event_stored_once(tmp_path: Path) -> None:
     assert sorted(r["trade_id"] for r in ids) == sorted(f"t{n}" for n in range(BATCHES * PER_BATCH))
 
 
+@pytest.mark.slow
 async def test_nats_outage_every_event_stored_once(tmp_path: Path) -> None:
     url = require_nats()
     proxy = StallingProxy("127.0.0.1", 4222)

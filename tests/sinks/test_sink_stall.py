@@ -216,6 +216,7 @@ async def test_nats_close_during_a_stall_is_bounded_and_keeps_the_spool(
     assert len(ids) == len(set(ids)) == 50
 
 
+@pytest.mark.slow
 async def test_sigterm_during_a_stall_exits_cleanly_and_nothing_is_lost(
     tmp_path: Path, pg: tuple[str, str], jetstream: tuple[str, str, str]
 ) -> None:
