@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-slow lint format bench bench-e2e bench-anchors bench-cluster chaos cluster-test soak fuzz clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt src/venuefeed/_kernel.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "venuefeed needs Python 3.11+")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
@@ -20,9 +20,18 @@ demo: $(STAMP)
 
 # The suite minus the long end-to-end runs (marked `slow`: the quick chaos suite, kills
 # and outages of real processes, the 200k-market archive), which `make test-slow` runs;
-# CI runs both.
+# CI runs both. The book's per-frame loops run in C when the optional extension built;
+# the second pass runs the book and venue tests again on the pure-Python fallback
+# (about 25 s), which is what an install without a C compiler runs.
+PURE_TESTS := tests/test_book.py tests/test_book_kernel.py tests/venues/test_checks.py \
+	tests/venues/binance/test_parse.py tests/venues/binance/test_feed.py \
+	tests/venues/binance/test_stream.py tests/venues/binance/test_sim_conformance.py \
+	tests/venues/polymarket/test_polymarket_parse.py tests/venues/polymarket/test_polymarket_feed.py \
+	tests/venues/polymarket/test_polymarket_stream.py tests/venues/polymarket/test_polymarket_e2e.py \
+	tests/venues/polymarket/test_polymarket_conformance.py
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+	VENUEFEED_PURE_PYTHON=1 $(PY) -m pytest -q -m "not slow" $(PURE_TESTS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
@@ -96,4 +105,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/venuefeed/_kernel.*.so

@@ -16,20 +16,44 @@ Levels are keyed by ``float(price)``: for the decimal strings venues send
 same order, so the key identifies a level (``"0.5"`` and ``"0.50"`` meet) and
 sorts it, while the canonical price string is kept for output. The sorted key
 lists make best bid/ask O(1) and top-N a slice.
+
+The per-frame loops (:meth:`_Side.apply`, :meth:`_Side.load` and
+:func:`venuefeed.venues.checks.levels`) run in C when the optional extension
+``venuefeed._kernel`` was built, with the same results (the tests feed both the
+same input); the Python below is the reference and the fallback.
+``VENUEFEED_PURE_PYTHON=1`` (read at import) forces the fallback; :data:`KERNEL`
+says which one runs.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 from venuefeed import exact
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot
 
-__all__ = ["BookSide", "Books", "Inconsistency", "OrderBook", "SyncState", "price_key"]
+__all__ = [
+    "COMPILED",
+    "KERNEL",
+    "BookSide",
+    "Books",
+    "Inconsistency",
+    "OrderBook",
+    "SyncState",
+    "price_key",
+]
+
+try:
+    from venuefeed import _kernel
+except ImportError:  # installed without a C compiler: the Python loops run
+    _kernel = None  # type: ignore[assignment]
+COMPILED: Final = _kernel is not None
+"""Whether the C kernel was built (and imports); :data:`KERNEL` says whether it runs."""
 
 BookSide = Literal["bid", "ask"]
 
@@ -216,6 +240,41 @@ class _Side:
         return level.size if level is not None else "0"
 
 
+def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
+    """:meth:`_Side.load` with the per-level loop in C."""
+    loaded = _kernel.load(side, levels)
+    if loaded is None:
+        side.clear()
+        return False
+    side.levels = loaded
+    side.keys = sorted(loaded)
+    return True
+
+
+if COMPILED:
+    _kernel.setup(
+        _KEYS,
+        _SIZES,
+        exact._CHECKED,
+        price_key,
+        _size,
+        exact.checked,
+        exact.canon,
+        BookLevel,
+        Inconsistency.UNKNOWN_LEVEL,
+        Inconsistency.INVALID_LEVEL,
+    )
+_PURE: Final = os.environ.get("VENUEFEED_PURE_PYTHON", "") not in ("", "0")
+KERNEL: Final[Literal["c", "python"]] = "c" if COMPILED and not _PURE else "python"
+"""Which implementation runs the book's per-frame loops."""
+_apply: Final[Callable[[_Side, list[BookLevel]], Inconsistency | None]] = (
+    _kernel.apply if KERNEL == "c" else _Side.apply
+)
+_load: Final[Callable[[_Side, list[BookLevel]], bool]] = (
+    _compiled_load if KERNEL == "c" else _Side.load
+)
+
+
 class OrderBook:
     """The local L2 book of one instrument."""
 
@@ -252,7 +311,7 @@ class OrderBook:
 
     def load_snapshot(self, snap: BookSnapshot) -> Inconsistency | None:
         """Replace the book with a snapshot; a crossed or invalid one is reported, not kept live."""
-        valid = self._bids.load(snap.bids) & self._asks.load(snap.asks)
+        valid = _load(self._bids, snap.bids) & _load(self._asks, snap.asks)
         self.sequence = snap.sequence
         self.checksum = snap.checksum
         self.ts_venue = snap.ts_venue
@@ -280,7 +339,7 @@ class OrderBook:
             first = delta.first_sequence if delta.first_sequence is not None else seq
             if first > self.sequence + 1:
                 return self._fail(Inconsistency.GAP)
-        problems = (self._bids.apply(delta.bids), self._asks.apply(delta.asks))
+        problems = (_apply(self._bids, delta.bids), _apply(self._asks, delta.asks))
         if seq is not None:
             self.sequence = seq
         if delta.checksum is not None:
@@ -303,7 +362,7 @@ class OrderBook:
         size = exact.add(book_side.size_at(price), exact.canon(change))
         if size.startswith("-"):
             return self._fail(Inconsistency.NEGATIVE_SIZE)
-        problem = book_side.apply([BookLevel(exact.canon(price), size)])
+        problem = _apply(book_side, [BookLevel(exact.canon(price), size)])
         if problem is Inconsistency.INVALID_LEVEL:
             return self._fail(problem)
         return size

@@ -200,8 +200,10 @@ def _root(
 
 @app.command()
 def version() -> None:
-    """Print the venuefeed version."""
-    console.print(f"venuefeed {__version__}")
+    """Print the venuefeed version, and whether the book's loops run in C or Python."""
+    from venuefeed.book import KERNEL
+
+    console.print(f"venuefeed {__version__} (book kernel: {KERNEL})")
 
 
 @app.command()

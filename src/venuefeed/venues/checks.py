@@ -29,7 +29,11 @@ from typing import Final
 import msgspec
 
 from venuefeed import exact
+from venuefeed.book import COMPILED, KERNEL
 from venuefeed.models import BookLevel
+
+if COMPILED:
+    from venuefeed import _kernel
 
 __all__ = [
     "DECODE_ERRORS",
@@ -147,18 +151,28 @@ SIGNED: Final = Numbers("invalid_size", _any)
 """Signed increments (Kalshi book deltas); the book refuses a level going negative."""
 
 
+if COMPILED:
+    _kernel.setup_numbers(Numbers.learn, _non_negative)
+_COMPILED: Final = KERNEL == "c"
+""":func:`levels` runs its loop in C (:data:`venuefeed.book.KERNEL`); a number not
+seen before is checked there too when its table's rule is :func:`_non_negative`."""
+
+
 def levels(
     pairs: Iterable[tuple[str, str]], prices: Numbers = PRICES, sizes: Numbers = SIZES
 ) -> list[BookLevel]:
     """``[price, size]`` pairs as checked canonical levels (the book hot path).
 
-    A number seen before costs a dict lookup; one not seen before is checked
-    and remembered on the spot (sizes in a depth stream are mostly new, so a
-    whole-list retry after the first miss would check them twice).
+    A number seen before costs a dict lookup (in C when the kernel runs: see
+    :mod:`venuefeed.book`); one not seen before is checked and remembered on the
+    spot (sizes in a depth stream are mostly new, so a whole-list retry after the
+    first miss would check them twice).
     """
     known_prices, known_sizes, new_price, new_size = (
         prices.known, sizes.known, prices.learn, sizes.learn,
     )  # fmt: skip
+    if _COMPILED:
+        return _kernel.levels(pairs, known_prices, known_sizes, new_price, new_size)
     return [
         BookLevel(known_prices.get(p) or new_price(p), known_sizes.get(q) or new_size(q))
         for p, q in pairs

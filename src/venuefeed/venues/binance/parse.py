@@ -34,6 +34,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
+from venuefeed.book import KERNEL
 from venuefeed.models import BookDelta, BookLevel, BookSnapshot, Candle, Event, TopOfBook, Trade
 from venuefeed.venues.binance import protocol as p
 from venuefeed.venues.checks import (
@@ -46,6 +47,9 @@ from venuefeed.venues.checks import (
     levels,
 )
 from venuefeed.venues.rejects import Rejects
+
+if KERNEL == "c":
+    from venuefeed import _kernel
 
 __all__ = [
     "AGG_TRADE_ID_PREFIX",
@@ -211,6 +215,8 @@ def _control(data: bytes | str, rejects: Rejects) -> None:
 
 _KNOWN_PRICES: Final = PRICES.known
 _KNOWN_SIZES: Final = SIZES.known
+_COMPILED: Final = KERNEL == "c"
+"""The levels are built by the C kernel (:func:`venuefeed.venues.checks.levels`' loop)."""
 
 
 def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Event]:
@@ -220,6 +226,8 @@ def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Even
     lookup per number seen before, and a check (then remembered) for one that
     was not -- per number, not per update: most sizes in a depth stream are new,
     so retrying the whole update on the first miss would check most of them twice.
+    The loop runs in C when the kernel does (:data:`venuefeed.book.KERNEL`), with
+    the list comprehensions' semantics.
     """
     if d.u < d.U:
         raise Invalid("invalid_sequence", f"U {d.U} > u {d.u}")
@@ -227,8 +235,16 @@ def _depth(d: p.DepthUpdate, ts_recv: int, bounds: tuple[int, int]) -> list[Even
     if not bounds[0] <= ts <= bounds[1]:
         raise Invalid("timestamp_out_of_window", d.E)
     prices, sizes, new_price, new_size = _KNOWN_PRICES, _KNOWN_SIZES, PRICES.learn, SIZES.learn
-    bids = [BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.b]
-    asks = [BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.a]
+    if _COMPILED:
+        bids = _kernel.levels(d.b, prices, sizes, new_price, new_size)
+        asks = _kernel.levels(d.a, prices, sizes, new_price, new_size)
+    else:
+        bids = [
+            BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.b
+        ]
+        asks = [
+            BookLevel(prices.get(p) or new_price(p), sizes.get(q) or new_size(q)) for p, q in d.a
+        ]
     return [
         BookDelta(
             venue=VENUE,

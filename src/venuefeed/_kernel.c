@@ -1,0 +1,862 @@
+/* The per-frame book loops of venuefeed in C: the same semantics as the pure-Python
+ * code they replace (venuefeed/book.py `_Side.apply` and `_Side.load`, and
+ * venuefeed/venues/checks.py `levels`), several times cheaper per level.
+ *
+ * Only the common path lives here: dict hits in the memos the Python code keeps
+ * (`book._KEYS`, `book._SIZES`, `exact._CHECKED`, `Numbers.known`) and plain list
+ * and dict operations. Every miss calls the very Python function the fallback
+ * calls (`price_key`, `exact.checked`, `exact.canon`, `Numbers.learn`), so
+ * validation, memo bounds and rejections stay defined in one place.
+ *
+ * Inputs are untrusted: every object is type-checked before a fast path reads it,
+ * and anything unexpected takes the generic C-API route that behaves like the
+ * Python statement it mirrors (same result, or the same kind of exception).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* Set once by setup(): the Python objects the loops read or fall back to. */
+static PyObject *g_keys;          /* book._KEYS: canonical price -> float */
+static PyObject *g_sizes;         /* book._SIZES: valid size -> canonical */
+static PyObject *g_checked_memo;  /* exact._CHECKED: text -> canonical or "" */
+static PyObject *g_price_key;     /* book.price_key */
+static PyObject *g_size;          /* book._size */
+static PyObject *g_checked;       /* exact.checked */
+static PyObject *g_canon;         /* exact.canon */
+static PyTypeObject *g_level;     /* models.BookLevel */
+static PyObject *g_unknown;       /* Inconsistency.UNKNOWN_LEVEL */
+static PyObject *g_invalid;       /* Inconsistency.INVALID_LEVEL */
+static Py_ssize_t g_price_off = -1, g_size_off = -1;
+static PyObject *g_learn;         /* checks.Numbers.learn (the function) */
+static PyObject *g_non_negative;  /* checks._non_negative (the rule of prices and sizes) */
+
+static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zero_dot, *s_zero,
+    *s_known, *s_limit, *s_rule, *s_empty;
+
+#define MAX_DIGITS 18 /* exact.MAX_INTEGER_DIGITS and exact.MAX_FRACTION_DIGITS */
+
+/* The slot offset of a BookLevel field, or -1 to read it with getattr. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyDescrObject *)descr)->d_type == type) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX || member->type == T_OBJECT) {
+            offset = member->offset;
+        }
+    }
+    Py_DECREF(descr);
+    return offset;
+}
+
+/* level.<name> as a new reference: a slot read for an exact BookLevel, else getattr. */
+static PyObject *
+field(PyObject *level, Py_ssize_t offset, PyObject *name)
+{
+    if (offset >= 0 && Py_IS_TYPE(level, g_level)) {
+        PyObject *value = *(PyObject **)((char *)level + offset);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+    }
+    return PyObject_GetAttr(level, name);
+}
+
+static PyObject *
+new_level(PyObject *price, PyObject *size)
+{
+    PyObject *args[2] = {price, size};
+    return PyObject_Vectorcall((PyObject *)g_level, args, 2, NULL);
+}
+
+static int
+wrong_count(const char *name, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs == expected) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
+    return 1;
+}
+
+static PyObject *
+call1(PyObject *func, PyObject *arg)
+{
+    return PyObject_CallOneArg(func, arg);
+}
+
+/* exact._check(text) for a str: its canonical text if it is a plain finite decimal, else "".
+ *
+ * One pass over the characters: an optional "-", 1-18 ASCII digits, optionally "."
+ * and 1-18 digits; then the leading zeros of the whole part and the trailing zeros
+ * of the fraction go ("-0.0" -> "0"). */
+static PyObject *
+canonical(PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n == 0 || n > 2 * MAX_DIGITS + 2 || !PyUnicode_IS_ASCII(text)) {
+        return Py_NewRef(s_empty);
+    }
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t i = s[0] == '-', whole = i, frac = -1, frac_end = -1;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    Py_ssize_t whole_end = i;
+    if (i < n) {
+        if (s[i] != '.') {
+            return Py_NewRef(s_empty);
+        }
+        frac = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        frac_end = i;
+        if (i < n || frac_end == frac || frac_end - frac > MAX_DIGITS) {
+            return Py_NewRef(s_empty);
+        }
+    }
+    if (whole_end == whole || whole_end - whole > MAX_DIGITS) {
+        return Py_NewRef(s_empty);
+    }
+    while (whole < whole_end - 1 && s[whole] == '0') {
+        whole++;
+    }
+    while (frac_end > frac && s[frac_end - 1] == '0') {
+        frac_end--;
+    }
+    char out[2 * MAX_DIGITS + 3];
+    Py_ssize_t len = 0;
+    if (s[0] == '-' && !(whole_end - whole == 1 && s[whole] == '0' && frac_end <= frac)) {
+        out[len++] = '-';
+    }
+    memcpy(out + len, s + whole, whole_end - whole);
+    len += whole_end - whole;
+    if (frac_end > frac) {
+        out[len++] = '.';
+        memcpy(out + len, s + frac, frac_end - frac);
+        len += frac_end - frac;
+    }
+    if (len == n && memcmp(out, s, n) == 0) {
+        return Py_NewRef(text);
+    }
+    return PyUnicode_FromStringAndSize(out, len);
+}
+
+PyDoc_STRVAR(check_doc,
+"check(text) -> str\n\n"
+"exact._check(text): the canonical text, or \"\" (exposed so the tests hold the two equal).");
+
+static PyObject *
+k_check(PyObject *module, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "check() takes a str");
+        return NULL;
+    }
+    return canonical(text);
+}
+
+/* fallback(text) -- a venue number not seen before -- as a new reference.
+ *
+ * When fallback is Numbers.learn bound to a table with the non-negative rule (Binance
+ * prices and sizes) and the text is valid, learn's work is done here: the check, then
+ * the remembered answer, under the table's bound. Anything else, and every invalid
+ * text (to raise the table's own Invalid), is the Python call. */
+static PyObject *
+learn(PyObject *fallback, PyObject *text)
+{
+    if (g_learn == NULL || !PyMethod_Check(fallback) ||
+        PyMethod_GET_FUNCTION(fallback) != g_learn || !PyUnicode_CheckExact(text)) {
+        return call1(fallback, text);
+    }
+    PyObject *numbers = PyMethod_GET_SELF(fallback);
+    PyObject *rule = PyObject_GetAttr(numbers, s_rule);
+    if (rule == NULL) {
+        return NULL;
+    }
+    int non_negative = rule == g_non_negative;
+    Py_DECREF(rule);
+    if (!non_negative) {
+        return call1(fallback, text);
+    }
+    PyObject *canon = canonical(text);
+    if (canon == NULL) {
+        return NULL;
+    }
+    if (PyUnicode_GET_LENGTH(canon) == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
+        Py_DECREF(canon);
+        return call1(fallback, text);
+    }
+    PyObject *known = PyObject_GetAttr(numbers, s_known);
+    PyObject *limit = known ? PyObject_GetAttr(numbers, s_limit) : NULL;
+    if (limit == NULL) {
+        Py_XDECREF(known);
+        Py_DECREF(canon);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(known) || !PyLong_CheckExact(limit)) {
+        Py_DECREF(known);
+        Py_DECREF(limit);
+        Py_DECREF(canon);
+        return call1(fallback, text);
+    }
+    Py_ssize_t bound = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (bound == -1 && PyErr_Occurred()) {
+        Py_DECREF(known);
+        Py_DECREF(canon);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(known) >= bound) {
+        PyDict_Clear(known);
+    }
+    int stored = PyDict_SetItem(known, text, canon);
+    Py_DECREF(known);
+    if (stored < 0) {
+        Py_DECREF(canon);
+        return NULL;
+    }
+    return canon;
+}
+
+/* `memo.get(text) or fallback(text)` as a new reference. */
+static PyObject *
+known_or(PyObject *memo, PyObject *fallback, PyObject *text)
+{
+    PyObject *hit = PyDict_GetItemWithError(memo, text);
+    if (hit != NULL) {
+        Py_INCREF(hit);
+        int truth = PyUnicode_CheckExact(hit) ? PyUnicode_GET_LENGTH(hit) > 0
+                                              : PyObject_IsTrue(hit);
+        if (truth > 0) {
+            return hit;
+        }
+        Py_DECREF(hit);
+        if (truth < 0) {
+            return NULL;
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return learn(fallback, text);
+}
+
+/* A float key as a C double; -1 with an exception set if it is not a number. */
+static int
+as_double(PyObject *value, double *out)
+{
+    if (PyFloat_CheckExact(value)) {
+        *out = PyFloat_AS_DOUBLE(value);
+        return 0;
+    }
+    *out = PyFloat_AsDouble(value);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* keys[mid] < key (bisect_left) or key < keys[mid] (insort_right). */
+static int
+less(PyObject *a, PyObject *b)
+{
+    if (PyFloat_CheckExact(a) && PyFloat_CheckExact(b)) {
+        return PyFloat_AS_DOUBLE(a) < PyFloat_AS_DOUBLE(b);
+    }
+    Py_INCREF(a);
+    Py_INCREF(b);
+    int result = PyObject_RichCompareBool(a, b, Py_LT);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return result;
+}
+
+/* bisect.bisect_left(keys, key); -1 on error. */
+static Py_ssize_t
+bisect_left(PyObject *keys, PyObject *key)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (mid >= PyList_GET_SIZE(keys)) {
+            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+            return -1;
+        }
+        int lt = less(PyList_GET_ITEM(keys, mid), key);
+        if (lt < 0) {
+            return -1;
+        }
+        if (lt) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* bisect.insort_right(keys, key); -1 on error. */
+static int
+insort(PyObject *keys, PyObject *key)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (mid >= PyList_GET_SIZE(keys)) {
+            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+            return -1;
+        }
+        int lt = less(key, PyList_GET_ITEM(keys, mid));
+        if (lt < 0) {
+            return -1;
+        }
+        if (lt) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    return PyList_Insert(keys, lo, key);
+}
+
+/* `not size.strip("0.")` for a str: 1 if every character is "0" or "." (or it is empty). */
+static int
+all_zero(PyObject *size)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(size);
+    int kind = PyUnicode_KIND(size);
+    const void *data = PyUnicode_DATA(size);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c != '0' && c != '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The side's attributes: levels (dict), keys (list), sign (float). 0 or -1. */
+static int
+side_parts(PyObject *side, PyObject **levels, PyObject **keys, PyObject **sign)
+{
+    *levels = PyObject_GetAttr(side, s_levels);
+    *keys = *levels ? PyObject_GetAttr(side, s_keys) : NULL;
+    *sign = *keys ? PyObject_GetAttr(side, s_sign) : NULL;
+    if (*sign == NULL) {
+        goto fail;
+    }
+    if (!PyDict_Check(*levels) || !PyList_Check(*keys) || !PyFloat_Check(*sign)) {
+        PyErr_SetString(PyExc_TypeError, "not a book side (levels dict, keys list, float sign)");
+        goto fail;
+    }
+    return 0;
+fail:
+    Py_XDECREF(*levels);
+    Py_XDECREF(*keys);
+    Py_XDECREF(*sign);
+    return -1;
+}
+
+/* One change of apply(): 0 applied, 1 unknown level removed, 2 invalid level, -1 error. */
+static int
+apply_one(PyObject *levels, PyObject *keys, double sign, PyObject *level)
+{
+    int status = -1;
+    double key;
+    PyObject *keyobj = NULL, *size = NULL, *stripped = NULL;
+    Py_INCREF(level); /* held: a getattr or a callback may drop it from the caller's list */
+    PyObject *price = field(level, g_price_off, s_price);
+    if (price == NULL) {
+        Py_DECREF(level);
+        return -1;
+    }
+    PyObject *hit = PyDict_GetItemWithError(g_keys, price);
+    if (hit != NULL) {
+        if (as_double(hit, &key) < 0) {
+            goto done;
+        }
+    }
+    else {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        /* Not a canonical price seen before: checked (and stored canonical) in Python. */
+        PyObject *found = call1(g_price_key, price);
+        if (found == NULL) {
+            goto done;
+        }
+        if (found == Py_None) {
+            Py_DECREF(found);
+            status = 2;
+            goto done;
+        }
+        int bad = as_double(found, &key);
+        Py_DECREF(found);
+        if (bad) {
+            goto done;
+        }
+        PyObject *canonical = call1(g_checked, price);
+        if (canonical == NULL) {
+            goto done;
+        }
+        int truth = PyObject_IsTrue(canonical);
+        if (truth < 0) {
+            Py_DECREF(canonical);
+            goto done;
+        }
+        if (truth) {
+            Py_SETREF(price, canonical);
+        }
+        else {
+            Py_DECREF(canonical);
+        }
+        size = field(level, g_size_off, s_size);
+        if (size == NULL) {
+            goto done;
+        }
+        Py_SETREF(level, new_level(price, size));
+        if (level == NULL) {
+            goto done;
+        }
+        Py_CLEAR(size);
+    }
+    key *= sign;
+    size = field(level, g_size_off, s_size);
+    if (size == NULL) {
+        goto done;
+    }
+    if (!PyUnicode_Check(size)) {
+        /* What `size.strip("0.")` raises for this object (AttributeError, TypeError). */
+        stripped = PyObject_CallMethodOneArg(size, s_strip, s_zero_dot);
+        if (stripped != NULL) {
+            PyErr_Format(PyExc_TypeError, "level size is not a str: %.80R", size);
+        }
+        goto done;
+    }
+    keyobj = PyFloat_FromDouble(key);
+    if (keyobj == NULL) {
+        goto done;
+    }
+    if (all_zero(size)) {
+        PyObject *held = PyDict_GetItemWithError(levels, keyobj);
+        if (held == NULL) {
+            status = PyErr_Occurred() ? -1 : 1;
+            goto done;
+        }
+        if (PyDict_DelItem(levels, keyobj) < 0) {
+            goto done;
+        }
+        Py_ssize_t at = bisect_left(keys, keyobj);
+        if (at < 0) {
+            goto done;
+        }
+        if (at >= PyList_GET_SIZE(keys)) {
+            PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+            goto done;
+        }
+        status = PyList_SetSlice(keys, at, at + 1, NULL) < 0 ? -1 : 0;
+        goto done;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(size);
+    if (PyUnicode_READ_CHAR(size, 0) == '-') {
+        status = 2;
+        goto done;
+    }
+    Py_UCS4 last = PyUnicode_READ_CHAR(size, n - 1);
+    if ((last == '0' || last == '.') &&
+        PyUnicode_FindChar(size, '.', 0, n, 1) >= 0) {
+        PyObject *canonical = call1(g_canon, size);
+        if (canonical == NULL) {
+            goto done;
+        }
+        PyObject *level_price = field(level, g_price_off, s_price);
+        if (level_price == NULL) {
+            Py_DECREF(canonical);
+            goto done;
+        }
+        Py_SETREF(level, new_level(level_price, canonical));
+        Py_DECREF(level_price);
+        Py_DECREF(canonical);
+        if (level == NULL) {
+            goto done;
+        }
+    }
+    int held = PyDict_Contains(levels, keyobj);
+    if (held < 0 || (!held && insort(keys, keyobj) < 0)) {
+        goto done;
+    }
+    status = PyDict_SetItem(levels, keyobj, level) < 0 ? -1 : 0;
+done:
+    Py_XDECREF(stripped);
+    Py_XDECREF(keyobj);
+    Py_XDECREF(size);
+    Py_XDECREF(level);
+    Py_DECREF(price);
+    return status;
+}
+
+PyDoc_STRVAR(apply_doc,
+"apply(side, changes) -> Inconsistency | None\n\n"
+"book._Side.apply(side, changes): set each level's absolute size (zero removes it).");
+
+static PyObject *
+k_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("apply", nargs, 2)) {
+        return NULL;
+    }
+    if (g_level == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+        return NULL;
+    }
+    PyObject *levels, *keys, *signobj, *result = NULL;
+    if (side_parts(args[0], &levels, &keys, &signobj) < 0) {
+        return NULL;
+    }
+    double sign = PyFloat_AS_DOUBLE(signobj);
+    PyObject *seq = PySequence_Fast(args[1], "changes must be iterable");
+    PyObject *problem = Py_None;
+    if (seq == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        int status = apply_one(levels, keys, sign, PySequence_Fast_GET_ITEM(seq, i));
+        if (status < 0) {
+            goto done;
+        }
+        if (status == 2) {
+            result = Py_NewRef(g_invalid);
+            goto done;
+        }
+        if (status == 1) {
+            problem = g_unknown;
+        }
+    }
+    result = Py_NewRef(problem);
+done:
+    Py_XDECREF(seq);
+    Py_DECREF(levels);
+    Py_DECREF(keys);
+    Py_DECREF(signobj);
+    return result;
+}
+
+/* `exact.checked(text)` for a str: the memo's answer, or the Python call on a miss. */
+static PyObject *
+checked_text(PyObject *text)
+{
+    PyObject *hit = PyDict_GetItemWithError(g_checked_memo, text);
+    if (hit != NULL) {
+        if (PyUnicode_CheckExact(hit)) {
+            return Py_NewRef(PyUnicode_GET_LENGTH(hit) ? hit : Py_None);
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return call1(g_checked, text);
+}
+
+/* `memo.get(text)` then `fallback(text)` on a miss (book.price_key, book._size). */
+static PyObject *
+memo_or_call(PyObject *memo, PyObject *fallback, PyObject *text)
+{
+    PyObject *hit = PyDict_GetItemWithError(memo, text);
+    if (hit != NULL) {
+        return Py_NewRef(hit);
+    }
+    return PyErr_Occurred() ? NULL : call1(fallback, text);
+}
+
+/* One level of load(): 0 kept or skipped, 1 invalid, -1 error. */
+static int
+load_one(PyObject *loaded, double sign, PyObject *level)
+{
+    int status = -1;
+    PyObject *price = NULL, *key = NULL, *size = NULL, *keyobj = NULL;
+    Py_INCREF(level);
+    PyObject *raw_price = field(level, g_price_off, s_price);
+    if (raw_price == NULL) {
+        Py_DECREF(level);
+        return -1;
+    }
+    price = PyUnicode_Check(raw_price) ? checked_text(raw_price) : Py_NewRef(Py_None);
+    if (price == NULL) {
+        goto done;
+    }
+    key = price == Py_None ? Py_NewRef(Py_None) : memo_or_call(g_keys, g_price_key, price);
+    if (key == NULL) {
+        goto done;
+    }
+    PyObject *raw_size = field(level, g_size_off, s_size);
+    if (raw_size == NULL) {
+        goto done;
+    }
+    size = memo_or_call(g_sizes, g_size, raw_size);
+    Py_DECREF(raw_size);
+    if (size == NULL) {
+        goto done;
+    }
+    if (price == Py_None || key == Py_None || size == Py_None) {
+        status = 1;
+        goto done;
+    }
+    int nonzero = PyObject_RichCompareBool(size, s_zero, Py_NE);
+    if (nonzero <= 0) {
+        status = nonzero;
+        goto done;
+    }
+    int same = PyObject_RichCompareBool(price, raw_price, Py_EQ);
+    if (same > 0) {
+        PyObject *level_size = field(level, g_size_off, s_size);
+        if (level_size == NULL) {
+            goto done;
+        }
+        same = PyObject_RichCompareBool(size, level_size, Py_EQ);
+        Py_DECREF(level_size);
+    }
+    if (same < 0) {
+        goto done;
+    }
+    if (!same) {
+        Py_SETREF(level, new_level(price, size));
+        if (level == NULL) {
+            goto done;
+        }
+    }
+    double k;
+    if (as_double(key, &k) < 0 || (keyobj = PyFloat_FromDouble(sign * k)) == NULL) {
+        goto done;
+    }
+    status = PyDict_SetItem(loaded, keyobj, level) < 0 ? -1 : 0;
+done:
+    Py_XDECREF(keyobj);
+    Py_XDECREF(size);
+    Py_XDECREF(key);
+    Py_XDECREF(price);
+    Py_XDECREF(level);
+    Py_DECREF(raw_price);
+    return status;
+}
+
+PyDoc_STRVAR(load_doc,
+"load(side, levels) -> dict[float, BookLevel] | None\n\n"
+"The levels of book._Side.load by signed key, or None if a level is not valid.");
+
+static PyObject *
+k_load(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("load", nargs, 2)) {
+        return NULL;
+    }
+    if (g_level == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+        return NULL;
+    }
+    PyObject *signobj = PyObject_GetAttr(args[0], s_sign);
+    if (signobj == NULL) {
+        return NULL;
+    }
+    double sign;
+    int bad = as_double(signobj, &sign);
+    Py_DECREF(signobj);
+    if (bad) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[1], "levels must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *loaded = PyDict_New();
+    if (loaded == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        int status = load_one(loaded, sign, PySequence_Fast_GET_ITEM(seq, i));
+        if (status != 0) {
+            Py_DECREF(seq);
+            Py_DECREF(loaded);
+            return status < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    Py_DECREF(seq);
+    return loaded;
+}
+
+/* The two texts of one `[price, size]` pair, borrowed from *held (a new reference). */
+static int
+unpack_pair(PyObject *item, PyObject **held, PyObject **first, PyObject **second)
+{
+    PyObject *tuple = PyTuple_CheckExact(item) ? Py_NewRef(item) : PySequence_Tuple(item);
+    if (tuple == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.100s object",
+                         Py_TYPE(item)->tp_name);
+        }
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    if (n != 2) {
+        if (n < 2) {
+            PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 2, got %zd)", n);
+        }
+        else {
+            PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+        }
+        Py_DECREF(tuple);
+        return -1;
+    }
+    *held = tuple;
+    *first = PyTuple_GET_ITEM(tuple, 0);
+    *second = PyTuple_GET_ITEM(tuple, 1);
+    return 0;
+}
+
+PyDoc_STRVAR(levels_doc,
+"levels(pairs, known_prices, known_sizes, new_price, new_size) -> list[BookLevel]\n\n"
+"[BookLevel(known_prices.get(p) or new_price(p), known_sizes.get(q) or new_size(q))\n"
+" for p, q in pairs]: the checked canonical levels of a depth update.");
+
+static PyObject *
+k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("levels", nargs, 5)) {
+        return NULL;
+    }
+    if (g_level == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+        return NULL;
+    }
+    PyObject *prices = args[1], *sizes = args[2], *new_price = args[3], *new_size = args[4];
+    if (!PyDict_Check(prices) || !PyDict_Check(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "known prices and sizes must be dicts");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "pairs must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *held, *p, *q, *price, *size, *level;
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        int unpacked = unpack_pair(item, &held, &p, &q);
+        Py_DECREF(item);
+        if (unpacked < 0) {
+            goto fail;
+        }
+        price = known_or(prices, new_price, p);
+        size = price ? known_or(sizes, new_size, q) : NULL;
+        level = size ? new_level(price, size) : NULL;
+        Py_XDECREF(size);
+        Py_XDECREF(price);
+        Py_DECREF(held);
+        if (level == NULL) {
+            goto fail;
+        }
+        int appended = PyList_Append(out, level);
+        Py_DECREF(level);
+        if (appended < 0) {
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(setup_doc,
+"setup(keys, sizes, checked_memo, price_key, size, checked, canon, level_type,\n"
+"      unknown_level, invalid_level) -> None\n\n"
+"Bind the memos, fallbacks and result values the loops use (book.py calls it once).");
+
+static PyObject *
+k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("setup", nargs, 10)) {
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2]) || !PyType_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "setup: memos must be dicts and level_type a type");
+        return NULL;
+    }
+    PyObject **slots[] = {&g_keys, &g_sizes, &g_checked_memo, &g_price_key, &g_size,
+                          &g_checked, &g_canon, (PyObject **)&g_level, &g_unknown, &g_invalid};
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    }
+    g_price_off = slot_offset(g_level, "price");
+    g_size_off = slot_offset(g_level, "size");
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(setup_numbers_doc,
+"setup_numbers(learn, non_negative) -> None\n\n"
+"Bind checks.Numbers.learn and the non-negative rule, whose work levels() may do in C.");
+
+static PyObject *
+k_setup_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("setup_numbers", nargs, 2)) {
+        return NULL;
+    }
+    Py_XSETREF(g_learn, Py_NewRef(args[0]));
+    Py_XSETREF(g_non_negative, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"setup_numbers", (PyCFunction)(void (*)(void))k_setup_numbers, METH_FASTCALL,
+     setup_numbers_doc},
+    {"check", (PyCFunction)k_check, METH_O, check_doc},
+    {"setup", (PyCFunction)(void (*)(void))k_setup, METH_FASTCALL, setup_doc},
+    {"apply", (PyCFunction)(void (*)(void))k_apply, METH_FASTCALL, apply_doc},
+    {"load", (PyCFunction)(void (*)(void))k_load, METH_FASTCALL, load_doc},
+    {"levels", (PyCFunction)(void (*)(void))k_levels, METH_FASTCALL, levels_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef kernel_module = {
+    PyModuleDef_HEAD_INIT,
+    "venuefeed._kernel",
+    "The order book's per-frame loops in C (see venuefeed.kernel).",
+    -1,
+    kernel_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__kernel(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&s_price, "price"}, {&s_size, "size"}, {&s_levels, "levels"}, {&s_keys, "keys"},
+        {&s_sign, "_sign"}, {&s_strip, "strip"}, {&s_zero_dot, "0."}, {&s_zero, "0"},
+        {&s_known, "known"}, {&s_limit, "limit"}, {&s_rule, "rule"}, {&s_empty, ""},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL &&
+            (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
+            return NULL;
+        }
+    }
+    return PyModule_Create(&kernel_module);
+}

@@ -1,0 +1,221 @@
+"""The C kernel (``venuefeed._kernel``) against the Python loops it replaces.
+
+Both implementations get the same random input -- canonical and other spellings,
+zero sizes, unknown levels, invalid and non-``str`` values -- and must give the
+same answers (or raise the same exception type) and leave the same book behind.
+Without a built kernel these tests skip, except in CI (``CI=true``), where a
+missing kernel is a build failure to see, not to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from venuefeed import book, exact
+from venuefeed.book import _Side
+from venuefeed.models import BookLevel
+from venuefeed.venues import checks
+from venuefeed.venues.binance import parse as binance
+from venuefeed.venues.rejects import Rejects
+
+
+@pytest.fixture(scope="module")
+def kernel() -> ModuleType:
+    try:
+        from venuefeed import _kernel
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the C kernel did not build (CI has a compiler): {exc}")
+        pytest.skip(f"the C kernel was not built ({exc}); the Python loops ran alone")
+    assert book.COMPILED
+    return _kernel
+
+
+_EDGE_TEXTS = [
+    "0", "0.0", "0.00000000", "", ".", "0.", ".5", "1.", "1", "1.0", "1.50", "10",
+    "0.5", "0.50", "-1", "-0", "-0.0", "+1", " 1", "1 ", "nan", "NaN", "inf", "1e5",
+    "007", "１", "abc", "9" * 18, "1" * 19, "0." + "0" * 17 + "1", "0." + "0" * 18 + "1",
+]  # fmt: skip
+_DECIMALS = st.builds(
+    lambda whole, frac, zeros: f"{whole}.{frac}{'0' * zeros}" if frac or zeros else str(whole),
+    st.integers(0, 40),
+    st.sampled_from(["", "1", "25", "5", "125"]),
+    st.integers(0, 3),
+)
+TEXT = st.one_of(_DECIMALS, _DECIMALS, st.sampled_from(_EDGE_TEXTS))
+"""A number as a venue or a caller might spell it: mostly valid, some not."""
+ODD = st.sampled_from([None, 5, 1.5, b"1", True])
+"""Hashable non-``str`` values (what a caller building levels itself might pass)."""
+LEVEL = st.one_of(
+    st.builds(BookLevel, TEXT, TEXT),
+    st.builds(BookLevel, TEXT, TEXT),
+    st.builds(BookLevel, st.one_of(TEXT, ODD, st.just(["1"])), st.one_of(TEXT, ODD)),
+    st.just(("1", "1")),
+)
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """A result, or the type of what it raised (messages may differ)."""
+    try:
+        return "ok", call()
+    except Exception as exc:
+        return "raised", type(exc)
+
+
+def state(side: _Side) -> tuple[list[tuple[float, Any, Any]], list[float]]:
+    levels = [(k, lv.price, lv.size) for k, lv in side.levels.items()]
+    return sorted(levels, key=lambda t: t[0]), list(side.keys)
+
+
+def sides(descending: bool, start: list[BookLevel]) -> tuple[_Side, _Side]:
+    python, native = _Side(descending), _Side(descending)
+    python.load([lv for lv in start if isinstance(lv, BookLevel)])
+    native.load([lv for lv in start if isinstance(lv, BookLevel)])
+    return python, native
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    descending=st.booleans(),
+    start=st.lists(st.builds(BookLevel, _DECIMALS, _DECIMALS), max_size=30),
+    steps=st.lists(st.lists(LEVEL, max_size=8), max_size=12),
+)
+def test_apply_matches_python(
+    kernel: ModuleType, descending: bool, start: list[BookLevel], steps: list[list[Any]]
+) -> None:
+    python, native = sides(descending, start)
+    for changes in steps:
+        want = outcome(lambda: _Side.apply(python, changes))  # noqa: B023
+        got = outcome(lambda: kernel.apply(native, changes))  # noqa: B023
+        assert got == want
+        assert state(native) == state(python)
+        assert native.keys == sorted(native.levels)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    descending=st.booleans(),
+    start=st.lists(st.builds(BookLevel, _DECIMALS, _DECIMALS), max_size=10),
+    snapshot=st.lists(LEVEL, max_size=30),
+)
+def test_load_matches_python(
+    kernel: ModuleType, descending: bool, start: list[BookLevel], snapshot: list[Any]
+) -> None:
+    python, native = sides(descending, start)
+    want = outcome(lambda: _Side.load(python, snapshot))
+    got = outcome(lambda: book._compiled_load(native, snapshot))
+    assert got == want
+    assert state(native) == state(python)
+
+
+PAIR = st.one_of(
+    st.tuples(TEXT, TEXT),
+    st.tuples(TEXT, TEXT),
+    st.tuples(st.one_of(TEXT, ODD), st.one_of(TEXT, ODD)),
+    st.sampled_from([("1",), ("1", "2", "3"), "ab", "abc", 5, None, ["1", "2"], (["1"], "2")]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(PAIR, max_size=12))
+def test_levels_match_python(kernel: ModuleType, pairs: list[Any]) -> None:
+    """Fresh tables for each run, so that the C side checks and learns new numbers too."""
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checks, "_kernel", kernel, raising=False)
+        for compiled in (False, True):
+            patch.setattr(checks, "_COMPILED", compiled)
+            prices = checks.Numbers("invalid_price", checks._non_negative)
+            sizes = checks.Numbers("invalid_size", checks._non_negative, limit=4)
+            results.append((outcome(lambda: checks.levels(pairs, prices, sizes)), sizes.known))  # noqa: B023
+    (want, want_known), (got, got_known) = results
+    assert got_known == want_known
+    if want[0] == "raised" and issubclass(want[1], checks.Invalid):
+        assert got[0] == "raised" and issubclass(got[1], checks.Invalid)
+    else:
+        assert got == want
+
+
+WIRE = st.one_of(TEXT, TEXT, st.sampled_from(["-5", "1e3", "", "x", "0.1234567890123456789"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bids=st.lists(st.tuples(WIRE, WIRE), max_size=10),
+    asks=st.lists(st.tuples(WIRE, WIRE), max_size=10),
+)
+def test_binance_depth_frames_match_python(
+    kernel: ModuleType, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+) -> None:
+    event_ms = 1_790_000_000_000
+    frame = msgspec.json.encode(
+        {
+            "stream": "btcusdt@depth@100ms",
+            "data": {"e": "depthUpdate", "E": event_ms, "s": "BTCUSDT", "U": 1, "u": 2,
+                     "b": bids, "a": asks},
+        }
+    )  # fmt: skip
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(binance, "_kernel", kernel, raising=False)
+        for compiled in (False, True):
+            patch.setattr(binance, "_COMPILED", compiled)
+            binance.PRICES.known.clear()
+            binance.SIZES.known.clear()
+            rejects = Rejects("binance")
+            events = binance.parse_frame(frame, event_ms * 1_000_000, rejects)
+            results.append((events, rejects.counts))
+    assert results[1] == results[0]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(TEXT, st.text(max_size=40), st.from_regex(r"-?[0-9]{0,20}(\.[0-9]{0,20})?")))
+def test_check_matches_exact(kernel: ModuleType, text: str) -> None:
+    assert kernel.check(text) == exact._check(text)
+
+
+def test_kernel_misuse_raises_instead_of_crashing(kernel: ModuleType) -> None:
+    side = _Side(True)
+    with pytest.raises(AttributeError):
+        kernel.apply(object(), [])
+    with pytest.raises(TypeError):
+        kernel.apply(side, 5)
+    with pytest.raises(TypeError):
+        kernel.apply(side)
+    with pytest.raises(TypeError):
+        kernel.levels([], [], {}, str, str)
+    assert kernel.apply(side, iter([BookLevel("1", "2")])) is None
+    assert [lv.price for lv in side.levels.values()] == ["1"]
+
+
+@pytest.mark.parametrize(("env", "want"), [("1", "python"), ("", None)])
+def test_pure_python_switch(env: str, want: str | None) -> None:
+    """``VENUEFEED_PURE_PYTHON=1`` selects the fallback; otherwise the kernel runs if built.
+
+    ``venuefeed version`` tells the operator which one runs.
+    """
+    code = "import venuefeed.book as b; print(b.KERNEL, b.COMPILED)"
+    environ = {**os.environ, "VENUEFEED_PURE_PYTHON": env}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    kernel, compiled = run.stdout.split()
+    assert kernel == (want or ("c" if compiled == "True" else "python"))
+    version = subprocess.run(
+        [sys.executable, "-m", "venuefeed.cli", "version"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"(book kernel: {kernel})" in version.stdout
