@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,18 +29,19 @@ class RollingCounters:
             self._expire(now)
         buckets[-1][1][name] += amount
 
-    def add_many(self, amounts: Mapping[str, int]) -> None:
-        """Several increments under one clock read: a batch's counts at once."""
-        if not amounts:
-            return
+    def current(self) -> Counter[str]:
+        """This second's bucket, for a batch to add to directly (one clock read per batch).
+
+        The pipeline counts each event into it as it goes, so nothing is
+        gathered per batch and folded in afterwards; what it adds is visible at
+        once, in the second the batch started.
+        """
         now = int(self._clock())
         buckets = self._buckets
         if not buckets or buckets[-1][0] != now:
             buckets.append((now, Counter()))
             self._expire(now)
-        bucket = buckets[-1][1]
-        for name, amount in amounts.items():
-            bucket[name] += amount
+        return buckets[-1][1]
 
     def observe(self, name: str, value: float) -> None:
         """Track a sum and a count, for averages (e.g. trade age)."""
