@@ -24,7 +24,7 @@ common outcomes are shared constants, so the hot path allocates none.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -86,7 +86,7 @@ _STORED_LIVE = ProcessResult(True, True, True)
 _NOT_STORED_LIVE = ProcessResult(True, False, True)
 _STALE = ProcessResult(True, True, False, "stale")
 
-Tally = Counter[str]
+Tally = defaultdict[str, int]
 """This second's rolling counters (:meth:`RollingCounters.current`): stages add to it directly."""
 Stage = Callable[[Event, bool, list[Record], list[Event], Tally], ProcessResult]
 """``stage(event, live, out, shown, tally)``: records to store go to ``out``, events for the
@@ -139,7 +139,8 @@ class Pipeline:
         self._dirty: set[tuple[str, str]] = set()
         self.book_states: dict[tuple[str, str], str] = {}
         self.last_event_ns: dict[str, int] = {}
-        self.outcomes: Counter[str] = Counter()
+        self.outcomes: defaultdict[str, int] = defaultdict(int)
+        """Events by outcome label (stored, accepted, duplicate, stale), for status views."""
         self._echo = echo
         self._title_of: TitleLookup = lambda _v, _m, _i: None
         # What each event type goes through; any other type is stored as it is (_keep).
@@ -223,7 +224,10 @@ class Pipeline:
             outcomes[outcome] += 1
             last_ns[venue] = event.ts_recv
         tally["events"] += len(events)
-        await self._hand_over(out, shown)
+        if shown:  # _hand_over, written out: a coroutine less per batch
+            self.hub.publish_many(shown)
+        if out and not self.writer.offer_many(out):
+            await self.writer.put_many(out)
 
     def _count(self, event: Event, outcome: str) -> None:
         """One event's outcome, as :meth:`process_batch` counts it inline."""
