@@ -11,10 +11,11 @@ changes, once per instrument per jittered ``book_persist_interval`` -- with a
 trailing flush (:meth:`flush_books`) so the last state before a quiet spell is
 stored too.
 
-Stages are plain functions, one per event type, that append what is to be
-stored to the batch's list, what is to be shown to the batch's live list, and
-count into this second's rolling counters; the hand-over to the writer and
-the live hub happen once per batch ("flow in batches": bookkeeping per
+Stages are plain functions, one per event type (book changes, the most
+frequent, are written out in :meth:`Pipeline.process_batch`'s loop), that
+append what is to be stored to the batch's list, what is to be shown to the
+batch's live list, and count into this second's rolling counters; the
+hand-over to the writer and the live hub happen once per batch ("flow in batches": bookkeeping per
 batch). Each event adds one to its ``pipeline_events_total`` sample, a plain
 int that ``/metrics`` reads when scraped (:class:`~venuefeed.metrics.PlainCounter`).
 :meth:`process` returns a :class:`ProcessResult` that says what happened; the
@@ -143,9 +144,9 @@ class Pipeline:
         """Events by outcome label (stored, accepted, duplicate, stale), for status views."""
         self._echo = echo
         self._title_of: TitleLookup = lambda _v, _m, _i: None
-        # What each event type goes through; any other type is stored as it is (_keep).
+        # What each event type goes through: book changes in process_batch's loop, these
+        # here, any other type is stored as it is (_keep).
         stages: dict[type, Callable[..., ProcessResult]] = {
-            BookDelta: self._book_delta,
             Trade: self._trade,
             BookSnapshot: self._book_snapshot,
             PriceUpdate: self._price_update,
@@ -185,40 +186,53 @@ class Pipeline:
 
     async def process(self, event: Event | Market, *, live: bool = True) -> ProcessResult:
         """Run one event through the stages. ``live=False`` for backfilled history."""
-        out: list[Record] = []
-        shown: list[Event] = []
         if isinstance(event, Market):
-            out.append(event)
-            result = _STORED_LIVE
-        else:
-            tally = self.stats.current()
-            stage = self._stages.get(type(event), self._keep)
-            result = stage(event, live, out, shown, tally)
-            self._count(event, result.outcome)
-            tally["events"] += 1
-        await self._hand_over(out, shown)
+            await self._hand_over([event], [])
+            return _STORED_LIVE
+        result = await self.process_batch((event,), live=live)
+        assert result is not None  # a batch of one event has a last result
         return result
 
-    async def process_batch(self, events: Sequence[Event], *, live: bool = True) -> None:
-        """Run a stream's batch through the stages ("flow in batches").
+    async def process_batch(
+        self, events: Sequence[Event], *, live: bool = True
+    ) -> ProcessResult | None:
+        """Run a stream's batch through the stages ("flow in batches"); the last event's result.
 
-        The same stages as :meth:`process`, event by event and in order; what
-        is per batch instead of per event: one hand-over to the writer and to
-        the live hub, one clock read for the rolling counters. The per-event
-        counts are plain dict updates, written out here (this loop runs for
-        every event of every venue).
+        Event by event and in order; what is per batch instead of per event:
+        one hand-over to the writer and to the live hub, one clock read for
+        the rolling counters. This loop runs for every event of every venue,
+        so the per-event counts (plain dict updates) and the stage of the most
+        frequent event, a book change, are written out here.
         """
         if not events:
-            return
+            return None
         out: list[Record] = []
         shown: list[Event] = []
         tally = self.stats.current()
         stages, keep = self._stages, self._keep
         counts, outcomes, last_ns = _EVENTS, self.outcomes, self.last_event_ns
+        next_due, dirty, store_deltas = self._next_due, self._dirty, self._store_deltas
+        result = delta_result = self._delta_result
         for event in events:
             kind = type(event)
-            outcome = stages.get(kind, keep)(event, live, out, shown, tally).outcome
             venue = event.venue
+            if kind is BookDelta:
+                # Book changes: the top-N snapshot is stored when the cadence says it is due;
+                # otherwise the book is marked for the trailing flush (flush_books).
+                if store_deltas:
+                    out.append(event)
+                tally["book_updates"] += 1
+                book_key = (venue, event.instrument)
+                if event.ts_recv >= next_due.get(book_key, 0):
+                    self._persist(venue, event.instrument, None, event.ts_recv, out)
+                else:
+                    dirty.add(book_key)
+                if live:
+                    shown.append(event)
+                result = delta_result
+            else:
+                result = stages.get(kind, keep)(event, live, out, shown, tally)
+            outcome = result.outcome
             key = (venue, kind.__name__, outcome)
             counts[key] = counts.get(key, 0) + 1
             outcomes[outcome] += 1
@@ -228,13 +242,7 @@ class Pipeline:
             self.hub.publish_many(shown)
         if out and not self.writer.offer_many(out):
             await self.writer.put_many(out)
-
-    def _count(self, event: Event, outcome: str) -> None:
-        """One event's outcome, as :meth:`process_batch` counts it inline."""
-        key = (event.venue, type(event).__name__, outcome)
-        _EVENTS[key] = _EVENTS.get(key, 0) + 1
-        self.outcomes[outcome] += 1
-        self.last_event_ns[event.venue] = event.ts_recv
+        return result
 
     # -- stages --------------------------------------------------------------
 
@@ -320,22 +328,6 @@ class Pipeline:
             out.append(_top(snap, self._depth))
         tally["book_updates"] += 1
         return _STORED_LIVE
-
-    def _book_delta(
-        self, delta: BookDelta, live: bool, out: list[Record], shown: list[Event], tally: Tally
-    ) -> ProcessResult:
-        """The most frequent event: the cadence's due time is read inline."""
-        if self._store_deltas:
-            out.append(delta)
-        tally["book_updates"] += 1
-        key = (delta.venue, delta.instrument)
-        if delta.ts_recv >= self._next_due.get(key, 0):
-            self._persist(delta.venue, delta.instrument, None, delta.ts_recv, out)
-        else:
-            self._dirty.add(key)
-        if live:
-            shown.append(delta)
-        return self._delta_result
 
     def _book_state(
         self, state: BookState, live: bool, out: list[Record], shown: list[Event], tally: Tally
