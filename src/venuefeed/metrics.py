@@ -2,11 +2,21 @@
 
 Names are part of the public interface: users alert on them. Labels stay
 bounded -- venue, endpoint, kind, type -- never a market or token id.
+
+Most metrics are ``prometheus_client`` objects. The few counted once per event
+on the hot path are :class:`PlainCounter`: plain ints in a dict, read when
+``/metrics`` is scraped, so counting an event costs one dict update instead of
+a labelled child's lock and three calls.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import time
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
 
 __all__ = [
     "ACTIVE_STREAMS",
@@ -23,6 +33,8 @@ __all__ = [
     "KAFKA_DELIVERIES",
     "KAFKA_PUBLISH_LATENCY",
     "NATS_DUPLICATES",
+    "PIPELINE_EVENTS",
+    "QUALITY_CHECKS",
     "QUEUE_DROPPED",
     "RATE_LIMIT_WAIT",
     "REJECTED_FRAMES",
@@ -40,7 +52,57 @@ __all__ = [
     "WS_MESSAGES",
     "WS_RECONNECTIONS",
     "WS_STATE",
+    "PlainCounter",
 ]
+
+
+class PlainCounter:
+    """A Prometheus counter whose samples are plain ints, added to by their owner directly.
+
+    ``counts`` maps a tuple of label values (in ``labelnames`` order) to its
+    total; the owner adds with ``counts[key] = counts.get(key, 0) + n``, and
+    :meth:`collect` reads a copy when the registry is scraped, so every scrape
+    sees exact, current totals. Meant for counts made on the event loop's
+    thread, once per event: an update is then a plain dict update, and the
+    copy a scrape takes from another thread is atomic under the interpreter
+    lock (keys are tuples of strings). Every sample carries this counter's
+    creation time as ``_created``.
+    """
+
+    __slots__ = ("_created", "counts", "documentation", "labelnames", "name")
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.counts: dict[tuple[str, ...], int] = {}
+        self._created = time.time()
+        registry.register(self)
+
+    def inc(self, *labels: str, amount: int = 1) -> None:
+        """Add ``amount`` to one label set (off the hot path; there, update :attr:`counts`)."""
+        self.counts[labels] = self.counts.get(labels, 0) + amount
+
+    def value(self, *labels: str) -> int:
+        """The total of one label set (0 before its first count)."""
+        return self.counts.get(labels, 0)
+
+    def describe(self) -> list[Metric]:
+        """The family without samples: lets the registry refuse a duplicate name up front."""
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, total in sorted(self.counts.copy().items()):
+            family.add_metric(labels, total, created=self._created)
+        yield family
+
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -105,7 +167,7 @@ BOOK_INCONSISTENCIES = Counter(
     ["venue", "reason"],
 )
 BOOK_RESYNCS = Counter("book_resyncs_total", "Book resnapshots requested.", ["venue"])
-TRADES_INGESTED = Counter(
+TRADES_INGESTED = PlainCounter(
     "market_data_trades_ingested_total", "Trades accepted by the pipeline.", ["venue"]
 )
 INGESTION_ERRORS = Counter(
@@ -115,12 +177,12 @@ INGESTION_ERRORS = Counter(
 )
 
 # -- Pipeline and service ------------------------------------------------------------
-PIPELINE_EVENTS = Counter(
+PIPELINE_EVENTS = PlainCounter(
     "pipeline_events_total",
     "Events through the pipeline by venue, event type and outcome (stored, duplicate, ...).",
     ["venue", "type", "outcome"],
 )
-QUALITY_CHECKS = Counter(
+QUALITY_CHECKS = PlainCounter(
     "quality_checks_total",
     "Quality stage outcomes: g1_stale, g3_backfilled, g3_missing, g5_flagged.",
     ["venue", "check"],

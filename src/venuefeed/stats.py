@@ -2,13 +2,16 @@
 
 Per-second buckets over a fixed window (default 5 minutes): adding is a dict
 increment, reading sums at most ``window`` buckets. Everything is bounded.
+A bucket is a ``defaultdict(int)``: ``bucket[name] += 1`` on it costs less than
+half of the same on a ``Counter`` (a Python-level subclass), and the pipeline
+does it for every event.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,28 +22,24 @@ class RollingCounters:
     def __init__(self, window_seconds: int = 300, clock: Callable[[], float] = time.time) -> None:
         self.window = window_seconds
         self._clock = clock
-        self._buckets: deque[tuple[int, Counter[str]]] = deque()
+        self._buckets: deque[tuple[int, defaultdict[str, int]]] = deque()
 
     def add(self, name: str, amount: int = 1) -> None:
-        now = int(self._clock())
-        buckets = self._buckets
-        if not buckets or buckets[-1][0] != now:
-            buckets.append((now, Counter()))
-            self._expire(now)
-        buckets[-1][1][name] += amount
+        self.current()[name] += amount
 
-    def add_many(self, amounts: Mapping[str, int]) -> None:
-        """Several increments under one clock read: a batch's counts at once."""
-        if not amounts:
-            return
+    def current(self) -> defaultdict[str, int]:
+        """This second's bucket, for a batch to add to directly (one clock read per batch).
+
+        The pipeline counts each event into it as it goes, so nothing is
+        gathered per batch and folded in afterwards; what it adds is visible at
+        once, in the second the batch started.
+        """
         now = int(self._clock())
         buckets = self._buckets
         if not buckets or buckets[-1][0] != now:
-            buckets.append((now, Counter()))
+            buckets.append((now, defaultdict(int)))
             self._expire(now)
-        bucket = buckets[-1][1]
-        for name, amount in amounts.items():
-            bucket[name] += amount
+        return buckets[-1][1]
 
     def observe(self, name: str, value: float) -> None:
         """Track a sum and a count, for averages (e.g. trade age)."""
@@ -63,12 +62,12 @@ class RollingCounters:
     def rate(self, name: str, seconds: int = 10) -> float:
         """Average per second over the last ``seconds`` complete seconds."""
         now = int(self._clock())
-        total = sum(b[name] for ts, b in self._buckets if now - seconds <= ts < now)
+        total = sum(b.get(name, 0) for ts, b in self._buckets if now - seconds <= ts < now)
         return total / seconds
 
     def series(self, name: str, seconds: int = 60) -> list[tuple[int, int]]:
         now = int(self._clock())
-        by_ts = {ts: b[name] for ts, b in self._buckets if ts > now - seconds}
+        by_ts = {ts: b.get(name, 0) for ts, b in self._buckets if ts > now - seconds}
         return [(ts, by_ts.get(ts, 0)) for ts in range(now - seconds + 1, now + 1)]
 
 

@@ -7,6 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+from msgspec.structs import replace
+from prometheus_client import REGISTRY, generate_latest
+
 from tests.sinks.helpers import delta, snapshot, trade
 from venuefeed.config import load_config
 from venuefeed.models import Event
@@ -87,3 +90,47 @@ async def test_a_batch_stores_and_counts_what_one_event_at_a_time_does(tmp_path:
     stored, outcomes, counts = results["batch"]
     assert len(stored["trades"]) == 150 and outcomes["duplicate"] == 50
     assert counts == {"events": 405, "trades": 150, "book_updates": 205}
+
+
+def counted(venue: str) -> dict[str, float]:
+    """This venue's samples of the per-event counters, as a scrape reads them."""
+    events = {
+        (kind, outcome): REGISTRY.get_sample_value(
+            "pipeline_events_total", {"venue": venue, "type": kind, "outcome": outcome}
+        )
+        or 0.0
+        for kind, outcome in (
+            ("Trade", "stored"),
+            ("Trade", "duplicate"),
+            ("BookDelta", "accepted"),
+        )
+    }
+    trades = REGISTRY.get_sample_value("market_data_trades_ingested_total", {"venue": venue})
+    return {f"{kind} {outcome}": n for (kind, outcome), n in events.items()} | {
+        "ingested": trades or 0.0
+    }
+
+
+async def test_metrics_and_the_live_hub_are_current_once_a_batch_returns() -> None:
+    """Per-event counts are plain ints read at scrape time: exact, and there at once."""
+    pipeline = Pipeline(load_config(environ={}), SinkWriter(Gate()))
+    shown: list[Event] = []
+    pipeline.hub.observer = shown.append
+    venue = "metrics-venue"  # labels no other test counts under
+    batch: list[Event] = [trade(n, venue=venue) for n in (1, 2, 1)]  # the second 1: a repeat
+    batch.append(replace(delta(3), venue=venue))
+    before = counted(venue)
+    await pipeline.process_batch(batch)
+    after = counted(venue)
+    assert {k: after[k] - before[k] for k in after} == {
+        "Trade stored": 2,
+        "Trade duplicate": 1,
+        "BookDelta accepted": 1,
+        "ingested": 2,
+    }
+    exposition = generate_latest(REGISTRY).decode()
+    assert f'pipeline_events_total{{outcome="duplicate",type="Trade",venue="{venue}"}}' in (
+        exposition
+    )
+    assert dict(pipeline.outcomes) == {"stored": 2, "duplicate": 1, "accepted": 1}
+    assert shown == [batch[0], batch[1], batch[3]]  # in batch order, the repeat left out

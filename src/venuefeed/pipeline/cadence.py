@@ -27,14 +27,16 @@ class PersistCadence:
     def __init__(self, interval_seconds: float, jitter: float = 0.5, *, seed: int = 0) -> None:
         self.interval_ns = int(interval_seconds * 1e9)
         self.jitter = min(max(jitter, 0.0), 1.0)
-        self._next: dict[Hashable, int] = {}
+        self.next_due: dict[Hashable, int] = {}
+        """Key -> when its book is next due; the pipeline reads it directly once per change
+        (a method call there cost as much as the rest of the check)."""
         self._random = random.Random(seed).random
 
     def due(self, key: Hashable, now: int) -> bool:
         """Whether ``key``'s book should be stored at ``now`` (never stored: yes)."""
-        return now >= self._next.get(key, 0)
+        return now >= self.next_due.get(key, 0)
 
     def stored(self, key: Hashable, now: int) -> None:
         """``key``'s book was stored at ``now``: schedule the next one."""
         spread = 1.0 - self.jitter / 2 + self.jitter * self._random()
-        self._next[key] = now + int(self.interval_ns * spread)
+        self.next_due[key] = now + int(self.interval_ns * spread)

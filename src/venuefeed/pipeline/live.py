@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +46,18 @@ class LiveHub:
         self.observer: Callable[[Event], None] | None = None
         """Sees every published event object (the instrument history); must not block."""
 
-    def publish(self, event: Event) -> None:
-        self._recent.append(event)
-        if self.observer is not None:
-            self.observer(event)
-        if not self._subscribers:
-            return
+    def publish_many(self, events: Sequence[Event]) -> None:
+        """Publish a batch's events in order: one call per batch on the pipeline's hot path."""
+        self._recent.extend(events)
+        observer = self.observer
+        if observer is not None:
+            for event in events:
+                observer(event)
+        if self._subscribers:
+            for event in events:
+                self._send(event)
+
+    def _send(self, event: Event) -> None:
         data = event_dict(event)
         for sub in self._subscribers:
             if sub.wants(event.venue, data["type"]):

@@ -11,21 +11,23 @@ changes, once per instrument per jittered ``book_persist_interval`` -- with a
 trailing flush (:meth:`flush_books`) so the last state before a quiet spell is
 stored too.
 
-Stages are plain functions that append what is to be stored to the batch's
-list and count into the batch's tally; the hand-over to the writer, the
-metrics and the rolling counters happen once per batch ("flow in batches":
-bookkeeping per batch). :meth:`process` returns a :class:`ProcessResult` that
-says what happened; the common outcomes are shared constants, so the hot path
-allocates none.
+Stages are plain functions, one per event type (book changes, the most
+frequent, are written out in :meth:`Pipeline.process_batch`'s loop), that
+append what is to be stored to the batch's list, what is to be shown to the
+batch's live list, and count into this second's rolling counters; the
+hand-over to the writer and the live hub happen once per batch ("flow in batches": bookkeeping per
+batch). Each event adds one to its ``pipeline_events_total`` sample, a plain
+int that ``/metrics`` reads when scraped (:class:`~venuefeed.metrics.PlainCounter`).
+:meth:`process` returns a :class:`ProcessResult` that says what happened; the
+common outcomes are shared constants, so the hot path allocates none.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -71,6 +73,13 @@ class ProcessResult:
     live: bool
     reason: str = ""
     checks: tuple[str, ...] = ()
+    outcome: str = field(init=False)
+    """The ``outcome`` label it is counted under: the reason, else stored or accepted."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "outcome", self.reason or ("stored" if self.stored else "accepted")
+        )
 
 
 _DUPLICATE = ProcessResult(False, False, False, "duplicate")
@@ -79,7 +88,13 @@ _NOT_STORED_LIVE = ProcessResult(True, False, True)
 _STALE = ProcessResult(True, True, False, "stale")
 
 Tally = defaultdict[str, int]
-"""Rolling-counter increments of one batch, added to :class:`RollingCounters` at its end."""
+"""This second's rolling counters (:meth:`RollingCounters.current`): stages add to it directly."""
+Stage = Callable[[Event, bool, list[Record], list[Event], Tally], ProcessResult]
+"""``stage(event, live, out, shown, tally)``: records to store go to ``out``, events for the
+live hub to ``shown`` (published in order once the batch is through)."""
+
+_EVENTS = PIPELINE_EVENTS.counts
+_TRADES = TRADES_INGESTED.counts
 
 
 class Pipeline:
@@ -119,16 +134,26 @@ class Pipeline:
             settings.ingestion.book_persist_interval_seconds,
             settings.ingestion.book_persist_jitter,
         )
+        self._next_due = self.cadence.next_due
         self._store_deltas = settings.ingestion.store_book_deltas
+        self._delta_result = _STORED_LIVE if self._store_deltas else _NOT_STORED_LIVE
         self._dirty: set[tuple[str, str]] = set()
         self.book_states: dict[tuple[str, str], str] = {}
         self.last_event_ns: dict[str, int] = {}
-        self.outcomes: Counter[str] = Counter()
-        self._event_counters: dict[tuple[str, str, str], Any] = {}
-        self._trade_counters: dict[str, Any] = {}
-        self._quality_counters: dict[tuple[str, str], Any] = {}
+        self.outcomes: defaultdict[str, int] = defaultdict(int)
+        """Events by outcome label (stored, accepted, duplicate, stale), for status views."""
         self._echo = echo
         self._title_of: TitleLookup = lambda _v, _m, _i: None
+        # What each event type goes through: book changes in process_batch's loop, these
+        # here, any other type is stored as it is (_keep).
+        stages: dict[type, Callable[..., ProcessResult]] = {
+            Trade: self._trade,
+            BookSnapshot: self._book_snapshot,
+            PriceUpdate: self._price_update,
+            BookState: self._book_state,
+            DataGap: self._gap,
+        }
+        self._stages: dict[type, Stage] = stages
 
     def forget_seen(self) -> None:
         """Let every event through once more, even one seen a moment ago.
@@ -150,116 +175,94 @@ class Pipeline:
     def _book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._book_of(venue, instrument)
 
-    async def _store_all(self, records: list[Record]) -> None:
-        if records and not self.writer.offer_many(records):
-            await self.writer.put_many(records)
+    async def _hand_over(self, out: list[Record], shown: list[Event]) -> None:
+        """The batch's live events to the hub, then its records to the writer."""
+        if shown:
+            self.hub.publish_many(shown)
+        if out and not self.writer.offer_many(out):
+            await self.writer.put_many(out)
 
     # -- the entry points --------------------------------------------------
 
     async def process(self, event: Event | Market, *, live: bool = True) -> ProcessResult:
         """Run one event through the stages. ``live=False`` for backfilled history."""
-        out: list[Record] = []
-        tally: Tally = defaultdict(int)
         if isinstance(event, Market):
-            out.append(event)
-            result = _STORED_LIVE
-        else:
-            self.last_event_ns[event.venue] = event.ts_recv
-            result = self._one(event, live, out, tally)
-            key = (event.venue, type(event).__name__,
-                   result.reason or ("stored" if result.stored else "accepted"))  # fmt: skip
-            self._count({key: 1}, 1, tally)
-        await self._store_all(out)
+            await self._hand_over([event], [])
+            return _STORED_LIVE
+        result = await self.process_batch((event,), live=live)
+        assert result is not None  # a batch of one event has a last result
         return result
 
-    async def process_batch(self, events: Sequence[Event], *, live: bool = True) -> None:
-        """Run a stream's batch through the stages ("flow in batches").
+    async def process_batch(
+        self, events: Sequence[Event], *, live: bool = True
+    ) -> ProcessResult | None:
+        """Run a stream's batch through the stages ("flow in batches"); the last event's result.
 
-        The same stages as :meth:`process`, event by event and in order; what
-        is per batch instead of per event: one hand-over to the writer, one
-        clock read for the rolling counters, one increment per metric label.
+        Event by event and in order; what is per batch instead of per event:
+        one hand-over to the writer and to the live hub, one clock read for
+        the rolling counters. This loop runs for every event of every venue,
+        so the per-event counts (plain dict updates) and the stage of the most
+        frequent event, a book change, are written out here.
         """
         if not events:
-            return
+            return None
         out: list[Record] = []
-        tally: Tally = defaultdict(int)
-        grouped: dict[tuple[str, str, str], int] = {}
-        one = self._one
-        last_ns = self.last_event_ns
+        shown: list[Event] = []
+        tally = self.stats.current()
+        stages, keep = self._stages, self._keep
+        counts, outcomes, last_ns = _EVENTS, self.outcomes, self.last_event_ns
+        next_due, dirty, store_deltas = self._next_due, self._dirty, self._store_deltas
+        result = delta_result = self._delta_result
         for event in events:
-            result = one(event, live, out, tally)
+            kind = type(event)
             venue = event.venue
-            key = (venue, type(event).__name__,
-                   result.reason or ("stored" if result.stored else "accepted"))  # fmt: skip
-            grouped[key] = grouped.get(key, 0) + 1
+            if kind is BookDelta:
+                # Book changes: the top-N snapshot is stored when the cadence says it is due;
+                # otherwise the book is marked for the trailing flush (flush_books).
+                if store_deltas:
+                    out.append(event)
+                tally["book_updates"] += 1
+                book_key = (venue, event.instrument)
+                if event.ts_recv >= next_due.get(book_key, 0):
+                    self._persist(venue, event.instrument, None, event.ts_recv, out)
+                else:
+                    dirty.add(book_key)
+                if live:
+                    shown.append(event)
+                result = delta_result
+            else:
+                result = stages.get(kind, keep)(event, live, out, shown, tally)
+            outcome = result.outcome
+            key = (venue, kind.__name__, outcome)
+            counts[key] = counts.get(key, 0) + 1
+            outcomes[outcome] += 1
             last_ns[venue] = event.ts_recv
-        self._count(grouped, len(events), tally)
-        await self._store_all(out)
-
-    def _one(self, event: Event, live: bool, out: list[Record], tally: Tally) -> ProcessResult:
-        kind = type(event)
-        if kind is BookDelta:
-            result = self._book_delta(event, out, tally)  # type: ignore[arg-type]
-        elif kind is Trade:
-            result = self._trade(event, live, out, tally)  # type: ignore[arg-type]
-        elif kind is BookSnapshot:
-            result = self._book_snapshot(event, live, out, tally)  # type: ignore[arg-type]
-        elif kind is PriceUpdate:
-            result = self._price_update(event, out, tally)  # type: ignore[arg-type]
-        elif kind is BookState:
-            state: BookState = event  # type: ignore[assignment]
-            self.book_states[(state.venue, state.instrument)] = state.state
-            result = _NOT_STORED_LIVE
-        elif kind is DataGap:
-            gap: DataGap = event  # type: ignore[assignment]
-            DATA_GAPS.labels(gap.venue, gap.cause).inc()
-            tally["gaps"] += 1
-            out.append(gap)
-            result = _STORED_LIVE
-        else:  # quotes, candles, status changes: the stores' keys make them idempotent
-            out.append(event)
-            result = _STORED_LIVE
-        if result.live and live and kind is not Trade and kind is not PriceUpdate:
-            self.hub.publish(event)  # trades and price updates publish their amended form
+        tally["events"] += len(events)
+        if shown:  # _hand_over, written out: a coroutine less per batch
+            self.hub.publish_many(shown)
+        if out and not self.writer.offer_many(out):
+            await self.writer.put_many(out)
         return result
-
-    def _count(self, grouped: dict[tuple[str, str, str], int], events: int, tally: Tally) -> None:
-        """Outcome counters and metrics for a batch: one increment per distinct label set."""
-        counters = self._event_counters
-        outcomes = self.outcomes
-        for key, amount in grouped.items():
-            outcomes[key[2]] += amount
-            counter = counters.get(key)
-            if counter is None:  # labels() costs a lock and a dict build: once per key
-                counter = counters[key] = PIPELINE_EVENTS.labels(*key)
-            counter.inc(amount)
-        tally["events"] += events
-        self.stats.add_many(tally)
-
-    def _quality(self, venue: str, check: str) -> Any:
-        """The quality-check counter of one label set (``labels()`` once per set)."""
-        key = (venue, check)
-        counter = self._quality_counters.get(key)
-        if counter is None:
-            counter = self._quality_counters[key] = QUALITY_CHECKS.labels(venue, check)
-        return counter
 
     # -- stages --------------------------------------------------------------
 
-    def _trade(self, trade: Trade, live: bool, out: list[Record], tally: Tally) -> ProcessResult:
-        if self._seen.seen((trade.venue, trade.instrument, trade.trade_id)):
+    def _trade(
+        self, trade: Trade, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> ProcessResult:
+        venue = trade.venue
+        if self._seen.seen((venue, trade.instrument, trade.trade_id)):
             return _DUPLICATE
         checks: tuple[str, ...] = ()
         ok, _reference, _reason = self.g5.check(trade)
         if not ok:
             checks = ("g5_divergence",)
-            self._quality(trade.venue, "g5_flagged").inc()
+            QUALITY_CHECKS.inc(venue, "g5_flagged")
             tally["g5_flagged"] += 1
             trade = msgspec.structs.replace(trade, flags=(*trade.flags, "price_divergence"))
         is_live = live
         if live and self.g1.is_stale(trade):
             checks = (*checks, "g1_stale")
-            self._quality(trade.venue, "g1_stale").inc()
+            QUALITY_CHECKS.inc(venue, "g1_stale")
             tally["g1_stale"] += 1
             is_live = False
         elif live and trade.ts_venue:
@@ -267,72 +270,91 @@ class Pipeline:
             tally["trade_age.sum_ms"] += (trade.ts_recv - trade.ts_venue) // 1_000_000
         self.recent_trades.add(trade)
         out.append(trade)
-        counter = self._trade_counters.get(trade.venue)
-        if counter is None:
-            counter = self._trade_counters[trade.venue] = TRADES_INGESTED.labels(trade.venue)
-        counter.inc()
+        key = (venue,)
+        _TRADES[key] = _TRADES.get(key, 0) + 1
         tally["trades"] += 1
         if is_live:
-            self.hub.publish(trade)
+            shown.append(trade)
         whale = self.whales.inspect(trade)
         if whale is not None:
-            self._whale(whale, is_live, out, tally)
+            self._whale(whale, is_live, out, shown, tally)
         if not checks:
             return _STORED_LIVE if is_live else _STALE
         return ProcessResult(True, True, is_live, "" if is_live else "stale", checks)
 
-    def _whale(self, whale: WhaleTrade, live: bool, out: list[Record], tally: Tally) -> None:
+    def _whale(
+        self, whale: WhaleTrade, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> None:
         out.append(whale)
         tally["whale_trades"] += 1
         if live:
-            self.hub.publish(whale)
+            shown.append(whale)
             if self._echo is not None:
                 title = self._title_of(whale.venue, whale.market_id, whale.instrument)
                 self._echo(format_whale_trade(whale, title))
 
-    def _price_update(self, update: PriceUpdate, out: list[Record], tally: Tally) -> ProcessResult:
+    def _price_update(
+        self, update: PriceUpdate, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> ProcessResult:
         checks: tuple[str, ...] = ()
         if update.size is None:
             size = self.g3.fill(update)
             if size is not None:
                 update = msgspec.structs.replace(update, size=size)
                 checks = ("g3_backfilled",)
-                self._quality(update.venue, "g3_backfilled").inc()
+                QUALITY_CHECKS.inc(update.venue, "g3_backfilled")
                 tally["g3_backfilled"] += 1
             else:
                 checks = ("g3_missing",)
-                self._quality(update.venue, "g3_missing").inc()
+                QUALITY_CHECKS.inc(update.venue, "g3_missing")
                 tally["g3_missing"] += 1
         key = (update.venue, update.instrument, update.ts_venue, update.source, update.price)
         if self._seen.seen(key):
             return _DUPLICATE
         out.append(update)
         tally["price_updates"] += 1
-        self.hub.publish(update)
+        shown.append(update)  # back-filled ones too, as before batching
         return ProcessResult(True, True, True, "", checks) if checks else _STORED_LIVE
 
     def _book_snapshot(
-        self, snap: BookSnapshot, live: bool, out: list[Record], tally: Tally
+        self, snap: BookSnapshot, live: bool, out: list[Record], shown: list[Event], tally: Tally
     ) -> ProcessResult:
         # A snapshot from the venue's stream (first one, or a resync) is stored at
         # once from the stream's book; a REST snapshot (live=False) as it is.
         if live:
             self._persist(snap.venue, snap.instrument, snap, snap.ts_recv, out)
+            shown.append(snap)
         else:
             out.append(_top(snap, self._depth))
         tally["book_updates"] += 1
         return _STORED_LIVE
 
-    def _book_delta(self, delta: BookDelta, out: list[Record], tally: Tally) -> ProcessResult:
-        if self._store_deltas:
-            out.append(delta)
-        key = (delta.venue, delta.instrument)
-        tally["book_updates"] += 1
-        if self.cadence.due(key, delta.ts_recv):
-            self._persist(delta.venue, delta.instrument, None, delta.ts_recv, out)
-        else:
-            self._dirty.add(key)
-        return _STORED_LIVE if self._store_deltas else _NOT_STORED_LIVE
+    def _book_state(
+        self, state: BookState, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> ProcessResult:
+        self.book_states[(state.venue, state.instrument)] = state.state
+        if live:
+            shown.append(state)
+        return _NOT_STORED_LIVE
+
+    def _gap(
+        self, gap: DataGap, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> ProcessResult:
+        DATA_GAPS.labels(gap.venue, gap.cause).inc()
+        tally["gaps"] += 1
+        out.append(gap)
+        if live:
+            shown.append(gap)
+        return _STORED_LIVE
+
+    def _keep(
+        self, event: Event, live: bool, out: list[Record], shown: list[Event], tally: Tally
+    ) -> ProcessResult:
+        """Quotes, candles, status changes: the stores' keys make them idempotent."""
+        out.append(event)
+        if live:
+            shown.append(event)
+        return _STORED_LIVE
 
     def _persist(
         self,
@@ -342,14 +364,14 @@ class Pipeline:
         now: int,
         out: list[Record],
     ) -> None:
-        key = (venue, instrument)
+        """Store the book's top levels (an empty or unknown book: ``fallback``, if any)."""
         book = self._book_of(venue, instrument)
-        if book is not None and book.depth() != (0, 0):
-            snap = book.snapshot(self._depth)
-        elif fallback is not None:
+        snap = book.snapshot(self._depth) if book is not None else None
+        if snap is None or not (snap.bids or snap.asks):
+            if fallback is None:
+                return
             snap = _top(fallback, self._depth)
-        else:
-            return
+        key = (venue, instrument)
         self.cadence.stored(key, now)
         self._dirty.discard(key)
         out.append(snap)
@@ -365,7 +387,7 @@ class Pipeline:
         for key in list(self._dirty):
             if force or due(key, now):
                 self._persist(key[0], key[1], None, now, out)
-        await self._store_all(out)
+        await self._hand_over(out, [])
         return len(out)
 
 

@@ -80,6 +80,39 @@ def test_a_refused_change_reloads_that_book_instead_of_leaving_it_wrong() -> Non
     assert s.rejects.counts == {"invalid_size": 1}
 
 
+def topped(price: str, size: str, best_bid: str, best_ask: str) -> str:
+    """A change that carries the venue's top after it, as the current message shape does."""
+    item = {"asset_id": TOKEN, "price": price, "size": size, "side": "BUY",
+            "best_bid": best_bid, "best_ask": best_ask}  # fmt: skip
+    return json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": str(T0 + 1),
+                       "price_changes": [item]})  # fmt: skip
+
+
+def test_the_venue_top_is_checked_on_every_change_also_when_its_text_was_seen() -> None:
+    s = stream()
+    s.on_frame(book())
+    agreed = s.on_frame(topped("0.49", "5", best_bid="0.49", best_ask="0.52"))
+    assert [type(e).__name__ for e in agreed] == ["BookDelta"]  # the tops agree: published
+    again = s.on_frame(topped("0.47", "5", best_bid="0.49", best_ask="0.52"))
+    assert [type(e).__name__ for e in again] == ["BookDelta"]  # still 0.49 on top
+    # The same texts again, but now our book's best bid is 0.5: the venue's 0.49 disagrees.
+    events = s.on_frame(topped("0.5", "5", best_bid="0.49", best_ask="0.52"))
+    assert states(events) == [("resyncing", "top_of_book_mismatch")]
+    assert s.books.get(TOKEN).state is SyncState.RESYNCING and s.asked(BOOKS) == [TOKEN]
+
+
+def test_an_empty_side_in_the_venue_top_must_be_empty_in_ours() -> None:
+    s = stream()
+    s.on_frame(book(asks=[]))
+    assert [type(e).__name__ for e in s.on_frame(topped("0.49", "5", "0.49", ""))] == [
+        "BookDelta"
+    ]  # "" (and "1" for the ask): that side is empty, as ours is
+    events = s.on_frame(topped("0.49", "6", "0.49", "1"))
+    assert [type(e).__name__ for e in events] == ["BookDelta"]
+    events = s.on_frame(topped("0.49", "7", "", "1"))  # ours has bids: a mismatch
+    assert states(events) == [("resyncing", "top_of_book_mismatch")]
+
+
 def test_a_crossed_book_from_the_venue_is_not_published_and_is_reloaded() -> None:
     s = stream()
     events = s.on_frame(book(bids=[{"price": "0.60", "size": "1"}]))

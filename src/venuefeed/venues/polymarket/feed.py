@@ -264,9 +264,15 @@ class PolymarketFeed(VenueFeed):
             return  # older than the snapshot we hold: already in it
         problem = book.apply_delta(delta)
         if problem is None and (best_bid is not None or best_ask is not None):
-            problem = _top_problem(book, best_bid, best_ask)
-            if problem is not None:
-                book.invalidate(problem)
+            # The venue's top against ours. Nearly always equal, and for texts seen
+            # before that is two dict hits; anything else goes to the full check.
+            bid, ask = book.best_prices()
+            if (best_bid is not None and _BID_KEYS.get(best_bid, _UNSEEN) != bid) or (
+                best_ask is not None and _ASK_KEYS.get(best_ask, _UNSEEN) != ask
+            ):
+                problem = _top_problem(book, best_bid, best_ask)
+                if problem is not None:
+                    book.invalidate(problem)
         if problem is not None:
             self._fail(token, problem, delta.ts_recv, out)
         elif self._books_on:
@@ -495,24 +501,39 @@ class PolymarketFeed(VenueFeed):
         return Output(events, commands, learned)
 
 
+_TOP_KEYS_MAX: Final = 1 << 14
+_BID_KEYS: dict[str, float | None] = {}
+"""The venue's best-bid text -> the float key our book would hold for it (``None``: empty)."""
+_ASK_KEYS: dict[str, float | None] = {}
+"""The same for best-ask texts, where ``"1"`` also means an empty side."""
+_UNSEEN: Final = object()
+
+
 def _top_problem(
     book: OrderBook, best_bid: str | None, best_ask: str | None
 ) -> Inconsistency | None:
     """Our top of book against the venue's (``"0"``/empty means an empty side).
 
     Compared as float keys (exact for these prices): no canonical text is built
-    on this per-change path.
+    on this per-change path. Each side's key is remembered by its text
+    (bounded), which lets :meth:`PolymarketFeed._on_delta` settle the usual
+    case, equal tops, without calling here.
     """
     ours_bid, ours_ask = book.best_prices()
-    if best_bid is not None:
-        want = price_key(best_bid) if best_bid not in ("", "0") else None
-        if want != ours_bid:
-            return Inconsistency.TOP_MISMATCH
-    if best_ask is not None:
-        want = price_key(best_ask) if best_ask not in ("", "0", "1") else None
-        if want != ours_ask:
-            return Inconsistency.TOP_MISMATCH
+    if best_bid is not None and _venue_key(best_bid, ("", "0"), _BID_KEYS) != ours_bid:
+        return Inconsistency.TOP_MISMATCH
+    if best_ask is not None and _venue_key(best_ask, ("", "0", "1"), _ASK_KEYS) != ours_ask:
+        return Inconsistency.TOP_MISMATCH
     return None
+
+
+def _venue_key(text: str, empty: tuple[str, ...], memo: dict[str, float | None]) -> float | None:
+    """The float key of one side of the venue's top (``None`` for an empty side), remembered."""
+    key = None if text in empty else price_key(text)
+    if len(memo) >= _TOP_KEYS_MAX:
+        memo.clear()
+    memo[text] = key
+    return key
 
 
 def _state(token: str, ts_recv: int, state: SyncState, reason: str) -> BookState:

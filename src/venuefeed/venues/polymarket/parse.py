@@ -356,12 +356,14 @@ def _price_changes(
     items = msg.price_changes
     if items is None:
         items = _legacy_items(msg)
-    grouped: dict[str, tuple[list[BookLevel], list[BookLevel], list[str | None]]] = {}
+    # Per asset: [bids, asks, best_bid, best_ask, hash], the last three from its last item.
+    # One list per asset (most assets have one item), built with its first level in it.
+    grouped: dict[str, list[Any]] = {}
     lost: dict[str, None] = {}
     prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
     for item in items:
         asset = item.asset_id
-        if asset in lost:
+        if lost and asset in lost:
             continue
         side, best_bid, best_ask = item.side, item.best_bid, item.best_ask
         try:
@@ -387,10 +389,13 @@ def _price_changes(
             continue
         entry = grouped.get(asset)
         if entry is None:
-            entry = grouped[asset] = ([], [], [None, None, None])
-        (entry[0] if side == "BUY" else entry[1]).append(level)
-        top = entry[2]
-        top[0], top[1], top[2] = best_bid, best_ask, item.hash
+            if side == "BUY":
+                grouped[asset] = [[level], [], best_bid, best_ask, item.hash]
+            else:
+                grouped[asset] = [[], [level], best_bid, best_ask, item.hash]
+        else:
+            entry[0 if side == "BUY" else 1].append(level)
+            entry[2], entry[3], entry[4] = best_bid, best_ask, item.hash
     out: list[Change | Lost] = [
         Change(
             BookDelta(
@@ -400,12 +405,12 @@ def _price_changes(
                 ts_recv=ts_recv,
                 bids=bids,
                 asks=asks,
-                checksum=top[2] or None,
+                checksum=digest or None,
             ),
-            top[0],
-            top[1],
+            top_bid,
+            top_ask,
         )
-        for asset, (bids, asks, top) in grouped.items()
+        for asset, (bids, asks, top_bid, top_ask, digest) in grouped.items()
     ]
     if lost:
         out.extend(Lost(asset, Inconsistency.REJECTED) for asset in lost)
