@@ -498,15 +498,20 @@ def parse_trades_page(
     return [t for t in trades if t is not None], page[1]
 
 
+def _iso_in_window(text: str | None, bounds: tuple[int, int]) -> int:
+    """An optional ISO time as ns, refused outside the window; 0 when the venue sent none."""
+    ns = iso_to_ns(text)
+    return in_window(ns, bounds) if ns is not None else 0
+
+
 def _rest_trade(t: p.KTrade, ts_recv: int, bounds: tuple[int, int]) -> Trade:
     price, size = _trade_price_size(t.yes_price_dollars, t.yes_price, t.count_fp, t.count)
     if not t.trade_id:
         raise Invalid("invalid_fields", "trade without trade_id")
-    created = iso_to_ns(t.created_time)
     return Trade(
         venue=VENUE,
         instrument=t.ticker,
-        ts_venue=in_window(created, bounds) if created is not None else 0,
+        ts_venue=_iso_in_window(t.created_time, bounds),
         ts_recv=ts_recv,
         trade_id=t.trade_id,
         price=price,
@@ -759,18 +764,18 @@ def _ticker(m: p.WsTicker, ts_recv: int, bounds: tuple[int, int]) -> list[TopOfB
         )
     ]
     if msg.price_dollars is not None:
-        out.append(
-            PriceUpdate(
-                venue=VENUE,
-                instrument=msg.market_ticker,
-                ts_venue=ts_venue,
-                ts_recv=ts_recv,
-                price=PROBABILITIES[msg.price_dollars],
-                size=SIZES.optional(msg.last_trade_size_fp),
-                source="ticker",
-            )
-        )
+        size = SIZES.optional(msg.last_trade_size_fp)
+        out.append(_last_price(msg.market_ticker, msg.price_dollars, size, ts_venue, ts_recv,
+                               "ticker"))  # fmt: skip
     return out
+
+
+def _last_price(
+    ticker: str, price: str, size: str | None, ts_venue: int, ts_recv: int, source: str
+) -> PriceUpdate:
+    """The last traded price a ticker frame carries (both ticker channels)."""
+    return PriceUpdate(venue=VENUE, instrument=ticker, ts_venue=ts_venue, ts_recv=ts_recv,
+                       price=PROBABILITIES[price], size=size, source=source)  # fmt: skip
 
 
 def _ticker_v2(
@@ -793,16 +798,8 @@ def _ticker_v2(
             )
         )
     if msg.price_dollars:  # "" when the market never traded
-        out.append(
-            PriceUpdate(
-                venue=VENUE,
-                instrument=msg.market_ticker,
-                ts_venue=ts_venue,
-                ts_recv=ts_recv,
-                price=PROBABILITIES[msg.price_dollars],
-                source="ticker_v2",
-            )
-        )
+        out.append(_last_price(msg.market_ticker, msg.price_dollars, None, ts_venue, ts_recv,
+                               "ticker_v2"))  # fmt: skip
     return out
 
 
@@ -886,11 +883,10 @@ def _user_order(m: p.WsUserOrder, ts_recv: int, bounds: tuple[int, int]) -> Acco
     msg = m.msg
     if msg.status not in _ORDER_STATUSES:
         raise Invalid("invalid_fields", f"order status {msg.status[:20]!r}")
-    updated = iso_to_ns(msg.last_update_time)
     return AccountOrder(
         venue=VENUE,
         instrument=msg.ticker,
-        ts_venue=in_window(updated, bounds) if updated is not None else 0,
+        ts_venue=_iso_in_window(msg.last_update_time, bounds),
         ts_recv=ts_recv,
         order_id=msg.order_id,
         status=msg.status,
