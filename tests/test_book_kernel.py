@@ -72,9 +72,9 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return "raised", type(exc)
 
 
-def state(side: _Side) -> tuple[list[tuple[float, Any, Any]], list[float]]:
-    levels = [(k, lv.price, lv.size) for k, lv in side.levels.items()]
-    return sorted(levels, key=lambda t: t[0]), list(side.keys)
+def state(side: _Side) -> list[tuple[float, Any, Any]]:
+    """The side's levels by key; the two lists must stay aligned."""
+    return [(k, lv.price, lv.size) for k, lv in zip(side.keys, side.levels, strict=True)]
 
 
 def sides(descending: bool, start: list[BookLevel]) -> tuple[_Side, _Side]:
@@ -99,7 +99,7 @@ def test_apply_matches_python(
         got = outcome(lambda: kernel.apply(native, changes))  # noqa: B023
         assert got == want
         assert state(native) == state(python)
-        assert native.keys == sorted(native.levels)
+        assert native.keys == sorted(set(native.keys))
 
 
 @settings(max_examples=300, deadline=None)
@@ -129,7 +129,7 @@ PAIR = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(pairs=st.lists(PAIR, max_size=12))
 def test_levels_match_python(kernel: ModuleType, pairs: list[Any]) -> None:
-    """Fresh tables for each run, so that the C side checks and learns new numbers too."""
+    """Fresh tables for each run, so that the C side checks new numbers too."""
     results = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(checks, "_kernel", kernel, raising=False)
@@ -139,7 +139,9 @@ def test_levels_match_python(kernel: ModuleType, pairs: list[Any]) -> None:
             sizes = checks.Numbers("invalid_size", checks._non_negative, limit=4)
             results.append((outcome(lambda: checks.levels(pairs, prices, sizes)), sizes.known))  # noqa: B023
     (want, want_known), (got, got_known) = results
-    assert got_known == want_known
+    # C checks a plain non-negative table's numbers without its memo; it may never
+    # remember anything the Python would not.
+    assert got_known.items() <= want_known.items()
     if want[0] == "raised" and issubclass(want[1], checks.Invalid):
         assert got[0] == "raised" and issubclass(got[1], checks.Invalid)
     else:
@@ -195,7 +197,10 @@ def test_kernel_misuse_raises_instead_of_crashing(kernel: ModuleType) -> None:
     with pytest.raises(TypeError):
         kernel.levels([], [], {}, str, str)
     assert kernel.apply(side, iter([BookLevel("1", "2")])) is None
-    assert [lv.price for lv in side.levels.values()] == ["1"]
+    assert [lv.price for lv in side.levels] == ["1"]
+    side.levels.append(BookLevel("2", "1"))  # out of step with the keys: refused, not read
+    with pytest.raises(RuntimeError):
+        kernel.apply(side, [BookLevel("3", "1")])
 
 
 @pytest.mark.parametrize(("env", "want"), [("1", "python"), ("", None)])

@@ -164,37 +164,64 @@ k_check(PyObject *module, PyObject *text)
     return canonical(text);
 }
 
-/* fallback(text) -- a venue number not seen before -- as a new reference.
- *
- * When fallback is Numbers.learn bound to a table with the non-negative rule (Binance
- * prices and sizes) and the text is valid, learn's work is done here: the check, then
- * the remembered answer, under the table's bound. Anything else, and every invalid
- * text (to raise the table's own Invalid), is the Python call. */
-static PyObject *
-learn(PyObject *fallback, PyObject *text)
+/* 1 when fallback is Numbers.learn bound to a table whose rule is the non-negative one
+ * (Binance prices and sizes), 0 otherwise, -1 on error: then a valid text's answer is
+ * its canonical form, which C can compute without the Python call. */
+static int
+plain_non_negative(PyObject *fallback)
 {
     if (g_learn == NULL || !PyMethod_Check(fallback) ||
-        PyMethod_GET_FUNCTION(fallback) != g_learn || !PyUnicode_CheckExact(text)) {
-        return call1(fallback, text);
+        PyMethod_GET_FUNCTION(fallback) != g_learn) {
+        return 0;
     }
-    PyObject *numbers = PyMethod_GET_SELF(fallback);
-    PyObject *rule = PyObject_GetAttr(numbers, s_rule);
+    PyObject *rule = PyObject_GetAttr(PyMethod_GET_SELF(fallback), s_rule);
     if (rule == NULL) {
-        return NULL;
+        return -1;
     }
-    int non_negative = rule == g_non_negative;
+    int plain = rule == g_non_negative;
     Py_DECREF(rule);
-    if (!non_negative) {
-        return call1(fallback, text);
-    }
+    return plain;
+}
+
+/* The canonical text of a valid non-negative number, or NULL with no exception set when
+ * the text is not one (the caller asks the table, which raises its own Invalid). A zero
+ * is the interned "0": deletes are common and need no new string. */
+static PyObject *
+non_negative_text(PyObject *text)
+{
     PyObject *canon = canonical(text);
     if (canon == NULL) {
         return NULL;
     }
-    if (PyUnicode_GET_LENGTH(canon) == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(canon);
+    if (n == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
         Py_DECREF(canon);
-        return call1(fallback, text);
+        return NULL;
     }
+    if (n == 1 && PyUnicode_READ_CHAR(canon, 0) == '0') {
+        Py_SETREF(canon, Py_NewRef(s_zero));
+    }
+    return canon;
+}
+
+/* fallback(text) -- a venue number not seen before -- as a new reference.
+ *
+ * When fallback is Numbers.learn of a non-negative table and the text is valid, learn's
+ * work is done here: the check, then the remembered answer, under the table's bound.
+ * Anything else, and every invalid text (to raise the table's own Invalid), is the
+ * Python call. */
+static PyObject *
+learn(PyObject *fallback, PyObject *text)
+{
+    int plain = PyUnicode_CheckExact(text) ? plain_non_negative(fallback) : 0;
+    if (plain <= 0) {
+        return plain < 0 ? NULL : call1(fallback, text);
+    }
+    PyObject *canon = non_negative_text(text);
+    if (canon == NULL) {
+        return PyErr_Occurred() ? NULL : call1(fallback, text);
+    }
+    PyObject *numbers = PyMethod_GET_SELF(fallback);
     PyObject *known = PyObject_GetAttr(numbers, s_known);
     PyObject *limit = known ? PyObject_GetAttr(numbers, s_limit) : NULL;
     if (limit == NULL) {
@@ -223,6 +250,21 @@ learn(PyObject *fallback, PyObject *text)
     if (stored < 0) {
         Py_DECREF(canon);
         return NULL;
+    }
+    return canon;
+}
+
+/* A size of a depth update when its table is a plain non-negative one: the canonical
+ * text straight away, neither looked up nor remembered. Most sizes in a depth stream are
+ * new texts, so a memo of them costs a miss, an insert and a table that outgrows the CPU
+ * caches, for hits that a pass over ten characters gives as cheaply. An invalid text is
+ * the table's Python call, which raises its Invalid. */
+static PyObject *
+direct(PyObject *fallback, PyObject *text)
+{
+    PyObject *canon = PyUnicode_CheckExact(text) ? non_negative_text(text) : NULL;
+    if (canon == NULL) {
+        return PyErr_Occurred() ? NULL : call1(fallback, text);
     }
     return canon;
 }
@@ -262,7 +304,7 @@ as_double(PyObject *value, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* keys[mid] < key (bisect_left) or key < keys[mid] (insort_right). */
+/* a < b for two keys (floats in a book; anything else compares as Python does). */
 static int
 less(PyObject *a, PyObject *b)
 {
@@ -277,22 +319,46 @@ less(PyObject *a, PyObject *b)
     return result;
 }
 
-/* bisect.bisect_left(keys, key); -1 on error. */
+/* keys[at] < key, with `at` checked against the list's current length; -1 on error. */
+static int
+key_below(PyObject *keys, Py_ssize_t at, PyObject *key)
+{
+    if (at >= PyList_GET_SIZE(keys)) {
+        PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+        return -1;
+    }
+    return less(PyList_GET_ITEM(keys, at), key);
+}
+
+/* bisect.bisect_left(keys, key) -- the first index whose key is not below `key` --
+ * searched from the end: the best level is last and almost every change lands within
+ * a few levels of it, so steps of 1, 2, 4, ... back from the end bracket the index in a
+ * comparison or two before the binary search of the bracket; a deep level costs about
+ * twice a plain bisection. -1 on error. */
 static Py_ssize_t
 bisect_left(PyObject *keys, PyObject *key)
 {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys), step = 1;
+    while (hi > 0) {
+        Py_ssize_t at = hi - step > 0 ? hi - step : 0;
+        int below = key_below(keys, at, key);
+        if (below < 0) {
+            return -1;
+        }
+        if (below) {
+            lo = at + 1;
+            break;
+        }
+        hi = at;
+        step *= 2;
+    }
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (mid >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+        int below = key_below(keys, mid, key);
+        if (below < 0) {
             return -1;
         }
-        int lt = less(PyList_GET_ITEM(keys, mid), key);
-        if (lt < 0) {
-            return -1;
-        }
-        if (lt) {
+        if (below) {
             lo = mid + 1;
         }
         else {
@@ -300,31 +366,6 @@ bisect_left(PyObject *keys, PyObject *key)
         }
     }
     return lo;
-}
-
-/* bisect.insort_right(keys, key); -1 on error. */
-static int
-insort(PyObject *keys, PyObject *key)
-{
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (mid >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
-            return -1;
-        }
-        int lt = less(key, PyList_GET_ITEM(keys, mid));
-        if (lt < 0) {
-            return -1;
-        }
-        if (lt) {
-            hi = mid;
-        }
-        else {
-            lo = mid + 1;
-        }
-    }
-    return PyList_Insert(keys, lo, key);
 }
 
 /* `not size.strip("0.")` for a str: 1 if every character is "0" or "." (or it is empty). */
@@ -343,7 +384,7 @@ all_zero(PyObject *size)
     return 1;
 }
 
-/* The side's attributes: levels (dict), keys (list), sign (float). 0 or -1. */
+/* The side's attributes: levels and keys (aligned lists), sign (float). 0 or -1. */
 static int
 side_parts(PyObject *side, PyObject **levels, PyObject **keys, PyObject **sign)
 {
@@ -353,8 +394,8 @@ side_parts(PyObject *side, PyObject **levels, PyObject **keys, PyObject **sign)
     if (*sign == NULL) {
         goto fail;
     }
-    if (!PyDict_Check(*levels) || !PyList_Check(*keys) || !PyFloat_Check(*sign)) {
-        PyErr_SetString(PyExc_TypeError, "not a book side (levels dict, keys list, float sign)");
+    if (!PyList_Check(*levels) || !PyList_Check(*keys) || !PyFloat_Check(*sign)) {
+        PyErr_SetString(PyExc_TypeError, "not a book side (levels list, keys list, float sign)");
         goto fail;
     }
     return 0;
@@ -441,59 +482,76 @@ apply_one(PyObject *levels, PyObject *keys, double sign, PyObject *level)
         }
         goto done;
     }
+    int zero = all_zero(size);
+    if (!zero) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(size);
+        if (PyUnicode_READ_CHAR(size, 0) == '-') {
+            status = 2;
+            goto done;
+        }
+        Py_UCS4 last = PyUnicode_READ_CHAR(size, n - 1);
+        if ((last == '0' || last == '.') && PyUnicode_FindChar(size, '.', 0, n, 1) >= 0) {
+            PyObject *canonical = call1(g_canon, size);
+            if (canonical == NULL) {
+                goto done;
+            }
+            PyObject *level_price = field(level, g_price_off, s_price);
+            if (level_price == NULL) {
+                Py_DECREF(canonical);
+                goto done;
+            }
+            Py_SETREF(level, new_level(level_price, canonical));
+            Py_DECREF(level_price);
+            Py_DECREF(canonical);
+            if (level == NULL) {
+                goto done;
+            }
+        }
+    }
     keyobj = PyFloat_FromDouble(key);
     if (keyobj == NULL) {
         goto done;
     }
-    if (all_zero(size)) {
-        PyObject *held = PyDict_GetItemWithError(levels, keyobj);
-        if (held == NULL) {
-            status = PyErr_Occurred() ? -1 : 1;
-            goto done;
-        }
-        if (PyDict_DelItem(levels, keyobj) < 0) {
-            goto done;
-        }
-        Py_ssize_t at = bisect_left(keys, keyobj);
-        if (at < 0) {
-            goto done;
-        }
-        if (at >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
-            goto done;
-        }
-        status = PyList_SetSlice(keys, at, at + 1, NULL) < 0 ? -1 : 0;
+    Py_ssize_t at = bisect_left(keys, keyobj);
+    if (at < 0) {
         goto done;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(size);
-    if (PyUnicode_READ_CHAR(size, 0) == '-') {
-        status = 2;
+    int here = 0;
+    if (at < PyList_GET_SIZE(keys)) {
+        PyObject *found = PyList_GET_ITEM(keys, at);
+        if (PyFloat_CheckExact(found)) {
+            here = PyFloat_AS_DOUBLE(found) == key;
+        }
+        else {
+            Py_INCREF(found);
+            here = PyObject_RichCompareBool(found, keyobj, Py_EQ);
+            Py_DECREF(found);
+            if (here < 0) {
+                goto done;
+            }
+        }
+    }
+    /* Nothing below calls back into Python: the two lists stay as checked here. */
+    if (PyList_GET_SIZE(levels) != PyList_GET_SIZE(keys) || at > PyList_GET_SIZE(keys)) {
+        PyErr_SetString(PyExc_RuntimeError, "book side keys and levels are out of step");
         goto done;
     }
-    Py_UCS4 last = PyUnicode_READ_CHAR(size, n - 1);
-    if ((last == '0' || last == '.') &&
-        PyUnicode_FindChar(size, '.', 0, n, 1) >= 0) {
-        PyObject *canonical = call1(g_canon, size);
-        if (canonical == NULL) {
-            goto done;
+    if (zero) {
+        if (!here) {
+            status = 1;
         }
-        PyObject *level_price = field(level, g_price_off, s_price);
-        if (level_price == NULL) {
-            Py_DECREF(canonical);
-            goto done;
+        else if (PyList_SetSlice(keys, at, at + 1, NULL) == 0 &&
+                 PyList_SetSlice(levels, at, at + 1, NULL) == 0) {
+            status = 0;
         }
-        Py_SETREF(level, new_level(level_price, canonical));
-        Py_DECREF(level_price);
-        Py_DECREF(canonical);
-        if (level == NULL) {
-            goto done;
-        }
-    }
-    int held = PyDict_Contains(levels, keyobj);
-    if (held < 0 || (!held && insort(keys, keyobj) < 0)) {
         goto done;
     }
-    status = PyDict_SetItem(levels, keyobj, level) < 0 ? -1 : 0;
+    if (here) {
+        status = PyList_SetItem(levels, at, Py_NewRef(level));
+    }
+    else if (PyList_Insert(keys, at, keyobj) == 0) {
+        status = PyList_Insert(levels, at, level);
+    }
 done:
     Py_XDECREF(stripped);
     Py_XDECREF(keyobj);
@@ -745,7 +803,8 @@ k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (seq == NULL) {
         return NULL;
     }
-    PyObject *out = PyList_New(0);
+    int sizes_direct = plain_non_negative(new_size);
+    PyObject *out = sizes_direct < 0 ? NULL : PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
         return NULL;
@@ -759,7 +818,9 @@ k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
         price = known_or(prices, new_price, p);
-        size = price ? known_or(sizes, new_size, q) : NULL;
+        size = price == NULL      ? NULL
+               : sizes_direct ? direct(new_size, q)
+                              : known_or(sizes, new_size, q);
         level = size ? new_level(price, size) : NULL;
         Py_XDECREF(size);
         Py_XDECREF(price);

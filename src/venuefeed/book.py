@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import os
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Final, Literal
@@ -136,25 +136,31 @@ def _size(size: str) -> str | None:
 
 
 class _Side:
-    """One side of a book: levels by signed key plus the signed keys in ascending order.
+    """One side of a book: the signed keys in ascending order and their levels, aligned.
 
     A level's *signed key* is its float price on the bid side and the negated
     price on the ask side, so on both sides the keys ascend with the BEST level
     LAST: almost every change happens near the touch, and a change near the end
-    of a list moves a few pointers instead of the whole book. ``levels`` is
-    keyed by the same signed key, so the hot paths never negate twice.
+    of a list moves a few pointers instead of the whole book. ``levels[i]`` is
+    the level of ``keys[i]``.
+
+    Two aligned lists, not a dict by key: the prices of a book lie on a decimal
+    grid, and the hashes of such floats share their low bits (6,000 prices around
+    60,000 on a 0.01 tick have 60 distinct low 16 bits), so a dict keyed by them
+    probes long chains on every lookup. The sorted keys answer "is this price
+    held, and where" with one search, which starts at the touch (see the kernel).
     """
 
     __slots__ = ("_sign", "keys", "levels")
 
     def __init__(self, descending: bool) -> None:
         self._sign = 1.0 if descending else -1.0
-        self.levels: dict[float, BookLevel] = {}
         self.keys: list[float] = []
+        self.levels: list[BookLevel] = []
 
     def clear(self) -> None:
-        self.levels.clear()
-        self.keys.clear()
+        self.keys = []
+        self.levels = []
 
     def load(self, levels: list[BookLevel]) -> bool:
         """Replace the side; False (and an empty side) if a level is not valid."""
@@ -171,9 +177,13 @@ class _Side:
                 if price != level.price or size != level.size:
                     level = BookLevel(price, size)
                 loaded[sign * key] = level
-        self.levels = loaded
-        self.keys = sorted(loaded)
+        self._fill(loaded)
         return True
+
+    def _fill(self, loaded: dict[float, BookLevel]) -> None:
+        """The side from levels by signed key (a snapshot: the last level of a price wins)."""
+        self.keys = sorted(loaded)
+        self.levels = [loaded[key] for key in self.keys]
 
     def apply(self, changes: list[BookLevel]) -> Inconsistency | None:
         """Set each level's absolute size (zero removes it).
@@ -189,7 +199,7 @@ class _Side:
         the level and a negative size is refused, which is all the book itself
         relies on.
         """
-        levels, keys, sign = self.levels, self.keys, self._sign
+        keys, held, sign = self.keys, self.levels, self._sign
         memo = _KEYS
         problem = None
         for level in changes:
@@ -202,19 +212,24 @@ class _Side:
                 key = sign * found
                 level = BookLevel(exact.checked(level.price) or level.price, level.size)
             size = level.size
+            at = bisect_left(keys, key)
+            here = at < len(keys) and keys[at] == key
             if not size.strip("0."):
-                if levels.pop(key, None) is None:
-                    problem = Inconsistency.UNKNOWN_LEVEL
+                if here:
+                    del keys[at]
+                    del held[at]
                 else:
-                    del keys[bisect_left(keys, key)]
+                    problem = Inconsistency.UNKNOWN_LEVEL
             elif size[0] == "-":
                 return Inconsistency.INVALID_LEVEL
             else:
                 if (size[-1] == "0" or size[-1] == ".") and "." in size:
                     level = BookLevel(level.price, exact.canon(size))
-                if key not in levels:
-                    insort(keys, key)
-                levels[key] = level
+                if here:
+                    held[at] = level
+                else:
+                    keys.insert(at, key)
+                    held.insert(at, level)
         return problem
 
     def best_key(self) -> float | None:
@@ -222,22 +237,25 @@ class _Side:
         return self._sign * keys[-1] if keys else None
 
     def best(self) -> BookLevel | None:
-        keys = self.keys
-        return self.levels[keys[-1]] if keys else None
+        levels = self.levels
+        return levels[-1] if levels else None
 
     def top(self, depth: int) -> list[BookLevel]:
         """Best-first levels, canonical text (this is an edge: storage and API read it).
 
         Runs for every stored book snapshot; the levels are stored canonical,
-        so this is one dict lookup per level.
+        so this is a slice.
         """
-        levels = self.levels
-        return [levels[k] for k in reversed(self.keys[-depth:])] if depth else []
+        return self.levels[: -depth - 1 : -1] if depth > 0 else []
 
     def size_at(self, price: str) -> str:
         key = price_key(price)
-        level = self.levels.get(self._sign * key) if key is not None else None
-        return level.size if level is not None else "0"
+        if key is None:
+            return "0"
+        key *= self._sign
+        keys = self.keys
+        at = bisect_left(keys, key)
+        return self.levels[at].size if at < len(keys) and keys[at] == key else "0"
 
 
 def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
@@ -246,8 +264,7 @@ def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
     if loaded is None:
         side.clear()
         return False
-    side.levels = loaded
-    side.keys = sorted(loaded)
+    side._fill(loaded)
     return True
 
 
