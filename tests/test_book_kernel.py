@@ -104,6 +104,35 @@ def test_apply_matches_python(
 
 @settings(max_examples=300, deadline=None)
 @given(
+    tolerate=st.booleans(),
+    bids=st.lists(st.builds(BookLevel, _DECIMALS, _DECIMALS), max_size=15),
+    asks=st.lists(st.builds(BookLevel, _DECIMALS, _DECIMALS), max_size=15),
+    steps=st.lists(st.tuples(st.lists(LEVEL, max_size=5), st.lists(LEVEL, max_size=5)), max_size=8),
+)
+def test_apply_sides_matches_python(
+    kernel: ModuleType,
+    tolerate: bool,
+    bids: list[BookLevel],
+    asks: list[BookLevel],
+    steps: list[tuple[list[Any], list[Any]]],
+) -> None:
+    """One delta's two sides and the book's verdict: invalid, unknown, crossed or none."""
+    python_bids, native_bids = sides(True, bids)
+    python_asks, native_asks = sides(False, asks)
+    for bid_changes, ask_changes in steps:
+        want = outcome(
+            lambda: book._apply_sides(python_bids, python_asks, bid_changes, ask_changes, tolerate)  # noqa: B023
+        )
+        got = outcome(
+            lambda: kernel.apply_sides(native_bids, native_asks, bid_changes, ask_changes, tolerate)  # noqa: B023
+        )
+        assert got == want
+        assert state(native_bids) == state(python_bids)
+        assert state(native_asks) == state(python_asks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
     descending=st.booleans(),
     start=st.lists(st.builds(BookLevel, _DECIMALS, _DECIMALS), max_size=10),
     snapshot=st.lists(LEVEL, max_size=30),
@@ -224,3 +253,61 @@ def test_pure_python_switch(env: str, want: str | None) -> None:
         check=True,
     )
     assert f"(book kernel: {kernel})" in version.stdout
+
+
+_PROBABILITY = st.one_of(
+    st.builds(lambda cents: f"0.{cents:02d}".rstrip("0").rstrip("."), st.integers(0, 99)),
+    st.sampled_from(["1", "0", "0.5", "0.50", "1.0"]),
+)
+_PM_PRICE = st.one_of(_PROBABILITY, _PROBABILITY, _PROBABILITY, TEXT)
+
+
+def _pm_item(price: Any, size: Any, side: Any) -> Any:
+    return st.fixed_dictionaries(
+        {
+            "asset_id": st.sampled_from(["111", "222"]),
+            "price": price,
+            "size": size,
+            "side": side,
+            "hash": st.sampled_from(["", "0xabc", "0xdef"]),
+        },
+        optional={
+            "best_bid": st.one_of(price, st.just("")),
+            "best_ask": st.one_of(price, st.just("")),
+        },
+    )
+
+
+_PM_ITEM = st.one_of(
+    # Mostly valid messages (the C path), some with anything in them (handed over).
+    _pm_item(_PROBABILITY, _DECIMALS, st.sampled_from(["BUY", "SELL"])),
+    _pm_item(_PROBABILITY, _DECIMALS, st.sampled_from(["BUY", "SELL"])),
+    _pm_item(_PROBABILITY, _DECIMALS, st.sampled_from(["BUY", "SELL"])),
+    _pm_item(_PM_PRICE, st.one_of(_DECIMALS, TEXT), st.sampled_from(["BUY", "SELL", "buy", ""])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_PM_ITEM, min_size=1, max_size=8))
+def test_polymarket_price_changes_match_python(
+    kernel: ModuleType, items: list[dict[str, str]]
+) -> None:
+    """The C grouping of a valid message, and the hand-over of any other, change nothing."""
+    from venuefeed.venues.polymarket import parse as polymarket
+
+    event_ms = 1_790_000_000_000
+    frame = msgspec.json.encode(
+        {"event_type": "price_change", "market": "0x1", "timestamp": str(event_ms),
+         "price_changes": items}
+    )  # fmt: skip
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(polymarket, "_kernel", kernel, raising=False)
+        for compiled in (False, True):
+            patch.setattr(polymarket, "_COMPILED", compiled)
+            checks.PROBABILITIES.known.clear()
+            checks.SIZES.known.clear()
+            rejects = Rejects("polymarket")
+            parsed = polymarket.parse_frame(frame, event_ms * 1_000_000, rejects)
+            results.append((parsed, rejects.counts))
+    assert results[1] == results[0]

@@ -27,12 +27,14 @@ static PyObject *g_canon;         /* exact.canon */
 static PyTypeObject *g_level;     /* models.BookLevel */
 static PyObject *g_unknown;       /* Inconsistency.UNKNOWN_LEVEL */
 static PyObject *g_invalid;       /* Inconsistency.INVALID_LEVEL */
+static PyObject *g_crossed;       /* Inconsistency.CROSSED */
 static Py_ssize_t g_price_off = -1, g_size_off = -1;
 static PyObject *g_learn;         /* checks.Numbers.learn (the function) */
 static PyObject *g_non_negative;  /* checks._non_negative (the rule of prices and sizes) */
 
 static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zero_dot, *s_zero,
-    *s_known, *s_limit, *s_rule, *s_empty;
+    *s_known, *s_limit, *s_rule, *s_empty, *s_asset_id, *s_side, *s_hash, *s_best_bid,
+    *s_best_ask, *s_buy, *s_sell, *s_delta_kwnames;
 
 #define MAX_DIGITS 18 /* exact.MAX_INTEGER_DIGITS and exact.MAX_FRACTION_DIGITS */
 
@@ -561,26 +563,16 @@ done:
     return status;
 }
 
-PyDoc_STRVAR(apply_doc,
-"apply(side, changes) -> Inconsistency | None\n\n"
-"book._Side.apply(side, changes): set each level's absolute size (zero removes it).");
-
+/* apply(side, changes) as a new reference (None, UNKNOWN_LEVEL or INVALID_LEVEL). */
 static PyObject *
-k_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+apply_side(PyObject *side, PyObject *changes)
 {
-    if (wrong_count("apply", nargs, 2)) {
-        return NULL;
-    }
-    if (g_level == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
-        return NULL;
-    }
     PyObject *levels, *keys, *signobj, *result = NULL;
-    if (side_parts(args[0], &levels, &keys, &signobj) < 0) {
+    if (side_parts(side, &levels, &keys, &signobj) < 0) {
         return NULL;
     }
     double sign = PyFloat_AS_DOUBLE(signobj);
-    PyObject *seq = PySequence_Fast(args[1], "changes must be iterable");
+    PyObject *seq = PySequence_Fast(changes, "changes must be iterable");
     PyObject *problem = Py_None;
     if (seq == NULL) {
         goto done;
@@ -605,6 +597,103 @@ done:
     Py_DECREF(keys);
     Py_DECREF(signobj);
     return result;
+}
+
+static int
+kernel_ready(void)
+{
+    if (g_level == NULL || g_crossed == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(apply_doc,
+"apply(side, changes) -> Inconsistency | None\n\n"
+"book._Side.apply(side, changes): set each level's absolute size (zero removes it).");
+
+static PyObject *
+k_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("apply", nargs, 2) || !kernel_ready()) {
+        return NULL;
+    }
+    return apply_side(args[0], args[1]);
+}
+
+/* 1 if the best bid is at or above the best ask (both sides non-empty), 0 if not, -1 on
+ * error. Ask keys are negated prices, so the best ask is -asks.keys[-1]. */
+static int
+crossed(PyObject *bids, PyObject *asks)
+{
+    PyObject *bid_keys = PyObject_GetAttr(bids, s_keys);
+    PyObject *ask_keys = bid_keys ? PyObject_GetAttr(asks, s_keys) : NULL;
+    int result = -1;
+    if (ask_keys == NULL) {
+        goto done;
+    }
+    if (!PyList_Check(bid_keys) || !PyList_Check(ask_keys)) {
+        PyErr_SetString(PyExc_TypeError, "book keys must be lists");
+        goto done;
+    }
+    Py_ssize_t nb = PyList_GET_SIZE(bid_keys), na = PyList_GET_SIZE(ask_keys);
+    if (nb == 0 || na == 0) {
+        result = 0;
+        goto done;
+    }
+    PyObject *bid = PyList_GET_ITEM(bid_keys, nb - 1), *ask = PyList_GET_ITEM(ask_keys, na - 1);
+    if (!PyFloat_CheckExact(bid) || !PyFloat_CheckExact(ask)) {
+        PyErr_SetString(PyExc_TypeError, "book keys must be floats");
+        goto done;
+    }
+    result = PyFloat_AS_DOUBLE(bid) >= -PyFloat_AS_DOUBLE(ask);
+done:
+    Py_XDECREF(bid_keys);
+    Py_XDECREF(ask_keys);
+    return result;
+}
+
+PyDoc_STRVAR(apply_sides_doc,
+"apply_sides(bids, asks, bid_changes, ask_changes, tolerate_unknown) -> Inconsistency | None\n\n"
+"book._apply_sides: both sides' changes, then the book's one problem, if any.");
+
+static PyObject *
+k_apply_sides(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("apply_sides", nargs, 5) || !kernel_ready()) {
+        return NULL;
+    }
+    int tolerate = PyObject_IsTrue(args[4]);
+    if (tolerate < 0) {
+        return NULL;
+    }
+    PyObject *bid_problem = apply_side(args[0], args[2]);
+    if (bid_problem == NULL) {
+        return NULL;
+    }
+    PyObject *ask_problem = apply_side(args[1], args[3]);
+    if (ask_problem == NULL) {
+        Py_DECREF(bid_problem);
+        return NULL;
+    }
+    PyObject *problem = NULL;
+    if (bid_problem == g_invalid || ask_problem == g_invalid) {
+        problem = g_invalid;
+    }
+    else if (!tolerate && (bid_problem == g_unknown || ask_problem == g_unknown)) {
+        problem = g_unknown;
+    }
+    Py_DECREF(bid_problem);
+    Py_DECREF(ask_problem);
+    if (problem != NULL) {
+        return Py_NewRef(problem);
+    }
+    int is_crossed = crossed(args[0], args[1]);
+    if (is_crossed < 0) {
+        return NULL;
+    }
+    return Py_NewRef(is_crossed ? g_crossed : Py_None);
 }
 
 /* `exact.checked(text)` for a str: the memo's answer, or the Python call on a miss. */
@@ -842,15 +931,207 @@ fail:
     return NULL;
 }
 
+/* One venue top-of-book text of a price_change item: None stays None, "" (that side
+ * is empty) is "0", anything else a checked price. New reference or NULL. */
+static PyObject *
+venue_top(PyObject *prices, PyObject *learn_price, PyObject *text)
+{
+    if (text == Py_None) {
+        return Py_NewRef(Py_None);
+    }
+    if (PyUnicode_CheckExact(text) && PyUnicode_GET_LENGTH(text) == 0) {
+        return Py_NewRef(s_zero);
+    }
+    return known_or(prices, learn_price, text);
+}
+
+/* The asset's [bids, asks, best_bid, best_ask, hash] entry of one item; 0 or -1. */
+static int
+group_item(PyObject *grouped, PyObject *item, PyObject *prices, PyObject *learn_price,
+           PyObject *sizes, PyObject *learn_size, int sizes_direct)
+{
+    PyObject *asset = NULL, *side = NULL, *price = NULL, *size = NULL, *level = NULL;
+    PyObject *bid = NULL, *ask = NULL, *digest = NULL, *text = NULL;
+    int status = -1;
+    asset = PyObject_GetAttr(item, s_asset_id);
+    side = asset ? PyObject_GetAttr(item, s_side) : NULL;
+    if (side == NULL) {
+        goto done;
+    }
+    int buy = PyUnicode_Check(side) && PyUnicode_Compare(side, s_buy) == 0;
+    if (!buy && !(PyUnicode_Check(side) && PyUnicode_Compare(side, s_sell) == 0)) {
+        goto done; /* the Python path says why */
+    }
+    text = PyObject_GetAttr(item, s_price);
+    price = text ? known_or(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    text = price ? PyObject_GetAttr(item, s_size) : NULL;
+    size = text == NULL    ? NULL
+           : sizes_direct ? direct(learn_size, text)
+                          : known_or(sizes, learn_size, text);
+    Py_CLEAR(text);
+    level = size ? new_level(price, size) : NULL;
+    text = level ? PyObject_GetAttr(item, s_best_bid) : NULL;
+    bid = text ? venue_top(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    text = bid ? PyObject_GetAttr(item, s_best_ask) : NULL;
+    ask = text ? venue_top(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    digest = ask ? PyObject_GetAttr(item, s_hash) : NULL;
+    if (digest == NULL) {
+        goto done;
+    }
+    PyObject *entry = PyDict_GetItemWithError(grouped, asset);
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        PyObject *levels = PyList_New(1), *none = PyList_New(0);
+        PyObject *fresh = levels && none ? PyList_New(5) : NULL;
+        if (fresh == NULL) {
+            Py_XDECREF(levels);
+            Py_XDECREF(none);
+            goto done;
+        }
+        PyList_SET_ITEM(levels, 0, Py_NewRef(level));
+        PyList_SET_ITEM(fresh, 0, buy ? levels : none);
+        PyList_SET_ITEM(fresh, 1, buy ? none : levels);
+        PyList_SET_ITEM(fresh, 2, Py_NewRef(bid));
+        PyList_SET_ITEM(fresh, 3, Py_NewRef(ask));
+        PyList_SET_ITEM(fresh, 4, Py_NewRef(digest));
+        status = PyDict_SetItem(grouped, asset, fresh);
+        Py_DECREF(fresh);
+        goto done;
+    }
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 5) {
+        PyErr_SetString(PyExc_RuntimeError, "price_changes: a group was changed");
+        goto done;
+    }
+    if (PyList_Append(PyList_GET_ITEM(entry, buy ? 0 : 1), level) < 0) {
+        goto done;
+    }
+    PyList_SetItem(entry, 2, Py_NewRef(bid));
+    PyList_SetItem(entry, 3, Py_NewRef(ask));
+    PyList_SetItem(entry, 4, Py_NewRef(digest));
+    status = 0;
+done:
+    Py_XDECREF(asset);
+    Py_XDECREF(side);
+    Py_XDECREF(price);
+    Py_XDECREF(size);
+    Py_XDECREF(level);
+    Py_XDECREF(bid);
+    Py_XDECREF(ask);
+    Py_XDECREF(digest);
+    return status;
+}
+
+/* Change(BookDelta(venue=..., instrument=asset, ..., checksum=digest or None), bid, ask). */
+static PyObject *
+change_of(PyObject *asset, PyObject *entry, PyObject *const *args)
+{
+    PyObject *venue = args[3], *delta_type = args[8], *change_type = args[9];
+    PyObject *digest = PyList_GET_ITEM(entry, 4);
+    int has_digest = PyObject_IsTrue(digest);
+    if (has_digest < 0) {
+        return NULL;
+    }
+    PyObject *call[7] = {venue, asset, args[1], args[2], PyList_GET_ITEM(entry, 0),
+                         PyList_GET_ITEM(entry, 1), has_digest ? digest : Py_None};
+    PyObject *delta = PyObject_Vectorcall(delta_type, call, 0, s_delta_kwnames);
+    if (delta == NULL) {
+        return NULL;
+    }
+    PyObject *parts[3] = {delta, PyList_GET_ITEM(entry, 2), PyList_GET_ITEM(entry, 3)};
+    PyObject *change = PyObject_Vectorcall(change_type, parts, 3, NULL);
+    Py_DECREF(delta);
+    return change;
+}
+
+PyDoc_STRVAR(price_changes_doc,
+"price_changes(items, ts, ts_recv, venue, known_prices, learn_price, known_sizes,\n"
+"              learn_size, delta_type, change_type) -> list | None\n\n"
+"The Polymarket price_change fast path: one Change per asset when every item is valid,\n"
+"else None (and no exception): the Python path then takes the message and says what\n"
+"was wrong with which item.");
+
+static PyObject *
+k_price_changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("price_changes", nargs, 10) || !kernel_ready()) {
+        return NULL;
+    }
+    PyObject *prices = args[4], *learn_price = args[5], *sizes = args[6], *learn_size = args[7];
+    if (!PyDict_Check(prices) || !PyDict_Check(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "known prices and sizes must be dicts");
+        return NULL;
+    }
+    int sizes_direct = plain_non_negative(learn_size);
+    if (sizes_direct < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "items must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *grouped = PyDict_New(), *out = NULL;
+    if (grouped == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        int grouped_ok = group_item(grouped, item, prices, learn_price, sizes, learn_size,
+                                    sizes_direct);
+        Py_DECREF(item);
+        if (grouped_ok < 0) {
+            goto slow;
+        }
+    }
+    out = PyList_New(0);
+    if (out == NULL) {
+        goto fail;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *asset, *entry;
+    while (PyDict_Next(grouped, &pos, &asset, &entry)) {
+        PyObject *change = change_of(asset, entry, args);
+        if (change == NULL || PyList_Append(out, change) < 0) {
+            Py_XDECREF(change);
+            goto slow;
+        }
+        Py_DECREF(change);
+    }
+    Py_DECREF(grouped);
+    Py_DECREF(seq);
+    return out;
+slow:
+    /* Whatever went wrong (an Invalid number, an odd side or type), the Python path
+     * reads the message again: the memos only ever learned valid numbers. What is not
+     * an Exception (KeyboardInterrupt, SystemExit) goes on up. */
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_XDECREF(out);
+        goto fail;
+    }
+    PyErr_Clear();
+    Py_XDECREF(out);
+    Py_DECREF(grouped);
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(grouped);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 PyDoc_STRVAR(setup_doc,
 "setup(keys, sizes, checked_memo, price_key, size, checked, canon, level_type,\n"
-"      unknown_level, invalid_level) -> None\n\n"
+"      unknown_level, invalid_level, crossed) -> None\n\n"
 "Bind the memos, fallbacks and result values the loops use (book.py calls it once).");
 
 static PyObject *
 k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (wrong_count("setup", nargs, 10)) {
+    if (wrong_count("setup", nargs, 11)) {
         return NULL;
     }
     if (!PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
@@ -859,7 +1140,8 @@ k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject **slots[] = {&g_keys, &g_sizes, &g_checked_memo, &g_price_key, &g_size,
-                          &g_checked, &g_canon, (PyObject **)&g_level, &g_unknown, &g_invalid};
+                          &g_checked, &g_canon, (PyObject **)&g_level, &g_unknown, &g_invalid,
+                          &g_crossed};
     for (Py_ssize_t i = 0; i < nargs; i++) {
         Py_XSETREF(*slots[i], Py_NewRef(args[i]));
     }
@@ -889,8 +1171,11 @@ static PyMethodDef kernel_methods[] = {
     {"check", (PyCFunction)k_check, METH_O, check_doc},
     {"setup", (PyCFunction)(void (*)(void))k_setup, METH_FASTCALL, setup_doc},
     {"apply", (PyCFunction)(void (*)(void))k_apply, METH_FASTCALL, apply_doc},
+    {"apply_sides", (PyCFunction)(void (*)(void))k_apply_sides, METH_FASTCALL, apply_sides_doc},
     {"load", (PyCFunction)(void (*)(void))k_load, METH_FASTCALL, load_doc},
     {"levels", (PyCFunction)(void (*)(void))k_levels, METH_FASTCALL, levels_doc},
+    {"price_changes", (PyCFunction)(void (*)(void))k_price_changes, METH_FASTCALL,
+     price_changes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -912,12 +1197,19 @@ PyInit__kernel(void)
         {&s_price, "price"}, {&s_size, "size"}, {&s_levels, "levels"}, {&s_keys, "keys"},
         {&s_sign, "_sign"}, {&s_strip, "strip"}, {&s_zero_dot, "0."}, {&s_zero, "0"},
         {&s_known, "known"}, {&s_limit, "limit"}, {&s_rule, "rule"}, {&s_empty, ""},
+        {&s_asset_id, "asset_id"}, {&s_side, "side"}, {&s_hash, "hash"},
+        {&s_best_bid, "best_bid"}, {&s_best_ask, "best_ask"}, {&s_buy, "BUY"}, {&s_sell, "SELL"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL &&
             (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return NULL;
         }
+    }
+    s_delta_kwnames = Py_BuildValue("(sssssss)", "venue", "instrument", "ts_venue", "ts_recv",
+                                    "bids", "asks", "checksum");
+    if (s_delta_kwnames == NULL) {
+        return NULL;
     }
     return PyModule_Create(&kernel_module);
 }

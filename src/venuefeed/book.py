@@ -268,6 +268,28 @@ def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
     return True
 
 
+def _apply_sides(
+    bids: _Side,
+    asks: _Side,
+    bid_changes: list[BookLevel],
+    ask_changes: list[BookLevel],
+    tolerate_unknown: bool,
+) -> Inconsistency | None:
+    """Both sides' changes of one delta, then the book's one problem, if any.
+
+    Both sides are applied whatever the first reports (the delta is in the book
+    either way); an invalid level outranks an unknown removal, which outranks
+    (unless tolerated) a crossed book. One call per delta for the kernel.
+    """
+    problems = (bids.apply(bid_changes), asks.apply(ask_changes))
+    if Inconsistency.INVALID_LEVEL in problems:
+        return Inconsistency.INVALID_LEVEL
+    if Inconsistency.UNKNOWN_LEVEL in problems and not tolerate_unknown:
+        return Inconsistency.UNKNOWN_LEVEL
+    bid, ask = bids.keys, asks.keys
+    return Inconsistency.CROSSED if bid and ask and bid[-1] >= -ask[-1] else None
+
+
 if COMPILED:
     _kernel.setup(
         _KEYS,
@@ -280,6 +302,7 @@ if COMPILED:
         BookLevel,
         Inconsistency.UNKNOWN_LEVEL,
         Inconsistency.INVALID_LEVEL,
+        Inconsistency.CROSSED,
     )
 _PURE: Final = os.environ.get("VENUEFEED_PURE_PYTHON", "") not in ("", "0")
 KERNEL: Final[Literal["c", "python"]] = "c" if COMPILED and not _PURE else "python"
@@ -290,6 +313,9 @@ _apply: Final[Callable[[_Side, list[BookLevel]], Inconsistency | None]] = (
 _load: Final[Callable[[_Side, list[BookLevel]], bool]] = (
     _compiled_load if KERNEL == "c" else _Side.load
 )
+_apply_both: Final[
+    Callable[[_Side, _Side, list[BookLevel], list[BookLevel], bool], Inconsistency | None]
+] = _kernel.apply_sides if KERNEL == "c" else _apply_sides
 
 
 class OrderBook:
@@ -356,20 +382,16 @@ class OrderBook:
             first = delta.first_sequence if delta.first_sequence is not None else seq
             if first > self.sequence + 1:
                 return self._fail(Inconsistency.GAP)
-        problems = (_apply(self._bids, delta.bids), _apply(self._asks, delta.asks))
+        problem = _apply_both(
+            self._bids, self._asks, delta.bids, delta.asks, self.tolerate_unknown_removals
+        )
         if seq is not None:
             self.sequence = seq
         if delta.checksum is not None:
             self.checksum = delta.checksum
         self.ts_venue = delta.ts_venue
         self.ts_recv = delta.ts_recv
-        if Inconsistency.INVALID_LEVEL in problems:
-            return self._fail(Inconsistency.INVALID_LEVEL)
-        if Inconsistency.UNKNOWN_LEVEL in problems and not self.tolerate_unknown_removals:
-            return self._fail(Inconsistency.UNKNOWN_LEVEL)
-        if self.is_crossed():
-            return self._fail(Inconsistency.CROSSED)
-        return None
+        return None if problem is None else self._fail(problem)
 
     def add(self, side: BookSide, price: str, change: str) -> str | Inconsistency:
         """Add a signed increment to a level (Kalshi deltas); returns the new absolute size."""
