@@ -89,6 +89,9 @@ class Inconsistency(enum.StrEnum):
     """A level whose price or size is not a valid number reached the book."""
 
 
+_WITHOUT_SNAPSHOT: Final = (SyncState.SYNCING, SyncState.RESYNCING)
+"""States in which a delta cannot apply (a tuple: identity tests, once per delta)."""
+
 _KEYS: dict[str, float] = {}
 """Canonical price text -> float key. Only canonical text enters, so a hit also
 tells the book's hot path that the text can be stored as it is."""
@@ -373,7 +376,7 @@ class OrderBook:
         ignored, as the venues' documented procedures say. A delta that starts
         beyond ``book.sequence + 1`` is a gap.
         """
-        if self.state is SyncState.RESYNCING or self.state is SyncState.SYNCING:
+        if self.state in _WITHOUT_SNAPSHOT:
             return Inconsistency.NO_SNAPSHOT
         seq = delta.sequence
         if seq is not None and self.sequence is not None:
