@@ -14,11 +14,13 @@ levels itself) costs a resync, never a ``float("x")`` or a ``NaN`` key.
 Levels are keyed by ``float(price)``: for the decimal strings venues send
 (at most 15 significant digits) distinct prices give distinct floats in the
 same order, so the key identifies a level (``"0.5"`` and ``"0.50"`` meet) and
-sorts it, while the canonical price string is kept for output. The sorted key
-lists make best bid/ask O(1) and top-N a slice.
+sorts it, while the canonical price string is kept for output. Each side is a
+sorted list of keys with its levels aligned beside it (no dict by key: see
+:class:`_Side`), so best bid/ask is O(1) and top-N a slice.
 
-The per-frame loops (:meth:`_Side.apply`, :meth:`_Side.load` and
-:func:`venuefeed.venues.checks.levels`) run in C when the optional extension
+The per-frame loops (:meth:`_Side.apply`, :meth:`_Side.load`, a delta's two
+sides with the crossed check, :func:`venuefeed.venues.checks.levels` and
+Polymarket's ``price_change`` grouping) run in C when the optional extension
 ``venuefeed._kernel`` was built, with the same results (the tests feed both the
 same input); the Python below is the reference and the fallback.
 ``VENUEFEED_PURE_PYTHON=1`` (read at import) forces the fallback; :data:`KERNEL`
