@@ -177,6 +177,23 @@ def test_levels_match_python(kernel: ModuleType, pairs: list[Any]) -> None:
         assert got == want
 
 
+def both_paths(
+    parser: ModuleType, kernel: ModuleType, frame: bytes, ts_recv: int, venue: str
+) -> list[tuple[Any, dict[Any, int]]]:
+    """``parser.parse_frame``'s items and rejections on its Python path, then on the
+    kernel's; the number tables start empty each time, so both check new numbers."""
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parser, "_kernel", kernel, raising=False)
+        for compiled in (False, True):
+            patch.setattr(parser, "_COMPILED", compiled)
+            for table in (checks.PRICES, checks.PROBABILITIES, checks.SIZES):
+                table.known.clear()
+            rejects = Rejects(venue)
+            results.append((parser.parse_frame(frame, ts_recv, rejects), dict(rejects.counts)))
+    return results
+
+
 WIRE = st.one_of(TEXT, TEXT, st.sampled_from(["-5", "1e3", "", "x", "0.1234567890123456789"]))
 
 
@@ -196,17 +213,8 @@ def test_binance_depth_frames_match_python(
                      "b": bids, "a": asks},
         }
     )  # fmt: skip
-    results = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(binance, "_kernel", kernel, raising=False)
-        for compiled in (False, True):
-            patch.setattr(binance, "_COMPILED", compiled)
-            binance.PRICES.known.clear()
-            binance.SIZES.known.clear()
-            rejects = Rejects("binance")
-            events = binance.parse_frame(frame, event_ms * 1_000_000, rejects)
-            results.append((events, rejects.counts))
-    assert results[1] == results[0]
+    python, native = both_paths(binance, kernel, frame, event_ms * 1_000_000, "binance")
+    assert native == python
 
 
 @settings(max_examples=2000, deadline=None)
@@ -300,14 +308,5 @@ def test_polymarket_price_changes_match_python(
         {"event_type": "price_change", "market": "0x1", "timestamp": str(event_ms),
          "price_changes": items}
     )  # fmt: skip
-    results = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(polymarket, "_kernel", kernel, raising=False)
-        for compiled in (False, True):
-            patch.setattr(polymarket, "_COMPILED", compiled)
-            checks.PROBABILITIES.known.clear()
-            checks.SIZES.known.clear()
-            rejects = Rejects("polymarket")
-            parsed = polymarket.parse_frame(frame, event_ms * 1_000_000, rejects)
-            results.append((parsed, rejects.counts))
-    assert results[1] == results[0]
+    python, native = both_paths(polymarket, kernel, frame, event_ms * 1_000_000, "polymarket")
+    assert native == python
