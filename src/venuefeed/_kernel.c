@@ -27,12 +27,14 @@ static PyObject *g_canon;         /* exact.canon */
 static PyTypeObject *g_level;     /* models.BookLevel */
 static PyObject *g_unknown;       /* Inconsistency.UNKNOWN_LEVEL */
 static PyObject *g_invalid;       /* Inconsistency.INVALID_LEVEL */
+static PyObject *g_crossed;       /* Inconsistency.CROSSED */
 static Py_ssize_t g_price_off = -1, g_size_off = -1;
 static PyObject *g_learn;         /* checks.Numbers.learn (the function) */
 static PyObject *g_non_negative;  /* checks._non_negative (the rule of prices and sizes) */
 
 static PyObject *s_price, *s_size, *s_levels, *s_keys, *s_sign, *s_strip, *s_zero_dot, *s_zero,
-    *s_known, *s_limit, *s_rule, *s_empty;
+    *s_known, *s_limit, *s_rule, *s_empty, *s_asset_id, *s_side, *s_hash, *s_best_bid,
+    *s_best_ask, *s_buy, *s_sell, *s_delta_kwnames;
 
 #define MAX_DIGITS 18 /* exact.MAX_INTEGER_DIGITS and exact.MAX_FRACTION_DIGITS */
 
@@ -164,37 +166,64 @@ k_check(PyObject *module, PyObject *text)
     return canonical(text);
 }
 
-/* fallback(text) -- a venue number not seen before -- as a new reference.
- *
- * When fallback is Numbers.learn bound to a table with the non-negative rule (Binance
- * prices and sizes) and the text is valid, learn's work is done here: the check, then
- * the remembered answer, under the table's bound. Anything else, and every invalid
- * text (to raise the table's own Invalid), is the Python call. */
-static PyObject *
-learn(PyObject *fallback, PyObject *text)
+/* 1 when fallback is Numbers.learn bound to a table whose rule is the non-negative one
+ * (Binance prices and sizes), 0 otherwise, -1 on error: then a valid text's answer is
+ * its canonical form, which C can compute without the Python call. */
+static int
+plain_non_negative(PyObject *fallback)
 {
     if (g_learn == NULL || !PyMethod_Check(fallback) ||
-        PyMethod_GET_FUNCTION(fallback) != g_learn || !PyUnicode_CheckExact(text)) {
-        return call1(fallback, text);
+        PyMethod_GET_FUNCTION(fallback) != g_learn) {
+        return 0;
     }
-    PyObject *numbers = PyMethod_GET_SELF(fallback);
-    PyObject *rule = PyObject_GetAttr(numbers, s_rule);
+    PyObject *rule = PyObject_GetAttr(PyMethod_GET_SELF(fallback), s_rule);
     if (rule == NULL) {
-        return NULL;
+        return -1;
     }
-    int non_negative = rule == g_non_negative;
+    int plain = rule == g_non_negative;
     Py_DECREF(rule);
-    if (!non_negative) {
-        return call1(fallback, text);
-    }
+    return plain;
+}
+
+/* The canonical text of a valid non-negative number, or NULL with no exception set when
+ * the text is not one (the caller asks the table, which raises its own Invalid). A zero
+ * is the interned "0": deletes are common and need no new string. */
+static PyObject *
+non_negative_text(PyObject *text)
+{
     PyObject *canon = canonical(text);
     if (canon == NULL) {
         return NULL;
     }
-    if (PyUnicode_GET_LENGTH(canon) == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(canon);
+    if (n == 0 || PyUnicode_READ_CHAR(canon, 0) == '-') {
         Py_DECREF(canon);
-        return call1(fallback, text);
+        return NULL;
     }
+    if (n == 1 && PyUnicode_READ_CHAR(canon, 0) == '0') {
+        Py_SETREF(canon, Py_NewRef(s_zero));
+    }
+    return canon;
+}
+
+/* fallback(text) -- a venue number not seen before -- as a new reference.
+ *
+ * When fallback is Numbers.learn of a non-negative table and the text is valid, learn's
+ * work is done here: the check, then the remembered answer, under the table's bound.
+ * Anything else, and every invalid text (to raise the table's own Invalid), is the
+ * Python call. */
+static PyObject *
+learn(PyObject *fallback, PyObject *text)
+{
+    int plain = PyUnicode_CheckExact(text) ? plain_non_negative(fallback) : 0;
+    if (plain <= 0) {
+        return plain < 0 ? NULL : call1(fallback, text);
+    }
+    PyObject *canon = non_negative_text(text);
+    if (canon == NULL) {
+        return PyErr_Occurred() ? NULL : call1(fallback, text);
+    }
+    PyObject *numbers = PyMethod_GET_SELF(fallback);
     PyObject *known = PyObject_GetAttr(numbers, s_known);
     PyObject *limit = known ? PyObject_GetAttr(numbers, s_limit) : NULL;
     if (limit == NULL) {
@@ -223,6 +252,21 @@ learn(PyObject *fallback, PyObject *text)
     if (stored < 0) {
         Py_DECREF(canon);
         return NULL;
+    }
+    return canon;
+}
+
+/* A size of a depth update when its table is a plain non-negative one: the canonical
+ * text straight away, neither looked up nor remembered. Most sizes in a depth stream are
+ * new texts, so a memo of them costs a miss, an insert and a table that outgrows the CPU
+ * caches, for hits that a pass over ten characters gives as cheaply. An invalid text is
+ * the table's Python call, which raises its Invalid. */
+static PyObject *
+direct(PyObject *fallback, PyObject *text)
+{
+    PyObject *canon = PyUnicode_CheckExact(text) ? non_negative_text(text) : NULL;
+    if (canon == NULL) {
+        return PyErr_Occurred() ? NULL : call1(fallback, text);
     }
     return canon;
 }
@@ -262,7 +306,7 @@ as_double(PyObject *value, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* keys[mid] < key (bisect_left) or key < keys[mid] (insort_right). */
+/* a < b for two keys (floats in a book; anything else compares as Python does). */
 static int
 less(PyObject *a, PyObject *b)
 {
@@ -277,22 +321,46 @@ less(PyObject *a, PyObject *b)
     return result;
 }
 
-/* bisect.bisect_left(keys, key); -1 on error. */
+/* keys[at] < key, with `at` checked against the list's current length; -1 on error. */
+static int
+key_below(PyObject *keys, Py_ssize_t at, PyObject *key)
+{
+    if (at >= PyList_GET_SIZE(keys)) {
+        PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+        return -1;
+    }
+    return less(PyList_GET_ITEM(keys, at), key);
+}
+
+/* bisect.bisect_left(keys, key) -- the first index whose key is not below `key` --
+ * searched from the end: the best level is last and almost every change lands within
+ * a few levels of it, so steps of 1, 2, 4, ... back from the end bracket the index in a
+ * comparison or two before the binary search of the bracket; a deep level costs about
+ * twice a plain bisection. -1 on error. */
 static Py_ssize_t
 bisect_left(PyObject *keys, PyObject *key)
 {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys), step = 1;
+    while (hi > 0) {
+        Py_ssize_t at = hi - step > 0 ? hi - step : 0;
+        int below = key_below(keys, at, key);
+        if (below < 0) {
+            return -1;
+        }
+        if (below) {
+            lo = at + 1;
+            break;
+        }
+        hi = at;
+        step *= 2;
+    }
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (mid >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
+        int below = key_below(keys, mid, key);
+        if (below < 0) {
             return -1;
         }
-        int lt = less(PyList_GET_ITEM(keys, mid), key);
-        if (lt < 0) {
-            return -1;
-        }
-        if (lt) {
+        if (below) {
             lo = mid + 1;
         }
         else {
@@ -300,31 +368,6 @@ bisect_left(PyObject *keys, PyObject *key)
         }
     }
     return lo;
-}
-
-/* bisect.insort_right(keys, key); -1 on error. */
-static int
-insort(PyObject *keys, PyObject *key)
-{
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (mid >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed during a search");
-            return -1;
-        }
-        int lt = less(key, PyList_GET_ITEM(keys, mid));
-        if (lt < 0) {
-            return -1;
-        }
-        if (lt) {
-            hi = mid;
-        }
-        else {
-            lo = mid + 1;
-        }
-    }
-    return PyList_Insert(keys, lo, key);
 }
 
 /* `not size.strip("0.")` for a str: 1 if every character is "0" or "." (or it is empty). */
@@ -343,7 +386,7 @@ all_zero(PyObject *size)
     return 1;
 }
 
-/* The side's attributes: levels (dict), keys (list), sign (float). 0 or -1. */
+/* The side's attributes: levels and keys (aligned lists), sign (float). 0 or -1. */
 static int
 side_parts(PyObject *side, PyObject **levels, PyObject **keys, PyObject **sign)
 {
@@ -353,8 +396,8 @@ side_parts(PyObject *side, PyObject **levels, PyObject **keys, PyObject **sign)
     if (*sign == NULL) {
         goto fail;
     }
-    if (!PyDict_Check(*levels) || !PyList_Check(*keys) || !PyFloat_Check(*sign)) {
-        PyErr_SetString(PyExc_TypeError, "not a book side (levels dict, keys list, float sign)");
+    if (!PyList_Check(*levels) || !PyList_Check(*keys) || !PyFloat_Check(*sign)) {
+        PyErr_SetString(PyExc_TypeError, "not a book side (levels list, keys list, float sign)");
         goto fail;
     }
     return 0;
@@ -441,59 +484,76 @@ apply_one(PyObject *levels, PyObject *keys, double sign, PyObject *level)
         }
         goto done;
     }
+    int zero = all_zero(size);
+    if (!zero) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(size);
+        if (PyUnicode_READ_CHAR(size, 0) == '-') {
+            status = 2;
+            goto done;
+        }
+        Py_UCS4 last = PyUnicode_READ_CHAR(size, n - 1);
+        if ((last == '0' || last == '.') && PyUnicode_FindChar(size, '.', 0, n, 1) >= 0) {
+            PyObject *canonical = call1(g_canon, size);
+            if (canonical == NULL) {
+                goto done;
+            }
+            PyObject *level_price = field(level, g_price_off, s_price);
+            if (level_price == NULL) {
+                Py_DECREF(canonical);
+                goto done;
+            }
+            Py_SETREF(level, new_level(level_price, canonical));
+            Py_DECREF(level_price);
+            Py_DECREF(canonical);
+            if (level == NULL) {
+                goto done;
+            }
+        }
+    }
     keyobj = PyFloat_FromDouble(key);
     if (keyobj == NULL) {
         goto done;
     }
-    if (all_zero(size)) {
-        PyObject *held = PyDict_GetItemWithError(levels, keyobj);
-        if (held == NULL) {
-            status = PyErr_Occurred() ? -1 : 1;
-            goto done;
-        }
-        if (PyDict_DelItem(levels, keyobj) < 0) {
-            goto done;
-        }
-        Py_ssize_t at = bisect_left(keys, keyobj);
-        if (at < 0) {
-            goto done;
-        }
-        if (at >= PyList_GET_SIZE(keys)) {
-            PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
-            goto done;
-        }
-        status = PyList_SetSlice(keys, at, at + 1, NULL) < 0 ? -1 : 0;
+    Py_ssize_t at = bisect_left(keys, keyobj);
+    if (at < 0) {
         goto done;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(size);
-    if (PyUnicode_READ_CHAR(size, 0) == '-') {
-        status = 2;
+    int here = 0;
+    if (at < PyList_GET_SIZE(keys)) {
+        PyObject *found = PyList_GET_ITEM(keys, at);
+        if (PyFloat_CheckExact(found)) {
+            here = PyFloat_AS_DOUBLE(found) == key;
+        }
+        else {
+            Py_INCREF(found);
+            here = PyObject_RichCompareBool(found, keyobj, Py_EQ);
+            Py_DECREF(found);
+            if (here < 0) {
+                goto done;
+            }
+        }
+    }
+    /* Nothing below calls back into Python: the two lists stay as checked here. */
+    if (PyList_GET_SIZE(levels) != PyList_GET_SIZE(keys) || at > PyList_GET_SIZE(keys)) {
+        PyErr_SetString(PyExc_RuntimeError, "book side keys and levels are out of step");
         goto done;
     }
-    Py_UCS4 last = PyUnicode_READ_CHAR(size, n - 1);
-    if ((last == '0' || last == '.') &&
-        PyUnicode_FindChar(size, '.', 0, n, 1) >= 0) {
-        PyObject *canonical = call1(g_canon, size);
-        if (canonical == NULL) {
-            goto done;
+    if (zero) {
+        if (!here) {
+            status = 1;
         }
-        PyObject *level_price = field(level, g_price_off, s_price);
-        if (level_price == NULL) {
-            Py_DECREF(canonical);
-            goto done;
+        else if (PyList_SetSlice(keys, at, at + 1, NULL) == 0 &&
+                 PyList_SetSlice(levels, at, at + 1, NULL) == 0) {
+            status = 0;
         }
-        Py_SETREF(level, new_level(level_price, canonical));
-        Py_DECREF(level_price);
-        Py_DECREF(canonical);
-        if (level == NULL) {
-            goto done;
-        }
-    }
-    int held = PyDict_Contains(levels, keyobj);
-    if (held < 0 || (!held && insort(keys, keyobj) < 0)) {
         goto done;
     }
-    status = PyDict_SetItem(levels, keyobj, level) < 0 ? -1 : 0;
+    if (here) {
+        status = PyList_SetItem(levels, at, Py_NewRef(level));
+    }
+    else if (PyList_Insert(keys, at, keyobj) == 0) {
+        status = PyList_Insert(levels, at, level);
+    }
 done:
     Py_XDECREF(stripped);
     Py_XDECREF(keyobj);
@@ -503,26 +563,16 @@ done:
     return status;
 }
 
-PyDoc_STRVAR(apply_doc,
-"apply(side, changes) -> Inconsistency | None\n\n"
-"book._Side.apply(side, changes): set each level's absolute size (zero removes it).");
-
+/* apply(side, changes) as a new reference (None, UNKNOWN_LEVEL or INVALID_LEVEL). */
 static PyObject *
-k_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+apply_side(PyObject *side, PyObject *changes)
 {
-    if (wrong_count("apply", nargs, 2)) {
-        return NULL;
-    }
-    if (g_level == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
-        return NULL;
-    }
     PyObject *levels, *keys, *signobj, *result = NULL;
-    if (side_parts(args[0], &levels, &keys, &signobj) < 0) {
+    if (side_parts(side, &levels, &keys, &signobj) < 0) {
         return NULL;
     }
     double sign = PyFloat_AS_DOUBLE(signobj);
-    PyObject *seq = PySequence_Fast(args[1], "changes must be iterable");
+    PyObject *seq = PySequence_Fast(changes, "changes must be iterable");
     PyObject *problem = Py_None;
     if (seq == NULL) {
         goto done;
@@ -547,6 +597,103 @@ done:
     Py_DECREF(keys);
     Py_DECREF(signobj);
     return result;
+}
+
+static int
+kernel_ready(void)
+{
+    if (g_level == NULL || g_crossed == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(apply_doc,
+"apply(side, changes) -> Inconsistency | None\n\n"
+"book._Side.apply(side, changes): set each level's absolute size (zero removes it).");
+
+static PyObject *
+k_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("apply", nargs, 2) || !kernel_ready()) {
+        return NULL;
+    }
+    return apply_side(args[0], args[1]);
+}
+
+/* 1 if the best bid is at or above the best ask (both sides non-empty), 0 if not, -1 on
+ * error. Ask keys are negated prices, so the best ask is -asks.keys[-1]. */
+static int
+crossed(PyObject *bids, PyObject *asks)
+{
+    PyObject *bid_keys = PyObject_GetAttr(bids, s_keys);
+    PyObject *ask_keys = bid_keys ? PyObject_GetAttr(asks, s_keys) : NULL;
+    int result = -1;
+    if (ask_keys == NULL) {
+        goto done;
+    }
+    if (!PyList_Check(bid_keys) || !PyList_Check(ask_keys)) {
+        PyErr_SetString(PyExc_TypeError, "book keys must be lists");
+        goto done;
+    }
+    Py_ssize_t nb = PyList_GET_SIZE(bid_keys), na = PyList_GET_SIZE(ask_keys);
+    if (nb == 0 || na == 0) {
+        result = 0;
+        goto done;
+    }
+    PyObject *bid = PyList_GET_ITEM(bid_keys, nb - 1), *ask = PyList_GET_ITEM(ask_keys, na - 1);
+    if (!PyFloat_CheckExact(bid) || !PyFloat_CheckExact(ask)) {
+        PyErr_SetString(PyExc_TypeError, "book keys must be floats");
+        goto done;
+    }
+    result = PyFloat_AS_DOUBLE(bid) >= -PyFloat_AS_DOUBLE(ask);
+done:
+    Py_XDECREF(bid_keys);
+    Py_XDECREF(ask_keys);
+    return result;
+}
+
+PyDoc_STRVAR(apply_sides_doc,
+"apply_sides(bids, asks, bid_changes, ask_changes, tolerate_unknown) -> Inconsistency | None\n\n"
+"book._apply_sides: both sides' changes, then the book's one problem, if any.");
+
+static PyObject *
+k_apply_sides(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("apply_sides", nargs, 5) || !kernel_ready()) {
+        return NULL;
+    }
+    int tolerate = PyObject_IsTrue(args[4]);
+    if (tolerate < 0) {
+        return NULL;
+    }
+    PyObject *bid_problem = apply_side(args[0], args[2]);
+    if (bid_problem == NULL) {
+        return NULL;
+    }
+    PyObject *ask_problem = apply_side(args[1], args[3]);
+    if (ask_problem == NULL) {
+        Py_DECREF(bid_problem);
+        return NULL;
+    }
+    PyObject *problem = NULL;
+    if (bid_problem == g_invalid || ask_problem == g_invalid) {
+        problem = g_invalid;
+    }
+    else if (!tolerate && (bid_problem == g_unknown || ask_problem == g_unknown)) {
+        problem = g_unknown;
+    }
+    Py_DECREF(bid_problem);
+    Py_DECREF(ask_problem);
+    if (problem != NULL) {
+        return Py_NewRef(problem);
+    }
+    int is_crossed = crossed(args[0], args[1]);
+    if (is_crossed < 0) {
+        return NULL;
+    }
+    return Py_NewRef(is_crossed ? g_crossed : Py_None);
 }
 
 /* `exact.checked(text)` for a str: the memo's answer, or the Python call on a miss. */
@@ -745,7 +892,8 @@ k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (seq == NULL) {
         return NULL;
     }
-    PyObject *out = PyList_New(0);
+    int sizes_direct = plain_non_negative(new_size);
+    PyObject *out = sizes_direct < 0 ? NULL : PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
         return NULL;
@@ -759,7 +907,9 @@ k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
         price = known_or(prices, new_price, p);
-        size = price ? known_or(sizes, new_size, q) : NULL;
+        size = price == NULL      ? NULL
+               : sizes_direct ? direct(new_size, q)
+                              : known_or(sizes, new_size, q);
         level = size ? new_level(price, size) : NULL;
         Py_XDECREF(size);
         Py_XDECREF(price);
@@ -781,15 +931,207 @@ fail:
     return NULL;
 }
 
+/* One venue top-of-book text of a price_change item: None stays None, "" (that side
+ * is empty) is "0", anything else a checked price. New reference or NULL. */
+static PyObject *
+venue_top(PyObject *prices, PyObject *learn_price, PyObject *text)
+{
+    if (text == Py_None) {
+        return Py_NewRef(Py_None);
+    }
+    if (PyUnicode_CheckExact(text) && PyUnicode_GET_LENGTH(text) == 0) {
+        return Py_NewRef(s_zero);
+    }
+    return known_or(prices, learn_price, text);
+}
+
+/* The asset's [bids, asks, best_bid, best_ask, hash] entry of one item; 0 or -1. */
+static int
+group_item(PyObject *grouped, PyObject *item, PyObject *prices, PyObject *learn_price,
+           PyObject *sizes, PyObject *learn_size, int sizes_direct)
+{
+    PyObject *asset = NULL, *side = NULL, *price = NULL, *size = NULL, *level = NULL;
+    PyObject *bid = NULL, *ask = NULL, *digest = NULL, *text = NULL;
+    int status = -1;
+    asset = PyObject_GetAttr(item, s_asset_id);
+    side = asset ? PyObject_GetAttr(item, s_side) : NULL;
+    if (side == NULL) {
+        goto done;
+    }
+    int buy = PyUnicode_Check(side) && PyUnicode_Compare(side, s_buy) == 0;
+    if (!buy && !(PyUnicode_Check(side) && PyUnicode_Compare(side, s_sell) == 0)) {
+        goto done; /* the Python path says why */
+    }
+    text = PyObject_GetAttr(item, s_price);
+    price = text ? known_or(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    text = price ? PyObject_GetAttr(item, s_size) : NULL;
+    size = text == NULL    ? NULL
+           : sizes_direct ? direct(learn_size, text)
+                          : known_or(sizes, learn_size, text);
+    Py_CLEAR(text);
+    level = size ? new_level(price, size) : NULL;
+    text = level ? PyObject_GetAttr(item, s_best_bid) : NULL;
+    bid = text ? venue_top(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    text = bid ? PyObject_GetAttr(item, s_best_ask) : NULL;
+    ask = text ? venue_top(prices, learn_price, text) : NULL;
+    Py_CLEAR(text);
+    digest = ask ? PyObject_GetAttr(item, s_hash) : NULL;
+    if (digest == NULL) {
+        goto done;
+    }
+    PyObject *entry = PyDict_GetItemWithError(grouped, asset);
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        PyObject *levels = PyList_New(1), *none = PyList_New(0);
+        PyObject *fresh = levels && none ? PyList_New(5) : NULL;
+        if (fresh == NULL) {
+            Py_XDECREF(levels);
+            Py_XDECREF(none);
+            goto done;
+        }
+        PyList_SET_ITEM(levels, 0, Py_NewRef(level));
+        PyList_SET_ITEM(fresh, 0, buy ? levels : none);
+        PyList_SET_ITEM(fresh, 1, buy ? none : levels);
+        PyList_SET_ITEM(fresh, 2, Py_NewRef(bid));
+        PyList_SET_ITEM(fresh, 3, Py_NewRef(ask));
+        PyList_SET_ITEM(fresh, 4, Py_NewRef(digest));
+        status = PyDict_SetItem(grouped, asset, fresh);
+        Py_DECREF(fresh);
+        goto done;
+    }
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 5) {
+        PyErr_SetString(PyExc_RuntimeError, "price_changes: a group was changed");
+        goto done;
+    }
+    if (PyList_Append(PyList_GET_ITEM(entry, buy ? 0 : 1), level) < 0) {
+        goto done;
+    }
+    PyList_SetItem(entry, 2, Py_NewRef(bid));
+    PyList_SetItem(entry, 3, Py_NewRef(ask));
+    PyList_SetItem(entry, 4, Py_NewRef(digest));
+    status = 0;
+done:
+    Py_XDECREF(asset);
+    Py_XDECREF(side);
+    Py_XDECREF(price);
+    Py_XDECREF(size);
+    Py_XDECREF(level);
+    Py_XDECREF(bid);
+    Py_XDECREF(ask);
+    Py_XDECREF(digest);
+    return status;
+}
+
+/* Change(BookDelta(venue=..., instrument=asset, ..., checksum=digest or None), bid, ask). */
+static PyObject *
+change_of(PyObject *asset, PyObject *entry, PyObject *const *args)
+{
+    PyObject *venue = args[3], *delta_type = args[8], *change_type = args[9];
+    PyObject *digest = PyList_GET_ITEM(entry, 4);
+    int has_digest = PyObject_IsTrue(digest);
+    if (has_digest < 0) {
+        return NULL;
+    }
+    PyObject *call[7] = {venue, asset, args[1], args[2], PyList_GET_ITEM(entry, 0),
+                         PyList_GET_ITEM(entry, 1), has_digest ? digest : Py_None};
+    PyObject *delta = PyObject_Vectorcall(delta_type, call, 0, s_delta_kwnames);
+    if (delta == NULL) {
+        return NULL;
+    }
+    PyObject *parts[3] = {delta, PyList_GET_ITEM(entry, 2), PyList_GET_ITEM(entry, 3)};
+    PyObject *change = PyObject_Vectorcall(change_type, parts, 3, NULL);
+    Py_DECREF(delta);
+    return change;
+}
+
+PyDoc_STRVAR(price_changes_doc,
+"price_changes(items, ts, ts_recv, venue, known_prices, learn_price, known_sizes,\n"
+"              learn_size, delta_type, change_type) -> list | None\n\n"
+"The Polymarket price_change fast path: one Change per asset when every item is valid,\n"
+"else None (and no exception): the Python path then takes the message and says what\n"
+"was wrong with which item.");
+
+static PyObject *
+k_price_changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (wrong_count("price_changes", nargs, 10) || !kernel_ready()) {
+        return NULL;
+    }
+    PyObject *prices = args[4], *learn_price = args[5], *sizes = args[6], *learn_size = args[7];
+    if (!PyDict_Check(prices) || !PyDict_Check(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "known prices and sizes must be dicts");
+        return NULL;
+    }
+    int sizes_direct = plain_non_negative(learn_size);
+    if (sizes_direct < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "items must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *grouped = PyDict_New(), *out = NULL;
+    if (grouped == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        int grouped_ok = group_item(grouped, item, prices, learn_price, sizes, learn_size,
+                                    sizes_direct);
+        Py_DECREF(item);
+        if (grouped_ok < 0) {
+            goto slow;
+        }
+    }
+    out = PyList_New(0);
+    if (out == NULL) {
+        goto fail;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *asset, *entry;
+    while (PyDict_Next(grouped, &pos, &asset, &entry)) {
+        PyObject *change = change_of(asset, entry, args);
+        if (change == NULL || PyList_Append(out, change) < 0) {
+            Py_XDECREF(change);
+            goto slow;
+        }
+        Py_DECREF(change);
+    }
+    Py_DECREF(grouped);
+    Py_DECREF(seq);
+    return out;
+slow:
+    /* Whatever went wrong (an Invalid number, an odd side or type), the Python path
+     * reads the message again: the memos only ever learned valid numbers. What is not
+     * an Exception (KeyboardInterrupt, SystemExit) goes on up. */
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_XDECREF(out);
+        goto fail;
+    }
+    PyErr_Clear();
+    Py_XDECREF(out);
+    Py_DECREF(grouped);
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(grouped);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 PyDoc_STRVAR(setup_doc,
 "setup(keys, sizes, checked_memo, price_key, size, checked, canon, level_type,\n"
-"      unknown_level, invalid_level) -> None\n\n"
+"      unknown_level, invalid_level, crossed) -> None\n\n"
 "Bind the memos, fallbacks and result values the loops use (book.py calls it once).");
 
 static PyObject *
 k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (wrong_count("setup", nargs, 10)) {
+    if (wrong_count("setup", nargs, 11)) {
         return NULL;
     }
     if (!PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
@@ -798,7 +1140,8 @@ k_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject **slots[] = {&g_keys, &g_sizes, &g_checked_memo, &g_price_key, &g_size,
-                          &g_checked, &g_canon, (PyObject **)&g_level, &g_unknown, &g_invalid};
+                          &g_checked, &g_canon, (PyObject **)&g_level, &g_unknown, &g_invalid,
+                          &g_crossed};
     for (Py_ssize_t i = 0; i < nargs; i++) {
         Py_XSETREF(*slots[i], Py_NewRef(args[i]));
     }
@@ -828,8 +1171,11 @@ static PyMethodDef kernel_methods[] = {
     {"check", (PyCFunction)k_check, METH_O, check_doc},
     {"setup", (PyCFunction)(void (*)(void))k_setup, METH_FASTCALL, setup_doc},
     {"apply", (PyCFunction)(void (*)(void))k_apply, METH_FASTCALL, apply_doc},
+    {"apply_sides", (PyCFunction)(void (*)(void))k_apply_sides, METH_FASTCALL, apply_sides_doc},
     {"load", (PyCFunction)(void (*)(void))k_load, METH_FASTCALL, load_doc},
     {"levels", (PyCFunction)(void (*)(void))k_levels, METH_FASTCALL, levels_doc},
+    {"price_changes", (PyCFunction)(void (*)(void))k_price_changes, METH_FASTCALL,
+     price_changes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -851,12 +1197,19 @@ PyInit__kernel(void)
         {&s_price, "price"}, {&s_size, "size"}, {&s_levels, "levels"}, {&s_keys, "keys"},
         {&s_sign, "_sign"}, {&s_strip, "strip"}, {&s_zero_dot, "0."}, {&s_zero, "0"},
         {&s_known, "known"}, {&s_limit, "limit"}, {&s_rule, "rule"}, {&s_empty, ""},
+        {&s_asset_id, "asset_id"}, {&s_side, "side"}, {&s_hash, "hash"},
+        {&s_best_bid, "best_bid"}, {&s_best_ask, "best_ask"}, {&s_buy, "BUY"}, {&s_sell, "SELL"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL &&
             (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return NULL;
         }
+    }
+    s_delta_kwnames = Py_BuildValue("(sssssss)", "venue", "instrument", "ts_venue", "ts_recv",
+                                    "bids", "asks", "checksum");
+    if (s_delta_kwnames == NULL) {
+        return NULL;
     }
     return PyModule_Create(&kernel_module);
 }

@@ -14,11 +14,13 @@ levels itself) costs a resync, never a ``float("x")`` or a ``NaN`` key.
 Levels are keyed by ``float(price)``: for the decimal strings venues send
 (at most 15 significant digits) distinct prices give distinct floats in the
 same order, so the key identifies a level (``"0.5"`` and ``"0.50"`` meet) and
-sorts it, while the canonical price string is kept for output. The sorted key
-lists make best bid/ask O(1) and top-N a slice.
+sorts it, while the canonical price string is kept for output. Each side is a
+sorted list of keys with its levels aligned beside it (no dict by key: see
+:class:`_Side`), so best bid/ask is O(1) and top-N a slice.
 
-The per-frame loops (:meth:`_Side.apply`, :meth:`_Side.load` and
-:func:`venuefeed.venues.checks.levels`) run in C when the optional extension
+The per-frame loops (:meth:`_Side.apply`, :meth:`_Side.load`, a delta's two
+sides with the crossed check, :func:`venuefeed.venues.checks.levels` and
+Polymarket's ``price_change`` grouping) run in C when the optional extension
 ``venuefeed._kernel`` was built, with the same results (the tests feed both the
 same input); the Python below is the reference and the fallback.
 ``VENUEFEED_PURE_PYTHON=1`` (read at import) forces the fallback; :data:`KERNEL`
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import enum
 import os
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Final, Literal
@@ -89,6 +91,9 @@ class Inconsistency(enum.StrEnum):
     """A level whose price or size is not a valid number reached the book."""
 
 
+_WITHOUT_SNAPSHOT: Final = (SyncState.SYNCING, SyncState.RESYNCING)
+"""States in which a delta cannot apply (a tuple: identity tests, once per delta)."""
+
 _KEYS: dict[str, float] = {}
 """Canonical price text -> float key. Only canonical text enters, so a hit also
 tells the book's hot path that the text can be stored as it is."""
@@ -136,25 +141,31 @@ def _size(size: str) -> str | None:
 
 
 class _Side:
-    """One side of a book: levels by signed key plus the signed keys in ascending order.
+    """One side of a book: the signed keys in ascending order and their levels, aligned.
 
     A level's *signed key* is its float price on the bid side and the negated
     price on the ask side, so on both sides the keys ascend with the BEST level
     LAST: almost every change happens near the touch, and a change near the end
-    of a list moves a few pointers instead of the whole book. ``levels`` is
-    keyed by the same signed key, so the hot paths never negate twice.
+    of a list moves a few pointers instead of the whole book. ``levels[i]`` is
+    the level of ``keys[i]``.
+
+    Two aligned lists, not a dict by key: the prices of a book lie on a decimal
+    grid, and the hashes of such floats share their low bits (6,000 prices around
+    60,000 on a 0.01 tick have 60 distinct low 16 bits), so a dict keyed by them
+    probes long chains on every lookup. The sorted keys answer "is this price
+    held, and where" with one search, which starts at the touch (see the kernel).
     """
 
     __slots__ = ("_sign", "keys", "levels")
 
     def __init__(self, descending: bool) -> None:
         self._sign = 1.0 if descending else -1.0
-        self.levels: dict[float, BookLevel] = {}
         self.keys: list[float] = []
+        self.levels: list[BookLevel] = []
 
     def clear(self) -> None:
-        self.levels.clear()
-        self.keys.clear()
+        self.keys = []
+        self.levels = []
 
     def load(self, levels: list[BookLevel]) -> bool:
         """Replace the side; False (and an empty side) if a level is not valid."""
@@ -171,9 +182,13 @@ class _Side:
                 if price != level.price or size != level.size:
                     level = BookLevel(price, size)
                 loaded[sign * key] = level
-        self.levels = loaded
-        self.keys = sorted(loaded)
+        self._fill(loaded)
         return True
+
+    def _fill(self, loaded: dict[float, BookLevel]) -> None:
+        """The side from levels by signed key (a snapshot: the last level of a price wins)."""
+        self.keys = sorted(loaded)
+        self.levels = [loaded[key] for key in self.keys]
 
     def apply(self, changes: list[BookLevel]) -> Inconsistency | None:
         """Set each level's absolute size (zero removes it).
@@ -189,7 +204,7 @@ class _Side:
         the level and a negative size is refused, which is all the book itself
         relies on.
         """
-        levels, keys, sign = self.levels, self.keys, self._sign
+        keys, held, sign = self.keys, self.levels, self._sign
         memo = _KEYS
         problem = None
         for level in changes:
@@ -202,19 +217,24 @@ class _Side:
                 key = sign * found
                 level = BookLevel(exact.checked(level.price) or level.price, level.size)
             size = level.size
+            at = bisect_left(keys, key)
+            here = at < len(keys) and keys[at] == key
             if not size.strip("0."):
-                if levels.pop(key, None) is None:
-                    problem = Inconsistency.UNKNOWN_LEVEL
+                if here:
+                    del keys[at]
+                    del held[at]
                 else:
-                    del keys[bisect_left(keys, key)]
+                    problem = Inconsistency.UNKNOWN_LEVEL
             elif size[0] == "-":
                 return Inconsistency.INVALID_LEVEL
             else:
                 if (size[-1] == "0" or size[-1] == ".") and "." in size:
                     level = BookLevel(level.price, exact.canon(size))
-                if key not in levels:
-                    insort(keys, key)
-                levels[key] = level
+                if here:
+                    held[at] = level
+                else:
+                    keys.insert(at, key)
+                    held.insert(at, level)
         return problem
 
     def best_key(self) -> float | None:
@@ -222,22 +242,25 @@ class _Side:
         return self._sign * keys[-1] if keys else None
 
     def best(self) -> BookLevel | None:
-        keys = self.keys
-        return self.levels[keys[-1]] if keys else None
+        levels = self.levels
+        return levels[-1] if levels else None
 
     def top(self, depth: int) -> list[BookLevel]:
         """Best-first levels, canonical text (this is an edge: storage and API read it).
 
         Runs for every stored book snapshot; the levels are stored canonical,
-        so this is one dict lookup per level.
+        so this is a slice.
         """
-        levels = self.levels
-        return [levels[k] for k in reversed(self.keys[-depth:])] if depth else []
+        return self.levels[: -depth - 1 : -1] if depth > 0 else []
 
     def size_at(self, price: str) -> str:
         key = price_key(price)
-        level = self.levels.get(self._sign * key) if key is not None else None
-        return level.size if level is not None else "0"
+        if key is None:
+            return "0"
+        key *= self._sign
+        keys = self.keys
+        at = bisect_left(keys, key)
+        return self.levels[at].size if at < len(keys) and keys[at] == key else "0"
 
 
 def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
@@ -246,9 +269,30 @@ def _compiled_load(side: _Side, levels: list[BookLevel]) -> bool:
     if loaded is None:
         side.clear()
         return False
-    side.levels = loaded
-    side.keys = sorted(loaded)
+    side._fill(loaded)
     return True
+
+
+def _apply_sides(
+    bids: _Side,
+    asks: _Side,
+    bid_changes: list[BookLevel],
+    ask_changes: list[BookLevel],
+    tolerate_unknown: bool,
+) -> Inconsistency | None:
+    """Both sides' changes of one delta, then the book's one problem, if any.
+
+    Both sides are applied whatever the first reports (the delta is in the book
+    either way); an invalid level outranks an unknown removal, which outranks
+    (unless tolerated) a crossed book. One call per delta for the kernel.
+    """
+    problems = (bids.apply(bid_changes), asks.apply(ask_changes))
+    if Inconsistency.INVALID_LEVEL in problems:
+        return Inconsistency.INVALID_LEVEL
+    if Inconsistency.UNKNOWN_LEVEL in problems and not tolerate_unknown:
+        return Inconsistency.UNKNOWN_LEVEL
+    bid, ask = bids.keys, asks.keys
+    return Inconsistency.CROSSED if bid and ask and bid[-1] >= -ask[-1] else None
 
 
 if COMPILED:
@@ -263,6 +307,7 @@ if COMPILED:
         BookLevel,
         Inconsistency.UNKNOWN_LEVEL,
         Inconsistency.INVALID_LEVEL,
+        Inconsistency.CROSSED,
     )
 _PURE: Final = os.environ.get("VENUEFEED_PURE_PYTHON", "") not in ("", "0")
 KERNEL: Final[Literal["c", "python"]] = "c" if COMPILED and not _PURE else "python"
@@ -273,6 +318,9 @@ _apply: Final[Callable[[_Side, list[BookLevel]], Inconsistency | None]] = (
 _load: Final[Callable[[_Side, list[BookLevel]], bool]] = (
     _compiled_load if KERNEL == "c" else _Side.load
 )
+_apply_both: Final[
+    Callable[[_Side, _Side, list[BookLevel], list[BookLevel], bool], Inconsistency | None]
+] = _kernel.apply_sides if KERNEL == "c" else _apply_sides
 
 
 class OrderBook:
@@ -330,7 +378,7 @@ class OrderBook:
         ignored, as the venues' documented procedures say. A delta that starts
         beyond ``book.sequence + 1`` is a gap.
         """
-        if self.state is SyncState.RESYNCING or self.state is SyncState.SYNCING:
+        if self.state in _WITHOUT_SNAPSHOT:
             return Inconsistency.NO_SNAPSHOT
         seq = delta.sequence
         if seq is not None and self.sequence is not None:
@@ -339,20 +387,16 @@ class OrderBook:
             first = delta.first_sequence if delta.first_sequence is not None else seq
             if first > self.sequence + 1:
                 return self._fail(Inconsistency.GAP)
-        problems = (_apply(self._bids, delta.bids), _apply(self._asks, delta.asks))
+        problem = _apply_both(
+            self._bids, self._asks, delta.bids, delta.asks, self.tolerate_unknown_removals
+        )
         if seq is not None:
             self.sequence = seq
         if delta.checksum is not None:
             self.checksum = delta.checksum
         self.ts_venue = delta.ts_venue
         self.ts_recv = delta.ts_recv
-        if Inconsistency.INVALID_LEVEL in problems:
-            return self._fail(Inconsistency.INVALID_LEVEL)
-        if Inconsistency.UNKNOWN_LEVEL in problems and not self.tolerate_unknown_removals:
-            return self._fail(Inconsistency.UNKNOWN_LEVEL)
-        if self.is_crossed():
-            return self._fail(Inconsistency.CROSSED)
-        return None
+        return None if problem is None else self._fail(problem)
 
     def add(self, side: BookSide, price: str, change: str) -> str | Inconsistency:
         """Add a signed increment to a level (Kalshi deltas); returns the new absolute size."""

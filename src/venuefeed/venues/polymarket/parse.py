@@ -36,7 +36,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from venuefeed.book import Inconsistency
+from venuefeed.book import KERNEL, Inconsistency
 from venuefeed.models import (
     BookDelta,
     BookLevel,
@@ -82,6 +82,9 @@ from venuefeed.venues.polymarket.protocol import (
     WsMessage,
 )
 from venuefeed.venues.rejects import Rejects
+
+if KERNEL == "c":
+    from venuefeed import _kernel
 
 __all__ = [
     "VENUE",
@@ -337,6 +340,10 @@ def _snapshot(
     )
 
 
+_COMPILED: Final = KERNEL == "c"
+"""``price_change`` messages are grouped in C when the kernel runs (see :mod:`venuefeed.book`)."""
+
+
 def _price_changes(
     msg: PriceChangeMsg, ts_recv: int, bounds: tuple[int, int], rejects: Rejects
 ) -> list[Change | Lost]:
@@ -356,11 +363,19 @@ def _price_changes(
     items = msg.price_changes
     if items is None:
         items = _legacy_items(msg)
+    prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
+    if _COMPILED:
+        # The same grouping in C when every item is valid; None sends the message on
+        # to the loop below, which says what was wrong with which item.
+        fast = _kernel.price_changes(
+            items, ts, ts_recv, VENUE, prices, learn_price, sizes, SIZES.learn, BookDelta, Change
+        )
+        if fast is not None:
+            return fast
     # Per asset: [bids, asks, best_bid, best_ask, hash], the last three from its last item.
     # One list per asset (most assets have one item), built with its first level in it.
     grouped: dict[str, list[Any]] = {}
     lost: dict[str, None] = {}
-    prices, sizes, learn_price = PROBABILITIES.known, SIZES.known, PROBABILITIES.learn
     for item in items:
         asset = item.asset_id
         if lost and asset in lost:
