@@ -208,7 +208,7 @@ async def test_circuit_breaker_opens_probes_and_closes(http_venue) -> None:
     strict = policy(attempts=0, breaker_failures=3, breaker_cooldown=0.2)
 
     def gauge() -> float:
-        return metric("http_circuit_state", venue="h-breaker", host="127.0.0.1")
+        return metric("http_circuit_state", venue="h-breaker", host=f"127.0.0.1:{http_venue.port}")
 
     async with HttpClient("h-breaker", http_venue.url(), strict) as client:
         for _ in range(3):
@@ -257,7 +257,7 @@ async def test_a_429_to_the_half_open_probe_does_not_wedge_the_breaker(http_venu
         with pytest.raises(HttpRetryExhausted):
             await client.get("/y")  # the probe meets a 429
         assert await client.get("/y") == b"{}"  # a new probe goes, and closes the breaker
-        assert client.breaker("127.0.0.1").state == "closed"
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
 
 
 class Clock:
@@ -300,7 +300,7 @@ async def test_a_fan_out_after_the_cooldown_closes_the_breaker(http_venue) -> No
             fetches = [group.create_task(client.get(path)) for path in paths]
         assert [f.result() for f in fetches] == [f'{{"path": "{path}"}}'.encode() for path in paths]
         assert all(len(http_venue.hits(path)) == 1 for path in paths)
-        assert client.breaker("127.0.0.1").state == "closed"
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
 
 
 async def test_when_the_probe_fails_its_waiters_are_refused_unsent(http_venue) -> None:
@@ -319,7 +319,7 @@ async def test_when_the_probe_fails_its_waiters_are_refused_unsent(http_venue) -
         assert all(isinstance(o, CircuitOpenError) for o in outcomes[1:])
         assert all(o.retry_in == 30.0 for o in outcomes[1:])  # type: ignore[union-attr]
         assert len(http_venue.hits("/down")) == 2  # the opening failure and the probe
-        assert client.breaker("127.0.0.1").state == "open"
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "open"
 
 
 async def test_a_cancelled_probe_hands_over_to_a_waiter(http_venue, wait_for) -> None:
@@ -339,7 +339,27 @@ async def test_a_cancelled_probe_hands_over_to_a_waiter(http_venue, wait_for) ->
         assert len(http_venue.hits("/slow")) == 1
         probe.cancel()
         assert await waiter == b'{"n": 2}'  # it probed in the cancelled one's place
-        assert client.breaker("127.0.0.1").state == "closed"
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
+
+
+async def test_one_failing_service_does_not_open_another_ports_circuit(
+    http_venue, second_http_venue
+) -> None:
+    """Services on one machine (the simulators on loopback) each have their own breaker."""
+    Reply = http_venue.Reply
+    http_venue.script("/down", Reply(503, {}))
+    second_http_venue.script("/up", Reply(200, {"up": True}))
+    strict = policy(attempts=0, breaker_failures=2, breaker_cooldown=30.0)
+    async with HttpClient("h-ports", http_venue.url(), strict) as client:
+        for _ in range(2):
+            with pytest.raises(HttpRetryExhausted):
+                await client.get("/down")
+        with pytest.raises(CircuitOpenError):
+            await client.get("/down")
+        assert await client.get(second_http_venue.url("/up")) == b'{"up": true}'
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "open"
+        assert client.breaker(f"127.0.0.1:{second_http_venue.port}").state == "closed"
+    assert metric("http_circuit_state", venue="h-ports", host=f"127.0.0.1:{http_venue.port}") == 2
 
 
 def test_breaker_counts_only_consecutive_failures() -> None:

@@ -367,7 +367,12 @@ class HttpClient:
             self._session = None
 
     def breaker(self, host: str) -> CircuitBreaker:
-        """The circuit breaker of ``host`` (created closed on first use)."""
+        """The circuit breaker of ``host`` (created closed on first use).
+
+        ``host`` is the URL's host with its port when the URL names a non-default
+        one (``127.0.0.1:8080``): services on one machine are separate hosts to
+        the breaker, a real venue's ``clob.polymarket.com`` is just that.
+        """
         found = self._breakers.get(host)
         if found is None:
             found = self._breakers[host] = CircuitBreaker(
@@ -407,7 +412,7 @@ class HttpClient:
         url = self._build_url(path, params)
         label = endpoint or _default_endpoint(url if _is_absolute(path) else path)
         body = None if json is None else msgspec.json.encode(json)
-        breaker = self.breaker(url.host or "")
+        breaker = self.breaker(url.host_port_subcomponent or "")
         backoff = Backoff(self.policy.backoff_base, self.policy.backoff_max)
         failure: _Failure | None = None
         for attempt in range(self.policy.attempts + 1):
