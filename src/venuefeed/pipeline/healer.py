@@ -14,12 +14,12 @@ after those trades, so it can never be durable before them.
 A fetch that fails is retried with backoff for as long as it takes (the gap
 stays open and shows in status meanwhile). A fetch refused by the venue's
 open circuit breaker sent nothing: it is retried when the breaker lets a
-probe through, and does not lengthen the backoff -- else the refusals of
-one 30 s cooldown pushed the next try up to a minute past it, long after the
-venue was back. A window the venue's history no
-longer reaches stays open for good, with that reason in ``detail``. Book-only
-gaps (a sequence gap on a book channel, a checksum mismatch) are healed by
-the venue feed's resync, not here; they are only counted.
+probe through, and does not lengthen the backoff -- else the refusals of one
+30 s cooldown pushed the next try up to a minute past it, long after the
+venue was back. A window the venue's history no longer reaches stays open for
+good, with that reason in ``detail``. Book-only gaps (a sequence gap on a book
+channel, a checksum mismatch) are healed by the venue feed's resync, not here;
+they are only counted.
 
 :meth:`GapHealer.oldest_open` feeds the completeness watermark: data is
 complete up to the start of the oldest trade gap still open.

@@ -2,7 +2,8 @@
 
 Venue code says which path to call and how to read the answer; surviving the
 network is done here, once (ARCHITECTURE rule 2). A request goes through, in
-order: the host's circuit breaker (fail fast while a host is down), a slot
+order: the host's circuit breaker (fail fast while a host is down; after
+the cooldown one probe goes and the others wait for its verdict), a slot
 among the client's ``max_in_flight`` (a flood cannot outrun a 429), the
 venue's token bucket (never exceed its rate), the signer (a fresh signature on
 every attempt, since Kalshi's embeds a timestamp), then the send with a
