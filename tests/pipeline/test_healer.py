@@ -22,6 +22,7 @@ from venuefeed.pipeline.router import Pipeline
 from venuefeed.pipeline.writer import SinkWriter
 from venuefeed.sinks.sqlite import SqliteStore, open_reader
 from venuefeed.stats import ErrorLog
+from venuefeed.transport import CircuitOpenError
 from venuefeed.venues.base import Capability, CheckResult, HistoryLimit, VenueAdapter
 
 S = 1_000_000_000
@@ -44,6 +45,8 @@ class HistoryVenue(VenueAdapter):
         super().__init__(settings.venues["polymarket"], settings)
         self.history = history
         self.failures = 0
+        self.refusals = 0
+        """Requests refused by an open circuit breaker that lets a probe through now."""
         self.requests: list[tuple[str, int, int]] = []
         self.keeps_from: int | None = None
         """Trades before this are gone from the venue (a history limit)."""
@@ -55,6 +58,9 @@ class HistoryVenue(VenueAdapter):
         if self.failures:
             self.failures -= 1
             raise ConnectionError("venue says 503")
+        if self.refusals:
+            self.refusals -= 1
+            raise CircuitOpenError("circuit open", venue="hv", url="/trades", retry_in=0.0)
         for t in self.history:
             if t.instrument == instrument and start_ns <= t.ts_venue <= end_ns:
                 yield t
@@ -177,3 +183,19 @@ async def test_a_restart_gap_waits_for_the_stream_and_covers_every_instrument(ri
     assert {r[0] for r in rig.venue.requests} == {"A", "B"}
     [(healed, end)] = rig.rows("SELECT healed, end_ns FROM data_gaps WHERE cause = 'restart'")
     assert healed == 1 and int(end) > NOW  # type: ignore[call-overload]
+
+
+async def test_refusals_by_an_open_circuit_do_not_lengthen_the_backoff(rig: Rig) -> None:
+    """A fetch the breaker refused sent nothing: retried when the breaker allows, at once here.
+
+    Found by the chaos suite: every refusal during a 30 s cooldown counted as a
+    failure, so the next try came up to 60 s after the venue was back and the
+    run ended with gaps still open. Eight failures in a row that reached the
+    venue would wait about 90 s in all (full jitter, 1 s doubling to 60 s).
+    """
+    rig.venue.refusals = 8
+    opened = gap(NOW - 30 * S, NOW - 29 * S)
+    rig.healer.note(opened)
+    await rig.settle(lambda: rig.healer.healed == 1, within=10)
+    assert len(rig.venue.requests) == 9  # eight refused, the ninth healed it
+    assert rig.rows("SELECT healed FROM data_gaps") == [(1,)]

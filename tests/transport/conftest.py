@@ -125,6 +125,15 @@ async def http_venue() -> Any:
     await venue.stop()
 
 
+@pytest.fixture
+async def second_http_venue() -> Any:
+    """Another service on the same machine (its own port)."""
+    venue = HttpVenue()
+    await venue.start()
+    yield venue
+    await venue.stop()
+
+
 # -- WebSocket ----------------------------------------------------------------
 
 

@@ -208,7 +208,7 @@ async def test_circuit_breaker_opens_probes_and_closes(http_venue) -> None:
     strict = policy(attempts=0, breaker_failures=3, breaker_cooldown=0.2)
 
     def gauge() -> float:
-        return metric("http_circuit_state", venue="h-breaker", host="127.0.0.1")
+        return metric("http_circuit_state", venue="h-breaker", host=f"127.0.0.1:{http_venue.port}")
 
     async with HttpClient("h-breaker", http_venue.url(), strict) as client:
         for _ in range(3):
@@ -230,11 +230,13 @@ async def test_circuit_breaker_opens_probes_and_closes(http_venue) -> None:
         await asyncio.sleep(0.25)
         probe = asyncio.create_task(client.get("/x"))
         await asyncio.sleep(0.02)
-        assert gauge() == 1  # half-open: one probe in flight, others refused
-        with pytest.raises(CircuitOpenError):
-            await client.get("/x")
+        assert gauge() == 1  # half-open: one probe in flight
+        follower = asyncio.create_task(client.get("/x"))  # waits for the probe's verdict
+        await asyncio.sleep(0.02)
+        assert len(http_venue.hits("/x")) == 5  # the probe only
         assert await probe == b"{}"
         assert gauge() == 0
+        assert await follower == b"{}"
         assert await client.get("/x") == b"{}"
 
 
@@ -255,7 +257,109 @@ async def test_a_429_to_the_half_open_probe_does_not_wedge_the_breaker(http_venu
         with pytest.raises(HttpRetryExhausted):
             await client.get("/y")  # the probe meets a 429
         assert await client.get("/y") == b"{}"  # a new probe goes, and closes the breaker
-        assert client.breaker("127.0.0.1").state == "closed"
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
+
+
+class Clock:
+    """The breakers' time, moved by the test: a cooldown passes without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_fan_out_after_the_cooldown_closes_the_breaker(http_venue) -> None:
+    """A gap's window is fetched a few requests at a time, and one failure cancels the rest.
+
+    Found by the chaos suite: the half-open breaker let the first request probe
+    and refused its siblings, whose CircuitOpenError cancelled the probe before
+    it was sent; every later fetch did the same, so the breaker stayed half-open
+    ("next probe in 30.0s") with nothing reaching the venue. The siblings now
+    wait for the probe's verdict.
+    """
+    Reply = http_venue.Reply
+    clock = Clock()
+    http_venue.script("/down", Reply(503, {}))
+    paths = ["/a", "/b", "/c", "/d"]
+    for path in paths:
+        http_venue.script(path, Reply(200, {"path": path}))
+    strict = policy(attempts=0, breaker_failures=2, breaker_cooldown=30.0)
+    async with HttpClient("h-fan", http_venue.url(), strict, clock=clock) as client:
+        for _ in range(2):
+            with pytest.raises(HttpRetryExhausted):
+                await client.get("/down")
+        with pytest.raises(CircuitOpenError) as refused:
+            await client.get("/a")
+        assert refused.value.retry_in == 30.0
+        assert not http_venue.hits("/a")
+
+        clock.now += 30.0  # the cooldown is over
+        async with asyncio.TaskGroup() as group:  # as VenueAdapter.fetch_trade_window does
+            fetches = [group.create_task(client.get(path)) for path in paths]
+        assert [f.result() for f in fetches] == [f'{{"path": "{path}"}}'.encode() for path in paths]
+        assert all(len(http_venue.hits(path)) == 1 for path in paths)
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
+
+
+async def test_when_the_probe_fails_its_waiters_are_refused_unsent(http_venue) -> None:
+    Reply = http_venue.Reply
+    clock = Clock()
+    http_venue.script("/down", Reply(503, {}))
+    strict = policy(attempts=0, breaker_failures=1, breaker_cooldown=30.0)
+    async with HttpClient("h-wait", http_venue.url(), strict, clock=clock) as client:
+        with pytest.raises(HttpRetryExhausted):
+            await client.get("/down")
+        clock.now += 30.0
+        outcomes = await asyncio.gather(
+            *(client.get("/down") for _ in range(4)), return_exceptions=True
+        )
+        assert isinstance(outcomes[0], HttpRetryExhausted)  # the probe: 503, open again
+        assert all(isinstance(o, CircuitOpenError) for o in outcomes[1:])
+        assert all(o.retry_in == 30.0 for o in outcomes[1:])  # type: ignore[union-attr]
+        assert len(http_venue.hits("/down")) == 2  # the opening failure and the probe
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "open"
+
+
+async def test_a_cancelled_probe_hands_over_to_a_waiter(http_venue, wait_for) -> None:
+    Reply = http_venue.Reply
+    clock = Clock()
+    http_venue.script("/down", Reply(503, {}))
+    http_venue.script("/slow", Reply(200, {"n": 1}, delay=2.0), Reply(200, {"n": 2}))
+    strict = policy(attempts=0, breaker_failures=1, breaker_cooldown=30.0)
+    async with HttpClient("h-cancel", http_venue.url(), strict, clock=clock) as client:
+        with pytest.raises(HttpRetryExhausted):
+            await client.get("/down")
+        clock.now += 30.0
+        probe = asyncio.create_task(client.get("/slow"))
+        await wait_for(lambda: len(http_venue.hits("/slow")) == 1)  # on the wire
+        waiter = asyncio.create_task(client.get("/slow"))
+        await asyncio.sleep(0)  # it asks the breaker, and waits
+        assert len(http_venue.hits("/slow")) == 1
+        probe.cancel()
+        assert await waiter == b'{"n": 2}'  # it probed in the cancelled one's place
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "closed"
+
+
+async def test_one_failing_service_does_not_open_another_ports_circuit(
+    http_venue, second_http_venue
+) -> None:
+    """Services on one machine (the simulators on loopback) each have their own breaker."""
+    Reply = http_venue.Reply
+    http_venue.script("/down", Reply(503, {}))
+    second_http_venue.script("/up", Reply(200, {"up": True}))
+    strict = policy(attempts=0, breaker_failures=2, breaker_cooldown=30.0)
+    async with HttpClient("h-ports", http_venue.url(), strict) as client:
+        for _ in range(2):
+            with pytest.raises(HttpRetryExhausted):
+                await client.get("/down")
+        with pytest.raises(CircuitOpenError):
+            await client.get("/down")
+        assert await client.get(second_http_venue.url("/up")) == b'{"up": true}'
+        assert client.breaker(f"127.0.0.1:{http_venue.port}").state == "open"
+        assert client.breaker(f"127.0.0.1:{second_http_venue.port}").state == "closed"
+    assert metric("http_circuit_state", venue="h-ports", host=f"127.0.0.1:{http_venue.port}") == 2
 
 
 def test_breaker_counts_only_consecutive_failures() -> None:

@@ -12,10 +12,14 @@ stores the gap as healed. The healed record goes through the same FIFO writer
 after those trades, so it can never be durable before them.
 
 A fetch that fails is retried with backoff for as long as it takes (the gap
-stays open and shows in status meanwhile); a window the venue's history no
-longer reaches stays open for good, with that reason in ``detail``. Book-only
-gaps (a sequence gap on a book channel, a checksum mismatch) are healed by
-the venue feed's resync, not here; they are only counted.
+stays open and shows in status meanwhile). A fetch refused by the venue's
+open circuit breaker sent nothing: it is retried when the breaker lets a
+probe through, and does not lengthen the backoff -- else the refusals of one
+30 s cooldown pushed the next try up to a minute past it, long after the
+venue was back. A window the venue's history no longer reaches stays open for
+good, with that reason in ``detail``. Book-only gaps (a sequence gap on a book
+channel, a checksum mismatch) are healed by the venue feed's resync, not here;
+they are only counted.
 
 :meth:`GapHealer.oldest_open` feeds the completeness watermark: data is
 complete up to the start of the oldest trade gap still open.
@@ -39,6 +43,7 @@ from venuefeed.models import DataGap
 from venuefeed.pipeline.router import Pipeline
 from venuefeed.stats import ErrorLog
 from venuefeed.transport.backoff import Backoff
+from venuefeed.transport.http import CircuitOpenError
 from venuefeed.venues.base import HistoryLimit, Unsupported, VenueAdapter
 
 __all__ = ["ALL_INSTRUMENTS", "TRADE_CAUSES", "GapHealer"]
@@ -49,6 +54,8 @@ TRADE_CAUSES = frozenset({"disconnect", "restart", "missed_trades"})
 """Gaps whose trades the healer back-fills from REST."""
 ALL_INSTRUMENTS = "*"
 """Scope of a gap that concerns every instrument the venue has subscribed (a restart)."""
+REFUSED_RETRY_MIN = 0.25
+"""Seconds before a fetch refused by an open circuit is tried again, at least."""
 
 GapKey = tuple[str, str, int]
 
@@ -57,6 +64,9 @@ GapKey = tuple[str, str, int]
 class _Open:
     gap: DataGap
     attempts: int = 0
+    """Failed fetches, refusals by an open circuit included (status: failing)."""
+    failures: int = 0
+    """Failed fetches that reached the venue: the backoff grows with these."""
     next_try: float = 0.0
     last_error: str | None = None
     live_at: int = 0
@@ -197,6 +207,9 @@ class GapHealer:
             for entry in entries:
                 await self._give_up(entry, ends[id(entry)], str(exc) or type(exc).__name__)
             return
+        except CircuitOpenError as exc:  # nothing sent: try when a probe may go
+            self._retry_later(entries, f"{type(exc).__name__}: {exc}", refused_for=exc.retry_in)
+            return
         except Exception as exc:  # the venue or the network: try again later
             self._retry_later(entries, f"{type(exc).__name__}: {exc}")
             return
@@ -211,14 +224,22 @@ class GapHealer:
             self._open.pop((gap.instrument, gap.cause, gap.start), None)
             await self.pipeline.process(healed)
 
-    def _retry_later(self, entries: list[_Open], error: str) -> None:
+    def _retry_later(
+        self, entries: list[_Open], error: str, *, refused_for: float | None = None
+    ) -> None:
+        """Schedule the next try: after a backoff, or, for a fetch an open circuit
+        refused, when the breaker lets a probe through (``refused_for`` seconds)."""
         delay = 1.0
         for entry in entries:
             entry.attempts += 1
             entry.last_error = error
-            backoff = Backoff(1.0, self.settings.heal_retry_max_seconds)
-            for _ in range(entry.attempts):
-                delay = backoff.next_delay()
+            if refused_for is not None:
+                delay = max(REFUSED_RETRY_MIN, refused_for)
+            else:
+                entry.failures += 1
+                backoff = Backoff(1.0, self.settings.heal_retry_max_seconds)
+                for _ in range(entry.failures):
+                    delay = backoff.next_delay()
             entry.next_try = self._clock() + delay
         self.errors.add(self.venue, "heal_failed", f"{len(entries)} gap(s): {error}")
         log.warning("gap heal failed; will retry", venue=self.venue, gaps=len(entries),

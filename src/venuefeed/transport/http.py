@@ -2,7 +2,8 @@
 
 Venue code says which path to call and how to read the answer; surviving the
 network is done here, once (ARCHITECTURE rule 2). A request goes through, in
-order: the host's circuit breaker (fail fast while a host is down), a slot
+order: the host's circuit breaker (fail fast while a host is down; after
+the cooldown one probe goes and the others wait for its verdict), a slot
 among the client's ``max_in_flight`` (a flood cannot outrun a 429), the
 venue's token bucket (never exceed its rate), the signer (a fresh signature on
 every attempt, since Kalshi's embeds a timestamp), then the send with a
@@ -166,7 +167,15 @@ class HttpRetryExhausted(HttpError):
 
 
 class CircuitOpenError(HttpError):
-    """The host's circuit breaker is open: the request was not sent."""
+    """The host's circuit breaker is open: the request was not sent.
+
+    ``retry_in``: seconds until the breaker lets a probe through (a caller that
+    retries sooner is only refused again).
+    """
+
+    def __init__(self, message: str, *, venue: str, url: str, retry_in: float = 0.0) -> None:
+        super().__init__(message, venue=venue, url=url)
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,14 @@ class CircuitBreaker:
     the breaker, failure opens it again for another cooldown. Timeouts,
     connection errors and 5xx are failures; a 429 is neither (the host is up,
     the rate limiter deals with it); any other answer is a success.
+
+    The other requests of a half-open breaker wait for the probe's verdict
+    (:meth:`admit`) rather than fail fast. Callers fan out -- a gap's window is
+    fetched a few groups at a time, and the first failure cancels the rest --
+    so a sibling refused while the probe is on its way cancelled the probe
+    before it was sent; the next attempt did the same, and the breaker stayed
+    half-open with nothing ever reaching the host (the chaos suite: Polygon
+    for 3 minutes, Polymarket's gaps for up to 48 s after each cooldown).
     """
 
     CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
@@ -209,6 +226,8 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probing = False
         self._probe_started = 0.0
+        self._verdict: asyncio.Event | None = None
+        """Set when the probe in flight succeeds, fails or is abandoned."""
         self._gauge = metrics.CIRCUIT_STATE.labels(venue=venue, host=host)
         self._gauge.set(0)
         self._log = get_logger("venuefeed.transport.http", venue=venue, host=host)
@@ -239,20 +258,38 @@ class CircuitBreaker:
                 return False
             if self._probing:
                 self._log.warning("circuit probe lost: probing again", cooldown=self.cooldown)
+                self._settle_probe()
             self._probing = True
             self._probe_started = now
+            self._verdict = asyncio.Event()
         return self.state != self.OPEN
+
+    async def admit(self) -> bool:
+        """May a request go? Like :meth:`allow`, but waits out a probe in flight.
+
+        Open: False at once (fail fast). Half-open with the probe on its way:
+        wait for its verdict -- success lets this request go, failure
+        refuses it, an abandoned probe lets a waiter probe instead -- and
+        for no longer than the probe has before it counts as lost.
+        """
+        while not self.allow():
+            verdict = self._verdict
+            if self.state != self.HALF_OPEN or verdict is None:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(verdict.wait(), timeout=max(self.retry_in(), 0.001))
+        return True
 
     def success(self) -> None:
         self.failures = 0
-        self._probing = False
+        self._settle_probe()
         if self.state != self.CLOSED:
             self._log.info("circuit closed")
             self._set(self.CLOSED)
 
     def failure(self) -> None:
         self.failures += 1
-        self._probing = False
+        self._settle_probe()
         if self.state == self.HALF_OPEN or (
             self.state == self.CLOSED and self.failures >= self.threshold
         ):
@@ -262,7 +299,13 @@ class CircuitBreaker:
 
     def abandon(self) -> None:
         """The probe was cancelled before it had an outcome: let another one go."""
+        self._settle_probe()
+
+    def _settle_probe(self) -> None:
         self._probing = False
+        if self._verdict is not None:
+            self._verdict.set()  # the waiters look again
+            self._verdict = None
 
     def _set(self, state: str) -> None:
         self.state = state
@@ -289,9 +332,11 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         signer: Signer | None = None,
         retry_statuses: Collection[int] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``retry_statuses``: 4xx codes the venue uses like a 429 -- back off for its
-        ``Retry-After`` and try again -- e.g. Binance's 418 (IP ban after ignoring 429s)."""
+        ``Retry-After`` and try again -- e.g. Binance's 418 (IP ban after ignoring 429s).
+        ``clock``: the circuit breakers' time (monotonic seconds)."""
         self.venue = venue
         self._retry_statuses = frozenset(retry_statuses)
         self.base_url = base_url.rstrip("/")
@@ -304,6 +349,7 @@ class HttpClient:
         self._signer = signer
         self._session: aiohttp.ClientSession | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._clock = clock
         self._log = get_logger("venuefeed.transport.http", venue=venue)
         self._wait_counter = metrics.RATE_LIMIT_WAIT.labels(venue=venue)
         taps = _TAPS.get()
@@ -322,11 +368,20 @@ class HttpClient:
             self._session = None
 
     def breaker(self, host: str) -> CircuitBreaker:
-        """The circuit breaker of ``host`` (created closed on first use)."""
+        """The circuit breaker of ``host`` (created closed on first use).
+
+        ``host`` is the URL's host with its port when the URL names a non-default
+        one (``127.0.0.1:8080``): services on one machine are separate hosts to
+        the breaker, a real venue's ``clob.polymarket.com`` is just that.
+        """
         found = self._breakers.get(host)
         if found is None:
             found = self._breakers[host] = CircuitBreaker(
-                self.venue, host, self.policy.breaker_failures, self.policy.breaker_cooldown
+                self.venue,
+                host,
+                self.policy.breaker_failures,
+                self.policy.breaker_cooldown,
+                clock=self._clock,
             )
         return found
 
@@ -358,7 +413,7 @@ class HttpClient:
         url = self._build_url(path, params)
         label = endpoint or _default_endpoint(url if _is_absolute(path) else path)
         body = None if json is None else msgspec.json.encode(json)
-        breaker = self.breaker(url.host or "")
+        breaker = self.breaker(url.host_port_subcomponent or "")
         backoff = Backoff(self.policy.backoff_base, self.policy.backoff_max)
         failure: _Failure | None = None
         for attempt in range(self.policy.attempts + 1):
@@ -390,13 +445,15 @@ class HttpClient:
         self, method: str, url: URL, label: str, body: bytes | None, breaker: CircuitBreaker
     ) -> Response | _Failure:
         """Send once. Returns the response, or a retryable failure; raises the rest."""
-        if not breaker.allow():
+        if not await breaker.admit():
             metrics.HTTP_ERRORS.labels(self.venue, label, "circuit_open").inc()
+            retry_in = breaker.retry_in()
             raise CircuitOpenError(
                 f"{self.venue}: circuit open for {breaker.host}, next probe in "
-                f"{breaker.retry_in():.1f}s: {_display(url)}",
+                f"{retry_in:.1f}s: {_display(url)}",
                 venue=self.venue,
                 url=_display(url),
+                retry_in=retry_in,
             )
         outcome_known = False
         try:  # whatever ends this attempt without an outcome frees the probe
@@ -513,10 +570,11 @@ class HttpClient:
         )
         for n in range(1, self.policy.recovery_attempts + 1):
             await asyncio.sleep(self.policy.recovery_step * n)
-            await asyncio.sleep(breaker.retry_in())  # an open breaker would refuse the try
+            if breaker.state == breaker.OPEN:  # it would refuse the try (a probe is waited for)
+                await asyncio.sleep(breaker.retry_in())
             try:
                 result = await self._attempt(method, url, label, body, breaker)
-            except CircuitOpenError as exc:  # another caller's probe is in flight
+            except CircuitOpenError as exc:  # another caller's probe failed: open again
                 failure = _Failure("circuit_open", exc)
                 continue
             if isinstance(result, Response):
