@@ -10,7 +10,7 @@ database:
   average, so it is asked for ``rate / EVENTS_PER_STEP`` steps/s;
 * **maximum rate**: the simulator sends as fast as it can.
 
-Per phase: events/s through the pipeline, latency from the simulator's send
+Per phase: events/s through the pipeline, latency from the simulator's print
 timestamp to the trade row's commit (p50/p99/max), whether a backlog grew
 (the queues between the socket and the store, sampled every 0.25 s: their
 median over the last quarter of the run above that of the first quarter by
@@ -20,14 +20,27 @@ and CPU µs per event (all of them, and the event loop's process alone) -- the
 figure that stays comparable on a shared machine, where a starved process
 backlogs at any rate (the load average is printed with each phase).
 
+Every trade the simulator printed in the window is accounted for. At the end of
+the window the simulator's market is paused and the run waits (``--drain-seconds``)
+until what was printed has been delivered and stored: the simulator's outboxes
+empty, the service's queues empty. Then ``trades_generated`` (printed in the
+window) = ``trades_committed`` (stored, at any time) + ``trades_undelivered`` (the
+simulator never wrote them to a socket: ``trade_undelivered`` in its ground truth,
+e.g. outboxes discarded at a slow-consumer cut or at a drain that timed out) +
+``trades_missing`` (delivered and not stored: the service's loss, or frames it
+refused -- ``frames_rejected`` by reason). ``trades_committed_in_window`` is what
+was stored before the window ended, the rest waited in a backlog (``drain_s``).
+
 Prints figures only (no pass/fail). With ``--json`` the last line is one JSON
-object ``{"fixed_rate": {...}, "max_rate": {...}}``. ``--help`` for options.
+object ``{"fixed_rate": {...}, "max_rate": {...}}`` (the phases run: ``--phases``).
+``--help`` for options.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import json
 import os
@@ -39,6 +52,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from venuefeed import loop as event_loop
 from venuefeed.config import load_config
@@ -156,8 +171,40 @@ class Probe:
         return last > first + BACKLOG_SLACK
 
 
+async def sim_state(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with http.get(f"{base}/__sim/state") as response:
+        state: dict[str, Any] = await response.json()
+        return state
+
+
+async def drain(probe: Probe, runner: Any, base: str, limit: float) -> tuple[bool, float, int]:
+    """Pause the simulator's market and wait until what it printed is delivered and stored:
+    its outboxes empty, the service's queues empty and no event arriving for 0.5 s.
+    Returns (drained, seconds waited, frames still in the simulator's outboxes)."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/__sim/pause") as response:
+            response.raise_for_status()
+        quiet_since, events = time.monotonic(), runner.events
+        while True:
+            outbox = int((await sim_state(http, base))["outbox"])
+            now = time.monotonic()
+            if runner.events != events or outbox or probe.queue_depth():
+                quiet_since, events = now, runner.events
+            elif now - quiet_since >= 0.5:
+                return True, round(now - started, 1), 0
+            if now - started > limit:
+                return False, round(now - started, 1), outbox
+            await asyncio.sleep(0.1)
+
+
+def _rejects(runner: Any) -> collections.Counter[str]:
+    stream = runner.stream
+    return collections.Counter(stream.stats().get("rejects", {}) if stream is not None else {})
+
+
 async def run_phase(events_rate: float | None, seconds: float, tokens: int, warmup: float,
-                    profile: Path | None) -> dict[str, Any]:  # fmt: skip
+                    profile: Path | None, drain_limit: float) -> dict[str, Any]:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="venuefeed-bench-"))
     truth = workdir / "truth.jsonl"
     markets = max(1, tokens // 2)
@@ -192,6 +239,7 @@ async def run_phase(events_rate: float | None, seconds: float, tokens: int, warm
     await asyncio.sleep(warmup)  # discovery, subscriptions, initial snapshots
     probe = Probe(service, sim.pid)
     sampler = asyncio.create_task(probe.run())
+    rejects0 = _rejects(runner)
     events0, cpu0, t0 = runner.events, probe.cpu_total(), time.monotonic()
     start_ns = time.time_ns()
     profiler = cProfile.Profile() if profile else None
@@ -206,23 +254,38 @@ async def run_phase(events_rate: float | None, seconds: float, tokens: int, warm
     end_ns = time.time_ns()
     sampler.cancel()
     backlog = probe.backlog()
+    queued_end = probe.queue_depth()
+    async with aiohttp.ClientSession() as http:
+        sim_outbox_end = int((await sim_state(http, urls["gamma"]))["outbox"])
+    drained, drain_s, sim_outbox_left = await drain(probe, runner, urls["gamma"], drain_limit)
+    rejected = _rejects(runner) - rejects0
     await service.stop_continuous()  # intake first: the simulator going away is no gap to heal
     sim.terminate()
     await sim.wait()
     await service.stop()
     latencies = []
-    sent = 0
+    generated: dict[str, str] = {}  # transaction hash -> trade id, printed in the window
+    unsent: set[str] = set()
+    cuts: collections.Counter[str] = collections.Counter()
+    in_window = 0
     with truth.open("rb") as fh:
         for line in fh:
             entry = json.loads(line)
-            if entry.get("kind") != "trade" or not start_ns <= entry["sent_ns"] < end_ns:
+            kind = entry.get("kind")
+            if kind == "trade_undelivered":
+                unsent.add(entry["transaction_hash"])
+            elif kind == "ws_cut":
+                cuts[entry["reason"]] += 1
+            if kind != "trade" or not start_ns <= entry["sent_ns"] < end_ns:
                 continue
-            sent += 1
             tid = pm_parse.trade_id(entry["token_id"], entry["side"].lower(), entry["size"],
                                     entry["price"], entry["transaction_hash"])  # fmt: skip
+            generated[entry["transaction_hash"]] = tid
             if tid in committed:
                 latencies.append(committed[tid] - entry["sent_ns"])
+                in_window += committed[tid] < end_ns
     latencies.sort()
+    undelivered = sum(1 for tx, tid in generated.items() if tx in unsent and tid not in committed)
 
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e6 if latencies else 0
@@ -233,15 +296,24 @@ async def run_phase(events_rate: float | None, seconds: float, tokens: int, warm
         "simulator_steps_per_s": round(steps, 1) if steps else None,
         "tokens": len(runner.instruments),
         "events_per_s": round((events1 - events0) / wall),
-        "trades_sent": sent,
+        "trades_generated": len(generated),
         "trades_committed": len(latencies),
+        "trades_committed_in_window": in_window,
+        "trades_undelivered": undelivered,
+        "trades_missing": len(generated) - len(latencies) - undelivered,
+        "frames_rejected": dict(rejected),
+        "cuts": dict(cuts),
         "latency_ms": {
             "p50": round(pct(0.5), 3),
             "p99": round(pct(0.99), 3),
             "max": round(latencies[-1] / 1e6, 3) if latencies else 0,
         },
         "backlog": backlog,
-        "queued_end": probe.queued[-1] if probe.queued else 0,
+        "queued_end": queued_end,
+        "sim_outbox_end": sim_outbox_end,
+        "drained": drained,
+        "drain_s": drain_s,
+        "sim_outbox_after_drain": sim_outbox_left,
         "rss_mb": round(probe.rss_peak, 1),
         "cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / wall, 1),
         "cpu_us_per_event": round(1e6 * (cpu1[0] - cpu0[0]) / max(1, events1 - events0), 1),
@@ -257,8 +329,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=20, help="max-rate phase length")
     parser.add_argument("--tokens", type=int, default=5000, help="subscribed tokens (2 a market)")
     parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--drain-seconds", type=float, default=60.0,
+                        help="after a phase: the longest wait for its backlog")  # fmt: skip
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="event loop (uvloop: as `venuefeed run` picks it)")  # fmt: skip
+    parser.add_argument("--phases", choices=("both", "fixed", "max"), default="both",
+                        help="run both phases (the default) or one")  # fmt: skip
     parser.add_argument("--profile", type=Path, help="cProfile the fixed-rate window to a file")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     return parser.parse_args()
@@ -269,12 +345,17 @@ async def main(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load {load:.1f}, Python {sys.version.split()[0]}, "
           f"{sys.platform}, loop {type(asyncio.get_running_loop()).__module__}")  # fmt: skip
-    fixed = await run_phase(args.rate, args.seconds, args.tokens, args.warmup, args.profile)
-    print("fixed rate:", json.dumps(fixed))
-    peak = await run_phase(None, args.max_seconds, args.tokens, args.warmup, None)
-    print("max rate:  ", json.dumps(peak))
+    out: dict[str, Any] = {}
+    if args.phases in ("both", "fixed"):
+        out["fixed_rate"] = await run_phase(args.rate, args.seconds, args.tokens, args.warmup,
+                                            args.profile, args.drain_seconds)  # fmt: skip
+        print("fixed rate:", json.dumps(out["fixed_rate"]))
+    if args.phases in ("both", "max"):
+        out["max_rate"] = await run_phase(None, args.max_seconds, args.tokens, args.warmup, None,
+                                          args.drain_seconds)  # fmt: skip
+        print("max rate:  ", json.dumps(out["max_rate"]))
     if args.json:
-        print(json.dumps({"fixed_rate": fixed, "max_rate": peak}))
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":

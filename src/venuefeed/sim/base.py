@@ -103,6 +103,13 @@ class SimulatorBase(abc.ABC):
         """Each instrument's book now, canonical text best first (none: no books)."""
         return {}
 
+    def undelivered(self, conn: int, frames: list[str]) -> None:
+        """``frames`` meant for socket ``conn`` never left the venue (it closed first).
+
+        A venue records in the ground truth what of them a test counts (Polymarket:
+        each trade print, ``trade_undelivered``); the count is in ``ws_close`` anyway.
+        """
+
     def malformed(self, frame: str) -> str:
         """A garbled version of ``frame`` for the malformed switch (a venue may vary it)."""
         return frame[: len(frame) // 2]
@@ -211,6 +218,9 @@ class SimulatorBase(abc.ABC):
             "paused": self.paused,
             "faults": self.faults.as_dict(),
             "sockets": len(self.sockets),
+            "outbox": sum(s.outbox.qsize() for s in self.sockets),
+            "queued": sum(s.queued for s in self.sockets),
+            "sent": sum(s.sent for s in self.sockets),
             "trades": self.truth.trade_count,
         }
 

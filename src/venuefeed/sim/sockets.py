@@ -7,6 +7,10 @@ switches act identically everywhere (ARCHITECTURE rule 9):
 * each socket has an ordered, bounded outbox drained by its own writer task --
   a client that stops reading fills it and is cut (``ws_cut`` with reason
   ``slow_consumer``), as a venue drops a slow consumer, never a silent loss;
+* what a socket never sent is accounted when it closes: ``ws_close`` carries the
+  frames queued, sent and not sent, and the venue is handed the frames it did not
+  send (:meth:`~venuefeed.sim.base.SimulatorBase.undelivered`), so the ground
+  truth says which printed trades never left the venue;
 * ``publish`` sends a live data frame with the per-frame faults (malformed,
   duplicate, out-of-order); ``reply`` sends an answer to the client, unfaulted;
 * protocol pings are answered by hand (not by aiohttp), so a silenced socket
@@ -57,6 +61,13 @@ class SimSocket(Generic[S]):
     closing: bool = False
     held: str | None = None
     outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES))
+    queued: int = 0
+    """Frames put in the outbox."""
+    sent: int = 0
+    """Frames written to the connection."""
+    lost: list[str] = field(default_factory=list)
+    """Frames for this socket that never went into its outbox: it was full (the socket
+    is being cut) or the socket was already closing."""
 
     @property
     def closed(self) -> bool:
@@ -129,7 +140,18 @@ class Sockets(Generic[S]):
             await asyncio.gather(*helpers, return_exceptions=True)
             if on_close is not None:
                 on_close(sock)
-            truth.record("ws_close", conn=sock.number)
+            # Not sent: refused at the outbox, still in it, the one a failed write took,
+            # and a frame held back by the reorder fault.
+            unsent = list(sock.lost)
+            while not sock.outbox.empty():
+                unsent.append(sock.outbox.get_nowait())
+            if sock.held is not None:
+                unsent.append(sock.held)
+            count = sock.queued - sock.sent + len(sock.lost) + (sock.held is not None)
+            truth.record("ws_close", conn=sock.number, queued=sock.queued, sent=sock.sent,
+                         unsent=count)  # fmt: skip
+            if unsent:
+                self.sim.undelivered(sock.number, unsent)
         return ws
 
     async def _writer(self, sock: SimSocket[S]) -> None:
@@ -143,6 +165,7 @@ class Sockets(Generic[S]):
                 await sock.ws.send_str(frame)
             except (ConnectionError, RuntimeError):
                 return
+            sock.sent += 1
 
     async def _pinger(self, sock: SimSocket[S], beat: Heartbeat) -> None:
         while not sock.ws.closed:
@@ -159,12 +182,18 @@ class Sockets(Generic[S]):
 
     def reply(self, sock: SimSocket[S], frame: str) -> None:
         """An answer to the client (ack, error, pong, snapshot it asked for): never faulted."""
-        if sock.silent or sock.closing or sock.ws.closed:
+        if sock.silent:
+            return
+        if sock.closing or sock.ws.closed:
+            sock.lost.append(frame)
             return
         try:
             sock.outbox.put_nowait(frame)
         except asyncio.QueueFull:
+            sock.lost.append(frame)
             self._slow_consumer(sock)
+        else:
+            sock.queued += 1
 
     def publish(self, sock: SimSocket[S], frame: str) -> None:
         """A live data frame, with the per-frame fault switches applied for this socket."""

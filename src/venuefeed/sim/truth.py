@@ -12,13 +12,19 @@ Market:
                      ``bids``/``asks``: canonical ``[price, size]`` best first)
 
 Connections (``conn`` is the simulator's socket number):
-    ``ws_open`` / ``ws_close``   a client WebSocket opened / ended
+    ``ws_open`` / ``ws_close``   a client WebSocket opened / ended (``ws_close``
+                     also says how many frames were ``queued`` for it, ``sent``,
+                     and ``unsent``: never written before it closed)
     ``ws_cut``       the venue closed a socket (``reason``: ``fault`` for the
                      disconnect switch or a scripted cut, ``slow_consumer``
                      when the client stopped reading and its outbox filled)
     ``ws_silence``   a socket went silent (no data, pings or pongs; TCP open)
 
 Frames (``conn``):
+    ``trade_undelivered``  a printed trade's frame was never written to this
+                         socket (still queued, or refused, when it closed: a cut,
+                         a slow consumer, the client leaving, the venue stopping);
+                         ``token_id``, ``transaction_hash``
     ``sequence_skip``    a sequenced book update was not sent (``instrument``;
                          ``conn`` is None where the model skips for everyone)
     ``duplicate_frame``  a data frame was sent twice

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from venuefeed.config import (
+    IngestionSettings,
     RateLimitSettings,
     RetrySettings,
     Settings,
@@ -15,10 +16,15 @@ from venuefeed.venues.polymarket import Adapter, Simulator
 
 
 def make_adapter(
-    sim: Simulator, credentials: dict[str, str] | None = None, **options: Any
+    sim: Simulator,
+    credentials: dict[str, str] | None = None,
+    *,
+    ingestion: IngestionSettings | None = None,
+    **options: Any,
 ) -> Adapter:
     """An adapter pointed at ``sim`` with fast retries and quick stream jobs (and
-    ``credentials``, e.g. the user channel's api_key, api_secret, api_passphrase)."""
+    ``credentials``, e.g. the user channel's api_key, api_secret, api_passphrase;
+    ``ingestion``, e.g. a narrower venue-time window)."""
     opts: dict[str, Any] = {
         "audit_interval_seconds": 0.2,
         "discovery_debounce_seconds": 0.05,
@@ -36,4 +42,6 @@ def make_adapter(
         options=opts,
         credentials=credentials or {},
     )
-    return Adapter(venue, Settings(venues={"polymarket": venue}))
+    return Adapter(
+        venue, Settings(venues={"polymarket": venue}, ingestion=ingestion or IngestionSettings())
+    )

@@ -48,7 +48,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -77,6 +77,9 @@ _TEMPLATES = (
 )
 _CATEGORIES = ("Stocks", "Sports", "Economy", "Pop Culture")
 _MAX_LEVELS = 15
+_MAX_LEAD_MS = 50
+"""How far one market's venue clock may run ahead of the wall clock before its next event
+waits for the wall clock (only a market with more than 1,000 events a second gets there)."""
 
 
 def _size_text(cents: int) -> str:
@@ -118,6 +121,8 @@ class _Market:
     active: bool = True
     closed: bool = False
     volume: float = 0.0
+    clock_ms: int = 0
+    """Venue time of the market's last event (both tokens' books), ms."""
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -191,7 +196,6 @@ class Simulator(SimulatorBase):
         self.odd_markets: set[str] = set()
         """Condition ids whose Gamma objects carry a wrongly typed field (``clobTokenIds``
         as a number): one odd market in an otherwise good page."""
-        self._clock_ms = 0
         self._wallets = [f"0x{self.rng.getrandbits(160):040x}" for _ in range(40)]
         self._now = datetime.now(UTC).replace(microsecond=0)
         for index in range(markets):
@@ -252,7 +256,7 @@ class Simulator(SimulatorBase):
             yes_book.bids[mid - 1 - depth] = rng.randrange(100, 500_000)
         for depth in range(rng.randrange(3, 9)):
             yes_book.asks[mid + 1 + depth] = rng.randrange(100, 500_000)
-        ts = self._tick_ms()
+        ts = self._tick_ms(market)
         yes_book.ts_ms = ts
         self.books[yes] = yes_book
         self.books[no] = _Book(
@@ -280,11 +284,21 @@ class Simulator(SimulatorBase):
         self._list(market, rng, shared.polymarket_fair)
         self.markets[index] = self.markets.pop()
 
-    def _tick_ms(self) -> int:
-        """Venue time in ms, strictly increasing so every event has its own timestamp."""
+    def _tick_ms(self, market: _Market) -> int:
+        """Venue time of an event of ``market`` in ms: the wall clock, made strictly
+        increasing per market, so every change of a book has its own time (a REST book
+        and the live book are ordered by it).
+
+        Per market, not one clock for the venue: a venue-wide clock that must advance
+        1 ms per event runs ahead of the wall clock as soon as the venue prints more than
+        1,000 events a second -- at full speed minutes ahead, and the client then rightly
+        refuses every frame as from the future. A single market that busy is held back
+        by :meth:`step` instead (:data:`_MAX_LEAD_MS`).
+        """
         now = time.time_ns() // 1_000_000
-        self._clock_ms = now if now > self._clock_ms else self._clock_ms + 1
-        return self._clock_ms
+        clock = market.clock_ms
+        market.clock_ms = clock = now if now > clock else clock + 1
+        return clock
 
     def tokens(self, *, open_only: bool = True) -> list[str]:
         """Every outcome token (of open markets by default), YES then NO per market."""
@@ -846,6 +860,19 @@ class Simulator(SimulatorBase):
                 text = build(wanted)
             self.sockets.publish(sock, text)
 
+    def undelivered(self, conn: int, frames: list[str]) -> None:
+        """Each trade print among ``frames`` is a ``trade_undelivered`` for socket ``conn``."""
+        for frame in frames:
+            if '"last_trade_price"' not in frame:
+                continue
+            try:
+                msg = json.loads(frame)
+            except ValueError:
+                continue  # a garbled copy (malformed fault): the intact one is counted
+            if isinstance(msg, dict) and msg.get("event_type") == "last_trade_price":
+                self.truth.record("trade_undelivered", conn=conn, token_id=msg.get("asset_id"),
+                                  transaction_hash=msg.get("transaction_hash"))  # fmt: skip
+
     def _listeners(self, token: str) -> int:
         return sum(1 for sock in self.sockets if token in sock.state.assets)
 
@@ -867,14 +894,31 @@ class Simulator(SimulatorBase):
     async def on_stop(self) -> None:
         await self.user_sockets.close_all()
 
-    def step(self) -> None:
-        """One unit of venue activity, drawn from the seeded RNG."""
+    def step(self) -> Awaitable[None] | None:
+        """One unit of venue activity, drawn from the seeded RNG.
+
+        A market whose clock already runs :data:`_MAX_LEAD_MS` ahead of the wall clock
+        (more than 1,000 events of it a second) has its event when the wall clock has
+        caught up: a venue never stamps its events in the future.
+        """
         self.events_emitted += 1
         rng = self.rng
         open_markets = [m for m in self.markets if not m.closed]
         if not open_markets:
-            return
+            return None
         market = open_markets[rng.randrange(len(open_markets))]
+        lead = market.clock_ms - time.time_ns() // 1_000_000
+        if lead >= _MAX_LEAD_MS:
+            return self._step_later(market, lead / 1000)
+        self._step_in(market)
+        return None
+
+    async def _step_later(self, market: _Market, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._step_in(market)
+
+    def _step_in(self, market: _Market) -> None:
+        rng = self.rng
         roll = rng.random()
         if roll < 0.70:
             self._random_change(market)
@@ -926,7 +970,7 @@ class Simulator(SimulatorBase):
     ) -> None:
         """Set one YES level (and its mirror on NO) and publish the paired price_change."""
         yes, no = self.books[market.yes], self.books[market.no]
-        ts = self._tick_ms()
+        ts = self._tick_ms(market)
         own, mirror = (yes.bids, no.asks) if yes_bid else (yes.asks, no.bids)
         if size:
             own[tick] = size
@@ -996,7 +1040,7 @@ class Simulator(SimulatorBase):
         size = available - 100 if whale else min(available - 100, rng.randrange(100, 200_000))
         remaining = available - size
         tx = f"0x{rng.getrandbits(256):064x}"
-        ts = self._tick_ms()
+        ts = self._tick_ms(market)
         price = _PRICE[own_tick]
         size_text = _size_text(size)
         side = "BUY" if buy else "SELL"
@@ -1066,7 +1110,7 @@ class Simulator(SimulatorBase):
             "best_bid": _PRICE[bid],
             "best_ask": _PRICE[ask],
             "spread": _PRICE[ask - bid],
-            "timestamp": str(self._tick_ms()),
+            "timestamp": str(self._tick_ms(self.market_of[token])),
         }
         self._broadcast([token], lambda _w: _encode(msg).decode(), custom_only=True)
 
@@ -1082,7 +1126,7 @@ class Simulator(SimulatorBase):
             "asset_id": token,
             "new_tick_size": new,
             "old_tick_size": old,
-            "timestamp": str(self._tick_ms()),
+            "timestamp": str(self._tick_ms(self.market_of[token])),
         }
         self.truth.record("tick_size_change", token=token)
         self._broadcast([token], lambda _w: _encode(msg).decode())
@@ -1126,7 +1170,7 @@ class Simulator(SimulatorBase):
             "assets_ids": [market.yes, market.no],
             "winning_asset_id": token,
             "winning_outcome": "Yes" if token == market.yes else "No",
-            "timestamp": str(self._tick_ms()),
+            "timestamp": str(self._tick_ms(market)),
             "tags": [market.category.lower()],
         }
         self._broadcast([market.yes, market.no], lambda _w: _encode(msg).decode(), custom_only=True)
@@ -1143,7 +1187,7 @@ class Simulator(SimulatorBase):
         """
         market = self.market_of[token]
         tx = f"0x{self.rng.getrandbits(256):064x}"
-        ts = self._tick_ms() - int(age_seconds * 1000)
+        ts = self._tick_ms(market) - int(age_seconds * 1000)
         msg: dict[str, str] = {
             "event_type": "last_trade_price",
             "market": market.condition_id,
