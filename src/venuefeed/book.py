@@ -422,8 +422,13 @@ class OrderBook:
     # -- queries -----------------------------------------------------------
 
     def best_prices(self) -> tuple[float | None, float | None]:
-        """Best bid and ask as float keys: cheap checks against a venue's top of book."""
-        return self._bids.best_key(), self._asks.best_key()
+        """Best bid and ask as float keys: cheap checks against a venue's top of book.
+
+        Read straight from the keys (bid keys are the prices, ask keys their
+        negations): Polymarket asks for it after every delta.
+        """
+        bids, asks = self._bids.keys, self._asks.keys
+        return (bids[-1] if bids else None), (-asks[-1] if asks else None)
 
     def best_bid(self) -> BookLevel | None:
         return self._bids.best()

@@ -118,33 +118,35 @@ _envelope_decoder = msgspec.json.Decoder(p.Envelope)
 _control_decoder = msgspec.json.Decoder(p.ControlReply)
 _header_decoder = msgspec.json.Decoder(p.EventHeader)
 
-_KINDS: dict[str, str | None] = {}
-"""Stream name -> kind (a memo of :func:`stream_kind`, bounded)."""
+_KINDS: dict[str | bytes, str | None] = {}
+"""Stream name, as text or as the frame's bytes -> kind (a memo of :func:`stream_kind`,
+bounded): a frame's stream name is looked up without decoding it."""
 _KINDS_MAX: Final = 4096
+_UNSEEN: Final = "?"
 
 
-def _kind(stream: str) -> str | None:
-    try:
-        return _KINDS[stream]
-    except KeyError:
-        kind = stream_kind(stream)
+def _kind(stream: str | bytes) -> str | None:
+    kind = _KINDS.get(stream, _UNSEEN)
+    if kind is _UNSEEN:
+        text = stream.decode("ascii", "replace") if isinstance(stream, bytes) else stream
+        kind = stream_kind(text)
         if len(_KINDS) < _KINDS_MAX:
             _KINDS[stream] = kind
-        return kind
+    return kind
 
 
 def _fast_kind(data: bytes | str) -> str | None:
+    name: str | bytes
     if isinstance(data, bytes):
         if not data.startswith(_PREFIX_B):
             return None
-        end = data.find(b'"', 11)
-        name = data[11:end].decode("ascii", "replace")
+        name = data[11 : data.find(b'"', 11)]
     else:
         if not data.startswith(_PREFIX_S):
             return None
-        end = data.find('"', 11)
-        name = data[11:end]
-    return _kind(name)
+        name = data[11 : data.find('"', 11)]
+    kind = _KINDS.get(name, _UNSEEN)
+    return _kind(name) if kind is _UNSEEN else kind
 
 
 def parse_frame(data: bytes | str, ts_recv: int, rejects: Rejects) -> list[Event]:

@@ -55,6 +55,7 @@ from venuefeed.venues.base import ALL_CHANNELS, Channel
 from venuefeed.venues.feed import Command, Fetch, Output, Resubscribe, VenueFeed
 from venuefeed.venues.polymarket import parse
 from venuefeed.venues.polymarket.options import Options
+from venuefeed.venues.polymarket.parse import Change, parse_frame
 from venuefeed.venues.polymarket.protocol import BookSummary
 from venuefeed.venues.rejects import Rejects
 
@@ -205,14 +206,15 @@ class PolymarketFeed(VenueFeed):
 
     def _on_frame(self, data: bytes | str, ts_recv: int, out: list[Event]) -> None:
         markets = self.markets
-        for item in parse.parse_frame(data, ts_recv, self.rejects):
+        for item in parse_frame(data, ts_recv, self.rejects):
+            if type(item) is Change:  # most items: tested first, narrowed without an assert
+                delta = item.delta
+                self._on_delta(delta, item.best_bid, item.best_ask, out)
+                if delta.instrument not in markets:
+                    self._note_unknown(delta.instrument)
+                continue
             kind = type(item)
-            if kind is parse.Change:
-                assert isinstance(item, parse.Change)
-                self._on_delta(item.delta, item.best_bid, item.best_ask, out)
-                if item.delta.instrument not in markets:
-                    self._note_unknown(item.delta.instrument)
-            elif kind is BookSnapshot:
+            if kind is BookSnapshot:
                 assert isinstance(item, BookSnapshot)
                 self._on_snapshot(item, out)
                 if item.instrument not in markets:
