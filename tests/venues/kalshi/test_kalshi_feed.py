@@ -8,7 +8,7 @@ from typing import Any
 from venuefeed.book import SyncState
 from venuefeed.models import BookSnapshot, BookState, DataGap, Event, TopOfBook
 from venuefeed.transport import Frame
-from venuefeed.venues.feed import Command, Send
+from venuefeed.venues.feed import Command, Output, Send
 from venuefeed.venues.kalshi.feed import KalshiFeed
 
 RECV = 1_787_155_203_000_000_000
@@ -123,8 +123,9 @@ def test_a_liveness_resync_asks_for_that_market_only_and_holds_its_deltas_until_
     ack = {"type": "subscribed", "id": 1, "msg": {"channel": "orderbook_delta", "sid": 7}}
     feed_one(feed, json.dumps(ack))
     feed_one(feed, snapshot(1, [["0.4000", "5.00"]], [["0.5000", "5.00"]]))
-    events, commands, _ = feed.resync(TICKER, RECV)
-    (command,) = commands
+    out = feed.resync(TICKER, RECV)
+    events = out.events
+    (command,) = out.commands
     assert isinstance(command, Send)
     assert json.loads(command.frame)["params"] == {
         "sids": [7], "action": "get_snapshot", "market_tickers": [TICKER]
@@ -138,4 +139,4 @@ def test_a_liveness_resync_asks_for_that_market_only_and_holds_its_deltas_until_
     assert [type(e) for e in events] == [BookSnapshot, BookState]
     (event,), _ = feed_one(feed, delta(4, price_dollars="0.4100", delta_fp="1.00"))
     assert event.bids[0].size == "3"  # type: ignore[union-attr]
-    assert feed.resync("KXOTHER-26AUG20-T1", RECV) == ([], [], ())
+    assert feed.resync("KXOTHER-26AUG20-T1", RECV) == Output([], [])
