@@ -801,11 +801,7 @@ PyDoc_STRVAR(load_doc,
 static PyObject *
 k_load(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (wrong_count("load", nargs, 2)) {
-        return NULL;
-    }
-    if (g_level == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+    if (wrong_count("load", nargs, 2) || !kernel_ready()) {
         return NULL;
     }
     PyObject *signobj = PyObject_GetAttr(args[0], s_sign);
@@ -876,11 +872,7 @@ PyDoc_STRVAR(levels_doc,
 static PyObject *
 k_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (wrong_count("levels", nargs, 5)) {
-        return NULL;
-    }
-    if (g_level == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "venuefeed._kernel.setup() was not called");
+    if (wrong_count("levels", nargs, 5) || !kernel_ready()) {
         return NULL;
     }
     PyObject *prices = args[1], *sizes = args[2], *new_price = args[3], *new_size = args[4];

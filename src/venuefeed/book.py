@@ -237,10 +237,6 @@ class _Side:
                     held.insert(at, level)
         return problem
 
-    def best_key(self) -> float | None:
-        keys = self.keys
-        return self._sign * keys[-1] if keys else None
-
     def best(self) -> BookLevel | None:
         levels = self.levels
         return levels[-1] if levels else None
@@ -291,8 +287,13 @@ def _apply_sides(
         return Inconsistency.INVALID_LEVEL
     if Inconsistency.UNKNOWN_LEVEL in problems and not tolerate_unknown:
         return Inconsistency.UNKNOWN_LEVEL
+    return Inconsistency.CROSSED if _crossed(bids, asks) else None
+
+
+def _crossed(bids: _Side, asks: _Side) -> bool:
+    """Best bid at or above best ask (ask keys are the negated prices)."""
     bid, ask = bids.keys, asks.keys
-    return Inconsistency.CROSSED if bid and ask and bid[-1] >= -ask[-1] else None
+    return bool(bid and ask and bid[-1] >= -ask[-1])
 
 
 if COMPILED:
@@ -437,8 +438,7 @@ class OrderBook:
         return self._asks.best()
 
     def is_crossed(self) -> bool:
-        bid, ask = self._bids.keys, self._asks.keys
-        return bool(bid and ask and bid[-1] >= -ask[-1])
+        return _crossed(self._bids, self._asks)
 
     def mid(self) -> Decimal | None:
         """Exact mid price, or None when a side is empty (built at the edge, as Decimal)."""
