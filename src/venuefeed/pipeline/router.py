@@ -175,10 +175,8 @@ class Pipeline:
     def _book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._book_of(venue, instrument)
 
-    async def _hand_over(self, out: list[Record], shown: list[Event]) -> None:
-        """The batch's live events to the hub, then its records to the writer."""
-        if shown:
-            self.hub.publish_many(shown)
+    async def _store_all(self, out: list[Record]) -> None:
+        """Records to the writer (waits only when its queue is full)."""
         if out and not self.writer.offer_many(out):
             await self.writer.put_many(out)
 
@@ -187,7 +185,7 @@ class Pipeline:
     async def process(self, event: Event | Market, *, live: bool = True) -> ProcessResult:
         """Run one event through the stages. ``live=False`` for backfilled history."""
         if isinstance(event, Market):
-            await self._hand_over([event], [])
+            await self._store_all([event])
             return _STORED_LIVE
         result = await self.process_batch((event,), live=live)
         assert result is not None  # a batch of one event has a last result
@@ -238,9 +236,9 @@ class Pipeline:
             outcomes[outcome] += 1
             last_ns[venue] = event.ts_recv
         tally["events"] += len(events)
-        if shown:  # _hand_over, written out: a coroutine less per batch
+        if shown:
             self.hub.publish_many(shown)
-        if out and not self.writer.offer_many(out):
+        if out and not self.writer.offer_many(out):  # _store_all, written out: no coroutine
             await self.writer.put_many(out)
         return result
 
@@ -342,10 +340,7 @@ class Pipeline:
     ) -> ProcessResult:
         DATA_GAPS.labels(gap.venue, gap.cause).inc()
         tally["gaps"] += 1
-        out.append(gap)
-        if live:
-            shown.append(gap)
-        return _STORED_LIVE
+        return self._keep(gap, live, out, shown, tally)
 
     def _keep(
         self, event: Event, live: bool, out: list[Record], shown: list[Event], tally: Tally
@@ -387,7 +382,7 @@ class Pipeline:
         for key in list(self._dirty):
             if force or due(key, now):
                 self._persist(key[0], key[1], None, now, out)
-        await self._hand_over(out, [])
+        await self._store_all(out)
         return len(out)
 
 
